@@ -1,0 +1,48 @@
+// swift-tools-version:5.9
+// RecDB — an embedded, storage-centric recommendation database.
+// Dependencies run one way: rdbctl → RecDB → {Index, Learn}; Index and Learn never import each other.
+import PackageDescription
+
+let package = Package(
+    name: "RecDB",
+    products: [
+        .library(name: "RecDB", targets: ["RecDB"]),
+        .executable(name: "rdbctl", targets: ["rdbctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: - C bindings (system libraries and the Faiss shim)
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
+        .target(
+            name: "CFaiss",
+            path: "Sources/CFaiss",
+            linkerSettings: [
+                // Order matters: libfaiss.a is static and needs gomp, lapack and blas after it.
+                .linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("lapack"),
+                .linkedLibrary("blas"), .linkedLibrary("stdc++"),
+            ]
+        ),
+
+        // MARK: - Libraries
+        .target(name: "Index", dependencies: ["CFaiss"], path: "Sources/Index"),
+        .target(name: "Learn", dependencies: ["COpenBLAS"], path: "Sources/Learn"),
+        .target(name: "RecDB", dependencies: ["CLMDB", "Index", "Learn"], path: "Sources/RecDB"),
+
+        // MARK: - Command-line tool
+        .executableTarget(
+            name: "rdbctl",
+            dependencies: ["RecDB", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/rdbctl"
+        ),
+
+        // MARK: - Tests
+        .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),
+        .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),
+        .testTarget(name: "LearnTests", dependencies: ["Learn"], path: "Tests/LearnTests"),
+    ],
+    // No unsafeFlags anywhere: apps must be able to depend on RecDB by version.
+    cxxLanguageStandard: .cxx17
+)

@@ -1,0 +1,2 @@
+#include "cfaiss.h"
+extern "C" int cfaiss_version(void) { return 1; }

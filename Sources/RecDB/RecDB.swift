@@ -1,0 +1,4 @@
+import CLMDB
+import Index
+import Learn
+public enum RecDBModule {}

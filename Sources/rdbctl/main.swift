@@ -1,0 +1,2 @@
+import RecDB
+print("rdbctl")

@@ -1,0 +1,3 @@
+import XCTest
+@testable import Index
+final class IndexSmokeTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }

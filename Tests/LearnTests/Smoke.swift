@@ -1,0 +1,3 @@
+import XCTest
+@testable import Learn
+final class LearnSmokeTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import RecDB
+final class RecDBSmokeTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
