@@ -1,0 +1,151 @@
+import Foundation
+
+/// A RecDB database: one LMDB environment in a directory.
+///
+/// Access goes through closures. `read` runs in a consistent snapshot; `write` runs in the single
+/// write transaction, commits when the closure returns and rolls back when it throws:
+///
+/// ```swift
+/// let db = try Database(path: "shop.recdb")
+/// try db.write { tx in
+///     let item = try tx.upsertItem(ItemInput(externalID: "sku-1", title: "Red lipstick"))
+///     let user = try tx.upsertUser(externalID: "alice")
+///     try tx.appendEvent(user: user, item: item, timestamp: 1_700_000_000)
+/// }
+/// let history = try db.read { try $0.events(user: $0.userID(for: "alice")!, last: 50) }
+/// ```
+///
+/// - Concurrency: any number of threads and processes may read while one writes (LMDB's model:
+///   readers never block and see the last committed state; writers are serialised by a lock in
+///   `lock.mdb`, across processes too). A `Database` object may be shared between threads.
+///   Open a directory once per process (LMDB forbids opening the same environment twice in one process).
+/// - warning: A write closure may run more than once: when the memory map is full RecDB aborts,
+///   grows the map and runs the closure again. Keep side effects out of it.
+/// - warning: Long read closures keep old pages from being reused; copy out what you need and return.
+public final class Database: @unchecked Sendable {
+    /// The on-disk format this build writes and reads.
+    public static let formatVersion = 1
+
+    public struct Options: Sendable {
+        /// Open without write access (several processes may do this while one writes).
+        public var readOnly = false
+        /// Create the directory and tables when they do not exist.
+        public var create = true
+        /// The first memory-map size; it grows automatically.
+        public var initialMapSize = 64 << 20
+        public init(readOnly: Bool = false, create: Bool = true, initialMapSize: Int = 64 << 20) {
+            self.readOnly = readOnly
+            self.create = create
+            self.initialMapSize = initialMapSize
+        }
+    }
+
+    public let path: String
+    let environment: LMDBEnvironment
+    /// Per-process state derived from committed data (loaded indexes, models); see `Database+Serving`.
+    let runtime = RuntimeCache()
+
+    /// Opens the database at `path` (a directory), creating it when `options.create` is set.
+    /// - throws: `RecDBError.notADatabase` when the directory holds no RecDB, `.formatVersion`
+    ///   when it was written by an incompatible version, `.storage` for LMDB failures.
+    public init(path: String, options: Options = Options()) throws {
+        self.path = path
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        if !fm.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard options.create, !options.readOnly else {
+                throw RecDBError.notADatabase(path: path, reason: "no such directory")
+            }
+            do {
+                try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw RecDBError.storage(code: -1, message: "\(error.localizedDescription)", context: "creating \(path)")
+            }
+        } else if !isDirectory.boolValue {
+            throw RecDBError.notADatabase(path: path, reason: "not a directory")
+        }
+        if !options.create && !fm.fileExists(atPath: path + "/data.mdb") {
+            throw RecDBError.notADatabase(path: path, reason: "no data.mdb (run `rdbctl init \(path)` first)")
+        }
+        environment = try LMDBEnvironment(path: path, readOnly: options.readOnly, initialMapSize: options.initialMapSize)
+        if options.readOnly {
+            try checkFormat()
+        } else {
+            try environment.write { raw in
+                let meta = MetaStore(raw)
+                if let version = try meta.u64(.formatVersion) {
+                    guard version == UInt64(Database.formatVersion) else {
+                        throw RecDBError.formatVersion(found: Int(version), supported: Database.formatVersion)
+                    }
+                } else {
+                    try meta.setU64(.formatVersion, UInt64(Database.formatVersion))
+                    try meta.setU64(.createdAt, UInt64(bitPattern: Clock.now()))
+                }
+            }
+        }
+    }
+
+    private func checkFormat() throws {
+        try environment.read { raw in
+            let meta = MetaStore(raw)
+            guard let version = try meta.u64(.formatVersion) else {
+                throw RecDBError.notADatabase(path: path, reason: "no format version recorded")
+            }
+            guard version == UInt64(Database.formatVersion) else {
+                throw RecDBError.formatVersion(found: Int(version), supported: Database.formatVersion)
+            }
+        }
+    }
+
+    /// Runs `body` in a consistent read snapshot.
+    public func read<T>(_ body: (ReadTransaction) throws -> T) throws -> T {
+        try environment.read { raw in
+            let tx = ReadTransaction(raw: raw, database: self)
+            return try body(tx)
+        }
+    }
+
+    /// Runs `body` in the write transaction: commits on return, rolls back on throw.
+    /// - warning: `body` may run again after the map grows; see the type's documentation.
+    public func write<T>(_ body: (WriteTransaction) throws -> T) throws -> T {
+        var committedHooks: [() -> Void] = []
+        let result = try environment.write { raw in
+            let tx = WriteTransaction(raw: raw, database: self)
+            let value = try body(tx)
+            try tx.flush()
+            committedHooks = tx.afterCommit
+            return value
+        }
+        // In-process caches (live indexes, loaded models) follow only committed state.
+        for hook in committedHooks { hook() }
+        return result
+    }
+
+    /// Size of the data file in bytes.
+    public var fileSize: Int {
+        (try? FileManager.default.attributesOfItem(atPath: path + "/data.mdb")[.size] as? Int) ?? 0
+    }
+
+    /// Makes room for about `bytes` more data before a large write, so it does not have to be retried.
+    public func reserve(bytes: Int) throws { try environment.reserve(additionalBytes: bytes) }
+
+    /// Consistent, compacting copy into `destination` (a new or empty directory) while other
+    /// threads and processes keep using the database.
+    public func backup(to destination: String, compact: Bool = true) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: destination) {
+            let contents = (try? fm.contentsOfDirectory(atPath: destination)) ?? []
+            guard contents.isEmpty else { throw RecDBError.invalidArgument("backup destination \(destination) is not empty") }
+        } else {
+            do { try fm.createDirectory(atPath: destination, withIntermediateDirectories: true) } catch {
+                throw RecDBError.storage(code: -1, message: error.localizedDescription, context: "creating \(destination)")
+            }
+        }
+        try environment.copy(to: destination, compact: compact)
+    }
+}
+
+/// Wall-clock helpers (seconds since 1970), kept in one place so tests can reason about them.
+enum Clock {
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+}

@@ -1,0 +1,71 @@
+import Foundation
+
+/// Every error RecDB throws. Cases carry the underlying library's message and the context in which
+/// it happened, so a caller can both match on the kind and show a useful sentence.
+public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedError {
+    /// LMDB reported `code` (an `MDB_*` or errno value) with `message` while doing `context`.
+    case storage(code: Int32, message: String, context: String)
+    /// The path is not a RecDB database (or a table is missing).
+    case notADatabase(path: String, reason: String)
+    /// A write was attempted through a database opened read-only.
+    case readOnly(path: String)
+    /// The database was written by a newer (or incompatible) format.
+    case formatVersion(found: Int, supported: Int)
+    /// A stored record does not decode (damaged file or a bug).
+    case corrupt(String)
+    case unknownItem(String)
+    case unknownUser(String)
+    case unknownSpace(String)
+    case unknownModel(String)
+    case unknownIndex(String)
+    /// A vector's length does not match its space.
+    case dimensionMismatch(space: String, expected: Int, got: Int)
+    /// A caller passed something unusable; the text says what.
+    case invalidArgument(String)
+    /// An import stopped; nothing of it was written.
+    case importFailed(ImportError)
+    /// Training or evaluation could not run; the text says why.
+    case training(String)
+    /// A serialized index failed its checksum or could not be loaded.
+    case index(String)
+
+    public var description: String {
+        switch self {
+        case let .storage(code, message, context): return "storage error \(code) while \(context): \(message)"
+        case let .notADatabase(path, reason): return "\(path) is not a RecDB database: \(reason)"
+        case let .readOnly(path): return "\(path) is open read-only"
+        case let .formatVersion(found, supported): return "database format version \(found) is not supported (this build reads version \(supported))"
+        case let .corrupt(what): return "corrupt record: \(what)"
+        case let .unknownItem(id): return "unknown item '\(id)'"
+        case let .unknownUser(id): return "unknown user '\(id)'"
+        case let .unknownSpace(name): return "unknown embedding space '\(name)'"
+        case let .unknownModel(name): return "unknown model '\(name)'"
+        case let .unknownIndex(name): return "no index for '\(name)'"
+        case let .dimensionMismatch(space, expected, got): return "space '\(space)' has dimension \(expected), got a vector of \(got)"
+        case let .invalidArgument(text): return text
+        case let .importFailed(error): return error.description
+        case let .training(text): return "training: \(text)"
+        case let .index(text): return "index: \(text)"
+        }
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// Where and why an import stopped. `line` is a 1-based line (text formats) or row (`.npy`).
+public struct ImportError: Error, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var problem: String
+
+    public init(file: String, line: Int?, problem: String) {
+        self.file = file
+        self.line = line
+        self.problem = problem
+    }
+
+    public var description: String {
+        if let line { return "\(file):\(line): \(problem)" }
+        return "\(file): \(problem)"
+    }
+}

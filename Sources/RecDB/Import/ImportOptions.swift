@@ -1,0 +1,142 @@
+import Foundation
+
+/// Layouts an interactions file can have.
+public enum InteractionFormat: String, Codable, Sendable, CaseIterable {
+    /// Comma-separated with a header row (RFC 4180 quoting).
+    case csv
+    /// Tab-separated with a header row.
+    case tsv
+    /// One JSON object per line.
+    case jsonl
+    /// RecBole atomic file (`.inter`): tab-separated, header `name:type` (`user_id:token item_id:token rating:float timestamp:float`).
+    case recbole
+    /// `user item1 item2 ...` per line, chronological (the SASRec / S3-Rec / LLM2Rec data layout).
+    /// Events get the position in the sequence (1, 2, …) as timestamp.
+    case sequences
+
+    /// The format a file name suggests, if any.
+    public static func guess(path: String) -> InteractionFormat? {
+        switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+        case "csv": return .csv
+        case "tsv", "tab": return .tsv
+        case "jsonl", "ndjson": return .jsonl
+        case "inter": return .recbole
+        case "txt": return .sequences
+        default: return nil
+        }
+    }
+}
+
+/// Layouts an items or users file can have.
+public enum RecordFormat: String, Codable, Sendable, CaseIterable {
+    case csv, tsv, jsonl
+    /// RecBole `.item` / `.user` atomic file.
+    case recbole
+
+    public static func guess(path: String) -> RecordFormat? {
+        switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+        case "csv": return .csv
+        case "tsv", "tab": return .tsv
+        case "jsonl", "ndjson": return .jsonl
+        case "item", "user": return .recbole
+        default: return nil
+        }
+    }
+}
+
+/// Progress of a long import: rows so far and bytes of the file consumed.
+public struct ImportProgress: Sendable {
+    public var rows: Int
+    public var bytesDone: Int
+    public var bytesTotal: Int
+}
+
+public typealias ImportProgressHandler = (ImportProgress) -> Void
+
+public struct InteractionImportOptions {
+    public var format: InteractionFormat?
+    /// Header columns (CSV/TSV/RecBole, with RecBole's `:type` suffix removed) or JSON keys.
+    /// nil picks the defaults: `user`/`item`/`timestamp` (RecBole: `user_id`/`item_id`/`timestamp`).
+    public var userColumn: String?
+    public var itemColumn: String?
+    public var timeColumn: String?
+    /// Optional event-type column (default: `type` or `event` when present).
+    public var typeColumn: String?
+    /// Optional value column (default: `value` or `rating` when present).
+    public var valueColumn: String?
+    /// Event type for rows that carry none.
+    public var eventType: String?
+    /// Allow importing a file whose exact contents were imported before (duplicating its events).
+    public var allowDuplicateImport = false
+    public var progress: ImportProgressHandler?
+
+    public init(format: InteractionFormat? = nil) { self.format = format }
+}
+
+public struct RecordImportOptions {
+    public var format: RecordFormat?
+    /// Column (or JSON key) with the external id. nil: `item_id`/`user_id`, then `item`/`user`, then `id`.
+    public var idColumn: String?
+    /// Item title column. nil: `title`, `name` or a column whose name contains `title` when present.
+    public var titleColumn: String?
+    /// Columns joined (with ". ") into the item's free text.
+    public var textColumns: [String] = []
+    /// Columns kept as attributes. nil: every column not used above.
+    public var attributeColumns: [String]?
+    /// Column holding availability (`0/1`, `true/false`); absent means available.
+    public var availabilityColumn: String?
+    public var progress: ImportProgressHandler?
+
+    public init(format: RecordFormat? = nil) { self.format = format }
+}
+
+public struct EmbeddingImportOptions {
+    public var space: String
+    public var kind: EntityKind
+    /// Storage type of a new space; nil keeps the file's type (.npy) or f32 (JSON).
+    public var dtype: VectorDType?
+    public var metric: VectorMetric = .cosine
+    /// L2-normalise vectors on write (new spaces only).
+    public var normalize = false
+    /// File with one external id per line: line r names the entity of row r. Without it, row r is the
+    /// entity whose external id is the decimal string of r; rows with no such entity are skipped and counted.
+    public var idsFile: String?
+    /// Create users that do not exist yet (user spaces only; profile embeddings may precede events).
+    public var createMissingUsers = true
+    public var provenance: String?
+    public var progress: ImportProgressHandler?
+
+    public init(space: String, kind: EntityKind) { self.space = space; self.kind = kind }
+}
+
+public struct ProfileImportOptions {
+    /// JSON Lines keys (JSON files are `{"user": "text"}` objects).
+    public var userKey = "user"
+    public var textKey = "text"
+    public var progress: ImportProgressHandler?
+    public init() {}
+}
+
+/// What an import did.
+public struct ImportSummary: Codable, Sendable, Equatable {
+    public var file: String
+    public var kind: String
+    public var format: String
+    /// Data rows (or vectors / profiles) read.
+    public var rows: Int = 0
+    public var events: Int = 0
+    public var createdUsers: Int = 0
+    public var createdItems: Int = 0
+    public var updatedItems: Int = 0
+    public var vectors: Int = 0
+    public var profiles: Int = 0
+    /// Rows skipped because no entity matched (default `.npy` row mapping only).
+    public var skipped: Int = 0
+    public var space: String?
+    public var seconds: Double = 0
+
+    enum CodingKeys: String, CodingKey {
+        case file, kind, format, rows, events, vectors, profiles, skipped, space, seconds
+        case createdUsers = "created_users", createdItems = "created_items", updatedItems = "updated_items"
+    }
+}

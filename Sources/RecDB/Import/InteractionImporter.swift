@@ -1,0 +1,293 @@
+import Foundation
+
+extension Database {
+    /// Imports an interactions file in one write transaction: all of it or, on any error, nothing.
+    ///
+    /// Users and items named by the file are created when new. Importing a file with exactly the
+    /// same contents twice is refused with `RecDBError.invalidArgument` (its fingerprint is kept in
+    /// an import ledger) unless `allowDuplicateImport` is set, so a retried script cannot double events.
+    /// - throws: `RecDBError.importFailed` naming file, line and problem; the database is unchanged.
+    @discardableResult
+    public func importInteractions(from path: String, options: InteractionImportOptions = .init()) throws -> ImportSummary {
+        guard let format = options.format ?? InteractionFormat.guess(path: path) else {
+            throw RecDBError.invalidArgument("cannot tell the format of \(path) from its name; give one of \(InteractionFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let start = Date()
+        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        // About 80 bytes of B-tree per event (two tables); reserving up front avoids a retry of the whole import.
+        try reserve(bytes: fileSize * 8 + (16 << 20))
+        var summary = try write { tx in
+            var importer = try InteractionImporter(path: path, format: format, options: options, tx: tx)
+            return try importer.run()
+        }
+        summary.seconds = Date().timeIntervalSince(start)
+        return summary
+    }
+}
+
+/// The streaming interactions importer; lives for one write transaction.
+struct InteractionImporter {
+    let path: String
+    let format: InteractionFormat
+    let options: InteractionImportOptions
+    let tx: WriteTransaction
+    let reader: LineReader
+    var summary: ImportSummary
+    var userCache: [String: UInt32] = [:]
+    var itemCache: [String: UInt32] = [:]
+    var typeCache: [String: UInt16] = [:]
+    /// Per-user events buffered and written in key order (sorted batches are much faster to insert).
+    var pending: [(key: [UInt8], value: [UInt8])] = []
+    var fingerprint = FNV64()
+
+    init(path: String, format: InteractionFormat, options: InteractionImportOptions, tx: WriteTransaction) throws {
+        self.path = path
+        self.format = format
+        self.options = options
+        self.tx = tx
+        reader = try LineReader(path: path)
+        summary = ImportSummary(file: path, kind: "interactions", format: format.rawValue)
+        pending.reserveCapacity(Self.batch)
+    }
+
+    static let batch = 1 << 17
+
+    struct Columns {
+        var user: Int, item: Int, time: Int?, type: Int?, value: Int?
+    }
+
+    mutating func run() throws -> ImportSummary {
+        switch format {
+        case .csv, .tsv, .recbole: try runDelimited()
+        case .jsonl: try runJSONLines()
+        case .sequences: try runSequences()
+        }
+        try flushPending()
+        try recordInLedger()
+        return summary
+    }
+
+    // MARK: - Formats
+
+    private mutating func runDelimited() throws {
+        let splitter = FieldSplitter(style: format == .csv ? .csv : .tsv)
+        var fields: [String] = []
+        guard let headerLine = try nextLine() else { throw reader.error("the file is empty (a header row is expected)", line: 1) }
+        try split(splitter, headerLine, &fields)
+        let header = fields.map { name -> String in
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            // RecBole headers carry a type suffix: `user_id:token`.
+            if format == .recbole, let colon = trimmed.lastIndex(of: ":") { return String(trimmed[..<colon]) }
+            return trimmed
+        }
+        let columns = try resolveColumns(header)
+        while let line = try nextLine() {
+            if line.isEmpty { continue }
+            try split(splitter, line, &fields)
+            guard fields.count == header.count else {
+                throw reader.error("expected \(header.count) fields, found \(fields.count)")
+            }
+            let ts: Int64
+            if let t = columns.time { ts = try parseTimestamp(fields[t]) } else { ts = Int64(reader.lineNumber) }
+            let value: Float? = try columns.value.map { try parseValue(fields[$0]) } ?? nil
+            try add(user: fields[columns.user], item: fields[columns.item], timestamp: ts,
+                    type: columns.type.map { fields[$0] }, value: value)
+        }
+    }
+
+    private mutating func runJSONLines() throws {
+        let userKey = options.userColumn ?? "user", itemKey = options.itemColumn ?? "item"
+        let timeKey = options.timeColumn ?? "timestamp"
+        while let line = try nextLine() {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
+                throw reader.error("not a JSON object")
+            }
+            let user = try jsonID(object, userKey), item = try jsonID(object, itemKey)
+            let ts: Int64
+            switch object[timeKey] {
+            case nil: ts = Int64(reader.lineNumber)
+            case let s as String: ts = try parseTimestamp(s)
+            case let raw?:
+                guard let n = jsonNumber(raw) else { throw reader.error("\"\(timeKey)\" must be a number or a string") }
+                ts = try timestamp(fromNumber: n)
+            }
+            var type: String?
+            if let key = options.typeColumn ?? (object["type"] != nil ? "type" : object["event"] != nil ? "event" : nil) {
+                guard let t = object[key] as? String else { throw reader.error("\"\(key)\" must be a string") }
+                type = t
+            }
+            var value: Float?
+            if let key = options.valueColumn ?? (object["value"] != nil ? "value" : object["rating"] != nil ? "rating" : nil), let raw = object[key] {
+                guard let n = jsonNumber(raw) else { throw reader.error("\"\(key)\" must be a number") }
+                value = Float(n)
+                guard value!.isFinite else { throw reader.error("\"\(key)\" is not finite") }
+            }
+            try add(user: user, item: item, timestamp: ts, type: type, value: value)
+        }
+    }
+
+    private func jsonID(_ object: [String: Any], _ key: String) throws -> String {
+        switch object[key] {
+        case let s as String: return s
+        case nil: throw reader.error("missing \"\(key)\"")
+        case let n as NSNumber where jsonNumber(n) != nil: return n.stringValue
+        default: throw reader.error("\"\(key)\" must be a string or a number")
+        }
+    }
+
+    private mutating func runSequences() throws {
+        let splitter = FieldSplitter(style: .whitespace)
+        var fields: [String] = []
+        while let line = try nextLine() {
+            try split(splitter, line, &fields)
+            if fields.isEmpty { continue }
+            guard fields.count >= 2 else { throw reader.error("a sequence line needs a user and at least one item") }
+            for position in 1..<fields.count {
+                try add(user: fields[0], item: fields[position], timestamp: Int64(position), type: nil, value: nil)
+            }
+        }
+    }
+
+    // MARK: - Rows
+
+    private mutating func nextLine() throws -> UnsafeRawBufferPointer? {
+        guard let line = try reader.next() else { return nil }
+        fingerprint.add(line)
+        guard UTF8Check.isValid(line) else { throw reader.error("not valid UTF-8") }
+        if reader.lineNumber & 0xFFFF == 0, let progress = options.progress {
+            progress(ImportProgress(rows: summary.rows, bytesDone: reader.bytesConsumed, bytesTotal: reader.totalBytes))
+        }
+        return line
+    }
+
+    private func split(_ splitter: FieldSplitter, _ line: UnsafeRawBufferPointer, _ fields: inout [String]) throws {
+        do { try splitter.split(line, into: &fields) } catch { throw reader.error("\(error)") }
+    }
+
+    private func resolveColumns(_ header: [String]) throws -> Columns {
+        func find(_ explicit: String?, _ defaults: [String], required: Bool, what: String) throws -> Int? {
+            if let explicit {
+                guard let i = header.firstIndex(of: explicit) else {
+                    throw reader.error("no column '\(explicit)' for the \(what) (columns: \(header.joined(separator: ", ")))", line: 1)
+                }
+                return i
+            }
+            for name in defaults { if let i = header.firstIndex(of: name) { return i } }
+            if required {
+                throw reader.error("no \(what) column: expected one of \(defaults.joined(separator: ", ")) (columns: \(header.joined(separator: ", "))); name it with --\(what)-column", line: 1)
+            }
+            return nil
+        }
+        let recbole = format == .recbole
+        return Columns(
+            user: try find(options.userColumn, recbole ? ["user_id", "user"] : ["user", "user_id", "userId"], required: true, what: "user")!,
+            item: try find(options.itemColumn, recbole ? ["item_id", "item"] : ["item", "item_id", "itemId", "movieId"], required: true, what: "item")!,
+            time: try find(options.timeColumn, ["timestamp", "time", "ts"], required: false, what: "time"),
+            type: try find(options.typeColumn, ["type", "event", "event_type"], required: false, what: "type"),
+            value: try find(options.valueColumn, ["value", "rating"], required: false, what: "value"))
+    }
+
+    private func parseTimestamp(_ text: String) throws -> Int64 {
+        if let v = Int64(text) { return v }
+        if let d = Double(text) { return try timestamp(fromNumber: d) }
+        if let date = ISO8601DateFormatter().date(from: text) { return Int64(date.timeIntervalSince1970) }
+        throw reader.error("timestamp '\(text.prefix(40))' is neither a number nor an ISO-8601 date")
+    }
+
+    private func timestamp(fromNumber d: Double) throws -> Int64 {
+        guard d.isFinite, abs(d) < 9e18 else { throw reader.error("timestamp \(d) is out of range") }
+        return Int64(d)
+    }
+
+    private func parseValue(_ text: String) throws -> Float? {
+        if text.isEmpty { return nil }
+        guard let v = Float(text) else { throw reader.error("value '\(text.prefix(40))' is not a number") }
+        guard v.isFinite else { throw reader.error("value '\(text)' is not finite") }
+        return v
+    }
+
+    private mutating func add(user: String, item: String, timestamp: Int64, type: String?, value: Float?) throws {
+        let userID = try resolveUser(user)
+        let itemID = try resolveItem(item)
+        let typeCode = try resolveType(type ?? options.eventType)
+        let seq = try tx.nextCounter(.lastEventSequence)
+        var v = ByteWriter(capacity: EventPayload.size)
+        let payload = EventPayload(item: itemID, typeCode: typeCode, value: value)
+        payload.write(to: &v)
+        var log = ByteWriter(capacity: 12 + EventPayload.size)
+        log.leU32(userID); log.leI64(timestamp)
+        payload.write(to: &log)
+        try tx.raw.put(.eventLog, key: Keys.u64(seq), value: log.bytes, append: true)
+        pending.append((EventKeys.userEvent(user: userID, timestamp: timestamp, sequence: seq), v.bytes))
+        if pending.count >= Self.batch { try flushPending() }
+        summary.rows += 1
+        summary.events += 1
+    }
+
+    private mutating func flushPending() throws {
+        pending.sort { $0.key.lexicographicallyPrecedes($1.key) }
+        for (key, value) in pending { try tx.raw.put(.userEvents, key: key, value: value) }
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func resolveUser(_ external: String) throws -> UInt32 {
+        if let id = userCache[external] { return id }
+        let id: UInt32
+        if let existing = try tx.userID(for: external) {
+            id = existing
+        } else {
+            do { id = try tx.upsertUser(externalID: external) } catch let e as RecDBError { throw reader.error("\(e)") }
+            summary.createdUsers += 1
+        }
+        userCache[external] = id
+        return id
+    }
+
+    private mutating func resolveItem(_ external: String) throws -> UInt32 {
+        if let id = itemCache[external] { return id }
+        let id: UInt32
+        if let existing = try tx.itemID(for: external) {
+            id = existing
+        } else {
+            do { id = try tx.upsertItem(ItemInput(externalID: external)) } catch let e as RecDBError { throw reader.error("\(e)") }
+            summary.createdItems += 1
+        }
+        itemCache[external] = id
+        return id
+    }
+
+    private mutating func resolveType(_ name: String?) throws -> UInt16 {
+        guard let name, !name.isEmpty else { return 0 }
+        if let code = typeCache[name] { return code }
+        let code = try tx.eventTypeCode(name)
+        typeCache[name] = code
+        return code
+    }
+
+    /// Refuses a second import of identical contents (unless allowed) and records this one.
+    private mutating func recordInLedger() throws {
+        let key = MetaKey.importPrefix.rawValue + String(format: "%016llx-%llu", fingerprint.value, UInt64(reader.bytesConsumed))
+        if let previous = try tx.meta.string(key), !options.allowDuplicateImport {
+            throw RecDBError.invalidArgument("\(path): the same contents were already imported (\(previous)); nothing was written. Pass --allow-duplicate to import them again")
+        }
+        try tx.meta.setString(key, "\(summary.events) events from \(URL(fileURLWithPath: path).lastPathComponent) at \(Clock.now())")
+    }
+}
+
+/// 64-bit FNV-1a over the bytes read: a fingerprint of a file's contents for the import ledger.
+struct FNV64 {
+    private(set) var value: UInt64 = 0xcbf29ce484222325
+    mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        var h = value
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        h = (h ^ 0x0A) &* 0x100000001b3  // the line break, so line boundaries count
+        value = h
+    }
+}
+
+/// The value of a JSON number (JSONSerialization also hands out booleans as NSNumber; those are not numbers).
+func jsonNumber(_ any: Any?) -> Double? {
+    guard let n = any as? NSNumber, String(cString: n.objCType) != "c" else { return nil }
+    return n.doubleValue
+}

@@ -1,0 +1,179 @@
+import Foundation
+
+/// A catalogue item as stored.
+public struct Item: Equatable, Sendable, Codable {
+    /// Dense internal id, from 1 (0 is the models' padding row).
+    public var id: UInt32
+    public var externalID: String
+    public var title: String?
+    public var text: String?
+    /// A JSON object (categories, brand, price, …) as text, or nil.
+    public var attributesJSON: String?
+    /// Unavailable items are kept (their events stay valid) but never recommended or returned by searches.
+    public var isAvailable: Bool
+    /// Deleted items keep their id and events; they are invisible to searches and recommendations.
+    public var isDeleted: Bool
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    /// The attributes decoded as a dictionary (empty when none).
+    public var attributes: [String: Any] {
+        guard let json = attributesJSON, let data = json.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+        return object
+    }
+}
+
+/// What a caller supplies to create or update an item.
+public struct ItemInput: Sendable {
+    public var externalID: String
+    public var title: String?
+    public var text: String?
+    public var attributesJSON: String?
+    public var isAvailable: Bool
+
+    public init(externalID: String, title: String? = nil, text: String? = nil, attributesJSON: String? = nil, isAvailable: Bool = true) {
+        self.externalID = externalID
+        self.title = title
+        self.text = text
+        self.attributesJSON = attributesJSON
+        self.isAvailable = isAvailable
+    }
+}
+
+enum ItemRecord {
+    static let version: UInt8 = 1
+    static let availableFlag: UInt8 = 1
+    static let deletedFlag: UInt8 = 2
+
+    static func encode(_ item: Item) -> [UInt8] {
+        var w = ByteWriter(capacity: 64)
+        w.u8(version)
+        w.u8((item.isAvailable ? availableFlag : 0) | (item.isDeleted ? deletedFlag : 0))
+        w.leI64(item.createdAt)
+        w.leI64(item.updatedAt)
+        w.string(item.externalID)
+        w.optionalString(item.title)
+        w.optionalString(item.text)
+        w.optionalString(item.attributesJSON)
+        return w.bytes
+    }
+
+    static func decode(id: UInt32, _ raw: UnsafeRawBufferPointer) throws -> Item {
+        var r = ByteReader(raw, what: "item \(id)")
+        let v = try r.u8()
+        guard v == version else { throw RecDBError.corrupt("item \(id) has record version \(v)") }
+        let flags = try r.u8()
+        let created = try r.leI64(), updated = try r.leI64()
+        let ext = try r.string()
+        return Item(id: id, externalID: ext, title: try r.optionalString(), text: try r.optionalString(),
+                    attributesJSON: try r.optionalString(), isAvailable: flags & availableFlag != 0,
+                    isDeleted: flags & deletedFlag != 0, createdAt: created, updatedAt: updated)
+    }
+
+    /// Reads only the flags byte (hot path for filters).
+    static func flags(_ raw: UnsafeRawBufferPointer) -> UInt8 { raw.count > 1 ? raw[1] : 0 }
+}
+
+/// External ids are LMDB keys: non-empty, at most 500 bytes of UTF-8.
+func validateExternalID(_ id: String, kind: String) throws {
+    let n = id.utf8.count
+    guard n > 0 else { throw RecDBError.invalidArgument("empty \(kind) id") }
+    guard n <= 500 else { throw RecDBError.invalidArgument("\(kind) id longer than 500 bytes: \(id.prefix(40))…") }
+}
+
+extension ReadTransaction {
+    /// Internal id of the item with external id `externalID`, or nil.
+    public func itemID(for externalID: String) throws -> UInt32? {
+        try raw.withValue(.itemIDs, key: Array(externalID.utf8)) { Keys.readU32($0) }
+    }
+
+    public func item(id: UInt32) throws -> Item? {
+        try raw.withValue(.items, key: Keys.u32(id)) { try ItemRecord.decode(id: id, $0) }
+    }
+
+    public func item(externalID: String) throws -> Item? {
+        guard let id = try itemID(for: externalID) else { return nil }
+        return try item(id: id)
+    }
+
+    /// Whether the item may be returned by searches and recommendations (exists, available, not deleted).
+    public func isServable(item id: UInt32) throws -> Bool {
+        try raw.withValue(.items, key: Keys.u32(id)) { raw -> Bool in
+            let f = ItemRecord.flags(raw)
+            return f & ItemRecord.availableFlag != 0 && f & ItemRecord.deletedFlag == 0
+        } ?? false
+    }
+
+    /// Calls `body` for every item in id order; stop early by returning false.
+    public func forEachItem(_ body: (Item) throws -> Bool) throws {
+        let cursor = try raw.cursor(.items)
+        var step = LMDBCursor.Move.first
+        while let item = try cursor.move(step, { k, v in try ItemRecord.decode(id: Keys.readU32(k), v) }) {
+            guard try body(item) else { return }
+            step = .next
+        }
+    }
+}
+
+extension WriteTransaction {
+    /// Creates the item, or updates its fields when the external id exists (fields given as nil keep
+    /// their stored value). Returns the internal id.
+    @discardableResult
+    public func upsertItem(_ input: ItemInput) throws -> UInt32 {
+        try validateExternalID(input.externalID, kind: "item")
+        if let attrs = input.attributesJSON { try validateJSONObject(attrs, what: "attributes of item \(input.externalID)") }
+        let now = Clock.now()
+        if let id = try itemID(for: input.externalID), var item = try item(id: id) {
+            item.title = input.title ?? item.title
+            item.text = input.text ?? item.text
+            item.attributesJSON = input.attributesJSON ?? item.attributesJSON
+            item.isAvailable = input.isAvailable
+            item.isDeleted = false
+            item.updatedAt = now
+            try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
+            return id
+        }
+        let id = UInt32(try nextCounter(.lastItemID))
+        let item = Item(id: id, externalID: input.externalID, title: input.title, text: input.text,
+                        attributesJSON: input.attributesJSON, isAvailable: input.isAvailable, isDeleted: false,
+                        createdAt: now, updatedAt: now)
+        try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
+        try raw.put(.itemIDs, key: Array(input.externalID.utf8), value: Keys.u32(id))
+        itemCreated(id)
+        return id
+    }
+
+    /// Internal id for `externalID`, creating a bare item (no title) when it does not exist.
+    @discardableResult
+    public func itemID(forCreating externalID: String) throws -> UInt32 {
+        if let id = try itemID(for: externalID) { return id }
+        return try upsertItem(ItemInput(externalID: externalID))
+    }
+
+    /// Marks the item available or not. Unavailable items are never served.
+    public func setAvailability(item id: UInt32, _ available: Bool) throws {
+        guard var item = try item(id: id) else { throw RecDBError.unknownItem("#\(id)") }
+        item.isAvailable = available
+        item.updatedAt = Clock.now()
+        try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
+        itemServabilityChanged(id)
+    }
+
+    /// Deletes the item logically: its id and past events stay (models and logs refer to them),
+    /// but it is never returned by a search or recommendation again. Upserting it revives it.
+    public func deleteItem(id: UInt32) throws {
+        guard var item = try item(id: id) else { throw RecDBError.unknownItem("#\(id)") }
+        item.isDeleted = true
+        item.updatedAt = Clock.now()
+        try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
+        itemServabilityChanged(id)
+    }
+}
+
+func validateJSONObject(_ text: String, what: String) throws {
+    guard let data = text.data(using: .utf8),
+          (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
+        throw RecDBError.invalidArgument("\(what) is not a JSON object: \(text.prefix(60))")
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+
+/// Keys of the `meta` table.
+enum MetaKey: String {
+    case formatVersion = "format_version"
+    case createdAt = "created_at"
+    /// Last assigned internal item id (ids start at 1; 0 is the models' padding row).
+    case lastItemID = "last_item_id"
+    case lastUserID = "last_user_id"
+    /// Last assigned global event sequence number: the database's event version.
+    case lastEventSequence = "last_event_seq"
+    case lastSpaceID = "last_space_id"
+    /// Prefix of `event_type:<name>` → u16 code.
+    case eventTypePrefix = "event_type:"
+    /// Prefix of `import:<fingerprint>` → JSON record of an interactions import (the ledger that
+    /// makes re-importing the same file a clear error instead of duplicated events).
+    case importPrefix = "import:"
+}
+
+/// Typed access to the `meta` table inside one transaction.
+struct MetaStore {
+    let raw: LMDBTransaction
+    init(_ raw: LMDBTransaction) { self.raw = raw }
+
+    func u64(_ key: MetaKey) throws -> UInt64? { try u64(key.rawValue) }
+    func u64(_ key: String) throws -> UInt64? {
+        try raw.withValue(.meta, key: Array(key.utf8)) { buf -> UInt64 in
+            guard buf.count == 8 else { throw RecDBError.corrupt("meta \(key) has \(buf.count) bytes") }
+            return UInt64(littleEndian: buf.loadUnaligned(as: UInt64.self))
+        }
+    }
+    func setU64(_ key: MetaKey, _ value: UInt64) throws { try setU64(key.rawValue, value) }
+    func setU64(_ key: String, _ value: UInt64) throws {
+        var w = ByteWriter(capacity: 8)
+        withUnsafeBytes(of: value.littleEndian) { w.bytes.append(contentsOf: $0) }
+        try raw.put(.meta, key: Array(key.utf8), value: w.bytes)
+    }
+    func string(_ key: String) throws -> String? {
+        try raw.withValue(.meta, key: Array(key.utf8)) { String(decoding: $0, as: UTF8.self) }
+    }
+    func setString(_ key: String, _ value: String) throws {
+        try raw.put(.meta, key: Array(key.utf8), value: Array(value.utf8))
+    }
+    /// All (key suffix, value) pairs whose key starts with `prefix`.
+    func scan(prefix: String) throws -> [(String, [UInt8])] {
+        let cursor = try raw.cursor(.meta)
+        let p = Array(prefix.utf8)
+        var out: [(String, [UInt8])] = []
+        var more = try cursor.seek(p) { k, v -> Bool in
+            guard k.starts(with: p) else { return false }
+            out.append((String(decoding: k.dropFirst(p.count), as: UTF8.self), Array(v)))
+            return true
+        } ?? false
+        while more {
+            more = try cursor.move(.next) { k, v -> Bool in
+                guard k.starts(with: p) else { return false }
+                out.append((String(decoding: k.dropFirst(p.count), as: UTF8.self), Array(v)))
+                return true
+            } ?? false
+        }
+        return out
+    }
+}
+
+/// In-process state derived from committed data: decoded models, live vector indexes.
+/// Guarded by a lock; entries are keyed by what they were derived from, so a stale entry is never served.
+final class RuntimeCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [String: AnyObject] = [:]
+
+    func value<T: AnyObject>(_ key: String, as: T.Type) -> T? {
+        lock.lock(); defer { lock.unlock() }
+        return entries[key] as? T
+    }
+    func set(_ key: String, _ value: AnyObject?) {
+        lock.lock(); defer { lock.unlock() }
+        entries[key] = value
+    }
+    func removeAll(prefix: String) {
+        lock.lock(); defer { lock.unlock() }
+        for key in entries.keys where key.hasPrefix(prefix) { entries[key] = nil }
+    }
+}

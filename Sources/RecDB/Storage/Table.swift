@@ -1,0 +1,31 @@
+/// The named LMDB sub-databases of a RecDB environment. `schemas/tables.json` describes the key and
+/// value encoding of each one; a test checks that the two stay in step.
+enum Table: String, CaseIterable {
+    /// item id (u32 BE) → item record
+    case items
+    /// external item id (UTF-8) → item id (u32 BE)
+    case itemIDs = "item_ids"
+    /// user id (u32 BE) → user record
+    case users
+    /// external user id (UTF-8) → user id (u32 BE)
+    case userIDs = "user_ids"
+    /// (user u32 BE, timestamp i64 biased BE, sequence u64 BE) → event payload; one range per user, in time order
+    case userEvents = "user_events"
+    /// sequence u64 BE → full event; the global, monotonically numbered log
+    case eventLog = "event_log"
+    /// space name (UTF-8) → space catalog record (JSON)
+    case spaces
+    /// (space id u32 BE, entity id u32 BE) → raw little-endian f32 or f16 components
+    case vectors
+    /// (space id u32 BE, space version u64 BE) → entity id (u32 LE): which vectors changed when,
+    /// so an index built at version V can catch up without a full rebuild
+    case vectorLog = "vector_log"
+    /// user id (u32 BE) → profile record (timestamp, text)
+    case profiles
+    /// model records, versions and weights (see schemas/tables.json)
+    case models
+    /// serialized vector indexes and their metadata
+    case indexes
+    /// format version, counters, import ledger, event-type names
+    case meta
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// A consistent snapshot of the database, valid only inside the `Database.read` (or `write`)
+/// closure that received it. Typed accessors for items, users, events, vectors and profiles live
+/// in the `ReadTransaction+*.swift` files.
+public class ReadTransaction {
+    let raw: LMDBTransaction
+    unowned let database: Database
+    /// Spaces read in this transaction (and, for writes, changed but not yet flushed).
+    var spaceCache: [String: EmbeddingSpace] = [:]
+    var eventTypeNames: [UInt16: String]?
+
+    init(raw: LMDBTransaction, database: Database) {
+        self.raw = raw
+        self.database = database
+    }
+
+    var meta: MetaStore { MetaStore(raw) }
+
+    /// The global event version: the sequence number of the last event written (0 when none).
+    public func eventVersion() throws -> UInt64 { try meta.u64(.lastEventSequence) ?? 0 }
+
+    /// Number of items ever created (the largest internal item id).
+    public func itemCount() throws -> Int { Int(try meta.u64(.lastItemID) ?? 0) }
+    /// Number of users ever created (the largest internal user id).
+    public func userCount() throws -> Int { Int(try meta.u64(.lastUserID) ?? 0) }
+    /// Number of stored events.
+    public func eventCount() throws -> Int { try raw.count(.eventLog) }
+    /// When the database was created (seconds since 1970).
+    public func createdAt() throws -> Int64 { Int64(bitPattern: try meta.u64(.createdAt) ?? 0) }
+}
+
+/// The write transaction: everything a `ReadTransaction` can do, plus writes. Commits when the
+/// `Database.write` closure returns; rolls back when it throws.
+public final class WriteTransaction: ReadTransaction {
+    /// Counters are read once and written back at commit, so bulk writes do not rewrite `meta` per row.
+    private var counters: [MetaKey: UInt64] = [:]
+    private var dirtyCounters: Set<MetaKey> = []
+    var dirtySpaces: Set<String> = []
+    /// Items created or whose availability changed in this transaction (live indexes and
+    /// cold-start vectors follow them at commit).
+    var changedItems: Set<UInt32> = []
+    /// (space name, entity) vectors written in this transaction.
+    var changedVectors: [String: Set<UInt32>] = [:]
+    /// Work to run after a successful commit (cache updates that must follow committed state only).
+    var afterCommit: [() -> Void] = []
+
+    func counter(_ key: MetaKey) throws -> UInt64 {
+        if let v = counters[key] { return v }
+        let v = try meta.u64(key) ?? 0
+        counters[key] = v
+        return v
+    }
+
+    func nextCounter(_ key: MetaKey) throws -> UInt64 {
+        let v = try counter(key) + 1
+        counters[key] = v
+        dirtyCounters.insert(key)
+        return v
+    }
+
+    override public func eventVersion() throws -> UInt64 { try counter(.lastEventSequence) }
+    override public func itemCount() throws -> Int { Int(try counter(.lastItemID)) }
+    override public func userCount() throws -> Int { Int(try counter(.lastUserID)) }
+
+    /// Registers work that runs only if this transaction commits.
+    public func onCommit(_ hook: @escaping () -> Void) { afterCommit.append(hook) }
+
+    func itemCreated(_ id: UInt32) { changedItems.insert(id) }
+    func itemServabilityChanged(_ id: UInt32) { changedItems.insert(id) }
+
+    func flush() throws {
+        for key in dirtyCounters { try meta.setU64(key, counters[key]!) }
+        dirtyCounters.removeAll()
+        for name in dirtySpaces {
+            if let space = spaceCache[name] { try storeSpace(space) }
+        }
+        dirtySpaces.removeAll()
+    }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+import RecDB
+
+/// `rdbctl`: the administration tool. Each command is a thin layer over the RecDB library.
+@main
+struct RDBCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rdbctl",
+        abstract: "RecDB: an embedded recommendation database (import, train, recommend, search).",
+        subcommands: [
+            Init.self, Import.self, Stats.self, Show.self, Export.self, Backup.self, Verify.self,
+        ]
+    )
+}

@@ -1,2 +1,0 @@
-import RecDB
-print("rdbctl")
