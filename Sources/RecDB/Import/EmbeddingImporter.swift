@@ -141,10 +141,13 @@ extension Database {
             }
             if isJSONL {
                 let reader = try LineReader(path: path)
+                let schema = JSONSchema.bundled("import/profiles.jsonl.schema.json")
+                let defaultKeys = options.userKey == "user" && options.textKey == "text"
                 while let line = try reader.next() {
                     guard UTF8Check.isValid(line) else { throw reader.error("not valid UTF-8") }
                     if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                     guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else { throw reader.error("not a JSON object") }
+                    if defaultKeys, let problem = schema.violation(of: object) { throw reader.error(problem) }
                     let user: String
                     switch object[options.userKey] {
                     case let s as String: user = s

@@ -98,11 +98,16 @@ struct InteractionImporter {
     private mutating func runJSONLines() throws {
         let userKey = options.userColumn ?? "user", itemKey = options.itemColumn ?? "item"
         let timeKey = options.timeColumn ?? "timestamp"
+        // The line schema names the default keys; with renamed keys only the code's own checks apply.
+        let usesDefaultKeys = options.userColumn == nil && options.itemColumn == nil && options.timeColumn == nil
+            && options.typeColumn == nil && options.valueColumn == nil
+        let schema = JSONSchema.bundled("import/interactions.jsonl.schema.json")
         while let line = try nextLine() {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
                 throw reader.error("not a JSON object")
             }
+            if usesDefaultKeys, let problem = schema.violation(of: object) { throw reader.error(problem) }
             let user = try jsonID(object, userKey), item = try jsonID(object, itemKey)
             let ts: Int64
             switch object[timeKey] {

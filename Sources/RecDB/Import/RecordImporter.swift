@@ -54,11 +54,13 @@ struct RecordImporter {
     mutating func run() throws -> ImportSummary {
         switch format {
         case .jsonl:
+            let schema = JSONSchema.bundled(kind == .item ? "import/items.jsonl.schema.json" : "import/users.jsonl.schema.json")
             while let line = try nextLine() {
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
                     throw reader.error("not a JSON object")
                 }
+                if options.idColumn == nil, let problem = schema.violation(of: object) { throw reader.error(problem) }
                 try store(object.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 })
             }
         case .csv, .tsv, .recbole:

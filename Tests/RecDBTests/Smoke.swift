@@ -1,3 +1,0 @@
-import XCTest
-@testable import RecDB
-final class RecDBSmokeTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
