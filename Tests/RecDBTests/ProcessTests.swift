@@ -1,0 +1,114 @@
+import Foundation
+import XCTest
+@testable import RecDB
+
+/// Behaviour across real processes: LMDB's readers-and-one-writer model, crash safety, map growth.
+final class ProcessTests: DatabaseTestCase {
+    var rdbctl: String!
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        rdbctl = try XCTUnwrap(builtProduct("rdbctl"), "rdbctl is built with the tests (`make test` builds every product)")
+    }
+
+    /// A CSV of `rows` interactions over 10,000 users and 5,000 items.
+    func writeBigCSV(_ name: String, rows: Int) throws -> String {
+        let p = path(name)
+        _ = FileManager.default.createFile(atPath: p, contents: nil)
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: p))
+        var chunk = "user,item,timestamp\n"
+        for r in 0..<rows {
+            chunk += "user\(r % 10_000),item\((r * 7919) % 5_000),\(1_600_000_000 + r)\n"
+            if chunk.utf8.count > 1 << 20 { handle.write(Data(chunk.utf8)); chunk = "" }
+        }
+        handle.write(Data(chunk.utf8))
+        try handle.close()
+        return p
+    }
+
+    func testKill9DuringALargeImportLeavesAllOrNothing() throws {
+        let dbPath = path("db")
+        _ = try makeDatabase()
+        let small = try writeFile("small.csv", "user,item,timestamp\na,b,1\n")
+        XCTAssertEqual(try runProcess(rdbctl, ["import", "interactions", dbPath, small, "--json"]).0, 0)
+        let big = try writeBigCSV("big.csv", rows: 1_500_000)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: rdbctl)
+        process.arguments = ["import", "interactions", dbPath, big, "--json"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 0.4)
+        XCTAssertTrue(process.isRunning, "the import finished before it could be killed: make the file bigger")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+
+        let db = try Database(path: dbPath, options: .init(create: false))
+        let report = try db.verify()
+        XCTAssertTrue(report.isClean, "\(report.problems)")
+        let count = try db.stats().interactions
+        XCTAssertTrue(count == 1 || count == 1_500_001, "partial import visible: \(count) events")
+        XCTAssertEqual(count, 1, "killed mid-way: none of the import may be visible")
+        // The database is fully usable afterwards: the same import now succeeds.
+        let (status, out, err) = try runProcess(rdbctl, ["import", "interactions", dbPath, big, "--json"])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(out.contains("\"events\":1500000"), out)
+    }
+
+    func testReadersInOtherProcessesAlwaysSeeWholeTransactions() throws {
+        let db = try makeDatabase()
+        try db.write { tx in
+            for u in 0..<10 { try tx.upsertUser(externalID: "u\(u)") }
+            for i in 0..<10 { try tx.upsertItem(ItemInput(externalID: "i\(i)")) }
+        }
+        let batch = 250
+        let writer = Thread {
+            for round in 0..<80 {
+                try! db.write { tx in
+                    for e in 0..<batch {
+                        try tx.appendEvent(user: UInt32(1 + e % 10), item: UInt32(1 + round % 10), timestamp: Int64(round * batch + e))
+                    }
+                }
+            }
+        }
+        writer.start()
+        var observed: Set<Int> = []
+        for _ in 0..<12 {
+            let (status, out, err) = try runProcess(rdbctl, ["stats", path("db"), "--json"])
+            XCTAssertEqual(status, 0, err)
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+            let n = try XCTUnwrap(object["interactions"] as? Int)
+            XCTAssertEqual(n % batch, 0, "a reader saw a partial transaction: \(n) events")
+            observed.insert(n)
+        }
+        while writer.isExecuting || !writer.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertEqual(try db.stats().interactions, 80 * batch)
+        let (_, out, _) = try runProcess(rdbctl, ["stats", path("db"), "--json"])
+        XCTAssertTrue(out.contains("\"interactions\":\(80 * batch)"), out)
+    }
+
+    func testAMapGrownByAnotherProcessIsAdopted() throws {
+        // This process keeps a 1 MiB map open while another process imports far more than that.
+        let db = try makeDatabase(initialMapSize: 1 << 20)
+        let big = try writeBigCSV("big.csv", rows: 100_000)
+        let (status, _, err) = try runProcess(rdbctl, ["import", "interactions", path("db"), big, "--json"])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertEqual(try db.stats().interactions, 100_000)
+        XCTAssertGreaterThan(db.environment.mapSize, 1 << 20)
+        _ = try db.write { tx in try tx.appendEvent(user: 1, item: 1, timestamp: 0) }
+        XCTAssertEqual(try db.stats().interactions, 100_001)
+    }
+
+    func testCommandLineErrorsAreOneReadableLine() throws {
+        _ = try makeDatabase()
+        let bad = try writeFile("bad.csv", "user,item,timestamp\na,b,1\na,b\n")
+        let (status, _, err) = try runProcess(rdbctl, ["import", "interactions", path("db"), bad])
+        XCTAssertEqual(status, 1)
+        XCTAssertEqual(err, "error: \(bad):3: expected 3 fields, found 2\n")
+        let (status2, _, err2) = try runProcess(rdbctl, ["stats", path("nothing")])
+        XCTAssertEqual(status2, 1)
+        XCTAssertTrue(err2.hasPrefix("error: \(path("nothing")) is not a RecDB database"), err2)
+    }
+}
