@@ -37,7 +37,10 @@ struct InteractionImporter {
     var itemCache: [String: UInt32] = [:]
     var typeCache: [String: UInt16] = [:]
     /// Per-user events buffered and written in key order (sorted batches are much faster to insert).
-    var pending: [(key: [UInt8], value: [UInt8])] = []
+    var pending: [PendingEvent] = []
+    /// Scratch buffers for keys and values: no allocation per row.
+    var keyScratch = [UInt8](repeating: 0, count: 20)
+    var valueScratch = [UInt8](repeating: 0, count: 32)
     var fingerprint = FNV64()
 
     init(path: String, format: InteractionFormat, options: InteractionImportOptions, tx: WriteTransaction) throws {
@@ -217,22 +220,38 @@ struct InteractionImporter {
         let itemID = try resolveItem(item)
         let typeCode = try resolveType(type ?? options.eventType)
         let seq = try tx.nextCounter(.lastEventSequence)
-        var v = ByteWriter(capacity: EventPayload.size)
-        let payload = EventPayload(item: itemID, typeCode: typeCode, value: value)
-        payload.write(to: &v)
-        var log = ByteWriter(capacity: 12 + EventPayload.size)
-        log.leU32(userID); log.leI64(timestamp)
-        payload.write(to: &log)
-        try tx.raw.put(.eventLog, key: Keys.u64(seq), value: log.bytes, append: true)
-        pending.append((EventKeys.userEvent(user: userID, timestamp: timestamp, sequence: seq), v.bytes))
+        let event = PendingEvent(user: userID, timestamp: timestamp, sequence: seq, item: itemID, typeCode: typeCode, value: value)
+        // The global log is keyed by a growing sequence: appended at its end right away.
+        try keyScratch.withUnsafeMutableBytes { key in
+            try valueScratch.withUnsafeMutableBytes { value in
+                key.storeBytes(of: seq.bigEndian, toByteOffset: 0, as: UInt64.self)
+                value.storeBytes(of: userID.littleEndian, toByteOffset: 0, as: UInt32.self)
+                value.storeBytes(of: timestamp.littleEndian, toByteOffset: 4, as: Int64.self)
+                event.writePayload(into: value, at: 12)
+                try tx.raw.put(.eventLog, key: UnsafeRawBufferPointer(rebasing: key[0..<8]),
+                               value: UnsafeRawBufferPointer(rebasing: value[0..<12 + EventPayload.size]), append: true)
+            }
+        }
+        pending.append(event)
         if pending.count >= Self.batch { try flushPending() }
         summary.rows += 1
         summary.events += 1
     }
 
     private mutating func flushPending() throws {
-        pending.sort { $0.key.lexicographicallyPrecedes($1.key) }
-        for (key, value) in pending { try tx.raw.put(.userEvents, key: key, value: value) }
+        pending.sort { ($0.user, $0.biasedTimestamp, $0.sequence) < ($1.user, $1.biasedTimestamp, $1.sequence) }
+        try keyScratch.withUnsafeMutableBytes { key in
+            try valueScratch.withUnsafeMutableBytes { value in
+                for event in pending {
+                    key.storeBytes(of: event.user.bigEndian, toByteOffset: 0, as: UInt32.self)
+                    key.storeBytes(of: event.biasedTimestamp.bigEndian, toByteOffset: 4, as: UInt64.self)
+                    key.storeBytes(of: event.sequence.bigEndian, toByteOffset: 12, as: UInt64.self)
+                    event.writePayload(into: value, at: 0)
+                    try tx.raw.put(.userEvents, key: UnsafeRawBufferPointer(key),
+                                   value: UnsafeRawBufferPointer(rebasing: value[0..<EventPayload.size]))
+                }
+            }
+        }
         pending.removeAll(keepingCapacity: true)
     }
 
@@ -277,6 +296,34 @@ struct InteractionImporter {
             throw RecDBError.invalidArgument("\(path): the same contents were already imported (\(previous)); nothing was written. Pass --allow-duplicate to import them again")
         }
         try tx.meta.setString(key, "\(summary.events) events from \(URL(fileURLWithPath: path).lastPathComponent) at \(Clock.now())")
+    }
+}
+
+/// One parsed event waiting for its sorted insert into `user_events`.
+struct PendingEvent {
+    var user: UInt32
+    /// The timestamp with its sign bit flipped, so unsigned order is time order (as in the key).
+    var biasedTimestamp: UInt64
+    var sequence: UInt64
+    var item: UInt32
+    var typeCode: UInt16
+    var value: Float?
+
+    init(user: UInt32, timestamp: Int64, sequence: UInt64, item: UInt32, typeCode: UInt16, value: Float?) {
+        self.user = user
+        biasedTimestamp = UInt64(bitPattern: timestamp) ^ (1 << 63)
+        self.sequence = sequence
+        self.item = item
+        self.typeCode = typeCode
+        self.value = value
+    }
+
+    /// The 11-byte payload layout of `EventPayload`.
+    func writePayload(into out: UnsafeMutableRawBufferPointer, at offset: Int) {
+        out.storeBytes(of: item.littleEndian, toByteOffset: offset, as: UInt32.self)
+        out.storeBytes(of: typeCode.littleEndian, toByteOffset: offset + 4, as: UInt16.self)
+        out.storeBytes(of: value == nil ? 0 : 1, toByteOffset: offset + 6, as: UInt8.self)
+        out.storeBytes(of: (value ?? 0).bitPattern.littleEndian, toByteOffset: offset + 7, as: UInt32.self)
     }
 }
 
