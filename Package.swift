@@ -38,6 +38,9 @@ let package = Package(
             path: "Sources/rdbctl"
         ),
 
+        // MARK: - Benchmarks (release executables)
+        .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench"),
+
         // MARK: - Tests
         .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),
         .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),

@@ -1,0 +1,90 @@
+import COpenBLAS
+import Foundation
+
+/// Thin, row-major wrappers over OpenBLAS `cblas_sgemm` / `cblas_sgemv`.
+///
+/// All C calls of the Learn engine go through this file, so no C type leaks into the rest of the module.
+/// Matrices are row-major and contiguous in their leading dimension (`ld*` = elements between rows).
+///
+/// Threading: Learn parallelises over the batch itself (see `Parallel`) and wants each product to run
+/// on the calling thread only; `BLAS.useSingleThreadedKernels()` sets OpenBLAS to one thread, once per
+/// process. Calling `gemm` concurrently from several threads is then safe.
+enum BLAS {
+    /// Selects the right OpenBLAS kernels (see `selectKernels`) and sets OpenBLAS to one thread.
+    /// Idempotent and thread-safe (a lazy global initialiser); call before the first product.
+    static func useSingleThreadedKernels() { _ = singleThreadOnce }
+    private static let singleThreadOnce: Void = {
+        selectKernels()
+        openblas_set_num_threads(1)
+    }()
+
+    /// The OpenBLAS kernel family in use (e.g. "SkylakeX").
+    static var coreName: String {
+        guard let p = openblas_get_corename() else { return "unknown" }
+        return String(cString: p)
+    }
+
+    /// NOTE: OpenBLAS 0.3.21's runtime CPU detection does not know this machine's CPU (a Sapphire-Rapids
+    /// class Xeon with AVX-512) and falls back to the SSE3 "Prescott" kernels, which run sgemm 3–4×
+    /// slower (measured: 22 vs 77 GFLOP/s for 1024³ on one thread). The usual fix is the environment
+    /// variable OPENBLAS_CORETYPE, read when the library loads; to make it automatic we re-run the
+    /// library's exported dynamic-arch initialisation with the best kernel family the CPU supports
+    /// (AVX-512 → SkylakeX, AVX2+FMA → Haswell) — only when detection fell back to Prescott and the user
+    /// did not set OPENBLAS_CORETYPE. Runs once, before any product.
+    private static func selectKernels() {
+        guard coreName.lowercased() == "prescott", getenv("OPENBLAS_CORETYPE") == nil,
+              let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        let target: String
+        if ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"].allSatisfy(flags.contains) { target = "SkylakeX" }
+        else if ["avx2", "fma"].allSatisfy(flags.contains) { target = "Haswell" }
+        else { return }
+        typealias VoidFunction = @convention(c) () -> Void
+        guard let handle = dlopen(nil, RTLD_NOW),
+              let readEnv = dlsym(handle, "openblas_read_env"),
+              let quit = dlsym(handle, "gotoblas_dynamic_quit"),
+              let initialise = dlsym(handle, "gotoblas_dynamic_init") else { return }
+        setenv("OPENBLAS_CORETYPE", target, 0)
+        unsafeBitCast(readEnv, to: VoidFunction.self)()
+        unsafeBitCast(quit, to: VoidFunction.self)()
+        unsafeBitCast(initialise, to: VoidFunction.self)()
+        unsetenv("OPENBLAS_CORETYPE")
+    }
+
+    /// Sets the number of OpenBLAS threads (used only by the peak-GFLOP/s benchmark).
+    static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
+    /// C[m×n] = alpha · op(A) · op(B) + beta · C, row-major.
+    /// `op(A)` is m×k (A stored k×m when `transA`), `op(B)` is k×n (B stored n×k when `transB`).
+    @inline(__always)
+    static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                     b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            // BLAS leaves C·beta; make the k = 0 edge explicit so callers need not special-case it.
+            if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            else if beta != 1 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } } }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// y[m or n] = alpha · op(A) · x + beta · y with A row-major m×n.
+    @inline(__always)
+    static func gemv(trans: Bool = false, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                     x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {
+        if m == 0 || n == 0 { return }
+        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+                    x, 1, beta, y, 1)
+    }
+
+    /// Dot product of two contiguous vectors.
+    @inline(__always)
+    static func dot(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
+        cblas_sdot(Int32(n), x, 1, y, 1)
+    }
+}

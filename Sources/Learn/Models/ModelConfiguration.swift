@@ -1,0 +1,250 @@
+import Foundation
+
+/// Everything that defines a sequential-recommender training run. Defaults are the reference
+/// configuration of `../shared/reference/README.md` (hidden 64, 2 blocks, heads 1 SASRec / 2 BERT4Rec,
+/// FFN d→d ReLU / d→4d GELU, LayerNorm eps 1e-8, dropout 0.2, maxlen 50, batch 256, AdamW lr 1e-3,
+/// betas (0.9, 0.98), weight decay 1e-4, Xavier-normal init, early stopping on validation NDCG@10 with
+/// patience 10, leave-one-out split).
+///
+/// JSON: every key is optional when decoding (missing keys take the defaults); the layout is
+/// described by `schemas/model-configuration.schema.json` (a test keeps both in sync).
+public struct ModelConfiguration: Codable, Equatable, Sendable {
+    /// Which sequential model.
+    public enum Architecture: String, Codable, Sendable, CaseIterable {
+        /// SASRec (Kang & McAuley 2018): causal self-attention, next-item loss at every position.
+        case sasrec
+        /// BERT4Rec (Sun et al. 2019): bidirectional self-attention, masked-item loss.
+        case bert4rec
+    }
+
+    /// How items are represented (the LLM2Rec protocol).
+    public enum ItemRepresentation: String, Codable, Sendable, CaseIterable {
+        /// A trainable id table `[(items+1), hidden]`.
+        case id
+        /// A frozen text-embedding table passed through a trainable linear adapter to `hidden`.
+        case text
+        /// Adapter output plus a trainable id table.
+        case textAndID = "text+id"
+
+        /// Whether a frozen text table is required.
+        public var usesText: Bool { self != .id }
+        /// Whether a trainable id table exists.
+        public var usesID: Bool { self != .text }
+    }
+
+    /// How the data is split into train / validation / test.
+    public enum Split: String, Codable, Sendable, CaseIterable {
+        /// Leave-one-out: last item test, second-to-last validation, rest training.
+        case leaveOneOut = "loo"
+        /// Global temporal split at timestamp quantiles (`temporalValidQuantile`, `temporalTestQuantile`).
+        case temporal
+    }
+
+    public var architecture: Architecture = .sasrec
+    public var items: ItemRepresentation = .id
+    /// Model width d.
+    public var hiddenSize: Int = 64
+    /// Number of transformer blocks.
+    public var blocks: Int = 2
+    /// Attention heads; nil = 1 (SASRec) / 2 (BERT4Rec).
+    public var heads: Int? = nil
+    /// Feed-forward inner size as a multiple of d; nil = 1 (SASRec) / 4 (BERT4Rec).
+    public var feedForwardMultiplier: Int? = nil
+    /// Feed-forward activation ("relu" / "gelu"); nil = ReLU (SASRec) / GELU (BERT4Rec).
+    public var activation: String? = nil
+    /// Window length: the last `maxLength` items of a history are used.
+    public var maxLength: Int = 50
+    /// Dropout probability (embeddings, attention probabilities, feed-forward).
+    public var dropout: Float = 0.2
+    public var layerNormEpsilon: Float = 1e-8
+    public var batchSize: Int = 256
+    public var learningRate: Float = 1e-3
+    public var weightDecay: Float = 1e-4
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.98
+    public var adamEpsilon: Float = 1e-8
+    /// Clip gradients to this global L2 norm; nil = no clipping (the reference does not clip).
+    public var gradientClipNorm: Float? = nil
+    /// Upper bound on training epochs.
+    public var maxEpochs: Int = 200
+    /// Early stopping: stop after this many epochs without a better validation NDCG@10.
+    public var patience: Int = 10
+    /// Seed of every random choice (initialisation, shuffling, masking, dropout).
+    public var seed: UInt64 = 0
+    /// BERT4Rec: probability of masking each real position.
+    public var maskProbability: Float = 0.2
+    public var split: Split = .leaveOneOut
+    /// Temporal split: events before this quantile of all timestamps are training data.
+    public var temporalValidQuantile: Double = 0.8
+    /// Temporal split: the first event at or after this quantile is a user's test target.
+    public var temporalTestQuantile: Double = 0.9
+    /// Evaluation: exclude the user's history items from the ranking (default off, as the reference).
+    public var maskSeen: Bool = false
+    /// Worker count for the engine's own parallelism; 0 = all cores. Results are deterministic for a
+    /// given seed AND worker count.
+    public var threads: Int = 0
+    /// Catalogue softmax: rows of logits computed at once per worker.
+    public var lossChunkRows: Int = 64
+    /// Users per evaluation batch.
+    public var evaluationBatchSize: Int = 1024
+    /// Profile distillation (ECIR'26); nil = off.
+    public var distillation: DistillationConfiguration? = nil
+
+    public init(architecture: Architecture = .sasrec, items: ItemRepresentation = .id) {
+        self.architecture = architecture
+        self.items = items
+    }
+
+    // MARK: resolved architecture-dependent defaults
+
+    public var resolvedHeads: Int { heads ?? (architecture == .sasrec ? 1 : 2) }
+    public var resolvedFeedForwardMultiplier: Int { feedForwardMultiplier ?? (architecture == .sasrec ? 1 : 4) }
+    var resolvedActivation: Kernels.Activation {
+        if let a = activation, let v = Kernels.Activation(rawValue: a) { return v }
+        return architecture == .sasrec ? .relu : .gelu
+    }
+
+    /// Checks ranges; throws `LearnError.invalidConfiguration`.
+    public func validate() throws {
+        func fail(_ m: String) throws -> Never { throw LearnError.invalidConfiguration(m) }
+        if hiddenSize < 1 { try fail("hiddenSize must be ≥ 1") }
+        if blocks < 1 { try fail("blocks must be ≥ 1") }
+        if resolvedHeads < 1 || hiddenSize % resolvedHeads != 0 { try fail("hiddenSize must be divisible by heads") }
+        if resolvedFeedForwardMultiplier < 1 { try fail("feedForwardMultiplier must be ≥ 1") }
+        if let a = activation, Kernels.Activation(rawValue: a) == nil { try fail("activation must be relu or gelu") }
+        if maxLength < 2 { try fail("maxLength must be ≥ 2") }
+        if !(0..<1).contains(dropout) { try fail("dropout must be in [0, 1)") }
+        if batchSize < 1 { try fail("batchSize must be ≥ 1") }
+        if !(learningRate > 0) { try fail("learningRate must be > 0") }
+        if maxEpochs < 0 || patience < 1 { try fail("maxEpochs must be ≥ 0 and patience ≥ 1") }
+        if !(maskProbability > 0 && maskProbability < 1) { try fail("maskProbability must be in (0, 1)") }
+        if !(temporalValidQuantile > 0 && temporalValidQuantile < temporalTestQuantile && temporalTestQuantile < 1) {
+            try fail("need 0 < temporalValidQuantile < temporalTestQuantile < 1")
+        }
+        if lossChunkRows < 1 || evaluationBatchSize < 1 || threads < 0 { try fail("chunk/batch sizes must be ≥ 1") }
+        if let c = gradientClipNorm, !(c > 0) { try fail("gradientClipNorm must be > 0") }
+        if let d = distillation { try d.validate(blocks: blocks) }
+    }
+
+    // MARK: Codable with defaults for missing keys
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case architecture, items, hiddenSize, blocks, heads, feedForwardMultiplier, activation, maxLength, dropout
+        case layerNormEpsilon, batchSize, learningRate, weightDecay, beta1, beta2, adamEpsilon, gradientClipNorm
+        case maxEpochs, patience, seed, maskProbability, split, temporalValidQuantile, temporalTestQuantile
+        case maskSeen, threads, lossChunkRows, evaluationBatchSize, distillation
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func get<T: Decodable>(_ k: CodingKeys, _ d: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? d }
+        let d = ModelConfiguration()
+        architecture = try get(.architecture, d.architecture)
+        items = try get(.items, d.items)
+        hiddenSize = try get(.hiddenSize, d.hiddenSize)
+        blocks = try get(.blocks, d.blocks)
+        heads = try c.decodeIfPresent(Int.self, forKey: .heads)
+        feedForwardMultiplier = try c.decodeIfPresent(Int.self, forKey: .feedForwardMultiplier)
+        activation = try c.decodeIfPresent(String.self, forKey: .activation)
+        maxLength = try get(.maxLength, d.maxLength)
+        dropout = try get(.dropout, d.dropout)
+        layerNormEpsilon = try get(.layerNormEpsilon, d.layerNormEpsilon)
+        batchSize = try get(.batchSize, d.batchSize)
+        learningRate = try get(.learningRate, d.learningRate)
+        weightDecay = try get(.weightDecay, d.weightDecay)
+        beta1 = try get(.beta1, d.beta1)
+        beta2 = try get(.beta2, d.beta2)
+        adamEpsilon = try get(.adamEpsilon, d.adamEpsilon)
+        gradientClipNorm = try c.decodeIfPresent(Float.self, forKey: .gradientClipNorm)
+        maxEpochs = try get(.maxEpochs, d.maxEpochs)
+        patience = try get(.patience, d.patience)
+        seed = try get(.seed, d.seed)
+        maskProbability = try get(.maskProbability, d.maskProbability)
+        split = try get(.split, d.split)
+        temporalValidQuantile = try get(.temporalValidQuantile, d.temporalValidQuantile)
+        temporalTestQuantile = try get(.temporalTestQuantile, d.temporalTestQuantile)
+        maskSeen = try get(.maskSeen, d.maskSeen)
+        threads = try get(.threads, d.threads)
+        lossChunkRows = try get(.lossChunkRows, d.lossChunkRows)
+        evaluationBatchSize = try get(.evaluationBatchSize, d.evaluationBatchSize)
+        distillation = try c.decodeIfPresent(DistillationConfiguration.self, forKey: .distillation)
+    }
+}
+
+/// User-profile knowledge distillation (ECIR'26, "Pre-trained LLMs Meet Sequential Recommenders:
+/// Efficient User-Centric Knowledge Distillation"): the pooled hidden states of one block are pulled
+/// towards a trainable linear map T of the user's (frozen) profile embedding.
+public struct DistillationConfiguration: Codable, Equatable, Sendable {
+    /// How the student representation pools a block's hidden states over a sequence.
+    public enum Pooling: String, Codable, Sendable, CaseIterable {
+        /// Mean over non-padding positions. NOTE: the paper's code averaged padding in; we do not.
+        case mean
+        /// Mean weighted by e^(γ·t) (t = position index, later positions weigh more).
+        case exponential = "exp"
+        /// The last position.
+        case last
+    }
+
+    /// Distillation loss between student and T(profile).
+    public enum Loss: String, Codable, Sendable, CaseIterable { case mse, rmse, cosine }
+
+    /// α in `α·β·L_distil + (1 − α)·L_rec`.
+    public var alpha: Float = 0.4
+    /// Distillation is active for epochs 1...distillEpochs; afterwards the loss is L_rec alone.
+    public var distillEpochs: Int = 10
+    public var loss: Loss = .mse
+    public var pooling: Pooling = .mean
+    /// γ of the exponential pooling.
+    public var gamma: Float = 0.1
+    /// 1-based block whose output is pooled; nil = the last block.
+    public var reconstructionLayer: Int? = nil
+    /// β = L_rec / L_distil as a stop-gradient scale (on by default); off = β 1.
+    public var adaptiveScale: Bool = true
+
+    public init() {}
+
+    func validate(blocks: Int) throws {
+        if !(alpha >= 0 && alpha <= 1) { throw LearnError.invalidConfiguration("distillation.alpha must be in [0, 1]") }
+        if distillEpochs < 0 { throw LearnError.invalidConfiguration("distillation.distillEpochs must be ≥ 0") }
+        if let k = reconstructionLayer, !(1...blocks).contains(k) {
+            throw LearnError.invalidConfiguration("distillation.reconstructionLayer must be in 1...\(blocks)")
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case alpha, distillEpochs, loss, pooling, gamma, reconstructionLayer, adaptiveScale
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = DistillationConfiguration()
+        alpha = try c.decodeIfPresent(Float.self, forKey: .alpha) ?? d.alpha
+        distillEpochs = try c.decodeIfPresent(Int.self, forKey: .distillEpochs) ?? d.distillEpochs
+        loss = try c.decodeIfPresent(Loss.self, forKey: .loss) ?? d.loss
+        pooling = try c.decodeIfPresent(Pooling.self, forKey: .pooling) ?? d.pooling
+        gamma = try c.decodeIfPresent(Float.self, forKey: .gamma) ?? d.gamma
+        reconstructionLayer = try c.decodeIfPresent(Int.self, forKey: .reconstructionLayer)
+        adaptiveScale = try c.decodeIfPresent(Bool.self, forKey: .adaptiveScale) ?? d.adaptiveScale
+    }
+}
+
+/// Errors of the Learn module (data and configuration problems; programmer errors trap instead).
+public enum LearnError: Error, CustomStringConvertible, Equatable {
+    case invalidConfiguration(String)
+    case invalidData(String)
+    case missingTextTable
+    case shapeMismatch(String)
+    case missingParameter(String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let m): return "invalid configuration: \(m)"
+        case .invalidData(let m): return "invalid data: \(m)"
+        case .missingTextTable: return "this item representation needs a text table, none was given"
+        case .shapeMismatch(let m): return "shape mismatch: \(m)"
+        case .missingParameter(let m): return "missing parameter: \(m)"
+        case .io(let m): return "I/O error: \(m)"
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+
+/// A trained SASRec or BERT4Rec model: the object the store keeps, serves and re-evaluates.
+///
+/// - Scores: `score(user, item) = dot(userRepresentation(history), itemVectors[item])`.
+/// - Persistence: `exportParameters()` gives named tensors (PyTorch-like names and shapes);
+///   `init(configuration:numItems:parameters:textTable:)` re-creates an identical model.
+///   The frozen text table is NOT part of the parameters (the store owns it) and must be passed back.
+/// - Thread safety: an instance is immutable after creation; every query method may be called
+///   concurrently from any number of threads (each call borrows a private scratch workspace from a
+///   small locked pool, so steady-state queries do not allocate buffers).
+public final class SequentialRecommender: @unchecked Sendable {
+    public let configuration: ModelConfiguration
+    let network: SequenceNetwork
+    private let pool = WorkspacePool()
+
+    init(network: SequenceNetwork) {
+        self.network = network
+        configuration = network.configuration
+    }
+
+    /// Re-creates a model from exported parameters.
+    /// - Parameters:
+    ///   - numItems: catalogue size the parameters were trained for (`item_emb` has numItems + 1 rows).
+    ///   - textTable: the frozen table (required for `text` / `text+id`; at least numItems + 1 rows).
+    /// - Throws: `LearnError.missingParameter` / `.shapeMismatch` / `.missingTextTable` / `.invalidConfiguration`.
+    public convenience init(configuration: ModelConfiguration, numItems: Int, parameters: [String: Tensor],
+                            textTable: TextTable? = nil) throws {
+        let profileDimension = parameters["profile_proj.weight"].map { $0.shape[1] }
+        let net = try SequenceNetwork(configuration: configuration, numItems: numItems, text: textTable,
+                                      profileDimension: profileDimension)
+        try net.importParameters(parameters)
+        self.init(network: net)
+    }
+
+    /// Catalogue size: item ids are 1...numItems.
+    public var numItems: Int { network.numItems }
+    /// Width of user and item vectors.
+    public var hiddenSize: Int { network.width }
+    /// Dimension of the text embeddings the adapter takes (text modes), else nil.
+    public var textDimension: Int? { network.adapterWeight?.shape[1] }
+    /// Dimension of profile embeddings accepted by `userRepresentation(profile:)`, if distilled.
+    public var profileDimension: Int? { network.profileWeight?.shape[1] }
+
+    /// Every trainable parameter by name, as `[name: Tensor]` (copies). Names: `item_emb` `[N+1, d]`,
+    /// `adapter.weight` `[d, textDim]`, `adapter.bias`, `mask_emb` `[1, d]`, `pos_emb` `[maxLength+1, d]`,
+    /// `blocks.{i}.{ln1,ln2}.{weight,bias}`, `blocks.{i}.attn.{qkv,out}.{weight,bias}`,
+    /// `blocks.{i}.ffn.{l1,l2}.{weight,bias}`, `ln_f.{weight,bias}`, `profile_proj.{weight,bias}`.
+    public func exportParameters() -> [String: Tensor] { network.exportParameters() }
+
+    // MARK: - User representations
+
+    /// The user vector (`hiddenSize` floats) for a chronological history: the final hidden state at the
+    /// last position of the model's window (last `maxLength` items; BERT4Rec: last `maxLength − 1` plus
+    /// [MASK]). Ids outside `1...numItems` (e.g. items added after training) are skipped. An empty
+    /// history gives zeros (SASRec) or the [MASK]-only representation (BERT4Rec).
+    public func userRepresentation(_ history: [Int32]) -> [Float] {
+        var out = [Float](repeating: 0, count: hiddenSize)
+        out.withUnsafeMutableBufferPointer { userRepresentation(history, into: $0) }
+        return out
+    }
+
+    /// Allocation-free variant of `userRepresentation(_:)`: writes `hiddenSize` floats into `out`.
+    public func userRepresentation(_ history: [Int32], into out: UnsafeMutableBufferPointer<Float>) {
+        precondition(out.count >= hiddenSize)
+        let ws = pool.take { network.makeWorkspace() }
+        defer { pool.give(ws) }
+        ws.reset()
+        let n = numItems
+        if history.allSatisfy({ $0 >= 1 && Int($0) <= n }) {
+            network.appendEvaluationWindow(history, to: ws)
+        } else {
+            network.appendEvaluationWindow(history.filter { $0 >= 1 && Int($0) <= n }, to: ws)
+        }
+        var rng = Xoshiro256(seed: 0)
+        network.forward(ws, training: false, rng: &rng)
+        let rows = ws.layout.rows
+        if rows == 0 { out.baseAddress!.update(repeating: 0, count: hiddenSize); return }
+        out.baseAddress!.update(from: ws.hidden.p + (rows - 1) * hiddenSize, count: hiddenSize)
+    }
+
+    /// User vectors for many histories at once (`[histories.count, hiddenSize]`), using all cores.
+    public func userRepresentations(_ histories: [[Int32]]) -> Tensor {
+        let d = hiddenSize, n = numItems
+        var values = [Float](repeating: 0, count: histories.count * d)
+        let ws = pool.take { network.makeWorkspace() }
+        defer { pool.give(ws) }
+        var rng = Xoshiro256(seed: 0)
+        let batch = max(1, configuration.evaluationBatchSize)
+        var start = 0
+        while start < histories.count {
+            let end = min(histories.count, start + batch)
+            ws.reset()
+            for h in histories[start..<end] { network.appendEvaluationWindow(h.filter { $0 >= 1 && Int($0) <= n }, to: ws) }
+            network.forward(ws, training: false, rng: &rng)
+            for k in 0..<(end - start) {
+                let last = ws.layout.rowStart[k + 1] - 1
+                if last >= ws.layout.rowStart[k] {
+                    for j in 0..<d { values[(start + k) * d + j] = ws.hidden.p[last * d + j] }
+                }
+            }
+            start = end
+        }
+        return Tensor(shape: [histories.count, d], values: values)
+    }
+
+    // MARK: - Item vectors
+
+    /// Output item vectors `[(numItems + 1), hiddenSize]` (row 0 = padding = zeros): the tied item table.
+    public func itemVectors() -> Tensor {
+        let count = (numItems + 1) * hiddenSize
+        return Tensor(shape: [numItems + 1, hiddenSize], values: Array(UnsafeBufferPointer(start: network.itemTable, count: count)))
+    }
+
+    /// The model-space vector of a brand-new item from its text embedding alone: `adapter(text)`.
+    /// For `text+id` the (unknown) id part is taken as zero. Cold start without retraining.
+    /// - Throws: `LearnError.invalidConfiguration` for `id` models, `.shapeMismatch` for a wrong dimension.
+    public func itemVector(fromTextEmbedding text: [Float]) throws -> [Float] {
+        guard let dim = textDimension else {
+            throw LearnError.invalidConfiguration("an id-only model cannot embed items from text")
+        }
+        guard text.count == dim else { throw LearnError.shapeMismatch("text embedding has \(text.count) values, the adapter takes \(dim)") }
+        var out = [Float](repeating: 0, count: hiddenSize)
+        text.withUnsafeBufferPointer { t in out.withUnsafeMutableBufferPointer { network.adapt(text: t.baseAddress!, into: $0.baseAddress!) } }
+        return out
+    }
+
+    /// The user vector of a user known only by a profile embedding: `T(profile)`, the trainable map
+    /// learned by profile distillation (the model was trained to make T(profile) agree with the
+    /// sequence representation). - Throws: when the model was not trained with distillation.
+    public func userRepresentation(profile: [Float]) throws -> [Float] {
+        guard let w = network.profileWeight, let b = network.profileBias else {
+            throw LearnError.invalidConfiguration("this model was not trained with profile distillation")
+        }
+        guard profile.count == w.shape[1] else { throw LearnError.shapeMismatch("profile has \(profile.count) values, T takes \(w.shape[1])") }
+        var out = Array(UnsafeBufferPointer(start: b.value.p, count: hiddenSize))
+        profile.withUnsafeBufferPointer { p in
+            out.withUnsafeMutableBufferPointer { BLAS.gemv(m: hiddenSize, n: w.shape[1], a: w.value.p, lda: w.shape[1],
+                                                           x: p.baseAddress!, beta: 1, y: $0.baseAddress!) }
+        }
+        return out
+    }
+
+    // MARK: - Warm start
+
+    /// A copy of this model for a larger catalogue (`newNumItems ≥ numItems`): trained rows are kept,
+    /// new id rows are freshly initialised (seeded), text modes read new items through the adapter
+    /// from `textTable` (required for text modes). Pass the result to `Trainer.train(initialModel:)`.
+    public func expandingCatalogue(to newNumItems: Int, textTable: TextTable? = nil, seed: UInt64 = 0) throws -> SequentialRecommender {
+        guard newNumItems >= numItems else { throw LearnError.invalidData("cannot shrink the catalogue from \(numItems) to \(newNumItems)") }
+        let copy = try SequenceNetwork(configuration: configuration, numItems: numItems,
+                                       text: network.text ?? textTable, profileDimension: profileDimension)
+        try copy.importParameters(exportParameters())
+        try copy.growCatalogue(to: newNumItems, text: textTable ?? network.text, seed: seed)
+        return SequentialRecommender(network: copy)
+    }
+
+    /// A deep copy (for continued training without touching this instance).
+    func copyNetwork() throws -> SequenceNetwork {
+        let copy = try SequenceNetwork(configuration: configuration, numItems: numItems, text: network.text,
+                                       profileDimension: profileDimension)
+        try copy.importParameters(exportParameters())
+        return copy
+    }
+
+    // MARK: - Evaluation
+
+    /// Full-ranking metrics on the given cases, exactly as computed during training.
+    public func evaluate(_ cases: [EvaluationCase], maskSeen: Bool? = nil) -> RankingMetrics {
+        RankingEvaluator(network: network, batchSize: configuration.evaluationBatchSize,
+                         maskSeen: maskSeen ?? configuration.maskSeen).evaluate(cases)
+    }
+
+    /// Splits `dataset` with the configuration's split and returns (validation, test) metrics.
+    public func evaluate(dataset: SequenceDataset) throws -> (valid: RankingMetrics, test: RankingMetrics) {
+        let split = try DatasetSplit.make(dataset, configuration: configuration)
+        return (evaluate(split.valid), evaluate(split.test))
+    }
+}
+
+/// A tiny locked free-list of inference workspaces (one per concurrently running query).
+final class WorkspacePool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [SequenceNetwork.Workspace] = []
+
+    func take(_ make: () -> SequenceNetwork.Workspace) -> SequenceNetwork.Workspace {
+        lock.lock()
+        if let w = free.popLast() { lock.unlock(); return w }
+        lock.unlock()
+        return make()
+    }
+
+    func give(_ w: SequenceNetwork.Workspace) { lock.lock(); free.append(w); lock.unlock() }
+}

@@ -1,0 +1,252 @@
+import Foundation
+
+/// Per-user profile embeddings for distillation (ECIR'26): row `u` belongs to user ordinal `u` of the
+/// dataset; users without a profile are marked absent and contribute no distillation loss.
+public struct ProfileTable: Sendable {
+    public let dimension: Int
+    /// `users · dimension` values (zeros for absent users).
+    public let values: [Float]
+    /// Whether user `u` has a profile.
+    public let present: [Bool]
+
+    /// - Parameter profiles: one optional vector per user ordinal, each of `dimension` values.
+    public init(dimension: Int, profiles: [[Float]?]) throws {
+        var v = [Float](repeating: 0, count: profiles.count * dimension)
+        var present = [Bool](repeating: false, count: profiles.count)
+        for (u, p) in profiles.enumerated() {
+            guard let p else { continue }
+            guard p.count == dimension else { throw LearnError.shapeMismatch("profile of user \(u): \(p.count) values, expected \(dimension)") }
+            for j in 0..<dimension { v[u * dimension + j] = p[j] }
+            present[u] = true
+        }
+        self.dimension = dimension; values = v; self.present = present
+    }
+
+    /// Dense table: every user of `values` (`users × dimension`) has a profile.
+    public init(dimension: Int, values: [Float]) throws {
+        guard dimension > 0, values.count % dimension == 0 else { throw LearnError.shapeMismatch("profile table: \(values.count) values, dimension \(dimension)") }
+        self.dimension = dimension; self.values = values
+        present = [Bool](repeating: true, count: values.count / dimension)
+    }
+}
+
+/// What the progress callback receives after each epoch.
+public struct EpochProgress: Sendable {
+    public var epoch: Int
+    /// Mean training cross-entropy of the epoch.
+    public var loss: Double
+    /// Mean distillation loss of the epoch (nil when distillation is off in this epoch).
+    public var distillationLoss: Double?
+    public var valid: RankingMetrics
+    public var trainSeconds: Double
+    public var evaluationSeconds: Double
+    public var bestEpoch: Int
+}
+
+/// The outcome of a training run (Codable; encode with `JSONEncoder` for the JSON form).
+public struct TrainingReport: Codable, Sendable {
+    public var configuration: ModelConfiguration
+    public var numItems: Int
+    public var trainExamples: Int
+    public var parameterCount: Int
+    /// Epoch whose weights were kept (best validation NDCG@10).
+    public var bestEpoch: Int
+    public var epochsRun: Int
+    /// "patience", "maxEpochs", "stopped" (shouldStop) or "nonFinite".
+    public var stopReason: String
+    /// Validation metrics at the best epoch; test metrics with the best weights.
+    public var valid: RankingMetrics
+    public var test: RankingMetrics
+    /// Median training seconds per epoch (excluding validation).
+    public var secondsPerEpoch: Double
+    public var evaluationSecondsPerEpoch: Double
+    /// Per epoch: [epoch, mean train loss, valid NDCG@10, valid Recall@10].
+    public var curve: [[Double]]
+}
+
+/// A trained model with its report.
+public struct TrainingResult: @unchecked Sendable {
+    public let model: SequentialRecommender
+    public let report: TrainingReport
+}
+
+/// Trains SASRec / BERT4Rec with AdamW, per-epoch validation and early stopping on validation NDCG@10,
+/// then tests the best-epoch weights. Deterministic for a configuration (seed, threads).
+public enum Trainer {
+    /// - Parameters:
+    ///   - dataset: chronological sequences (ids 1...numItems).
+    ///   - textTable: frozen item text embeddings (required for `text` / `text+id`).
+    ///   - profiles: user profile embeddings (required when `configuration.distillation` is set).
+    ///   - initialModel: warm start from these weights (same architecture; may be the result of
+    ///     `expandingCatalogue`; its catalogue must equal `dataset.numItems`).
+    ///   - progress: called after every epoch on the training thread.
+    ///   - shouldStop: polled between batches; returning true ends training after the current
+    ///     epoch's validation is skipped, keeping the best weights so far (`stopReason` "stopped").
+    /// - Throws: `LearnError` for invalid configuration/data or missing tables.
+    public static func train(dataset: SequenceDataset, textTable: TextTable? = nil, profiles: ProfileTable? = nil,
+                             configuration: ModelConfiguration, initialModel: SequentialRecommender? = nil,
+                             progress: ((EpochProgress) -> Void)? = nil,
+                             shouldStop: (() -> Bool)? = nil) throws -> TrainingResult {
+        try configuration.validate()
+        BLAS.useSingleThreadedKernels()
+        if configuration.threads > 0 { Parallel.parts = configuration.threads }
+        else { Parallel.parts = ProcessInfo.processInfo.activeProcessorCount }
+        let split = try DatasetSplit.make(dataset, configuration: configuration)
+        let distill = configuration.distillation
+        if distill != nil {
+            guard let profiles else { throw LearnError.invalidData("distillation needs a profile table") }
+            guard profiles.present.count >= dataset.sequences.count else {
+                throw LearnError.shapeMismatch("profile table has \(profiles.present.count) users, the dataset \(dataset.sequences.count)")
+            }
+        }
+        let network: SequenceNetwork
+        if let initialModel {
+            guard initialModel.numItems == dataset.numItems else {
+                throw LearnError.shapeMismatch("initial model has \(initialModel.numItems) items, the dataset \(dataset.numItems); use expandingCatalogue")
+            }
+            guard initialModel.configuration.architecture == configuration.architecture,
+                  initialModel.configuration.items == configuration.items,
+                  initialModel.hiddenSize == configuration.hiddenSize else {
+                throw LearnError.invalidConfiguration("warm start needs the same architecture, items and hidden size")
+            }
+            let weights = initialModel.exportParameters()
+            network = try SequenceNetwork(configuration: configuration, numItems: dataset.numItems,
+                                          text: initialModel.network.text ?? textTable,
+                                          profileDimension: profiles?.dimension ?? initialModel.profileDimension)
+            for p in network.parameters { if let t = weights[p.name], t.shape == p.shape { p.load(t) } }
+            network.refreshItemTable()
+        } else {
+            network = try SequenceNetwork(configuration: configuration, numItems: dataset.numItems, text: textTable,
+                                          profileDimension: distill != nil ? profiles!.dimension : nil)
+        }
+        let objective: SequenceObjective = configuration.architecture == .sasrec
+            ? SASRec(train: split.train, configuration: configuration)
+            : BERT4Rec(train: split.train, configuration: configuration, numItems: dataset.numItems)
+        let session = TrainingSession(network: network, objective: objective, configuration: configuration,
+                                      profiles: profiles)
+        let evaluator = RankingEvaluator(network: network, batchSize: configuration.evaluationBatchSize,
+                                         maskSeen: configuration.maskSeen)
+        var rng = Xoshiro256(seed: configuration.seed &+ 0x7EA1)
+        var best = -1.0, bestEpoch = 0
+        var bestValid = RankingMetrics()
+        var bestState: [[Float]]? = nil
+        var curve: [[Double]] = []
+        var trainTimes: [Double] = [], evalTimes: [Double] = []
+        var stopReason = "maxEpochs"
+        var epoch = 0
+        var order = Array(0..<objective.exampleCount)
+        epochLoop: while epoch < configuration.maxEpochs {
+            epoch += 1
+            let t0 = Date()
+            order.shuffle(using: &rng)
+            let useDistill = distill.map { epoch <= $0.distillEpochs } ?? false
+            var lossSum = 0.0, distillSum = 0.0, batches = 0
+            var start = 0
+            while start < order.count {
+                if shouldStop?() == true { stopReason = "stopped"; epoch -= 1; break epochLoop }
+                let end = min(order.count, start + configuration.batchSize)
+                let (ce, kd) = session.step(order[start..<end], distill: useDistill, rng: &rng)
+                lossSum += ce; distillSum += kd; batches += 1
+                start = end
+            }
+            let t1 = Date()
+            trainTimes.append(t1.timeIntervalSince(t0))
+            let valid = evaluator.evaluate(split.valid)
+            evalTimes.append(Date().timeIntervalSince(t1))
+            let meanLoss = lossSum / Double(max(batches, 1))
+            curve.append([Double(epoch), meanLoss, valid.ndcg10, valid.recall10])
+            if !meanLoss.isFinite { stopReason = "nonFinite"; break }
+            if valid.ndcg10 > best {
+                best = valid.ndcg10; bestEpoch = epoch; bestValid = valid
+                bestState = network.snapshot()
+            }
+            progress?(EpochProgress(epoch: epoch, loss: meanLoss, distillationLoss: useDistill ? distillSum / Double(max(batches, 1)) : nil,
+                                    valid: valid, trainSeconds: trainTimes.last!, evaluationSeconds: evalTimes.last!,
+                                    bestEpoch: bestEpoch))
+            if epoch - bestEpoch >= configuration.patience { stopReason = "patience"; break }
+        }
+        if let bestState { network.restore(bestState) }
+        let test = evaluator.evaluate(split.test)
+        func median(_ xs: [Double]) -> Double {
+            if xs.isEmpty { return 0 }
+            let s = xs.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        let report = TrainingReport(configuration: configuration, numItems: dataset.numItems,
+                                    trainExamples: objective.exampleCount,
+                                    parameterCount: network.parameters.reduce(0) { $0 + $1.count },
+                                    bestEpoch: bestEpoch, epochsRun: epoch, stopReason: stopReason,
+                                    valid: bestValid, test: test, secondsPerEpoch: median(trainTimes),
+                                    evaluationSecondsPerEpoch: median(evalTimes), curve: curve)
+        return TrainingResult(model: SequentialRecommender(network: network), report: report)
+    }
+}
+
+/// One training step's machinery: workspace, loss, optimiser and distillation buffers, allocated once.
+final class TrainingSession {
+    let network: SequenceNetwork
+    let objective: SequenceObjective
+    let configuration: ModelConfiguration
+    let profiles: ProfileTable?
+    let workspace: SequenceNetwork.Workspace
+    let crossEntropy: SoftmaxCrossEntropy
+    var optimiser: AdamW
+    var scoredRows: [Int32] = []
+    var targets: [Int32] = []
+    let selectedHidden = Buffer(1), selectedGrad = Buffer(1)
+    let distillation: ProfileDistillation?
+
+    init(network: SequenceNetwork, objective: SequenceObjective, configuration: ModelConfiguration, profiles: ProfileTable?) {
+        self.network = network; self.objective = objective; self.configuration = configuration; self.profiles = profiles
+        workspace = network.makeWorkspace()
+        crossEntropy = SoftmaxCrossEntropy(chunkRows: configuration.lossChunkRows)
+        optimiser = AdamW(learningRate: configuration.learningRate, beta1: configuration.beta1, beta2: configuration.beta2,
+                          epsilon: configuration.adamEpsilon, weightDecay: configuration.weightDecay)
+        if let d = configuration.distillation, let profiles {
+            distillation = ProfileDistillation(configuration: d, network: network, profiles: profiles)
+        } else {
+            distillation = nil
+        }
+    }
+
+    /// One AdamW step on the given examples. Returns (cross-entropy, distillation loss) of the batch.
+    func step(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> (Double, Double) {
+        let ws = workspace, d = network.width, n = network.numItems
+        objective.fillBatch(batch, into: ws, scoredRows: &scoredRows, targets: &targets, rng: &rng)
+        network.zeroGradients()
+        network.forward(ws, training: true, rng: &rng)
+        let rows = ws.layout.rows
+        let scored = scoredRows.isEmpty ? rows : scoredRows.count
+        let alpha = (distill && distillation != nil) ? configuration.distillation!.alpha : 0
+        ws.gradHidden.reserve(rows * d)
+        let hidden: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>
+        if scoredRows.isEmpty {
+            hidden = ws.hidden.p; grad = ws.gradHidden.p
+        } else {
+            selectedHidden.reserve(scored * d); selectedGrad.reserve(scored * d)
+            for (k, r) in scoredRows.enumerated() { (selectedHidden.p + k * d).update(from: ws.hidden.p + Int(r) * d, count: d) }
+            hidden = selectedHidden.p; grad = selectedGrad.p
+        }
+        let lossSum = targets.withUnsafeBufferPointer { t in
+            crossEntropy.run(hidden: hidden, rows: scored, width: d, catalogue: network.itemTable + d, items: n,
+                             targets: t.baseAddress!, gradScale: (1 - alpha) / Float(scored), hiddenGrad: grad,
+                             catalogueGrad: network.itemTableGrad + d)
+        }
+        let ce = lossSum / Double(max(scored, 1))
+        if !scoredRows.isEmpty {
+            ws.gradHidden.zero(rows * d)
+            for (k, r) in scoredRows.enumerated() { (ws.gradHidden.p + Int(r) * d).update(from: grad + k * d, count: d) }
+        }
+        var kd = 0.0
+        if alpha > 0, let distillation {
+            kd = distillation.prepare(batch: batch, objective: objective, workspace: ws, crossEntropy: ce)
+            network.backward(ws) { l, g in distillation.addGradient(block: l, workspace: ws, into: g) }
+        } else {
+            network.backward(ws)
+        }
+        network.backpropagateItemTable()
+        if let clip = configuration.gradientClipNorm { AdamW.clipGradients(network.parameters, maxNorm: clip) }
+        optimiser.update(network.parameters)
+        network.refreshItemTable()
+        return (ce, kd)
+    }
+}
