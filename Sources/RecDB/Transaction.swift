@@ -66,10 +66,17 @@ public final class WriteTransaction: ReadTransaction {
     /// Registers work that runs only if this transaction commits.
     public func onCommit(_ hook: @escaping () -> Void) { afterCommit.append(hook) }
 
-    func itemCreated(_ id: UInt32) { changedItems.insert(id) }
-    func itemServabilityChanged(_ id: UInt32) { changedItems.insert(id) }
+    func itemCreated(_ id: UInt32) throws {
+        changedItems.insert(id)
+        _ = try nextCounter(.itemStateVersion)
+    }
+    func itemServabilityChanged(_ id: UInt32) throws {
+        changedItems.insert(id)
+        _ = try nextCounter(.itemStateVersion)
+    }
 
     func flush() throws {
+        try database.applyColdStart(self)
         for key in dirtyCounters { try meta.setU64(key, counters[key]!) }
         dirtyCounters.removeAll()
         for name in dirtySpaces {

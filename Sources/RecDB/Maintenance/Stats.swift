@@ -40,7 +40,7 @@ extension Database {
                     .init(name: $0.name, kind: $0.kind, dim: $0.dimension, dtype: $0.dtype, metric: $0.metric, count: $0.count)
                 },
                 models: try tx.modelNames().count,
-                indexes: try tx.raw.count(.indexes),
+                indexes: try tx.indexes().count,
                 eventVersion: try tx.eventVersion(),
                 fileBytes: size,
                 formatVersion: Database.formatVersion)

@@ -132,6 +132,7 @@ extension WriteTransaction {
             item.isDeleted = false
             item.updatedAt = now
             try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
+            try itemServabilityChanged(id)
             return id
         }
         let id = UInt32(try nextCounter(.lastItemID))
@@ -140,7 +141,7 @@ extension WriteTransaction {
                         createdAt: now, updatedAt: now)
         try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
         try raw.put(.itemIDs, key: Array(input.externalID.utf8), value: Keys.u32(id))
-        itemCreated(id)
+        try itemCreated(id)
         return id
     }
 
@@ -157,7 +158,7 @@ extension WriteTransaction {
         item.isAvailable = available
         item.updatedAt = Clock.now()
         try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
-        itemServabilityChanged(id)
+        try itemServabilityChanged(id)
     }
 
     /// Deletes the item logically: its id and past events stay (models and logs refer to them),
@@ -167,7 +168,7 @@ extension WriteTransaction {
         item.isDeleted = true
         item.updatedAt = Clock.now()
         try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
-        itemServabilityChanged(id)
+        try itemServabilityChanged(id)
     }
 }
 

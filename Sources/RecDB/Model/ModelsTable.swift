@@ -69,6 +69,6 @@ extension ReadTransaction {
             }
         }
         checked["models"] = names.count
-        checked["indexes"] = try raw.count(.indexes)
+        checked["indexes"] = try keys(in: .indexes, prefix: IndexKeys.headerPrefix).count
     }
 }

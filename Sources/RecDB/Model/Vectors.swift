@@ -262,3 +262,24 @@ extension WriteTransaction {
         changedVectors[name, default: []].insert(entity)
     }
 }
+
+extension WriteTransaction {
+    /// Deletes a space with its vectors, its vector log and its stored index.
+    public func dropSpace(_ name: String) throws {
+        let space = try requireSpace(name)
+        let cursor = try raw.cursor(.vectors)
+        while try cursor.seek(Keys.pair(space.id, 0), { k, _ in Keys.readU32(k) == space.id }) == true {
+            try cursor.deleteCurrent()
+        }
+        let log = try raw.cursor(.vectorLog)
+        var start = ByteWriter(capacity: 12); start.beU32(space.id); start.beU64(0)
+        while try log.seek(start.bytes, { k, _ in Keys.readU32(k) == space.id }) == true {
+            try log.deleteCurrent()
+        }
+        try dropIndex(space: name)
+        try raw.delete(.spaces, key: Array(name.utf8))
+        spaceCache[name] = nil
+        dirtySpaces.remove(name)
+        changedVectors[name] = nil
+    }
+}

@@ -216,7 +216,7 @@ enum BundledSchemas {
       "key": {"encoding": "utf8", "fields": ["key"]},
       "value": {"encoding": "by_key",
                 "keys": {"format_version": "u64_le", "created_at": "u64_le (i64 seconds)", "last_item_id": "u64_le", "last_user_id": "u64_le",
-                         "last_event_seq": "u64_le", "last_space_id": "u64_le", "event_type:<name>": "u16_le code",
+                         "last_event_seq": "u64_le", "last_space_id": "u64_le", "item_state_version": "u64_le", "event_type:<name>": "u16_le code",
                          "import:<fnv64 hex>-<bytes>": "utf8 ledger text"}}
     }
   ]

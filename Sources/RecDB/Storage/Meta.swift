@@ -10,6 +10,9 @@ enum MetaKey: String {
     /// Last assigned global event sequence number: the database's event version.
     case lastEventSequence = "last_event_seq"
     case lastSpaceID = "last_space_id"
+    /// Bumped whenever an item is created or changes (availability, deletion, fields): caches of
+    /// item sets (unservable items, attribute matches) are valid for one value.
+    case itemStateVersion = "item_state_version"
     /// Prefix of `event_type:<name>` → u16 code.
     case eventTypePrefix = "event_type:"
     /// Prefix of `import:<fingerprint>` → JSON record of an interactions import (the ledger that

@@ -1,0 +1,150 @@
+import Foundation
+import Learn
+
+/// A stored model version: what was trained, on which data, how well, and how it is served.
+public struct ModelVersionInfo: Codable, Sendable {
+    public var model: String
+    public var version: UInt32
+    public var createdAt: Int64
+    public var configuration: ModelConfiguration
+    /// Items 1...numItems were in the training catalogue.
+    public var numItems: Int
+    public var hiddenSize: Int
+    /// The item space feeding `text` / `text+id` items.
+    public var textSpace: String?
+    /// The user space distilled from (ECIR'26 profile distillation).
+    public var profileSpace: String?
+    /// PCA basis applied to profiles before T, when `--reduce pca` was used.
+    public var profileReduction: PCA?
+    /// The last event the training snapshot contained.
+    public var eventVersion: UInt64
+    /// Users with at least one event in the snapshot.
+    public var users: Int
+    public var report: TrainingReport
+    /// Faiss factory string of the stored item index.
+    public var indexFactory: String
+    /// The version this one was warm-started from (`--resume`).
+    public var resumedFrom: UInt32?
+    /// Items that had no vector in `textSpace` (their text rows were zeros).
+    public var itemsWithoutText: Int
+}
+
+/// Which models exist and which version of each serves.
+public struct ModelSummary: Codable, Sendable {
+    public var name: String
+    public var activeVersion: UInt32?
+    public var versions: [ModelVersionInfo]
+}
+
+enum TensorCodec {
+    /// u32 LE rank, rank × u32 LE dims, then the f32 LE values.
+    static func encode(_ t: Tensor) -> [UInt8] {
+        var w = ByteWriter(capacity: 4 + 4 * t.shape.count + 4 * t.count)
+        w.leU32(UInt32(t.shape.count))
+        for d in t.shape { w.leU32(UInt32(d)) }
+        t.values.withUnsafeBytes { w.bytes.append(contentsOf: $0) }
+        return w.bytes
+    }
+
+    static func decode(_ raw: UnsafeRawBufferPointer, what: String) throws -> Tensor {
+        var r = ByteReader(raw, what: what)
+        let rank = Int(try r.leU32())
+        guard rank <= 8 else { throw RecDBError.corrupt("\(what): tensor rank \(rank)") }
+        var shape: [Int] = []
+        for _ in 0..<rank { shape.append(Int(try r.leU32())) }
+        let count = shape.reduce(1, *)
+        let rest = try r.rest()
+        guard rest.count == count * 4 else { throw RecDBError.corrupt("\(what): \(rest.count) bytes for shape \(shape)") }
+        let values = [Float](unsafeUninitializedCapacity: count) { buf, n in
+            _ = memcpy(buf.baseAddress!, rest.baseAddress!, count * 4)
+            n = count
+        }
+        return Tensor(shape: shape, values: values)
+    }
+}
+
+extension ReadTransaction {
+    func modelVersionInfo(_ name: String, _ version: UInt32) throws -> ModelVersionInfo? {
+        try raw.withValue(.models, key: ModelKeys.version(name, version)) { buf in
+            do { return try JSONDecoder().decode(ModelVersionInfo.self, from: Data(buf)) } catch {
+                throw RecDBError.corrupt("model \(name) version \(version): \(error)")
+            }
+        }
+    }
+
+    /// The stored versions of `name`, oldest first.
+    func modelVersions(_ name: String) throws -> [UInt32] {
+        let prefix = ModelKeys.versionPrefix(name)
+        return try keys(in: .models, prefix: prefix).compactMap { key in
+            guard key.count == prefix.count + 4 else { return nil }
+            return key.withUnsafeBytes { Keys.readU32($0, at: prefix.count) }
+        }
+    }
+
+    /// Every model with its versions.
+    public func models() throws -> [ModelSummary] {
+        try modelNames().map { name in
+            let header = try modelHeader(name)
+            let versions = try modelVersions(name).compactMap { try modelVersionInfo(name, $0) }
+            return ModelSummary(name: name, activeVersion: header?.activeVersion, versions: versions)
+        }
+    }
+
+    /// The version that serves `name` (the active one, or `version` when given).
+    public func modelVersion(_ name: String, version: UInt32? = nil) throws -> ModelVersionInfo {
+        guard let header = try modelHeader(name) else { throw RecDBError.unknownModel(name) }
+        guard let v = version ?? header.activeVersion else { throw RecDBError.unknownModel("\(name) has no active version") }
+        guard let info = try modelVersionInfo(name, v) else { throw RecDBError.unknownModel("\(name) version \(v)") }
+        return info
+    }
+
+    func tensor(model: String, version: UInt32, name: String) throws -> Tensor? {
+        try raw.withValue(.models, key: ModelKeys.tensor(model, version, name)) {
+            try TensorCodec.decode($0, what: "tensor \(name) of \(model)/\(version)")
+        }
+    }
+
+    /// All tensors of a version except the serving-side ones.
+    func parameters(model: String, version: UInt32) throws -> [String: Tensor] {
+        let prefix = ModelKeys.tensorPrefix(model, version)
+        var out: [String: Tensor] = [:]
+        for key in try keys(in: .models, prefix: prefix) {
+            let name = String(decoding: key[prefix.count...], as: UTF8.self)
+            guard !ModelTensor.servingOnly.contains(name) else { continue }
+            out[name] = try raw.withValue(.models, key: key) { try TensorCodec.decode($0, what: "tensor \(name) of \(model)/\(version)") }
+        }
+        return out
+    }
+}
+
+/// Names of tensors stored beside the parameters.
+enum ModelTensor {
+    /// `[numItems + 1, hidden]`: the output item vectors in model space.
+    static let itemVectors = "@item_vectors"
+    /// `[numItems + 1]`: interaction counts in the training snapshot (popularity fallback).
+    static let popularity = "@popularity"
+    static let servingOnly: Set<String> = [itemVectors, popularity]
+}
+
+extension WriteTransaction {
+    func storeTensor(model: String, version: UInt32, name: String, _ tensor: Tensor) throws {
+        try raw.put(.models, key: ModelKeys.tensor(model, version, name), value: TensorCodec.encode(tensor))
+    }
+
+    func storeModelHeader(_ header: ModelHeader) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try raw.put(.models, key: ModelKeys.header(header.name), value: Array(try encoder.encode(header)))
+    }
+
+    func storeModelVersion(_ info: ModelVersionInfo) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try raw.put(.models, key: ModelKeys.version(info.model, info.version), value: Array(try encoder.encode(info)))
+    }
+
+    func deleteKeys(in table: Table, prefix: [UInt8]) throws {
+        for key in try keys(in: table, prefix: prefix) { try raw.delete(table, key: key) }
+    }
+}
