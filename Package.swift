@@ -40,6 +40,7 @@ let package = Package(
 
         // MARK: - Benchmarks (release executables)
         .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench"),
+        .executableTarget(name: "serve-bench", dependencies: ["RecDB"], path: "Benchmarks/ServeBench", exclude: ["torch_serve.py"]),
 
         // MARK: - Tests
         .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),

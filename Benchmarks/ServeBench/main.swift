@@ -1,0 +1,108 @@
+// serve-bench: recommendation latency through RecDB (history read + SASRec forward + filtered index
+// search + titles) on the Amazon Beauty catalogue, against the reference PyTorch model's forward +
+// full scoring + top-10 on CPU, measured in the same run.
+//
+//   swift run -c release serve-bench [--shared ../shared] [--queries 20000] [--python $HOME/refvenv/bin/python]
+import Foundation
+import RecDB
+
+var shared = "../shared"
+var queries = 20_000
+var python = ProcessInfo.processInfo.environment["HOME"].map { "\($0)/refvenv/bin/python" } ?? "python3"
+var workDir = ".cache/bench-serve"
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let a = arguments.next() {
+    switch a {
+    case "--shared": shared = arguments.next()!
+    case "--queries": queries = Int(arguments.next()!)!
+    case "--python": python = arguments.next()!
+    case "--work": workDir = arguments.next()!
+    default: fatalError("unknown argument \(a)")
+    }
+}
+
+func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+func percentile(_ sorted: [Double], _ p: Double) -> Double { sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))] }
+
+let beauty = "\(shared)/data/amazon-beauty/Beauty.txt"
+guard FileManager.default.fileExists(atPath: beauty) else {
+    log("serve-bench needs \(beauty) (the shared Amazon Beauty data)"); exit(2)
+}
+let dbPath = "\(workDir)/beauty.recdb"
+if !FileManager.default.fileExists(atPath: dbPath + "/data.mdb") {
+    try? FileManager.default.removeItem(atPath: dbPath)
+    let db = try Database(path: dbPath)
+    log("importing Beauty…")
+    try db.importInteractions(from: beauty, options: InteractionImportOptions(format: .sequences))
+    var items = RecordImportOptions(format: .tsv)
+    items.idColumn = "item_id"; items.titleColumn = "title"
+    try db.importItems(from: "\(shared)/data/amazon-beauty/beauty_items.tsv", options: items)
+    log("training SASRec (defaults, 2 epochs: latency does not depend on quality)…")
+    var configuration = ModelConfiguration()
+    configuration.maxEpochs = 2
+    _ = try db.train(TrainingRequest(model: "sasrec", configuration: configuration))
+}
+let db = try Database(path: dbPath)
+let numItems = try db.read { try $0.itemCount() }
+
+// A user with a full 50-item history.
+if try db.read({ try $0.userID(for: "bench-user") }) == nil {
+    _ = try db.write { tx in
+        let u = try tx.upsertUser(externalID: "bench-user")
+        var g = SystemRandomNumberGenerator()
+        for t in 0..<50 { try tx.appendEvent(user: u, item: UInt32.random(in: 1...UInt32(numItems), using: &g), timestamp: Int64(t)) }
+    }
+}
+
+// Warm-up: loads the model, the index and the filter caches.
+for _ in 0..<500 { _ = try db.recommend(user: "bench-user", k: 10) }
+var latencies: [Double] = []
+latencies.reserveCapacity(queries)
+for _ in 0..<queries {
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    let r = try db.recommend(user: "bench-user", k: 10)
+    let t1 = DispatchTime.now().uptimeNanoseconds
+    precondition(r.items.count == 10 && r.source == .sequence)
+    latencies.append(Double(t1 - t0) / 1e6)
+}
+latencies.sort()
+let p50 = percentile(latencies, 0.5), p99 = percentile(latencies, 0.99)
+
+// Throughput with all cores: many users at once (each worker its own snapshot).
+let users = try db.read { tx -> [String] in
+    var out: [String] = []
+    try tx.forEachUser { out.append($0.externalID); return out.count < 20_000 }
+    return out
+}
+let cores = ProcessInfo.processInfo.activeProcessorCount
+let t0 = Date()
+let batch = try db.recommend(users: users, k: 10)
+let throughput = Double(batch.count) / Date().timeIntervalSince(t0)
+
+// The PyTorch peer, same machine, same run.
+var peer: [String: Any] = [:]
+let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("torch_serve.py").path
+let process = Process()
+process.executableURL = URL(fileURLWithPath: python)
+process.arguments = [script, "--reference", "\(shared)/reference", "--items", String(numItems), "--queries", "3000"]
+let pipe = Pipe()
+process.standardOutput = pipe
+do {
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    peer = (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+} catch {
+    log("PyTorch peer not run (\(error)); install torch into \(python)")
+}
+let peerP50 = peer["p50_ms"] as? Double, peerP99 = peer["p99_ms"] as? Double
+
+print(String(format: "RecDB recommend (Beauty, %d items, 50-event history, k=10, exclude-seen, titles), 1 thread: p50 %.4f ms, p99 %.4f ms (%d queries)", numItems, p50, p99, queries))
+print(String(format: "RecDB batch recommend, %d cores: %.0f users/s over %d users", cores, throughput, users.count))
+if let peerP50, let peerP99 {
+    print(String(format: "PyTorch %@ forward + scoring + top-10, 1 thread: p50 %.4f ms, p99 %.4f ms → RecDB is %.1fx faster at p50, %.1fx at p99",
+                 (peer["torch"] as? String) ?? "", peerP50, peerP99, peerP50 / p50, peerP99 / p99))
+}
+let json: [String: Any] = ["bench": "serve", "items": numItems, "p50_ms": p50, "p99_ms": p99, "batch_users_per_s": throughput,
+                           "cores": cores, "torch_p50_ms": peerP50 ?? NSNull(), "torch_p99_ms": peerP99 ?? NSNull()]
+print(String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), as: UTF8.self))
