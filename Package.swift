@@ -19,6 +19,8 @@ let package = Package(
         .target(
             name: "CFaiss",
             path: "Sources/CFaiss",
+            // compat/ supplies the <omp.h> declarations Faiss's headers need (see compat/omp.h).
+            cxxSettings: [.headerSearchPath("compat")],
             linkerSettings: [
                 // Order matters: libfaiss.a is static and needs gomp, lapack and blas after it.
                 .linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("lapack"),

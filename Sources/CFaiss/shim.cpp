@@ -1,2 +1,0 @@
-#include "cfaiss.h"
-extern "C" int cfaiss_version(void) { return 1; }

@@ -1,0 +1,124 @@
+import CFaiss
+
+// MARK: - Searching
+
+extension VectorIndex {
+    /// The `k` nearest live vectors to `query` (`dimension` floats), best first. Fewer than `k` when fewer
+    /// vectors are live or permitted. Read operation (concurrent with other reads).
+    ///
+    /// - Parameters:
+    ///   - filter: ids to exclude, or the only ids allowed; applied inside Faiss (see ``IDFilter``).
+    ///   - parameters: `efSearch` / `nprobe` for this call; `nil` fields use ``defaultSearchParameters``.
+    /// - Throws: `.dimensionMismatch`, `.invalidArgument` (k < 1), `.notTrained`, `.faiss`.
+    /// - Note: allocates only the returned array; ``search(queries:k:filter:parameters:ids:scores:)`` fills
+    ///   caller-owned buffers and does not allocate at all in steady state.
+    public func search(_ query: [Float], k: Int, filter: IDFilter? = nil,
+                       parameters: SearchParameters = .default) throws -> [Neighbor] {
+        guard query.count == dimension else {
+            throw IndexError(.dimensionMismatch, "query has \(query.count) floats, index dimension is \(dimension)")
+        }
+        guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
+        return try query.withUnsafeBufferPointer { queryBuffer in
+            try withUnsafeTemporaryAllocation(of: UInt32.self, capacity: k) { ids in
+                try withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { scores in
+                    try search(queries: queryBuffer, k: k, filter: filter, parameters: parameters, ids: ids, scores: scores)
+                    var found = 0
+                    while found < k && ids[found] != 0 { found += 1 }
+                    return [Neighbor](unsafeUninitializedCapacity: found) { result, initialized in
+                        for j in 0..<found { result[j] = Neighbor(id: ids[j], score: scores[j]) }
+                        initialized = found
+                    }
+                }
+            }
+        }
+    }
+
+    /// Searches `n = queries.count / dimension` queries at once (row-major), all with the same filter.
+    /// Uses Faiss's OpenMP threads. Returns one array per query, best first.
+    public func search(batch queries: [Float], k: Int, filter: IDFilter? = nil,
+                       parameters: SearchParameters = .default) throws -> [[Neighbor]] {
+        let n = try rowCount(of: queries.count, what: "batch queries")
+        guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
+        var ids = [UInt32](repeating: 0, count: n * k)
+        var scores = [Float](repeating: 0, count: n * k)
+        try queries.withUnsafeBufferPointer { queryBuffer in
+            try ids.withUnsafeMutableBufferPointer { idBuffer in
+                try scores.withUnsafeMutableBufferPointer { scoreBuffer in
+                    try search(queries: queryBuffer, k: k, filter: filter, parameters: parameters,
+                               ids: idBuffer, scores: scoreBuffer)
+                }
+            }
+        }
+        return Self.neighbors(ids: ids, scores: scores, queries: n, k: k)
+    }
+
+    /// Searches several queries, each with its own filter (e.g. each user's already-seen items), under one
+    /// read lock. `filters.count` must equal the number of queries; queries run one after another.
+    public func search(batch queries: [Float], k: Int, filters: [IDFilter?],
+                       parameters: SearchParameters = .default) throws -> [[Neighbor]] {
+        let n = try rowCount(of: queries.count, what: "batch queries")
+        guard filters.count == n else {
+            throw IndexError(.invalidArgument, "\(n) queries but \(filters.count) filters")
+        }
+        guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
+        var raw = try parameters.cValue()
+        var ids = [UInt32](repeating: 0, count: n * k)
+        var scores = [Float](repeating: 0, count: n * k)
+        try queries.withUnsafeBufferPointer { queryBuffer in
+            try ids.withUnsafeMutableBufferPointer { idBuffer in
+                try scores.withUnsafeMutableBufferPointer { scoreBuffer in
+                    try lock.read {
+                        for q in 0..<n {
+                            let query = queryBuffer.baseAddress! + q * dimension
+                            let outIDs = idBuffer.baseAddress! + q * k, outScores = scoreBuffer.baseAddress! + q * k
+                            try withOptionalCFilter(filters[q]) { cFilter in
+                                try check(cfaiss_index_search(handle, 1, query, k, cFilter, &raw, outIDs, outScores),
+                                          "search in '\(factory)' failed")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return Self.neighbors(ids: ids, scores: scores, queries: n, k: k)
+    }
+
+    /// The allocation-free search: `queries` holds `n × dimension` floats; `ids` and `scores` receive `n × k`
+    /// values, row q in `[q*k, (q+1)*k)`, best first, unused slots (fewer than k results) set to id 0.
+    /// A single query takes a dedicated single-threaded path; several use Faiss's OpenMP threads.
+    public func search(queries: UnsafeBufferPointer<Float>, k: Int, filter: IDFilter? = nil,
+                       parameters: SearchParameters = .default,
+                       ids: UnsafeMutableBufferPointer<UInt32>, scores: UnsafeMutableBufferPointer<Float>) throws {
+        let n = try rowCount(of: queries.count, what: "queries")
+        guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
+        precondition(ids.count >= n * k && scores.count >= n * k, "result buffers need n * k = \(n * k) slots")
+        guard n > 0 else { return }
+        var raw = try parameters.cValue()
+        try withOptionalCFilter(filter) { cFilter in
+            try lock.read {
+                try check(cfaiss_index_search(handle, n, queries.baseAddress, k, cFilter, &raw,
+                                              ids.baseAddress, scores.baseAddress),
+                          "search in '\(factory)' failed")
+            }
+        }
+    }
+
+    private func withOptionalCFilter<R>(_ filter: IDFilter?,
+                                        _ body: (UnsafePointer<cfaiss_filter_t>?) throws -> R) rethrows -> R {
+        if let filter { return try filter.withCFilter { try body($0) } }
+        return try body(nil)
+    }
+
+    private static func neighbors(ids: [UInt32], scores: [Float], queries n: Int, k: Int) -> [[Neighbor]] {
+        (0..<n).map { q in
+            var row: [Neighbor] = []
+            row.reserveCapacity(k)
+            for j in 0..<k {
+                let id = ids[q * k + j]
+                if id == 0 { break }
+                row.append(Neighbor(id: id, score: scores[q * k + j]))
+            }
+            return row
+        }
+    }
+}
