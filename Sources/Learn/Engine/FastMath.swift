@@ -5,7 +5,9 @@ import Foundation
 /// exponentials per Beauty epoch make `Foundation.exp` the bottleneck.
 @inline(__always)
 func fastExp(_ x0: SIMD8<Float>) -> SIMD8<Float> {
-    let x = pointwiseMin(pointwiseMax(x0, SIMD8(repeating: -87)), SIMD8(repeating: 88))
+    var x = x0
+    x.replace(with: -87, where: x .< -87)
+    x.replace(with: 88, where: x .> 88)
     let magic = SIMD8<Float>(repeating: 12_582_912)  // 1.5·2²³: adding it rounds to an integer in the low bits
     let t = x * 1.442_695_040_888_963_4 + magic
     let n = t - magic
