@@ -83,6 +83,32 @@ enum Attention {
         }
     }
 
+    /// Inference for the LAST query of each sequence only (it may attend to every key of its sequence
+    /// under both masks): y[k, d] for sequence k. `scratch` needs `layout.rows` floats.
+    static func forwardLastQuery(qkv: UnsafePointer<Float>, layout: PackedLayout, width d: Int, heads: Int,
+                                 scratch: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        let dk = d / heads
+        let scale = 1 / Float(dk).squareRoot()
+        Parallel.forEach(layout.count, minimumPerPart: 16) { s in
+            let r0 = layout.rowStart[s], n = layout.rowStart[s + 1] - r0
+            let out = y + s * d
+            if n == 0 { out.update(repeating: 0, count: d); return }
+            let scores = scratch + r0
+            for h in 0..<heads {
+                let k0 = qkv + r0 * 3 * d + d + h * dk
+                let q = qkv + (r0 + n - 1) * 3 * d + h * dk
+                BLAS.gemv(m: n, n: dk, alpha: scale, a: k0, lda: 3 * d, x: q, y: scores)
+                var mx = -Float.infinity
+                for j in 0..<n { mx = max(mx, scores[j]) }
+                var sum: Float = 0
+                for j in 0..<n { let e = expf(scores[j] - mx); scores[j] = e; sum += e }
+                let inv = 1 / sum
+                for j in 0..<n { scores[j] *= inv }
+                BLAS.gemv(trans: true, m: n, n: dk, a: k0 + d, lda: 3 * d, x: scores, y: out + h * dk)
+            }
+        }
+    }
+
     /// Given dy[rows, d], writes dqkv[rows, 3d]. Overwrites `dropped` (used as scratch).
     static func backward(dy: UnsafePointer<Float>, qkv: UnsafePointer<Float>, layout: PackedLayout, width d: Int,
                          heads: Int, dropMask: UnsafePointer<Float>?, probs: UnsafePointer<Float>,

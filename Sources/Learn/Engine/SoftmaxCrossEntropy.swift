@@ -84,7 +84,7 @@ final class SoftmaxCrossEntropy {
         let vectorEnd = n & ~7
         var mx8 = SIMD8<Float>(repeating: -.infinity)
         var i = 0
-        while i < vectorEnd { mx8 = pointwiseMax(mx8, load8(row + i)); i += 8 }
+        while i < vectorEnd { let v = load8(row + i); mx8.replace(with: v, where: v .> mx8); i += 8 }
         var mx = mx8.max()
         while i < n { mx = max(mx, row[i]); i += 1 }
         let targetLogit = row[target]

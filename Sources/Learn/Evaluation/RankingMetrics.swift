@@ -59,7 +59,6 @@ struct RankingEvaluator {
         var ranks = [Int](repeating: 0, count: cases.count)
         let ws = network.makeWorkspace()
         let users = Buffer(batchSize * d)
-        var rng = Xoshiro256(seed: 0)  // unused in inference mode
         let chunk = 64
         let parts = Parallel.parts
         let scoreBuffers = (0..<parts).map { _ in Buffer(chunk * n) }
@@ -69,11 +68,10 @@ struct RankingEvaluator {
             let end = min(cases.count, start + batchSize)
             ws.reset()
             for c in cases[start..<end] { network.appendEvaluationWindow(c.history, to: ws) }
-            network.forward(ws, training: false, rng: &rng)
+            network.forwardLastRows(ws)
             for (k, _) in cases[start..<end].enumerated() {
-                let last = ws.layout.rowStart[k + 1] - 1
-                if last >= ws.layout.rowStart[k] {
-                    (users.p + k * d).update(from: ws.hidden.p + last * d, count: d)
+                if ws.layout.rowStart[k + 1] > ws.layout.rowStart[k] {
+                    (users.p + k * d).update(from: ws.hidden.p + k * d, count: d)
                 } else {
                     (users.p + k * d).update(repeating: 0, count: d)  // empty SASRec history
                 }

@@ -83,8 +83,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// Worker count for the engine's own parallelism; 0 = all cores. Results are deterministic for a
     /// given seed AND worker count.
     public var threads: Int = 0
-    /// Catalogue softmax: rows of logits computed at once per worker.
-    public var lossChunkRows: Int = 64
+    /// Catalogue softmax: rows of logits computed at once per worker (capped so that one chunk holds
+    /// at most 4 Mi logits, i.e. 16 MiB per worker, whatever the catalogue size).
+    public var lossChunkRows: Int = 256
     /// Users per evaluation batch.
     public var evaluationBatchSize: Int = 1024
     /// Profile distillation (ECIR'26); nil = off.

@@ -281,10 +281,25 @@ final class SequenceNetwork {
     /// With `training`, dropout masks are drawn from `rng` (one key per dropout site) and every
     /// activation needed by `backward` is kept.
     func forward(_ ws: Workspace, training: Bool, rng: inout Xoshiro256) {
+        forward(ws, training: training, lastRowsOnly: false, rng: &rng)
+    }
+
+    /// Inference returning one hidden state per sequence: `ws.hidden` row k = final hidden state of the
+    /// LAST row of sequence k (`[count, d]`; rows of empty sequences are meaningless). The last block
+    /// only computes keys and values for all rows and everything else for the last row, which is what
+    /// serving and evaluation need.
+    func forwardLastRows(_ ws: Workspace) {
+        var rng = Xoshiro256(seed: 0)  // unused without dropout
+        forward(ws, training: false, lastRowsOnly: true, rng: &rng)
+    }
+
+    private func forward(_ ws: Workspace, training: Bool, lastRowsOnly: Bool, rng: inout Xoshiro256) {
         let d = width, f = feedForwardWidth, rows = ws.layout.rows
         let p = configuration.dropout
         let dropout = training && p > 0
-        ws.reserve(rows: rows, attention: ws.layout.attentionSize, d: d, f: f, training: training)
+        precondition(!(training && lastRowsOnly))
+        ws.reserve(rows: max(rows, ws.layout.count), attention: max(ws.layout.attentionSize, rows),
+                   d: d, f: f, training: training)
         // Embedding: E[item]·√d + P[pos]
         let table = itemTable, pos = positionEmbedding.value.p
         let maskRow = maskEmbedding?.value.p
@@ -309,6 +324,7 @@ final class SequenceNetwork {
         }
         let eps = configuration.layerNormEpsilon
         for (l, b) in blocks.enumerated() {
+            if lastRowsOnly && l == blocks.count - 1 { lastBlockForLastRows(ws); return }
             let s = ws.states[l], xin = ws.xs[l].p, xout = ws.xs[l + 1].p
             Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
                                      eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
@@ -345,6 +361,41 @@ final class SequenceNetwork {
             }
         }
         Kernels.layerNormForward(ws.xs[blocks.count].p, rows: rows, width: d, gamma: finalNormGamma.value.p,
+                                 beta: finalNormBeta.value.p, eps: eps, into: ws.hidden.p, mean: ws.meanF.p, rstd: ws.rstdF.p)
+    }
+
+    /// The last block and the final LayerNorm, for the last row of every sequence only (inference).
+    private func lastBlockForLastRows(_ ws: Workspace) {
+        let d = width, f = feedForwardWidth, rows = ws.layout.rows, count = ws.layout.count
+        let l = blocks.count - 1, b = blocks[l], s = ws.states[l], xin = ws.xs[l].p
+        let eps = configuration.layerNormEpsilon
+        // Keys and values need every row.
+        Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
+                                 eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
+        Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, weight: b.qkvWeight.value.p,
+                              bias: b.qkvBias.value.p, into: s.qkv.p)
+        // From here on, row k = the last row of sequence k: x_last gathered into `c`, attention into `y`.
+        let xLast = s.c.p
+        Attention.forwardLastQuery(qkv: s.qkv.p, layout: ws.layout, width: d, heads: heads, scratch: s.probs.p, into: s.y.p)
+        for k in 0..<count {
+            let r0 = ws.layout.rowStart[k], r1 = ws.layout.rowStart[k + 1]
+            if r1 > r0 { (xLast + k * d).update(from: xin + (r1 - 1) * d, count: d) }
+            else { (xLast + k * d).update(repeating: 0, count: d) }
+        }
+        Kernels.linearForward(s.y.p, rows: count, inFeatures: d, outFeatures: d, weight: b.outWeight.value.p,
+                              bias: b.outBias.value.p, into: s.x1.p)
+        Kernels.add(xLast, count: count * d, into: s.x1.p)
+        Kernels.layerNormForward(s.x1.p, rows: count, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
+                                 eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
+        Kernels.linearForward(s.c.p, rows: count, inFeatures: d, outFeatures: f, weight: b.ff1Weight.value.p,
+                              bias: b.ff1Bias.value.p, into: s.f1.p)
+        Kernels.activationForward(activation, s.f1.p, count: count * f, into: s.g.p)
+        Kernels.linearForward(s.g.p, rows: count, inFeatures: f, outFeatures: d, weight: b.ff2Weight.value.p,
+                              bias: b.ff2Bias.value.p, into: s.f2.p)
+        let xout = ws.xs[l + 1].p
+        xout.update(from: s.x1.p, count: count * d)
+        Kernels.add(s.f2.p, count: count * d, into: xout)
+        Kernels.layerNormForward(xout, rows: count, width: d, gamma: finalNormGamma.value.p,
                                  beta: finalNormBeta.value.p, eps: eps, into: ws.hidden.p, mean: ws.meanF.p, rstd: ws.rstdF.p)
     }
 

@@ -72,11 +72,9 @@ public final class SequentialRecommender: @unchecked Sendable {
         } else {
             network.appendEvaluationWindow(history.filter { $0 >= 1 && Int($0) <= n }, to: ws)
         }
-        var rng = Xoshiro256(seed: 0)
-        network.forward(ws, training: false, rng: &rng)
-        let rows = ws.layout.rows
-        if rows == 0 { out.baseAddress!.update(repeating: 0, count: hiddenSize); return }
-        out.baseAddress!.update(from: ws.hidden.p + (rows - 1) * hiddenSize, count: hiddenSize)
+        if ws.layout.rows == 0 { out.baseAddress!.update(repeating: 0, count: hiddenSize); return }
+        network.forwardLastRows(ws)
+        out.baseAddress!.update(from: ws.hidden.p, count: hiddenSize)
     }
 
     /// User vectors for many histories at once (`[histories.count, hiddenSize]`), using all cores.
@@ -85,19 +83,15 @@ public final class SequentialRecommender: @unchecked Sendable {
         var values = [Float](repeating: 0, count: histories.count * d)
         let ws = pool.take { network.makeWorkspace() }
         defer { pool.give(ws) }
-        var rng = Xoshiro256(seed: 0)
         let batch = max(1, configuration.evaluationBatchSize)
         var start = 0
         while start < histories.count {
             let end = min(histories.count, start + batch)
             ws.reset()
             for h in histories[start..<end] { network.appendEvaluationWindow(h.filter { $0 >= 1 && Int($0) <= n }, to: ws) }
-            network.forward(ws, training: false, rng: &rng)
-            for k in 0..<(end - start) {
-                let last = ws.layout.rowStart[k + 1] - 1
-                if last >= ws.layout.rowStart[k] {
-                    for j in 0..<d { values[(start + k) * d + j] = ws.hidden.p[last * d + j] }
-                }
+            network.forwardLastRows(ws)
+            for k in 0..<(end - start) where ws.layout.rowStart[k + 1] > ws.layout.rowStart[k] {
+                for j in 0..<d { values[(start + k) * d + j] = ws.hidden.p[k * d + j] }
             }
             start = end
         }

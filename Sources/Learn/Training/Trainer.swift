@@ -198,7 +198,7 @@ final class TrainingSession {
     init(network: SequenceNetwork, objective: SequenceObjective, configuration: ModelConfiguration, profiles: ProfileTable?) {
         self.network = network; self.objective = objective; self.configuration = configuration; self.profiles = profiles
         workspace = network.makeWorkspace()
-        crossEntropy = SoftmaxCrossEntropy(chunkRows: configuration.lossChunkRows)
+        crossEntropy = SoftmaxCrossEntropy(chunkRows: max(8, min(configuration.lossChunkRows, 4_194_304 / max(network.numItems, 1))))
         optimiser = AdamW(learningRate: configuration.learningRate, beta1: configuration.beta1, beta2: configuration.beta2,
                           epsilon: configuration.adamEpsilon, weightDecay: configuration.weightDecay)
         if let d = configuration.distillation, let profiles {
@@ -210,6 +210,16 @@ final class TrainingSession {
 
     /// One AdamW step on the given examples. Returns (cross-entropy, distillation loss) of the batch.
     func step(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> (Double, Double) {
+        let losses = computeGradients(batch, distill: distill, rng: &rng)
+        if let clip = configuration.gradientClipNorm { AdamW.clipGradients(network.parameters, maxNorm: clip) }
+        optimiser.update(network.parameters)
+        network.refreshItemTable()
+        return losses
+    }
+
+    /// Forward and backward pass for one batch: fills every parameter's `grad` (zeroed first) with the
+    /// gradient of `(1 − α)·CE + α·β·L_distil` (α = 0 without distillation). Returns (CE, L_distil).
+    func computeGradients(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> (Double, Double) {
         let ws = workspace, d = network.width, n = network.numItems
         objective.fillBatch(batch, into: ws, scoredRows: &scoredRows, targets: &targets, rng: &rng)
         network.zeroGradients()
@@ -244,9 +254,6 @@ final class TrainingSession {
             network.backward(ws)
         }
         network.backpropagateItemTable()
-        if let clip = configuration.gradientClipNorm { AdamW.clipGradients(network.parameters, maxNorm: clip) }
-        optimiser.update(network.parameters)
-        network.refreshItemTable()
         return (ce, kd)
     }
 }

@@ -1,0 +1,199 @@
+import XCTest
+@testable import Learn
+
+/// Training, the trained-model API (export/import, user and item vectors, cold start, warm start,
+/// evaluation, thread safety) on small synthetic data.
+final class ModelTests: XCTestCase {
+    override func setUp() { LearnEngine.prepare() }
+
+    func testSASRecAndBERT4RecLearnTheSyntheticPattern() throws {
+        let data = try syntheticDataset()
+        let text = try syntheticTextTable(items: data.numItems)
+        for (arch, items, minimum) in [(ModelConfiguration.Architecture.sasrec, ModelConfiguration.ItemRepresentation.id, 0.5),
+                                       (.sasrec, .text, 0.3), (.bert4rec, .id, 0.3), (.bert4rec, .textAndID, 0.3)] {
+            var c = smallConfiguration(arch, items: items)
+            c.maxEpochs = 30; c.patience = 30; c.learningRate = 5e-3; c.dropout = 0.1
+            var epochs: [Int] = []
+            let r = try Trainer.train(dataset: data, textTable: text, configuration: c, progress: { epochs.append($0.epoch) })
+            // chance level for Recall@10 is 10/40; 90 % of the next items follow the cycle
+            XCTAssertGreaterThan(r.report.test.recall10, minimum + 0.2, "\(arch) \(items.rawValue): \(r.report.test)")
+            XCTAssertGreaterThan(r.report.test.ndcg10, minimum, "\(arch) \(items.rawValue)")
+            XCTAssertEqual(epochs, Array(1...r.report.epochsRun))
+            XCTAssertEqual(r.report.curve.count, r.report.epochsRun)
+            XCTAssertLessThan(r.report.curve.last![1], r.report.curve.first![1], "training loss must fall")
+        }
+    }
+
+    func testTrainingIsDeterministicForASeed() throws {
+        let data = try syntheticDataset(users: 120)
+        var c = smallConfiguration(.bert4rec)
+        c.maxEpochs = 2
+        let a = try Trainer.train(dataset: data, configuration: c)
+        let b = try Trainer.train(dataset: data, configuration: c)
+        XCTAssertEqual(a.model.exportParameters(), b.model.exportParameters())
+        XCTAssertEqual(a.report.test, b.report.test)
+        c.seed = 1
+        let other = try Trainer.train(dataset: data, configuration: c)
+        XCTAssertNotEqual(a.model.exportParameters()["pos_emb"], other.model.exportParameters()["pos_emb"])
+    }
+
+    func testExportImportAndEvaluatorReproduceTrainingMetrics() throws {
+        let data = try syntheticDataset(users: 150)
+        let text = try syntheticTextTable(items: data.numItems)
+        for arch in [ModelConfiguration.Architecture.sasrec, .bert4rec] {
+            var c = smallConfiguration(arch, items: .textAndID)
+            c.maxEpochs = 3
+            let r = try Trainer.train(dataset: data, textTable: text, configuration: c)
+            let params = r.model.exportParameters()
+            XCTAssertEqual(params["item_emb"]?.shape, [data.numItems + 1, 16])
+            XCTAssertEqual(params["adapter.weight"]?.shape, [16, text.dimension])
+            let restored = try SequentialRecommender(configuration: c, numItems: data.numItems, parameters: params, textTable: text)
+            XCTAssertEqual(restored.itemVectors(), r.model.itemVectors())
+            let h: [Int32] = [3, 4, 5, 6]
+            XCTAssertEqual(restored.userRepresentation(h), r.model.userRepresentation(h))
+            let (valid, test) = try restored.evaluate(dataset: data)
+            XCTAssertEqual(test, r.report.test, "evaluator must reproduce the training-time test metrics exactly")
+            XCTAssertEqual(valid, r.report.valid)
+            var missing = params; missing["ln_f.weight"] = nil
+            XCTAssertThrowsError(try SequentialRecommender(configuration: c, numItems: data.numItems, parameters: missing, textTable: text))
+            XCTAssertThrowsError(try SequentialRecommender(configuration: c, numItems: data.numItems, parameters: params, textTable: nil))
+        }
+    }
+
+    func testEvaluatorMatchesBruteForceRanking() throws {
+        let data = try syntheticDataset(users: 80)
+        var c = smallConfiguration(.sasrec); c.maxEpochs = 1
+        let model = try Trainer.train(dataset: data, configuration: c).model
+        let split = DatasetSplit.leaveOneOut(data)
+        let items = model.itemVectors()
+        let d = model.hiddenSize
+        for maskSeen in [false, true] {
+            var ranks: [Int] = []
+            for cse in split.test {
+                let u = model.userRepresentation(cse.history)
+                func score(_ i: Int) -> Float { var s: Float = 0; for j in 0..<d { s += u[j] * items.values[i * d + j] }; return s }
+                let t = score(Int(cse.target))
+                let seen = Set(cse.history)
+                ranks.append((1...data.numItems).filter { i in
+                    !(maskSeen && seen.contains(Int32(i)) && Int32(i) != cse.target) && score(i) > t
+                }.count)
+            }
+            let expected = RankingMetrics(ranks: ranks)
+            let got = model.evaluate(split.test, maskSeen: maskSeen)
+            XCTAssertEqual(got.users, expected.users)
+            XCTAssertEqual(got.ndcg10, expected.ndcg10, accuracy: 1e-9)
+            XCTAssertEqual(got.recall20, expected.recall20, accuracy: 1e-9)
+            XCTAssertEqual(got.mrr, expected.mrr, accuracy: 1e-4)  // ties at float precision may differ
+        }
+    }
+
+    func testColdStartItemVectorFromText() throws {
+        let data = try syntheticDataset(users: 100)
+        let text = try syntheticTextTable(items: data.numItems)
+        for items in [ModelConfiguration.ItemRepresentation.text, .textAndID] {
+            var c = smallConfiguration(.sasrec, items: items); c.maxEpochs = 1
+            let model = try Trainer.train(dataset: data, textTable: text, configuration: c).model
+            let vectors = model.itemVectors()
+            let d = model.hiddenSize
+            let idRow = model.exportParameters()["item_emb"]
+            for item in [1, 17, data.numItems] {
+                let v = try model.itemVector(fromTextEmbedding: text.row(item))
+                for j in 0..<d {
+                    let idPart = idRow.map { $0.values[item * d + j] } ?? 0
+                    XCTAssertEqual(v[j] + idPart, vectors.values[item * d + j], accuracy: 1e-5)
+                }
+            }
+            XCTAssertThrowsError(try model.itemVector(fromTextEmbedding: [1, 2]))
+        }
+        var c = smallConfiguration(); c.maxEpochs = 1
+        let idModel = try Trainer.train(dataset: data, configuration: c).model
+        XCTAssertThrowsError(try idModel.itemVector(fromTextEmbedding: text.row(1)))
+    }
+
+    func testWarmStartOnALargerCatalogue() throws {
+        let data = try syntheticDataset(users: 150, items: 40)
+        let text = try syntheticTextTable(items: 45)
+        var c = smallConfiguration(.sasrec, items: .textAndID); c.maxEpochs = 2
+        let first = try Trainer.train(dataset: data, textTable: text, configuration: c)
+        let grown = try first.model.expandingCatalogue(to: 45, textTable: text, seed: 3)
+        XCTAssertEqual(grown.numItems, 45)
+        let old = first.model.itemVectors(), new = grown.itemVectors()
+        XCTAssertEqual(Array(new.values[0..<old.count]), old.values, "trained rows are kept")
+        XCTAssertNotEqual(Array(new.values[(41 * 16)..<(42 * 16)]), [Float](repeating: 0, count: 16), "new rows are fresh")
+        // continue training on data that uses the new items
+        var seqs = data.sequences
+        seqs.append([41, 42, 43, 44, 45, 41, 42]); seqs.append([43, 44, 45, 41])
+        let bigger = try SequenceDataset(sequences: seqs, numItems: 45)
+        let second = try Trainer.train(dataset: bigger, textTable: text, configuration: c, initialModel: grown)
+        XCTAssertEqual(second.model.numItems, 45)
+        XCTAssertGreaterThanOrEqual(second.report.valid.ndcg10, first.report.valid.ndcg10 * 0.8)
+        XCTAssertThrowsError(try Trainer.train(dataset: bigger, textTable: text, configuration: c, initialModel: first.model))
+        XCTAssertThrowsError(try first.model.expandingCatalogue(to: 30))
+    }
+
+    func testConcurrentUserRepresentationsMatchSerial() throws {
+        let data = try syntheticDataset(users: 100)
+        for arch in [ModelConfiguration.Architecture.sasrec, .bert4rec] {
+            var c = smallConfiguration(arch); c.maxEpochs = 1
+            let model = try Trainer.train(dataset: data, configuration: c).model
+            let histories = data.sequences.map { Array($0.prefix(12)) } + [[], [41, 3]]  // empty and unknown-id histories
+            let serial = histories.map { model.userRepresentation($0) }
+            let batch = model.userRepresentations(histories)
+            // batched products block differently from single-row ones: equal to float rounding
+            for (k, s) in serial.enumerated() {
+                for j in 0..<16 { XCTAssertEqual(batch.values[k * 16 + j], s[j], accuracy: 1e-5) }
+            }
+            XCTAssertEqual(model.userRepresentation([41, 3]), model.userRepresentation([3]), "unknown ids are skipped")
+            let results = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: histories.count * 8)
+            results.initialize(repeating: [])
+            defer { results.deallocate() }
+            DispatchQueue.concurrentPerform(iterations: 8) { t in
+                for (k, h) in histories.enumerated() { results[t * histories.count + k] = model.userRepresentation(h) }
+            }
+            for t in 0..<8 { for k in 0..<histories.count { XCTAssertEqual(results[t * histories.count + k], serial[k]) } }
+        }
+    }
+
+    func testShouldStopAndTemporalSplit() throws {
+        let data = try syntheticDataset(users: 150, timestamps: true)
+        var c = smallConfiguration(); c.split = .temporal; c.maxEpochs = 5
+        var calls = 0
+        let r = try Trainer.train(dataset: data, configuration: c, progress: { _ in }, shouldStop: { calls += 1; return calls > 3 })
+        XCTAssertEqual(r.report.stopReason, "stopped")
+        XCTAssertLessThan(r.report.epochsRun, 5)
+        let full = try Trainer.train(dataset: data, configuration: c)
+        XCTAssertGreaterThan(full.report.test.users, 10)
+        XCTAssertGreaterThan(full.report.valid.users, 10)
+        XCTAssertThrowsError(try Trainer.train(dataset: try syntheticDataset(users: 20), configuration: c))
+    }
+
+    func testProfileDistillationTrainsAndServesProfileUsers() throws {
+        let data = try syntheticDataset(users: 150)
+        // Profile: a noisy one-hot of the user's last training item region (predictive of the next item).
+        let split = DatasetSplit.leaveOneOut(data)
+        var profiles: [[Float]?] = []
+        for (u, t) in split.train.enumerated() {
+            if u % 5 == 0 || t.isEmpty { profiles.append(nil); continue }
+            var p = [Float](repeating: 0, count: 10)
+            p[Int(t.last! - 1) / 4] = 1
+            profiles.append(p)
+        }
+        let table = try ProfileTable(dimension: 10, profiles: profiles)
+        var c = smallConfiguration(); c.maxEpochs = 4; c.patience = 4
+        var d = DistillationConfiguration(); d.distillEpochs = 2; c.distillation = d
+        var kd: [Double?] = []
+        let r = try Trainer.train(dataset: data, profiles: table, configuration: c, progress: { kd.append($0.distillationLoss) })
+        XCTAssertNotNil(kd[0]); XCTAssertNotNil(kd[1]); XCTAssertNil(kd[2]); XCTAssertNil(kd[3])
+        XCTAssertLessThan(kd[1]!, kd[0]!, "the distillation loss falls while it is active")
+        let p = profiles[1]!
+        let u = try r.model.userRepresentation(profile: p)
+        let params = r.model.exportParameters()
+        let w = params["profile_proj.weight"]!, b = params["profile_proj.bias"]!
+        for j in 0..<16 {
+            var s = b.values[j]; for m in 0..<10 { s += w.values[j * 10 + m] * p[m] }
+            XCTAssertEqual(u[j], s, accuracy: 1e-5)
+        }
+        XCTAssertThrowsError(try r.model.userRepresentation(profile: [1]))
+        XCTAssertThrowsError(try Trainer.train(dataset: data, configuration: c), "distillation without profiles")
+    }
+}

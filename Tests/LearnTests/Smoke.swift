@@ -1,3 +1,0 @@
-import XCTest
-@testable import Learn
-final class LearnSmokeTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
