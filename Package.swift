@@ -38,6 +38,9 @@ let package = Package(
             path: "Sources/rdbctl"
         ),
 
+        // MARK: - Benchmarks (release)
+        .executableTarget(name: "EncoderBench", dependencies: ["Learn"], path: "Benchmarks/EncoderBench", exclude: ["st_peer.py"]),
+
         // MARK: - Tests
         .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),
         .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),

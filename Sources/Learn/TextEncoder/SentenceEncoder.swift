@@ -62,6 +62,8 @@ public final class SentenceEncoder: @unchecked Sendable {
     /// - Throws: `SentenceEncoderError` (missing file, bad or unsupported configuration), `SafeTensorsError`
     ///   (bad header, truncated tensor, missing weight, shape mismatch), `WordPieceTokenizerError`.
     public init(modelDirectory: URL, threadCount: Int? = nil) throws {
+        // Unknown (newer) CPUs otherwise get OpenBLAS's SSE3 fallback kernels: 5× slower here.
+        OpenBLASCoreSelection.ensureOptimizedKernels()
         let fm = FileManager.default
         func file(_ relative: String) -> URL { modelDirectory.appendingPathComponent(relative) }
         func require(_ relative: String) throws -> URL {
