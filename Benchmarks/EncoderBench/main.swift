@@ -85,7 +85,7 @@ func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-struct PeerResult: Decodable { var seconds: Double; var sentences: Int; var torch_threads: Int; var torch: String }
+struct PeerResult: Decodable { var seconds: Double; var cpu_seconds: Double; var sentences: Int; var torch_threads: Int; var torch: String }
 
 func runPeer(_ o: Options) -> PeerResult? {
     let process = Process()
@@ -119,17 +119,30 @@ let tokenCounts = titles.map { encoder.tokenIDs($0).count }
 log("tokens per title: mean \(String(format: "%.1f", Double(tokenCounts.reduce(0, +)) / Double(titles.count))), max \(tokenCounts.max() ?? 0), total \(tokenCounts.reduce(0, +))")
 
 _ = try encoder.encode(Array(titles.prefix(64)), batchSize: options.batchSize)  // warm-up, like the peer
+/// CPU seconds (user + system, all threads) of this process so far. On a shared machine, sentences per CPU-second
+/// is the steadier measure of work per sentence; wall-clock rates also depend on what else runs.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
 var swiftRates: [Double] = [], torchRates: [Double] = []
+var swiftCPURates: [Double] = [], torchCPURates: [Double] = []
 var lastVectors = [Float](repeating: 0, count: titles.count * encoder.dimension)
 for round in 1 ... options.rounds {
     let start = DispatchTime.now().uptimeNanoseconds
+    let cpuStart = processCPUSeconds()
     lastVectors.withUnsafeMutableBufferPointer { encoder.encode(titles, batchSize: options.batchSize, into: $0.baseAddress!) }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    let cpuSeconds = processCPUSeconds() - cpuStart
     swiftRates.append(Double(titles.count) / seconds)
-    log("round \(round): Swift   \(String(format: "%7.1f", swiftRates.last!)) sentences/s (\(String(format: "%.2f", seconds)) s)")
+    swiftCPURates.append(Double(titles.count) / cpuSeconds)
+    log("round \(round): Swift   \(String(format: "%7.1f", swiftRates.last!)) sentences/s (\(String(format: "%.2f", seconds)) s wall, \(String(format: "%.2f", cpuSeconds)) s CPU)")
     if options.peer, let peer = runPeer(options) {
         torchRates.append(Double(peer.sentences) / peer.seconds)
-        log("round \(round): PyTorch \(String(format: "%7.1f", torchRates.last!)) sentences/s (\(String(format: "%.2f", peer.seconds)) s, torch \(peer.torch), \(peer.torch_threads) threads)")
+        torchCPURates.append(Double(peer.sentences) / peer.cpu_seconds)
+        log("round \(round): PyTorch \(String(format: "%7.1f", torchRates.last!)) sentences/s (\(String(format: "%.2f", peer.seconds)) s wall, \(String(format: "%.2f", peer.cpu_seconds)) s CPU, torch \(peer.torch), \(peer.torch_threads) threads)")
     }
 }
 
@@ -151,9 +164,12 @@ if options.limit == 0 || options.limit <= 12101, let reference = readNPY(options
 }
 
 print("EncoderBench: \(titles.count) Beauty titles, all-MiniLM-L6-v2, batch \(options.batchSize), \(options.threads) threads, \(options.rounds) rounds")
+print("OpenBLAS core: \(OpenBLASCoreSelection.coreName)")
 print("Swift SentenceEncoder: median \(String(format: "%.1f", median(swiftRates))) sentences/s  (rounds: \(swiftRates.map { String(format: "%.1f", $0) }.joined(separator: ", ")))")
 if !torchRates.isEmpty {
     print("sentence-transformers: median \(String(format: "%.1f", median(torchRates))) sentences/s  (rounds: \(torchRates.map { String(format: "%.1f", $0) }.joined(separator: ", ")))")
     let ratios = zip(swiftRates, torchRates).map { $0 / $1 }
     print("speed-up Swift / PyTorch: median of per-round ratios \(String(format: "%.2f", median(ratios)))×  (rounds: \(ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")))")
+    let cpuRatios = zip(swiftCPURates, torchCPURates).map { $0 / $1 }
+    print("per CPU-second: Swift \(String(format: "%.1f", median(swiftCPURates))), PyTorch \(String(format: "%.1f", median(torchCPURates))) sentences/CPU-s; ratio \(String(format: "%.2f", median(cpuRatios)))×  (rounds: \(cpuRatios.map { String(format: "%.2f", $0) }.joined(separator: ", ")))")
 }

@@ -134,7 +134,7 @@ enum BERTKernels {
     /// accurate to a few ulp on [-4, 4]; outside that range erf is ±1 in single precision.
     /// Division-and-polynomial only, so it vectorises (glibc's scalar erff would dominate the FFN otherwise).
     @inline(__always) static func erf(_ input: Vector) -> Vector {
-        let x = input.clamped(lowerBound: Vector(repeating: -4), upperBound: Vector(repeating: 4))
+        let x = clamp(input, -4, 4)
         let x2 = x * x
         var p = x2 * Vector(repeating: -2.72614225801306e-10) + Vector(repeating: 2.77068142495902e-08)
         p = x2 * p + Vector(repeating: -2.10102402082508e-06)
@@ -150,10 +150,18 @@ enum BERTKernels {
         return p / q
     }
 
+    /// Lane-wise clamp. (`SIMD.clamped` goes through generic `pointwiseMin/Max`, which the optimiser left as calls.)
+    @inline(__always) static func clamp(_ x: Vector, _ low: Float, _ high: Float) -> Vector {
+        var v = x
+        v.replace(with: low, where: v .< low)
+        v.replace(with: high, where: v .> high)
+        return v
+    }
+
     /// exp for Float lanes (Cephes `expf` scheme): x = n ln2 + r with |r| ≤ ½ ln2, degree-6 polynomial for e^r,
     /// 2ⁿ assembled in the exponent bits. Relative error ≈ 2 ulp on [-87, 88]; inputs are clamped to that range.
     @inline(__always) static func exp(_ input: Vector) -> Vector {
-        let x = input.clamped(lowerBound: Vector(repeating: -87.0), upperBound: Vector(repeating: 88.0))
+        let x = clamp(input, -87, 88)
         // Round x·log2(e) to the nearest integer with the 1.5·2²³ trick; its low mantissa bits then hold n.
         let shifter = Vector(repeating: 12_582_912)
         let shifted = x * Vector(repeating: 1.44269504088896341) + shifter
