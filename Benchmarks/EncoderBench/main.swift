@@ -146,6 +146,15 @@ for round in 1 ... options.rounds {
     }
 }
 
+// Latency of embedding one title at a time (the on-insert path): median and 90th percentile over 200 titles.
+var latencies: [Double] = []
+for title in titles.prefix(200) {
+    let start = DispatchTime.now().uptimeNanoseconds
+    _ = try encoder.encode([title])
+    latencies.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+}
+let sortedLatencies = latencies.sorted()
+
 // Full-scale parity against the stored reference embeddings (row r = item r; titles are items 1…n in order).
 if options.limit == 0 || options.limit <= 12101, let reference = readNPY(options.referenceNPY), reference.columns == encoder.dimension {
     var worst: Float = 1, total: Double = 0
@@ -166,6 +175,7 @@ if options.limit == 0 || options.limit <= 12101, let reference = readNPY(options
 print("EncoderBench: \(titles.count) Beauty titles, all-MiniLM-L6-v2, batch \(options.batchSize), \(options.threads) threads, \(options.rounds) rounds")
 print("OpenBLAS core: \(OpenBLASCoreSelection.coreName)")
 print("Swift SentenceEncoder: median \(String(format: "%.1f", median(swiftRates))) sentences/s  (rounds: \(swiftRates.map { String(format: "%.1f", $0) }.joined(separator: ", ")))")
+print("one title per call: median \(String(format: "%.2f", median(latencies))) ms, p90 \(String(format: "%.2f", sortedLatencies[sortedLatencies.count * 9 / 10])) ms (\(latencies.count) titles)")
 if !torchRates.isEmpty {
     print("sentence-transformers: median \(String(format: "%.1f", median(torchRates))) sentences/s  (rounds: \(torchRates.map { String(format: "%.1f", $0) }.joined(separator: ", ")))")
     let ratios = zip(swiftRates, torchRates).map { $0 / $1 }

@@ -109,7 +109,8 @@ final class BERTModel: @unchecked Sendable {
     /// - Parameters:
     ///   - sentences: token ids per sentence (each non-empty, at most `maxPositionEmbeddings` long, ids < V).
     ///   - attentionLanes: how many threads share the attention of this batch (1 = the calling thread only).
-    ///     Use more than 1 only while OpenBLAS may multithread the big products and nothing else runs batches.
+    ///     Use more than 1 only while no other thread runs OpenBLAS: the lanes temporarily set OpenBLAS to one
+    ///     thread (process-global) and restore the previous count afterwards.
     func forward(_ sentences: [[Int]], workspace: BERTWorkspace, pooling: SentenceEncoderPooling, attentionLanes: Int,
                  output: UnsafeMutablePointer<Float>) {
         let c = configuration
@@ -176,7 +177,12 @@ final class BERTModel: @unchecked Sendable {
                 }
             }
             if attentionLanes > 1 {
+                // The per-head products are small: run them single-threaded inside each lane, so OpenBLAS does not
+                // try to thread them from two callers at once; the big projections get their threads back after.
+                let blasThreads = BERTKernels.blasThreadCount
+                BERTKernels.blasThreadCount = 1
                 DispatchQueue.concurrentPerform(iterations: attentionLanes) { lane in attend(lane, attentionLanes) }
+                BERTKernels.blasThreadCount = blasThreads
             } else {
                 attend(0, 1)
             }

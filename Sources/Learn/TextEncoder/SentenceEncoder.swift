@@ -194,6 +194,10 @@ public final class SentenceEncoder: @unchecked Sendable {
         self.threadCount = max(1, threadCount ?? ProcessInfo.processInfo.activeProcessorCount)
     }
 
+    /// Below this many tokens in a lone batch, `encode` stays on the calling thread (measured with EncoderBench's
+    /// latency probe: threading a 20-token title costs more than it saves).
+    static let minimumTokensForIntraBatchThreads = 128
+
     /// Token ids the encoder feeds the model for `text` (with [CLS]/[SEP], truncated to `maxSequenceLength`).
     public func tokenIDs(_ text: String) -> [Int] {
         tokenizer.encode(configuration.lowercaseInput ? text.lowercased() : text)
@@ -259,11 +263,14 @@ public final class SentenceEncoder: @unchecked Sendable {
         }
 
         if workers <= 1 {
-            // One batch (or one thread): let OpenBLAS thread the products, share attention across cores.
-            BERTKernels.blasThreadCount = threadCount
+            // One batch (or one thread): let OpenBLAS thread the products, share attention across cores — unless the
+            // batch is so small that waking threads costs more than it saves (a single short title on insert).
+            let tokens = ids.reduce(0) { $0 + $1.count }
+            let lanes = tokens >= Self.minimumTokensForIntraBatchThreads ? threadCount : 1
+            BERTKernels.blasThreadCount = lanes
             let workspace = BERTWorkspace()
             var scratch: [Float] = []
-            for batch in batches { run(batch, workspace: workspace, scratch: &scratch, lanes: threadCount) }
+            for batch in batches { run(batch, workspace: workspace, scratch: &scratch, lanes: lanes) }
         } else {
             // Several batches: whole batches per worker, single-threaded OpenBLAS in each.
             BERTKernels.blasThreadCount = 1

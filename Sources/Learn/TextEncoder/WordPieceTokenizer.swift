@@ -60,6 +60,8 @@ public struct WordPieceTokenizer: Sendable {
     public let configuration: Configuration
     /// Token string → id (line number in vocab.txt).
     public let vocabulary: [String: Int]
+    /// Id → token string (vocab.txt in order).
+    private let tokens: [String]
     public let unknownID: Int, classifierID: Int, separatorID: Int, paddingID: Int
     /// Special tokens recognised verbatim in raw input, as scalar arrays, longest first.
     private let specialTokens: [(scalars: [Unicode.Scalar], id: Int)]
@@ -79,6 +81,7 @@ public struct WordPieceTokenizer: Sendable {
         }
         self.configuration = configuration
         self.vocabulary = vocabulary
+        self.tokens = tokens
         unknownID = try id(configuration.unknownToken)
         classifierID = try id(configuration.classifierToken)
         separatorID = try id(configuration.separatorToken)
@@ -125,9 +128,12 @@ public struct WordPieceTokenizer: Sendable {
     public func tokenize(_ text: String) -> [String] {
         var ids: [Int] = []
         appendPieceIDs(of: text, to: &ids, limit: Int.max)
-        var reverse = [Int: String]()
-        for (token, id) in vocabulary { reverse[id] = token }
-        return ids.map { reverse[$0] ?? configuration.unknownToken }
+        return ids.map { token(for: $0) ?? configuration.unknownToken }
+    }
+
+    /// The vocabulary entry for `id`, or nil when `id` is not a token id.
+    public func token(for id: Int) -> String? {
+        id >= 0 && id < tokens.count ? tokens[id] : nil
     }
 
     // MARK: - Pipeline
