@@ -31,6 +31,10 @@
 #include <faiss/utils/distances.h>
 #include <omp.h>
 
+// CBLAS from the BLAS Faiss already links (OpenBLAS on Debian), for the exact flat fast path.
+extern "C" void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float* a, int lda,
+                            const float* x, int incx, float beta, float* y, int incy);
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -470,6 +474,42 @@ void searchAllowListExactly(const cfaiss_index* h, const float* query, size_t k,
     }
 }
 
+/// Exact search of a plain flat index under a similarity metric, scored with BLAS.
+///
+/// Why: Debian's libfaiss 1.7.3 is built without SIMD, and with an `IDSelector` (any filter, or tombstones)
+/// Faiss scores a flat index one row at a time with its scalar reference inner product (measured: 56% of a
+/// whole recommendation's time on 12,101 × 64 rows). `cblas_sgemv` over blocks of stored rows plus a
+/// filtered min-heap gives the same top-k several times faster. Rows failing the selector are only
+/// checked when they would enter the heap.
+void searchFlatWithBLAS(const cfaiss_index* h, size_t n, const float* queries, size_t k, const LiveRowSelector* sel,
+                        float* outScores, idx_t* outLabels) {
+    thread_local std::vector<float> scores;
+    const size_t d = size_t(h->dimension);
+    const size_t rows = size_t(h->index->ntotal);
+    const float* xb = h->flat->get_xb();
+    const size_t block = 8192;
+    scores.resize(std::min(block, std::max<size_t>(rows, 1)));
+    for (size_t q = 0; q < n; q++) {
+        float* heapScores = outScores + q * k;
+        idx_t* heapLabels = outLabels + q * k;
+        faiss::minheap_heapify(k, heapScores, heapLabels);
+        const float* x = queries + q * d;
+        for (size_t start = 0; start < rows; start += block) {
+            const size_t m = std::min(block, rows - start);
+            cblas_sgemv(101 /* CblasRowMajor */, 111 /* CblasNoTrans */, int(m), int(d), 1.0f, xb + start * d, int(d),
+                        x, 1, 0.0f, scores.data(), 1);
+            for (size_t i = 0; i < m; i++) {
+                const float s = scores[i];
+                if (!(s > heapScores[0])) continue;
+                const idx_t label = idx_t(start + i);
+                if (sel && !sel->is_member(label)) continue;
+                faiss::minheap_replace_top(k, heapScores, heapLabels, s, label);
+            }
+        }
+        faiss::minheap_reorder(k, heapScores, heapLabels);
+    }
+}
+
 /// Single query on an HNSWFlat index, single-threaded, with a per-thread VisitedTable (see file header).
 void searchHNSWSingle(const cfaiss_index* h, const float* query, size_t k, const faiss::SearchParametersHNSW& params,
                       float* distances, idx_t* labels) {
@@ -560,7 +600,10 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
 
         thread_local std::vector<idx_t> labels;
         labels.resize(n * k);
-        if (n == 1 && h->hnswFlat) {
+        const bool plainFlat = h->flat && h->core == h->index.get() && !h->hnsw && h->isSimilarity();
+        if (plainFlat) {
+            searchFlatWithBLAS(h, n, x, k, needsSelector ? &selector : nullptr, out_scores, labels.data());
+        } else if (n == 1 && h->hnswFlat) {
             searchHNSWSingle(h, x, k, hnswParams, out_scores, labels.data());
         } else {
             SingleThreadScope single(n == 1);

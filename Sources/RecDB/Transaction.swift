@@ -40,6 +40,8 @@ public final class WriteTransaction: ReadTransaction {
     /// Items created or whose availability changed in this transaction (live indexes and
     /// cold-start vectors follow them at commit).
     var changedItems: Set<UInt32> = []
+    /// Users whose profile text was written in this transaction.
+    var changedProfiles: Set<UInt32> = []
     /// (space name, entity) vectors written in this transaction.
     var changedVectors: [String: Set<UInt32>] = [:]
     /// Work to run after a successful commit (cache updates that must follow committed state only).
@@ -76,6 +78,9 @@ public final class WriteTransaction: ReadTransaction {
     }
 
     func flush() throws {
+        // Order matters: embedding new items writes text vectors, which cold start turns into
+        // model-space vectors.
+        try database.embedOnInsert(self)
         try database.applyColdStart(self)
         for key in dirtyCounters { try meta.setU64(key, counters[key]!) }
         dirtyCounters.removeAll()

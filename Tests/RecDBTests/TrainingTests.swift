@@ -157,6 +157,49 @@ final class TrainingTests: DatabaseTestCase {
         XCTAssertNil(try db.read { tx in try tx.vector(space: "txt@1", entity: tx.itemID(for: "bare")!) })
     }
 
+    func testDistillationStoresTheMapAndServesProfileOnlyUsers() throws {
+        let db = try makeDatabase()
+        try fill(db)
+        // Profiles: 24-d vectors whose first coordinates encode the user's first item (a stand-in for a
+        // text profile); one extra user has a profile and no events.
+        try db.write { tx in
+            try tx.createSpace(EmbeddingSpace(name: "profile", kind: .user, dimension: 24))
+            var g = SeededGenerator(seed: 11)
+            for u in 0..<300 {
+                let user = try tx.userID(for: "u\(u)")!
+                let first = try tx.events(user: user, last: 1_000).first!.item
+                var v = (0..<24).map { _ in Float.random(in: -0.1...0.1, using: &g) }
+                v[Int(first) % 24] += 1
+                try tx.putVector(space: "profile", entity: user, v)
+            }
+            let cold = try tx.upsertUser(externalID: "profile-only")
+            var v = [Float](repeating: 0, count: 24); v[5] = 1
+            try tx.putVector(space: "profile", entity: cold, v)
+        }
+        var configuration = smallConfiguration(epochs: 3)
+        var distillation = DistillationConfiguration()
+        distillation.distillEpochs = 2
+        configuration.distillation = distillation
+        var request = TrainingRequest(model: "kd", configuration: configuration)
+        request.profileSpace = "profile"
+        request.reduceProfilesWithPCA = true
+        let outcome = try db.train(request)
+        XCTAssertGreaterThan(outcome.test.recall10, 0.3)
+        let info = try db.read { try $0.modelVersion("kd") }
+        XCTAssertEqual(info.profileSpace, "profile")
+        XCTAssertEqual(info.profileReduction?.outputDimension, 16)
+        XCTAssertEqual(info.profileReduction?.inputDimension, 24)
+        let rec = try db.recommend(user: "profile-only", k: 5)
+        XCTAssertEqual(rec.source, .profile)
+        XCTAssertEqual(rec.items.count, 5)
+        // Evaluation reproduces the recorded metrics for distilled models too.
+        XCTAssertEqual(try db.evaluate(model: "kd").test, outcome.test)
+        // Without a profile space the request is refused clearly.
+        var missing = TrainingRequest(model: "kd2", configuration: configuration)
+        missing.profileSpace = nil
+        XCTAssertThrowsError(try db.train(missing)) { XCTAssertTrue("\($0)".contains("profile space"), "\($0)") }
+    }
+
     func testKillingTrainingMidWayLeavesThePreviousVersionActive() throws {
         let rdbctl = try XCTUnwrap(builtProduct("rdbctl"))
         let db = try makeDatabase()

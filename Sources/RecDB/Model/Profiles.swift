@@ -48,5 +48,6 @@ extension WriteTransaction {
         guard user > 0, UInt64(user) <= (try counter(.lastUserID)) else { throw RecDBError.unknownUser("#\(user)") }
         let p = Profile(user: user, text: text, updatedAt: timestamp ?? Clock.now())
         try raw.put(.profiles, key: Keys.u32(user), value: ProfileRecord.encode(p))
+        changedProfiles.insert(user)
     }
 }

@@ -1,0 +1,135 @@
+import Foundation
+import XCTest
+@testable import RecDB
+import Learn
+
+/// In-store text embedding: the `embed` pipeline (templates, batches, resume), embed-on-insert, and
+/// the closed loop new title → vector → model space → recommendable. Encoder numerics are tested in
+/// LearnTests; here a tiny synthetic BERT keeps the pipeline fast, and MiniLM runs when ../shared exists.
+final class EmbeddingTests: DatabaseTestCase {
+    /// Writes a tiny random BERT sentence-transformers folder (hidden 8, 1 layer, mean pooling, normalised).
+    func makeTinyEncoder() throws -> String {
+        let folder = directory.appendingPathComponent("tiny-bert")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("1_Pooling"), withIntermediateDirectories: true)
+        let vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "blue", "lip", "stick", "##s", "gloss", "hair", "oil", "new", "item", "."]
+        let h = 8, inner = 16, v = vocabulary.count, positions = 32
+        var state: UInt64 = 42
+        func random(_ count: Int, scale: Float, offset: Float = 0) -> [Float] {
+            (0..<count).map { _ in
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                return offset + scale * (Float(state % 2_000_001) / 1_000_000 - 1)
+            }
+        }
+        var tensors: [(String, [Int], [Float])] = [
+            ("embeddings.word_embeddings.weight", [v, h], random(v * h, scale: 1)),
+            ("embeddings.position_embeddings.weight", [positions, h], random(positions * h, scale: 0.3)),
+            ("embeddings.token_type_embeddings.weight", [2, h], random(2 * h, scale: 0.1)),
+            ("embeddings.LayerNorm.weight", [h], random(h, scale: 0.1, offset: 1)),
+            ("embeddings.LayerNorm.bias", [h], random(h, scale: 0.1)),
+        ]
+        let p = "encoder.layer.0."
+        for part in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+            tensors += [(p + part + ".weight", [h, h], random(h * h, scale: 0.4)), (p + part + ".bias", [h], random(h, scale: 0.1))]
+        }
+        tensors += [(p + "intermediate.dense.weight", [inner, h], random(inner * h, scale: 0.4)), (p + "intermediate.dense.bias", [inner], random(inner, scale: 0.1)),
+                    (p + "output.dense.weight", [h, inner], random(h * inner, scale: 0.3)), (p + "output.dense.bias", [h], random(h, scale: 0.1))]
+        for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            tensors += [(p + norm + ".weight", [h], random(h, scale: 0.1, offset: 1)), (p + norm + ".bias", [h], random(h, scale: 0.1))]
+        }
+        try SafeTensorsWriter.image(tensors.map { SafeTensorsWriter.Tensor(name: $0.0, shape: $0.1, values: $0.2) })
+            .write(to: folder.appendingPathComponent("model.safetensors"))
+        func json(_ object: Any, _ file: String) throws {
+            try JSONSerialization.data(withJSONObject: object).write(to: folder.appendingPathComponent(file))
+        }
+        try json(["hidden_size": h, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": inner,
+                  "max_position_embeddings": positions, "type_vocab_size": 2, "vocab_size": v, "layer_norm_eps": 1e-12,
+                  "hidden_act": "gelu", "model_type": "bert"] as [String: Any], "config.json")
+        try (vocabulary.joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        try json(["do_lower_case": true, "model_max_length": 512] as [String: Any], "tokenizer_config.json")
+        try json(["max_seq_length": 16] as [String: Any], "sentence_bert_config.json")
+        try json([["idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"],
+                  ["idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"],
+                  ["idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"]], "modules.json")
+        try json(["word_embedding_dimension": h, "pooling_mode_mean_tokens": true], "1_Pooling/config.json")
+        return folder.path
+    }
+
+    func testEmbedFillsASpaceResumesAndEmbedsOnInsert() throws {
+        let encoderPath = try makeTinyEncoder()
+        let db = try makeDatabase()
+        try db.write { tx in
+            try tx.upsertItem(ItemInput(externalID: "a", title: "red lipstick", attributesJSON: #"{"category": "lips"}"#))
+            try tx.upsertItem(ItemInput(externalID: "b", title: "blue gloss"))
+            try tx.upsertItem(ItemInput(externalID: "c"))  // no title: no text, no vector
+        }
+        var request = EmbedRequest(space: "tiny", encoderDirectory: encoderPath)
+        request.template = "{title} {category}"
+        request.batchSize = 1
+        var progress: [Int] = []
+        request.progress = { done, _ in progress.append(done) }
+        let outcome = try db.embed(request)
+        XCTAssertEqual(outcome.embedded, 2)
+        XCTAssertEqual(outcome.skipped, 1)
+        XCTAssertEqual(outcome.dimension, 8)
+        XCTAssertEqual(progress, [0, 1, 2])
+        let encoder = try SentenceEncoder(modelDirectory: URL(fileURLWithPath: encoderPath))
+        let expected = try encoder.encode(["red lipstick lips"])[0]
+        let stored = try XCTUnwrap(db.read { try $0.vector(space: "tiny", entity: 1) })
+        for (x, y) in zip(stored, expected) { XCTAssertEqual(x, y, accuracy: 1e-6) }
+        XCTAssertEqual(try db.read { try $0.space(named: "tiny")?.encoder?.template }, "{title} {category}")
+
+        // Resume: nothing left to do.
+        XCTAssertEqual(try db.embed(request).embedded, 0)
+        // Embed on insert: a new item gets its vector in the same transaction.
+        try db.write { tx in try tx.upsertItem(ItemInput(externalID: "d", title: "hair oil")) }
+        let d = try XCTUnwrap(db.read { tx in try tx.vector(space: "tiny", entity: tx.itemID(for: "d")!) })
+        for (x, y) in zip(d, try encoder.encode(["hair oil"])[0]) { XCTAssertEqual(x, y, accuracy: 1e-6) }
+        // A wrong folder is a clear error.
+        XCTAssertThrowsError(try db.embed(EmbedRequest(space: "x", encoderDirectory: path("nowhere"))))
+    }
+
+    func testANewTitleBecomesRecommendableThroughTheEncoderAndTheAdapter() throws {
+        let encoderPath = try makeTinyEncoder()
+        let db = try makeDatabase()
+        let words = ["red", "blue", "lip", "stick", "gloss", "hair", "oil"]
+        try db.write { tx in
+            for i in 1...30 { try tx.upsertItem(ItemInput(externalID: "i\(i)", title: "\(words[i % 7]) \(words[(i / 7) % 7]) item")) }
+            var g = SeededGenerator(seed: 3)
+            for u in 0..<200 {
+                let user = try tx.upsertUser(externalID: "u\(u)")
+                var item = Int.random(in: 1...30, using: &g)
+                for t in 0..<8 { try tx.appendEvent(user: user, item: UInt32(item), timestamp: Int64(t)); item = item % 30 + 1 }
+            }
+        }
+        _ = try db.embed(EmbedRequest(space: "tiny", encoderDirectory: encoderPath))
+        var configuration = ModelConfiguration(architecture: .sasrec, items: .text)
+        configuration.hiddenSize = 16; configuration.blocks = 1; configuration.maxLength = 8; configuration.maxEpochs = 2; configuration.batchSize = 64
+        var request = TrainingRequest(model: "txt", configuration: configuration)
+        request.textSpace = "tiny"
+        _ = try db.train(request)
+        // Only a title: embedded on insert, mapped by the adapter, indexed, recommendable.
+        try db.write { tx in try tx.upsertItem(ItemInput(externalID: "brand-new", title: "new red gloss")) }
+        XCTAssertNotNil(try db.read { tx in try tx.vector(space: "txt@1", entity: tx.itemID(for: "brand-new")!) })
+        let rec = try db.recommend(user: "u1", k: 1, options: RecommendOptions(filter: SearchFilter(allowItems: ["brand-new"])))
+        XCTAssertEqual(rec.items.map(\.item), ["brand-new"])
+        XCTAssertTrue(try db.similarItems(to: "brand-new", k: 5, space: "txt@1").count == 5)
+    }
+
+    func testMiniLMEmbeddingsMatchTheSharedReferenceVectors() throws {
+        let model = sharedPath("models/all-MiniLM-L6-v2")
+        guard FileManager.default.fileExists(atPath: model + "/model.safetensors") else {
+            throw XCTSkip("../shared/models/all-MiniLM-L6-v2 is absent")
+        }
+        let db = try makeDatabase()
+        // Beauty item 1's title and its reference MiniLM vector (row 1 of beauty_minilm.npy).
+        let tsv = try String(contentsOfFile: sharedPath("data/amazon-beauty/beauty_items.tsv"), encoding: .utf8)
+        let line = tsv.split(separator: "\n").first { $0.hasPrefix("1\t") }!
+        let title = String(line.split(separator: "\t", omittingEmptySubsequences: false)[2])
+        try db.write { tx in try tx.upsertItem(ItemInput(externalID: "1", title: title)) }
+        _ = try db.embed(EmbedRequest(space: "minilm", encoderDirectory: model))
+        try db.importEmbeddings(from: sharedPath("emb/beauty_minilm.npy"), options: EmbeddingImportOptions(space: "reference", kind: .item))
+        let (ours, reference) = try db.read { (try $0.vector(space: "minilm", entity: 1)!, try $0.vector(space: "reference", entity: 1)!) }
+        let cosine = zip(ours, reference).reduce(0) { $0 + $1.0 * $1.1 }
+        XCTAssertGreaterThan(cosine, 0.9999)
+    }
+}
