@@ -41,11 +41,7 @@ enum Checksum {
 extension ReadTransaction {
     /// The stored index of `space`, if any.
     public func indexInfo(space: String) throws -> IndexInfo? {
-        try raw.withValue(.indexes, key: IndexKeys.header(space: space)) { buf in
-            do { return try JSONDecoder().decode(IndexInfo.self, from: Data(buf)) } catch {
-                throw RecDBError.corrupt("index header of \(space): \(error)")
-            }
-        }
+        try cachedJSON(IndexInfo.self, table: .indexes, key: IndexKeys.header(space: space), what: "index header of \(space)")
     }
 
     /// All stored indexes.

@@ -113,11 +113,7 @@ extension ReadTransaction {
     /// The space named `name`, or nil.
     public func space(named name: String) throws -> EmbeddingSpace? {
         if let cached = spaceCache[name] { return cached }
-        let space = try raw.withValue(.spaces, key: Array(name.utf8)) { buf -> EmbeddingSpace in
-            do { return try JSONDecoder().decode(EmbeddingSpace.self, from: Data(buf)) } catch {
-                throw RecDBError.corrupt("space \(name): \(error)")
-            }
-        }
+        let space = try cachedJSON(EmbeddingSpace.self, table: .spaces, key: Array(name.utf8), what: "space \(name)")
         if let space { spaceCache[name] = space }
         return space
     }

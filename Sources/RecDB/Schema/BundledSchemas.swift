@@ -107,6 +107,66 @@ enum BundledSchemas {
   }
 }
 """#####,
+        "model-configuration.schema.json": #####"""
+{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "$id": "https://recdb.dev/schemas/model-configuration.schema.json",
+  "title": "Learn ModelConfiguration",
+  "description": "Hyperparameters of a SASRec/BERT4Rec training run (Swift: Learn.ModelConfiguration). Every key is optional; missing keys take the defaults below (the reference configuration of ../shared/reference/README.md). Tests/LearnTests/ConfigurationTests.swift keeps this file and the Codable keys in sync.",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "architecture": {"enum": ["sasrec", "bert4rec"], "default": "sasrec", "description": "SASRec (causal, next-item loss at every position) or BERT4Rec (bidirectional, masked-item loss)."},
+    "items": {"enum": ["id", "text", "text+id"], "default": "id", "description": "Item representation: trainable id table, frozen text table + trainable linear adapter, or both summed."},
+    "hiddenSize": {"type": "integer", "minimum": 1, "default": 64},
+    "blocks": {"type": "integer", "minimum": 1, "default": 2},
+    "heads": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "null = 1 (SASRec) / 2 (BERT4Rec); must divide hiddenSize."},
+    "feedForwardMultiplier": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "Feed-forward inner size / hiddenSize; null = 1 (SASRec) / 4 (BERT4Rec)."},
+    "activation": {"enum": ["relu", "gelu", null], "default": null, "description": "null = relu (SASRec) / gelu (BERT4Rec)."},
+    "maxLength": {"type": "integer", "minimum": 2, "default": 50, "description": "Window: the last maxLength items of a history."},
+    "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.2},
+    "layerNormEpsilon": {"type": "number", "exclusiveMinimum": 0, "default": 1e-8},
+    "batchSize": {"type": "integer", "minimum": 1, "default": 256},
+    "learningRate": {"type": "number", "exclusiveMinimum": 0, "default": 0.001},
+    "weightDecay": {"type": "number", "minimum": 0, "default": 0.0001},
+    "beta1": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.9},
+    "beta2": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.98},
+    "adamEpsilon": {"type": "number", "exclusiveMinimum": 0, "default": 1e-8},
+    "gradientClipNorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null, "description": "Clip gradients to this global L2 norm; null = off (as the reference)."},
+    "maxEpochs": {"type": "integer", "minimum": 0, "default": 200},
+    "patience": {"type": "integer", "minimum": 1, "default": 10, "description": "Early stopping on validation NDCG@10."},
+    "seed": {"type": "integer", "minimum": 0, "default": 0},
+    "maskProbability": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.2, "description": "BERT4Rec masking probability."},
+    "split": {"enum": ["loo", "temporal"], "default": "loo"},
+    "temporalValidQuantile": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.8},
+    "temporalTestQuantile": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.9},
+    "maskSeen": {"type": "boolean", "default": false, "description": "Exclude history items from the evaluation ranking."},
+    "threads": {"type": "integer", "minimum": 0, "default": 0, "description": "Worker count; 0 = all cores. Deterministic for a seed and worker count."},
+    "lossChunkRows": {"type": "integer", "minimum": 1, "default": 256, "description": "Rows of logits per worker per chunk (capped at 4 Mi logits)."},
+    "evaluationBatchSize": {"type": "integer", "minimum": 1, "default": 1024},
+    "distillation": {
+      "oneOf": [{"type": "null"}, {"$ref": "#/$defs/distillation"}],
+      "default": null,
+      "description": "User-profile knowledge distillation (ECIR'26); null = off."
+    }
+  },
+  "$defs": {
+    "distillation": {
+      "type": "object",
+      "additionalProperties": false,
+      "properties": {
+        "alpha": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4},
+        "distillEpochs": {"type": "integer", "minimum": 0, "default": 10},
+        "loss": {"enum": ["mse", "rmse", "cosine"], "default": "mse"},
+        "pooling": {"enum": ["mean", "exp", "last"], "default": "mean"},
+        "gamma": {"type": "number", "default": 0.1},
+        "reconstructionLayer": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "1-based block whose output is pooled; null = last."},
+        "adaptiveScale": {"type": "boolean", "default": true, "description": "beta = L_rec / L_distil (stop-gradient)."}
+      }
+    }
+  }
+}
+"""#####,
         "space.schema.json": #####"""
 {
   "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -84,3 +84,20 @@ final class RuntimeCache: @unchecked Sendable {
         for key in entries.keys where key.hasPrefix(prefix) { entries[key] = nil }
     }
 }
+
+extension ReadTransaction {
+    /// Decodes the JSON record at `key`, reusing the process-wide decoded value while the stored bytes
+    /// are unchanged (hot paths read the same catalogue records on every call).
+    func cachedJSON<T: Decodable>(_ type: T.Type, table: Table, key: [UInt8], what: String) throws -> T? {
+        let cacheKey = "json:\(table.rawValue):" + String(decoding: key, as: UTF8.self)
+        return try raw.withValue(table, key: key) { buf -> T in
+            if let cached = database.runtime.value(cacheKey, as: DecodedRecord<T>.self), cached.bytes.elementsEqual(buf) {
+                return cached.value
+            }
+            let value: T
+            do { value = try JSONDecoder().decode(T.self, from: Data(buf)) } catch { throw RecDBError.corrupt("\(what): \(error)") }
+            database.runtime.set(cacheKey, DecodedRecord(bytes: Array(buf), value: value))
+            return value
+        }
+    }
+}
