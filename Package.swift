@@ -40,6 +40,23 @@ let package = Package(
             path: "Sources/rdbctl"
         ),
 
+        // MARK: - Benchmarks (run in release: swift run -c release IndexBench)
+        .executableTarget(
+            name: "IndexBench", dependencies: ["Index", "IndexBenchDirect"], path: "Benchmarks/IndexBench",
+            exclude: ["faiss_python_peer.py"]
+        ),
+        // The C++ peer that drives the same Faiss index without the wrapper, for the overhead comparison.
+        .target(
+            name: "IndexBenchDirect",
+            path: "Benchmarks/IndexBenchDirect",
+            // compat/ for <omp.h>; ../CFaiss for FlatDistance.h, so the peer times the very kernels the shim uses.
+            cxxSettings: [.headerSearchPath("../../Sources/CFaiss/compat"), .headerSearchPath("../../Sources/CFaiss")],
+            linkerSettings: [
+                .linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("lapack"),
+                .linkedLibrary("blas"), .linkedLibrary("stdc++"),
+            ]
+        ),
+
         // MARK: - Tests
         .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),
         .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),
