@@ -44,6 +44,21 @@ let package = Package(
         .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench"),
         .executableTarget(name: "serve-bench", dependencies: ["RecDB"], path: "Benchmarks/ServeBench", exclude: ["torch_serve.py"]),
         .executableTarget(name: "EncoderBench", dependencies: ["Learn"], path: "Benchmarks/EncoderBench", exclude: ["st_peer.py"]),
+        .executableTarget(
+            name: "IndexBench", dependencies: ["Index", "IndexBenchDirect"], path: "Benchmarks/IndexBench",
+            exclude: ["faiss_python_peer.py"]
+        ),
+        // The C++ peer that drives the same Faiss index without the wrapper, for the overhead comparison.
+        .target(
+            name: "IndexBenchDirect",
+            path: "Benchmarks/IndexBenchDirect",
+            // compat/ for <omp.h>; ../CFaiss for FlatDistance.h, so the peer times the very kernels the shim uses.
+            cxxSettings: [.headerSearchPath("../../Sources/CFaiss/compat"), .headerSearchPath("../../Sources/CFaiss")],
+            linkerSettings: [
+                .linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("lapack"),
+                .linkedLibrary("blas"), .linkedLibrary("stdc++"),
+            ]
+        ),
 
         // MARK: - Tests
         .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),

@@ -6,11 +6,14 @@
 //   neither add_with_ids nor remove_ids; positional labels plus our own map work for every kind.
 // * Dead rows: labelToId[label] == 0. Kinds that can delete (IVF, where labels are explicit) delete; others keep
 //   the row and a selector skips it inside the search. Callers watch stored_rows - count and compact/rebuild.
-// * Single-query HNSW search skips IndexHNSW::search, whose `omp parallel` region allocates a VisitedTable of
-//   ntotal bytes in every OpenMP thread on every call; we run the same single-thread HNSW::search with a
-//   thread-local VisitedTable instead (same algorithm, same results, no per-query heap allocation of O(ntotal)).
+// * HNSW<M>,Flat searches skip IndexHNSW::search, whose `omp parallel` region allocates a VisitedTable of
+//   ntotal bytes in every OpenMP thread on every call, and whose distance functions are Debian's scalar
+//   baseline-x86-64 builds. We run the same faiss::HNSW::search (same graph walk) per query with a thread-local
+//   VisitedTable and the AVX2/FMA kernels of FlatDistance.h (chosen at run time). Scores may differ from
+//   Faiss's own in the last float bits (different summation order); neighbours are the same walk.
 
 #include "cfaiss.h"
+#include "FlatDistance.h"
 
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
@@ -43,6 +46,7 @@ extern "C" void cblas_sgemv(int order, int trans, int m, int n, float alpha, con
 #include <mutex>
 #include <new>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -128,16 +132,6 @@ struct LiveRowSelector final : faiss::IDSelector {
             default: return true;
         }
     }
-};
-
-/// Negates another computer's distances: HNSW minimises, so similarity metrics are searched negated
-/// (this mirrors what IndexHNSW::search does internally in Faiss 1.7.3).
-struct NegatedDistanceComputer final : faiss::DistanceComputer {
-    faiss::DistanceComputer* base;
-    explicit NegatedDistanceComputer(faiss::DistanceComputer* b) : base(b) {}
-    void set_query(const float* x) override { base->set_query(x); }
-    float operator()(idx_t i) override { return -(*base)(i); }
-    float symmetric_dis(idx_t i, idx_t j) override { return -base->symmetric_dis(i, j); }
 };
 
 /// Reads Faiss's serialized bytes in place (VectorIOReader would copy them first).
@@ -443,6 +437,7 @@ void searchAllowListExactly(const cfaiss_index* h, const float* query, size_t k,
     const float* rows = h->flat ? h->flat->get_xb() : nullptr;
     if (!rows) decoded.resize(d);
     const bool similarity = h->isSimilarity();
+    const cfaiss::DistanceKernel kernel = similarity ? cfaiss::innerProductKernel() : cfaiss::squaredL2Kernel();
     // Keep a heap of the k best: a min-heap on similarity, a max-heap on distance.
     scores.resize(k);
     labels.resize(k);
@@ -459,10 +454,10 @@ void searchAllowListExactly(const cfaiss_index* h, const float* query, size_t k,
             row = decoded.data();
         }
         if (similarity) {
-            float s = faiss::fvec_inner_product(query, row, d);
+            float s = kernel(query, row, d);
             if (s > scores[0]) faiss::minheap_replace_top(k, scores.data(), labels.data(), s, label);
         } else {
-            float s = faiss::fvec_L2sqr(query, row, d);
+            float s = kernel(query, row, d);
             if (s < scores[0]) faiss::maxheap_replace_top(k, scores.data(), labels.data(), s, label);
         }
     }
@@ -510,15 +505,14 @@ void searchFlatWithBLAS(const cfaiss_index* h, size_t n, const float* queries, s
     }
 }
 
-/// Single query on an HNSWFlat index, single-threaded, with a per-thread VisitedTable (see file header).
-void searchHNSWSingle(const cfaiss_index* h, const float* query, size_t k, const faiss::SearchParametersHNSW& params,
-                      float* distances, idx_t* labels) {
+/// One query on an HNSW<M>,Flat index, on the calling thread (see the file header).
+void searchHNSWFlat(const cfaiss_index* h, const float* query, size_t k, const faiss::SearchParametersHNSW& params,
+                    float* distances, idx_t* labels) {
     thread_local std::unique_ptr<faiss::VisitedTable> visited;
     const size_t rows = size_t(h->index->ntotal);
-    if (!visited || visited->visited.size() < rows) visited.reset(new faiss::VisitedTable(int(std::max<size_t>(rows, 1024))));
-    std::unique_ptr<faiss::DistanceComputer> base(h->hnswFlat->storage->get_distance_computer());
-    NegatedDistanceComputer negated(base.get());
-    faiss::DistanceComputer& distance = h->isSimilarity() ? static_cast<faiss::DistanceComputer&>(negated) : *base;
+    if (!visited || visited->visited.size() < rows)
+        visited.reset(new faiss::VisitedTable(int(std::max<size_t>(rows + rows / 4, 1024))));
+    cfaiss::FlatRowsDistance distance(h->flat->get_xb(), size_t(h->dimension), h->isSimilarity());
     distance.set_query(query);
     faiss::maxheap_heapify(k, distances, labels);
     h->hnswFlat->hnsw.search(distance, int(k), labels, distances, *visited, &params);
@@ -526,6 +520,36 @@ void searchHNSWSingle(const cfaiss_index* h, const float* query, size_t k, const
     visited->advance();
     if (h->isSimilarity())
         for (size_t j = 0; j < k; j++) distances[j] = -distances[j];
+}
+
+/// Many queries on an HNSW<M>,Flat index: split over up to omp_get_max_threads() std::threads (each with its own
+/// thread-local VisitedTable).
+void searchHNSWFlatBatch(const cfaiss_index* h, size_t n, const float* queries, size_t k,
+                         const faiss::SearchParametersHNSW& params, float* distances, idx_t* labels) {
+    const size_t d = size_t(h->dimension);
+    auto runRange = [&](size_t from, size_t to) {
+        for (size_t q = from; q < to; q++) searchHNSWFlat(h, queries + q * d, k, params, distances + q * k, labels + q * k);
+    };
+    size_t threads = std::min<size_t>(size_t(std::max(1, omp_get_max_threads())), n / 32);
+    if (threads <= 1) {
+        runRange(0, n);
+        return;
+    }
+    std::vector<std::thread> workers;
+    std::vector<std::exception_ptr> errors(threads);
+    const size_t chunk = (n + threads - 1) / threads;
+    for (size_t t = 0; t < threads; t++) {
+        workers.emplace_back([&, t] {
+            try {
+                runRange(t * chunk, std::min(n, (t + 1) * chunk));
+            } catch (...) {
+                errors[t] = std::current_exception();
+            }
+        });
+    }
+    for (auto& worker : workers) worker.join();
+    for (auto& error : errors)
+        if (error) std::rethrow_exception(error);
 }
 
 }  // namespace
@@ -603,8 +627,9 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
         const bool plainFlat = h->flat && h->core == h->index.get() && !h->hnsw && h->isSimilarity();
         if (plainFlat) {
             searchFlatWithBLAS(h, n, x, k, needsSelector ? &selector : nullptr, out_scores, labels.data());
-        } else if (n == 1 && h->hnswFlat) {
-            searchHNSWSingle(h, x, k, hnswParams, out_scores, labels.data());
+        } else if (h->hnswFlat && h->flat) {
+            if (n == 1) searchHNSWFlat(h, x, k, hnswParams, out_scores, labels.data());
+            else searchHNSWFlatBatch(h, n, x, k, hnswParams, out_scores, labels.data());
         } else {
             SingleThreadScope single(n == 1);
             h->index->search(idx_t(n), x, idx_t(k), out_scores, labels.data(), searchParams);

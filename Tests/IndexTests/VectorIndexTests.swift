@@ -392,7 +392,7 @@ final class VectorIndexTests: XCTestCase {
         }
     }
 
-    func testHNSWEfSearchAndSingleQueryPathMatchesFaissBatchPath() throws {
+    func testHNSWEfSearchAndSingleQueryAgreesWithBatch() throws {
         let (ids, vectors) = makeData(n: 3000, seed: 19)
         var rng = TestRandom(seed: 20)
         let queries = rng.vectors(30, d)
@@ -402,8 +402,8 @@ final class VectorIndexTests: XCTestCase {
             XCTAssertEqual(index.defaultSearchParameters.efSearch, 16)
             for ef in [16, 64] {
                 let parameters = SearchParameters(efSearch: ef)
-                // A batch of several queries goes through Faiss's IndexHNSW::search; one query through the
-                // shim's single-thread path. Both must agree exactly.
+                // A batch is split over threads; a single query runs on the caller's thread. Same graph walk,
+                // same kernels: results must agree exactly.
                 let batch = try index.search(batch: queries, k: 10, parameters: parameters)
                 let removedFilter = IDFilter.excluding([1, 2, 3])
                 let batchFiltered = try index.search(batch: queries, k: 10, filter: removedFilter, parameters: parameters)

@@ -1,0 +1,99 @@
+// The C++ peer for IndexBench; see include/indexbench_direct.h.
+#include "indexbench_direct.h"
+#include "FlatDistance.h"  // the shim's kernels (Sources/CFaiss)
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/DistanceComputer.h>
+#include <faiss/impl/HNSW.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+#include <faiss/utils/Heap.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+using idx_t = faiss::Index::idx_t;
+
+struct indexbench_direct {
+    std::unique_ptr<faiss::IndexHNSWFlat> index;
+};
+
+namespace {
+double seconds(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
+extern "C" indexbench_direct_t* indexbench_direct_load(const uint8_t* data, size_t size, const char** error_out) {
+    static thread_local std::string message;
+    try {
+        // RecDB layout: "RDBFAISS" u32 version, i32 metric, i32 dim, u32 factory length, factory,
+        // u64 label count, u32 labels[], u64 faiss length, faiss bytes.
+        size_t p = 8 + 4 + 4 + 4;
+        uint32_t factoryLength;
+        std::memcpy(&factoryLength, data + p, 4);
+        p += 4 + factoryLength;
+        uint64_t labels;
+        std::memcpy(&labels, data + p, 8);
+        p += 8 + labels * 4;
+        uint64_t faissLength;
+        std::memcpy(&faissLength, data + p, 8);
+        p += 8;
+        if (p + faissLength != size) throw std::runtime_error("not a RecDB-serialized index");
+        faiss::VectorIOReader reader;
+        reader.data.assign(data + p, data + p + faissLength);
+        std::unique_ptr<faiss::Index> loaded(faiss::read_index(&reader));
+        auto hnsw = dynamic_cast<faiss::IndexHNSWFlat*>(loaded.get());
+        if (!hnsw) throw std::runtime_error("the index is not an HNSW<M>,Flat index");
+        loaded.release();
+        auto handle = new indexbench_direct;
+        handle->index.reset(hnsw);
+        return handle;
+    } catch (const std::exception& e) {
+        message = e.what();
+        if (error_out) *error_out = message.c_str();
+        return nullptr;
+    }
+}
+
+extern "C" void indexbench_direct_free(indexbench_direct_t* index) { delete index; }
+
+extern "C" double indexbench_direct_search_each(indexbench_direct_t* h, const float* queries, size_t n, size_t k,
+                                                int ef_search, int64_t* labels_out) {
+    omp_set_num_threads(1);
+    faiss::SearchParametersHNSW params;
+    params.efSearch = ef_search;
+    std::vector<float> distances(k);
+    const size_t d = size_t(h->index->d);
+    auto start = std::chrono::steady_clock::now();
+    for (size_t q = 0; q < n; q++)
+        h->index->search(1, queries + q * d, idx_t(k), distances.data(), labels_out + q * k, &params);
+    return seconds(start);
+}
+
+extern "C" double indexbench_direct_hnsw_loop(indexbench_direct_t* h, const float* queries, size_t n, size_t k,
+                                              int ef_search, int64_t* labels_out) {
+    faiss::SearchParametersHNSW params;
+    params.efSearch = ef_search;
+    std::vector<float> distances(k);
+    const size_t d = size_t(h->index->d);
+    const bool similarity = h->index->metric_type == faiss::METRIC_INNER_PRODUCT;
+    faiss::VisitedTable visited(int(h->index->ntotal));
+    auto* storage = dynamic_cast<faiss::IndexFlat*>(h->index->storage);
+    auto start = std::chrono::steady_clock::now();
+    for (size_t q = 0; q < n; q++) {
+        idx_t* labels = labels_out + q * k;
+        cfaiss::FlatRowsDistance distance(storage->get_xb(), d, similarity);
+        distance.set_query(queries + q * d);
+        faiss::maxheap_heapify(k, distances.data(), labels);
+        h->index->hnsw.search(distance, int(k), labels, distances.data(), visited, &params);
+        faiss::maxheap_reorder(k, distances.data(), labels);
+        visited.advance();
+    }
+    return seconds(start);
+}

@@ -1,0 +1,37 @@
+/*
+ * The C++ peer of the IndexBench overhead benchmark: drives a Faiss HNSW index directly from C++, without
+ * RecDB's shim or Swift, so the benchmark can compare the two on the same index, queries and parameters.
+ *
+ * The peer loads the Faiss payload out of a RecDB-serialized index (VectorIndex.serialized()), so both sides
+ * search an identical graph over identical vectors. Labels are Faiss row positions (RecDB ids are mapped
+ * from them by the wrapper; the benchmark adds ids in row order, so id = label + 1 there).
+ */
+#ifndef INDEXBENCH_DIRECT_H
+#define INDEXBENCH_DIRECT_H
+#include <stddef.h>
+#include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct indexbench_direct indexbench_direct_t;
+
+/* Returns NULL on failure (message in *error_out, static storage, may be NULL). */
+indexbench_direct_t* indexbench_direct_load(const uint8_t* recdb_serialized, size_t size, const char** error_out);
+void indexbench_direct_free(indexbench_direct_t* index);
+
+/* What a C++ user writes: `index->search(1, q, k, D, I, &SearchParametersHNSW{efSearch})` once per query, with
+ * one OpenMP thread. Labels (n*k) go to labels_out. Returns elapsed seconds of the loop. */
+double indexbench_direct_search_each(indexbench_direct_t* index, const float* queries, size_t n, size_t k,
+                                     int ef_search, int64_t* labels_out);
+
+/* The same single-thread graph search RecDB's shim runs for one query (faiss::HNSW::search with a reused
+ * VisitedTable and the shim's AVX2 distance kernels from FlatDistance.h), straight from C++: the floor for the
+ * wrapper. Returns elapsed seconds of the loop. */
+double indexbench_direct_hnsw_loop(indexbench_direct_t* index, const float* queries, size_t n, size_t k,
+                                   int ef_search, int64_t* labels_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
