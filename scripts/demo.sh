@@ -22,11 +22,13 @@ $R embed "$DB" --space minilm --encoder .cache/all-MiniLM-L6-v2 --template '{tit
 $R train "$DB" --model sasrec --arch sasrec --items text+id:minilm --epochs ${DEMO_EPOCHS:-15} --patience 5
 $R models "$DB"
 $R recommend "$DB" 196 -k 10
+$R index build "$DB" --space minilm --type HNSW32
 $R similar "$DB" 50 --space minilm -k 5
 $R similar "$DB" 50 --model sasrec -k 5
 # A movie the model has never seen, added by its title only: embedded on insert, mapped through the
 # model's adapter, indexed — and immediately similar to its siblings and recommendable.
 $R put-item "$DB" new-1 --title "Star Wars: Episode IV - A New Hope (Special Edition)" --attributes '{"class": "Action Adventure Sci-Fi"}'
 $R similar "$DB" new-1 --model sasrec -k 5
-$R recommend "$DB" 196 -k 3 --allow new-1 --allow 172 --allow 181 --allow 1
+$R similar "$DB" new-1 --space minilm -k 5
+$R recommend "$DB" 196 -k 4 --allow new-1 --allow 172 --allow 181 --allow 1
 $R verify "$DB"

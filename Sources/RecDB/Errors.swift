@@ -40,7 +40,7 @@ public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedErro
         case let .unknownUser(id): return "unknown user '\(id)'"
         case let .unknownSpace(name): return "unknown embedding space '\(name)'"
         case let .unknownModel(name): return "unknown model '\(name)'"
-        case let .unknownIndex(name): return "no index for '\(name)'"
+        case let .unknownIndex(what): return "no index for \(what)"
         case let .dimensionMismatch(space, expected, got): return "space '\(space)' has dimension \(expected), got a vector of \(got)"
         case let .invalidArgument(text): return text
         case let .importFailed(error): return error.description

@@ -81,7 +81,7 @@ final class EmbeddingTests: DatabaseTestCase {
         // Resume: nothing left to do.
         XCTAssertEqual(try db.embed(request).embedded, 0)
         // Embed on insert: a new item gets its vector in the same transaction.
-        try db.write { tx in try tx.upsertItem(ItemInput(externalID: "d", title: "hair oil")) }
+        _ = try db.write { tx in try tx.upsertItem(ItemInput(externalID: "d", title: "hair oil")) }
         let d = try XCTUnwrap(db.read { tx in try tx.vector(space: "tiny", entity: tx.itemID(for: "d")!) })
         for (x, y) in zip(d, try encoder.encode(["hair oil"])[0]) { XCTAssertEqual(x, y, accuracy: 1e-6) }
         // A wrong folder is a clear error.
@@ -108,7 +108,7 @@ final class EmbeddingTests: DatabaseTestCase {
         request.textSpace = "tiny"
         _ = try db.train(request)
         // Only a title: embedded on insert, mapped by the adapter, indexed, recommendable.
-        try db.write { tx in try tx.upsertItem(ItemInput(externalID: "brand-new", title: "new red gloss")) }
+        _ = try db.write { tx in try tx.upsertItem(ItemInput(externalID: "brand-new", title: "new red gloss")) }
         XCTAssertNotNil(try db.read { tx in try tx.vector(space: "txt@1", entity: tx.itemID(for: "brand-new")!) })
         let rec = try db.recommend(user: "u1", k: 1, options: RecommendOptions(filter: SearchFilter(allowItems: ["brand-new"])))
         XCTAssertEqual(rec.items.map(\.item), ["brand-new"])

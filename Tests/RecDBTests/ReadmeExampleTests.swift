@@ -3,27 +3,31 @@ import XCTest
 import RecDB  // public API only, as an app sees it
 
 // README-EXAMPLE-BEGIN
-func readmeExample(directory: String) throws -> [String] {
+func readmeExample(directory: String) throws -> Recommendations {
     let db = try Database(path: directory)
 
     // Write: one transaction, committed when the closure returns, rolled back if it throws.
     try db.write { tx in
-        let lipstick = try tx.upsertItem(ItemInput(externalID: "sku-1", title: "Red lipstick",
-                                                   attributesJSON: #"{"category": "lips"}"#))
-        let mascara = try tx.upsertItem(ItemInput(externalID: "sku-2", title: "Black mascara"))
-        let alice = try tx.upsertUser(externalID: "alice")
-        try tx.appendEvent(user: alice, item: lipstick, timestamp: 1_700_000_000, type: "view")
-        try tx.appendEvent(user: alice, item: mascara, timestamp: 1_700_000_060, type: "purchase", value: 12.5)
+        let items = try (1...20).map { try tx.upsertItem(ItemInput(externalID: "sku-\($0)", title: "Product \($0)")) }
+        for u in 1...50 {
+            let user = try tx.upsertUser(externalID: "user-\(u)")
+            for step in 0..<6 {  // everyone buys the catalogue in order, starting somewhere
+                try tx.appendEvent(user: user, item: items[(u + step) % 20], timestamp: Int64(step), type: "purchase")
+            }
+        }
     }
-
-    // Bulk import: all or nothing, errors name file and line.
+    // Bulk imports are all or nothing, and their errors name file and line:
     // try db.importInteractions(from: "events.csv")
 
-    // Read: a consistent snapshot.
-    return try db.read { tx in
-        guard let alice = try tx.userID(for: "alice") else { return [] }
-        return try tx.events(user: alice, last: 50).compactMap { try tx.item(id: $0.item)?.title }
-    }
+    // Train SASRec inside the store: a snapshot is read, the model trained, and the new version,
+    // its item vectors and its index are committed in one transaction.
+    var configuration = ModelConfiguration(architecture: .sasrec, items: .id)
+    configuration.hiddenSize = 16
+    configuration.maxEpochs = 5
+    _ = try db.train(TrainingRequest(model: "shop", configuration: configuration))
+
+    // Serve from the user's current history (events written after training count).
+    return try db.recommend(user: "user-7", k: 3)
 }
 // README-EXAMPLE-END
 
@@ -31,7 +35,10 @@ final class ReadmeExampleTests: XCTestCase {
     func testTheReadmeExampleRunsAndIsWhatTheReadmeShows() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("readme-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        XCTAssertEqual(try readmeExample(directory: dir), ["Red lipstick", "Black mascara"])
+        let result = try readmeExample(directory: dir)
+        XCTAssertEqual(result.source, .sequence)
+        XCTAssertEqual(result.items.count, 3)
+        XCTAssertTrue(result.items.allSatisfy { $0.title?.hasPrefix("Product ") == true })
 
         // The README's Swift block must be this very code, so the documentation cannot rot.
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

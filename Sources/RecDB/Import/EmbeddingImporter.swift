@@ -42,13 +42,14 @@ extension Database {
             provenance: options.provenance ?? "imported from \(URL(fileURLWithPath: path).lastPathComponent)"))
     }
 
-    /// The entity id for an external id, creating users when allowed.
-    private func entity(_ external: String, tx: WriteTransaction, options: EmbeddingImportOptions) throws -> UInt32? {
+    /// The entity id for an external id, creating users when allowed. Rows mapped by position (an `.npy`
+    /// without `--ids`) never create users: a padding row 0 must not become user "0".
+    private func entity(_ external: String, tx: WriteTransaction, options: EmbeddingImportOptions, named: Bool = true) throws -> UInt32? {
         switch options.kind {
         case .item: return try tx.itemID(for: external)
         case .user:
             if let id = try tx.userID(for: external) { return id }
-            return options.createMissingUsers ? try tx.upsertUser(externalID: external) : nil
+            return options.createMissingUsers && named ? try tx.upsertUser(externalID: external) : nil
         }
     }
 
@@ -73,7 +74,7 @@ extension Database {
         var row = [Float](repeating: 0, count: npy.columns)
         for r in 0..<npy.rows {
             let external = ids?[r] ?? String(r)
-            guard let entity = try entity(external, tx: tx, options: options) else {
+            guard let entity = try entity(external, tx: tx, options: options, named: ids != nil) else {
                 if ids != nil {
                     throw RecDBError.importFailed(ImportError(file: options.idsFile!, line: r + 1, problem: "unknown \(options.kind.rawValue) '\(external)'"))
                 }

@@ -101,7 +101,8 @@ public struct EmbeddingImportOptions {
     /// File with one external id per line: line r names the entity of row r. Without it, row r is the
     /// entity whose external id is the decimal string of r; rows with no such entity are skipped and counted.
     public var idsFile: String?
-    /// Create users that do not exist yet (user spaces only; profile embeddings may precede events).
+    /// Create users that do not exist yet (user spaces, JSON files and `.npy` with `idsFile`; rows mapped
+    /// by position never create users).
     public var createMissingUsers = true
     public var provenance: String?
     public var progress: ImportProgressHandler?
