@@ -125,7 +125,7 @@ final class EmbeddingTests: DatabaseTestCase {
         let tsv = try String(contentsOfFile: sharedPath("data/amazon-beauty/beauty_items.tsv"), encoding: .utf8)
         let line = tsv.split(separator: "\n").first { $0.hasPrefix("1\t") }!
         let title = String(line.split(separator: "\t", omittingEmptySubsequences: false)[2])
-        try db.write { tx in try tx.upsertItem(ItemInput(externalID: "1", title: title)) }
+        _ = try db.write { tx in try tx.upsertItem(ItemInput(externalID: "1", title: title)) }
         _ = try db.embed(EmbedRequest(space: "minilm", encoderDirectory: model))
         try db.importEmbeddings(from: sharedPath("emb/beauty_minilm.npy"), options: EmbeddingImportOptions(space: "reference", kind: .item))
         let (ours, reference) = try db.read { (try $0.vector(space: "minilm", entity: 1)!, try $0.vector(space: "reference", entity: 1)!) }
