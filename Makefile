@@ -4,7 +4,7 @@
 SWIFT ?= swift
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build demo test bench bench-import schemas clean
+.PHONY: deps build demo test bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
 
 deps:
 	@scripts/install-deps.sh
@@ -19,10 +19,30 @@ test: deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 
-bench: deps bench-import
+# Benchmarks run in release and compare against a peer in the same run; all but bench-import need ../shared
+# (and the PyTorch peers a Python venv with torch: PYTHON=... or $$HOME/refvenv/bin/python).
+bench: deps bench-import bench-serve bench-index bench-encoder bench-learn
 
 bench-import: deps
 	@scripts/bench-import.sh
+
+bench-serve: deps
+	$(SWIFT) run -c release serve-bench
+
+bench-learn: deps
+	$(SWIFT) run -c release learn-bench --data ../shared/data/amazon-beauty/Beauty.txt --arch sasrec --items id
+
+bench-index: deps
+	$(SWIFT) run -c release IndexBench
+
+bench-encoder: deps
+	$(SWIFT) run -c release EncoderBench
+
+bench-distill: deps
+	$(SWIFT) run -c release distill-bench
+
+beauty-e2e: deps
+	@scripts/beauty-e2e.sh
 
 schemas:
 	@tools/bundle-schemas.sh
