@@ -7,11 +7,8 @@ extension Database {
     /// Re-importing replaces the same vectors (idempotent by id).
     @discardableResult
     public func importEmbeddings(from path: String, options: EmbeddingImportOptions) throws -> ImportSummary {
-        let start = Date()
         let isNPY = path.lowercased().hasSuffix(".npy")
-        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        try reserve(bytes: fileSize * 2 + (16 << 20))
-        var summary = try write { tx -> ImportSummary in
+        return try runImport(path, bytesPerFileByte: 2) { tx -> ImportSummary in
             var summary = ImportSummary(file: path, kind: "embeddings", format: isNPY ? "npy" : "json")
             summary.space = options.space
             if isNPY {
@@ -21,8 +18,6 @@ extension Database {
             }
             return summary
         }
-        summary.seconds = Date().timeIntervalSince(start)
-        return summary
     }
 
     /// The space to write into: the existing one (checked against the file) or a new one.
@@ -119,11 +114,9 @@ extension Database {
     /// transaction; re-importing replaces the same profiles.
     @discardableResult
     public func importProfiles(from path: String, options: ProfileImportOptions = .init()) throws -> ImportSummary {
-        let start = Date()
         let isJSONL = path.lowercased().hasSuffix(".jsonl") || path.lowercased().hasSuffix(".ndjson")
         let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        try reserve(bytes: fileSize * 2 + (16 << 20))
-        var summary = try write { tx -> ImportSummary in
+        return try runImport(path, bytesPerFileByte: 2) { tx -> ImportSummary in
             var summary = ImportSummary(file: path, kind: "profiles", format: isJSONL ? "jsonl" : "json")
             func store(_ user: String, _ text: String, line: Int) throws {
                 do {
@@ -169,7 +162,5 @@ extension Database {
             }
             return summary
         }
-        summary.seconds = Date().timeIntervalSince(start)
-        return summary
     }
 }

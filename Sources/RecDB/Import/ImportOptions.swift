@@ -141,3 +141,32 @@ public struct ImportSummary: Codable, Sendable, Equatable {
         case createdUsers = "created_users", createdItems = "created_items", updatedItems = "updated_items"
     }
 }
+
+extension Database {
+    /// Runs one import: makes room in the map for about `bytesPerFileByte` × the file's size (so a large
+    /// import is not retried after growing the map), runs `body` in one write transaction — all or
+    /// nothing — and times it.
+    func runImport(_ path: String, bytesPerFileByte: Int, _ body: (WriteTransaction) throws -> ImportSummary) throws -> ImportSummary {
+        let start = Date()
+        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        try reserve(bytes: fileSize * bytesPerFileByte + (16 << 20))
+        var summary = try write(body)
+        summary.seconds = Date().timeIntervalSince(start)
+        return summary
+    }
+}
+
+extension LineReader {
+    /// Reads the header row: column names, trimmed, with RecBole's `:type` suffix removed when asked.
+    func header(_ splitter: FieldSplitter, recbole: Bool) throws -> [String] {
+        guard let line = try next() else { throw error("the file is empty (a header row is expected)", line: 1) }
+        guard UTF8Check.isValid(line) else { throw error("not valid UTF-8") }
+        var fields: [String] = []
+        do { try splitter.split(line, into: &fields) } catch { throw self.error("\(error)") }
+        return fields.map { name in
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            if recbole, let colon = trimmed.lastIndex(of: ":") { return String(trimmed[..<colon]) }
+            return trimmed
+        }
+    }
+}

@@ -12,16 +12,11 @@ extension Database {
         guard let format = options.format ?? InteractionFormat.guess(path: path) else {
             throw RecDBError.invalidArgument("cannot tell the format of \(path) from its name; give one of \(InteractionFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let start = Date()
-        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        // About 80 bytes of B-tree per event (two tables); reserving up front avoids a retry of the whole import.
-        try reserve(bytes: fileSize * 8 + (16 << 20))
-        var summary = try write { tx in
+        // About 80 bytes of B-tree per event (two tables) for ~10–20 bytes of CSV.
+        return try runImport(path, bytesPerFileByte: 8) { tx in
             var importer = try InteractionImporter(path: path, format: format, options: options, tx: tx)
             return try importer.run()
         }
-        summary.seconds = Date().timeIntervalSince(start)
-        return summary
     }
 }
 
@@ -75,14 +70,7 @@ struct InteractionImporter {
     private mutating func runDelimited() throws {
         let splitter = FieldSplitter(style: format == .csv ? .csv : .tsv)
         var fields: [String] = []
-        guard let headerLine = try nextLine() else { throw reader.error("the file is empty (a header row is expected)", line: 1) }
-        try split(splitter, headerLine, &fields)
-        let header = fields.map { name -> String in
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            // RecBole headers carry a type suffix: `user_id:token`.
-            if format == .recbole, let colon = trimmed.lastIndex(of: ":") { return String(trimmed[..<colon]) }
-            return trimmed
-        }
+        let header = try reader.header(splitter, recbole: format == .recbole)
         let columns = try resolveColumns(header)
         while let line = try nextLine() {
             if line.isEmpty { continue }

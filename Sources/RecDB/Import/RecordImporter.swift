@@ -19,15 +19,10 @@ extension Database {
         guard let format = options.format ?? RecordFormat.guess(path: path) else {
             throw RecDBError.invalidArgument("cannot tell the format of \(path) from its name; give one of \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let start = Date()
-        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        try reserve(bytes: fileSize * 4 + (16 << 20))
-        var summary = try write { tx in
+        return try runImport(path, bytesPerFileByte: 4) { tx in
             var importer = try RecordImporter(path: path, kind: kind, format: format, options: options, tx: tx)
             return try importer.run()
         }
-        summary.seconds = Date().timeIntervalSince(start)
-        return summary
     }
 }
 
@@ -66,13 +61,7 @@ struct RecordImporter {
         case .csv, .tsv, .recbole:
             let splitter = FieldSplitter(style: format == .csv ? .csv : .tsv)
             var fields: [String] = []
-            guard let headerLine = try nextLine() else { throw reader.error("the file is empty (a header row is expected)", line: 1) }
-            try split(splitter, headerLine, &fields)
-            let header = fields.map { name -> String in
-                let trimmed = name.trimmingCharacters(in: .whitespaces)
-                if format == .recbole, let colon = trimmed.lastIndex(of: ":") { return String(trimmed[..<colon]) }
-                return trimmed
-            }
+            let header = try reader.header(splitter, recbole: format == .recbole)
             try checkColumns(header)
             while let line = try nextLine() {
                 if line.isEmpty { continue }

@@ -63,6 +63,17 @@ struct RecordColumns: ParsableArguments {
     @Option(parsing: .upToNextOption, help: "Columns kept as attributes (default: all others).") var attributeColumns: [String] = []
     @Option(help: "Availability column (0/1, true/false).") var availabilityColumn: String?
 
+    /// Runs an items or users import with these columns and prints its report.
+    func run(_ database: Database, file: String, kind: EntityKind, output: OutputOptions) throws {
+        let progress = ProgressLine("importing", quiet: output.json)
+        let summary = try reportingErrors {
+            kind == .item ? try database.importItems(from: file, options: options(progress: progress))
+                          : try database.importUsers(from: file, options: options(progress: progress))
+        }
+        progress.finish()
+        try report(summary, json: output.json)
+    }
+
     func options(progress: ProgressLine) -> RecordImportOptions {
         var o = RecordImportOptions(format: format)
         o.idColumn = idColumn; o.titleColumn = titleColumn; o.textColumns = textColumns
@@ -80,13 +91,7 @@ struct ImportItems: ParsableCommand {
     @OptionGroup var columns: RecordColumns
     @OptionGroup var output: OutputOptions
 
-    func run() throws {
-        let database = try db.open()
-        let progress = ProgressLine("importing", quiet: output.json)
-        let summary = try reportingErrors { try database.importItems(from: file, options: columns.options(progress: progress)) }
-        progress.finish()
-        try report(summary, json: output.json)
-    }
+    func run() throws { try columns.run(try db.open(), file: file, kind: .item, output: output) }
 }
 
 struct ImportUsers: ParsableCommand {
@@ -96,13 +101,7 @@ struct ImportUsers: ParsableCommand {
     @OptionGroup var columns: RecordColumns
     @OptionGroup var output: OutputOptions
 
-    func run() throws {
-        let database = try db.open()
-        let progress = ProgressLine("importing", quiet: output.json)
-        let summary = try reportingErrors { try database.importUsers(from: file, options: columns.options(progress: progress)) }
-        progress.finish()
-        try report(summary, json: output.json)
-    }
+    func run() throws { try columns.run(try db.open(), file: file, kind: .user, output: output) }
 }
 
 struct ImportEmbeddings: ParsableCommand {
