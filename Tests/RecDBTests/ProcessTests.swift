@@ -101,6 +101,26 @@ final class ProcessTests: DatabaseTestCase {
         XCTAssertEqual(try db.stats().interactions, 100_001)
     }
 
+    func testHelpListsEveryCommandAndTheContractOptions() throws {
+        let (status, out, _) = try runProcess(rdbctl, ["--help"])
+        XCTAssertEqual(status, 0)
+        for command in ["init", "import", "stats", "show", "export", "backup", "verify", "put-item", "add-event", "embed",
+                        "index", "similar", "train", "models", "eval", "recommend"] {
+            XCTAssertTrue(out.contains("  \(command)"), "rdbctl --help does not list \(command)")
+        }
+        let (_, train, _) = try runProcess(rdbctl, ["train", "--help"])
+        for option in ["--model", "--arch", "--items", "--epochs", "--patience", "--hidden", "--blocks", "--heads", "--maxlen",
+                       "--batch", "--lr", "--seed", "--split", "--json", "--resume", "--distill", "--alpha", "--distill-epochs",
+                       "--distill-loss", "--pooling", "--reconstruction-layer", "--reduce"] {
+            XCTAssertTrue(train.contains(option), "rdbctl train --help lacks \(option)")
+        }
+        let (_, recommend, _) = try runProcess(rdbctl, ["recommend", "--help"])
+        XCTAssertTrue(recommend.contains("--exclude-seen/--include-seen"))
+        let (bad, _, err) = try runProcess(rdbctl, ["train", path("db"), "--model", "m", "--items", "words"])
+        XCTAssertNotEqual(bad, 0)
+        XCTAssertTrue(err.contains("--items takes id, text:SPACE or text+id:SPACE"), err)
+    }
+
     func testCommandLineErrorsAreOneReadableLine() throws {
         _ = try makeDatabase()
         let bad = try writeFile("bad.csv", "user,item,timestamp\na,b,1\na,b\n")
