@@ -17,7 +17,7 @@ demo: deps
 
 test: deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
-	$(SWIFT) test $(TEST_FLAGS) --skip-build
+	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing
 
 # Benchmarks run in release and compare against a peer in the same run; all but bench-import need ../shared
 # (and the PyTorch peers a Python venv with torch: PYTHON=... or $$HOME/refvenv/bin/python).
