@@ -11,6 +11,7 @@ var shared = "../shared"
 var queries = 20_000
 var python = ProcessInfo.processInfo.environment["HOME"].map { "\($0)/refvenv/bin/python" } ?? "python3"
 var workDir = ".cache/bench-serve"
+var latencyOnly = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let a = arguments.next() {
     switch a {
@@ -18,6 +19,7 @@ while let a = arguments.next() {
     case "--queries": queries = Int(arguments.next()!)!
     case "--python": python = arguments.next()!
     case "--work": workDir = arguments.next()!
+    case "--latency-only": latencyOnly = true  // for profiling the single-user path
     default: fatalError("unknown argument \(a)")
     }
 }
@@ -68,6 +70,10 @@ for _ in 0..<queries {
 }
 latencies.sort()
 let p50 = percentile(latencies, 0.5), p99 = percentile(latencies, 0.99)
+if latencyOnly {
+    print(String(format: "p50 %.4f ms, p99 %.4f ms", p50, p99))
+    exit(0)
+}
 
 // Throughput with all cores: many users at once (each worker its own snapshot).
 let users = try db.read { tx -> [String] in
