@@ -208,15 +208,26 @@ func overheadBenchmark(name: String, index: VectorIndex, queries: [Float], n: In
     }
     var qps = [[Double]](repeating: [], count: variants.count)
     var reference: [UInt32]?
-    var identical = [Bool](repeating: true, count: variants.count)
+    // Mean fraction of VectorIndex's top-k ids that a variant also returned (1.0 = the same sets). Faiss's own
+    // kernels and the wheel's sum floats in another order, so ties can flip at the margin.
+    var overlap = [Double](repeating: 1, count: variants.count)
+    func agreement(_ ids: [UInt32], _ reference: [UInt32]) -> Double {
+        var shared = 0
+        for q in 0..<n {
+            let expected = Set(reference[(q * k)..<((q + 1) * k)])
+            shared += ids[(q * k)..<((q + 1) * k)].filter { expected.contains($0) }.count
+        }
+        return Double(shared) / Double(n * k)
+    }
     for round in 0..<options.rounds {
-        // Rotate the order every round so no variant always runs first (caches, frequency scaling).
+        // Rotate the order every round so no variant always runs first (caches, frequency scaling). The first
+        // round of the rotation starts with VectorIndex, whose ids are the reference for the overlap column.
         for offset in 0..<variants.count {
             let v = (round + offset) % variants.count
             let (elapsed, ids) = try variants[v].run()
             qps[v].append(Double(n) / elapsed)
             if v == 0 && reference == nil { reference = ids }
-            if let reference, v != 0 || round > 0 { identical[v] = identical[v] && ids == reference }
+            if let reference { overlap[v] = min(overlap[v], agreement(ids, reference)) }
         }
         progress("  \(name) ef=\(efSearch) round \(round + 1)/\(options.rounds): " +
                  variants.indices.map { "\(Int(qps[$0].last!))" }.joined(separator: " / ") + " q/s")
@@ -224,14 +235,14 @@ func overheadBenchmark(name: String, index: VectorIndex, queries: [Float], n: In
     let medians = qps.map(median)
     let floor = medians[3]
     print("\nSingle-query HNSW search, \(name), \(n) queries, k=\(k), efSearch=\(efSearch), \(options.rounds) interleaved rounds (median q/s):")
-    print(pad("variant", 44) + pad("q/s", 10) + pad("µs/query", 10) + pad("vs C++ HNSW loop", 18) + "same results")
+    print(pad("variant", 44) + pad("q/s", 10) + pad("µs/query", 10) + pad("vs C++ same path", 18) + "top-10 overlap with VectorIndex")
     var rowsJSON: [[String: Any]] = []
     for (i, variant) in variants.enumerated() {
         let ratio = medians[i] / floor
         print(pad(variant.name, 44) + pad(String(Int(medians[i])), 10) + pad(fmt(1e6 / medians[i], 1), 10)
-              + pad(fmt(ratio, 3), 18) + (identical[i] ? "yes" : "NO"))
+              + pad(fmt(ratio, 3), 18) + fmt(overlap[i], 4))
         rowsJSON.append(["variant": variant.name, "qps_median": medians[i], "qps_rounds": qps[i],
-                         "ratio_to_cpp_hnsw_loop": ratio, "identical_results": identical[i]])
+                         "ratio_to_cpp_same_path": ratio, "top10_overlap_with_vectorindex": overlap[i]])
     }
     let wrapperCost = 1 - medians[1] / floor, wrapperCostArray = 1 - medians[0] / floor
     let vsFaissAPI = medians[1] / medians[2]

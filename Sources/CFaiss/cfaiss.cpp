@@ -14,6 +14,7 @@
 
 #include "cfaiss.h"
 #include "FlatDistance.h"
+#include "HNSWSearch.h"
 
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
@@ -465,19 +466,46 @@ void searchAllowListExactly(const cfaiss_index* h, const float* query, size_t k,
     }
 }
 
-/// One query on an HNSW<M>,Flat index, on the calling thread (see the file header).
+/// One query on a plain Flat index, scanning every row with the kernels of FlatDistance.h. Faiss would use its
+/// scalar loops for fewer than 20 queries (BLAS only from 20 on), which is what a single query hits.
+/// Writes Faiss-style results: labels (-1 when fewer than k rows pass) and scores, best first.
+void searchFlatScan(const cfaiss_index* h, const float* query, size_t k, const faiss::IDSelector* selector,
+                    float* scores, idx_t* labels) {
+    const size_t d = size_t(h->dimension), rows = size_t(h->index->ntotal);
+    const float* data = h->flat->get_xb();
+    const bool similarity = h->isSimilarity();
+    const cfaiss::DistanceKernel kernel = similarity ? cfaiss::innerProductKernel() : cfaiss::squaredL2Kernel();
+    if (similarity) faiss::minheap_heapify(k, scores, labels);
+    else faiss::maxheap_heapify(k, scores, labels);
+    for (size_t row = 0; row < rows; row++) {
+        if (selector && !selector->is_member(idx_t(row))) continue;
+        float s = kernel(query, data + row * d, d);
+        if (similarity) {
+            if (s > scores[0]) faiss::minheap_replace_top(k, scores, labels, s, idx_t(row));
+        } else if (s < scores[0]) {
+            faiss::maxheap_replace_top(k, scores, labels, s, idx_t(row));
+        }
+    }
+    if (similarity) faiss::minheap_reorder(k, scores, labels);
+    else faiss::maxheap_reorder(k, scores, labels);
+}
+
+/// One query on an HNSW<M>,Flat index, on the calling thread (see the file header and HNSWSearch.h).
 void searchHNSWFlat(const cfaiss_index* h, const float* query, size_t k, const faiss::SearchParametersHNSW& params,
                     float* distances, idx_t* labels) {
-    thread_local std::unique_ptr<faiss::VisitedTable> visited;
+    struct Scratch {
+        std::unique_ptr<faiss::VisitedTable> visited;
+        faiss::HNSW::MinimaxHeap* candidates = nullptr;
+        ~Scratch() { delete candidates; }
+    };
+    thread_local Scratch scratch;
     const size_t rows = size_t(h->index->ntotal);
-    if (!visited || visited->visited.size() < rows)
-        visited.reset(new faiss::VisitedTable(int(std::max<size_t>(rows + rows / 4, 1024))));
+    if (!scratch.visited || scratch.visited->visited.size() < rows)
+        scratch.visited.reset(new faiss::VisitedTable(int(std::max<size_t>(rows + rows / 4, 1024))));
     cfaiss::FlatRowsDistance distance(h->flat->get_xb(), size_t(h->dimension), h->isSimilarity());
     distance.set_query(query);
-    faiss::maxheap_heapify(k, distances, labels);
-    h->hnswFlat->hnsw.search(distance, int(k), labels, distances, *visited, &params);
-    faiss::maxheap_reorder(k, distances, labels);
-    visited->advance();
+    cfaiss::searchHNSWGraph(h->hnswFlat->hnsw, distance, int(k), params.efSearch, params.check_relative_distance,
+                            params.sel, distances, labels, *scratch.visited, scratch.candidates);
     if (h->isSimilarity())
         for (size_t j = 0; j < k; j++) distances[j] = -distances[j];
 }
@@ -570,6 +598,7 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
         const faiss::SearchParameters* searchParams = nullptr;
         if (h->hnsw) {
             hnswParams.efSearch = efSearch > 0 ? efSearch : h->hnsw->hnsw.efSearch;
+            hnswParams.check_relative_distance = h->hnsw->hnsw.check_relative_distance;
             hnswParams.sel = sel;
             if (sel || efSearch > 0) searchParams = &hnswParams;
         } else if (h->ivf) {
@@ -584,9 +613,11 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
 
         thread_local std::vector<idx_t> labels;
         labels.resize(n * k);
-        if (h->hnswFlat && h->flat) {
+        if (h->hnswFlat && h->flat && h->hnswFlat->hnsw.upper_beam == 1) {
             if (n == 1) searchHNSWFlat(h, x, k, hnswParams, out_scores, labels.data());
             else searchHNSWFlatBatch(h, n, x, k, hnswParams, out_scores, labels.data());
+        } else if (h->flat && n < 20) {
+            for (size_t q = 0; q < n; q++) searchFlatScan(h, x + q * d, k, sel, out_scores + q * k, labels.data() + q * k);
         } else {
             SingleThreadScope single(n == 1);
             h->index->search(idx_t(n), x, idx_t(k), out_scores, labels.data(), searchParams);
