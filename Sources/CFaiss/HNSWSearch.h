@@ -25,7 +25,8 @@ using idx_t = faiss::Index::idx_t;
 using storage_idx_t = faiss::HNSW::storage_idx_t;
 
 /// Greedy walk on one upper level towards the query (Faiss 1.7.3 greedy_update_nearest).
-inline void greedyUpdateNearest(const faiss::HNSW& hnsw, faiss::DistanceComputer& distance, int level,
+template <class Distance>
+inline void greedyUpdateNearest(const faiss::HNSW& hnsw, Distance& distance, int level,
                                 storage_idx_t& nearest, float& nearestDistance) {
     for (;;) {
         storage_idx_t previous = nearest;
@@ -51,7 +52,10 @@ inline void offerResult(int k, int& found, float* D, idx_t* I, float d, idx_t v)
 
 /// k nearest (smallest distance) rows passing `selector` (may be NULL). D/I get k entries, best first; unfilled
 /// slots have label -1. `candidates` is caller-owned scratch (resized as needed), `visited` must cover ntotal.
-inline void searchHNSWGraph(const faiss::HNSW& hnsw, faiss::DistanceComputer& distance, int k, int efSearch,
+/// `Distance` is a faiss::DistanceComputer; a concrete final type (FlatRowsDistance) lets the compiler inline
+/// the per-neighbour distance call instead of dispatching virtually.
+template <class Distance>
+inline void searchHNSWGraph(const faiss::HNSW& hnsw, Distance& distance, int k, int efSearch,
                             bool checkRelativeDistance, const faiss::IDSelector* selector, float* D, idx_t* I,
                             faiss::VisitedTable& visited, faiss::HNSW::MinimaxHeap*& candidates) {
     faiss::maxheap_heapify(size_t(k), D, I);

@@ -213,6 +213,7 @@ struct cfaiss_index {
     faiss::Index* core = nullptr;  // index with pre-transforms unwrapped
     faiss::IndexHNSW* hnsw = nullptr;
     faiss::IndexHNSWFlat* hnswFlat = nullptr;
+    bool hnswDirect = false;  // searched by HNSWSearch.h rather than IndexHNSW::search
     faiss::IndexFlat* flat = nullptr;  // a flat index or the flat storage of HNSWFlat: exact rows
     faiss::IndexIVF* ivf = nullptr;
     bool deletesPhysically = false;
@@ -224,8 +225,11 @@ struct cfaiss_index {
         core = created;
         while (auto pre = dynamic_cast<faiss::IndexPreTransform*>(core)) core = pre->index;
         hnsw = dynamic_cast<faiss::IndexHNSW*>(core);
-        // The single-query fast path feeds raw queries to the graph, so only an unwrapped HNSWFlat qualifies.
-        hnswFlat = core == created ? dynamic_cast<faiss::IndexHNSWFlat*>(core) : nullptr;
+        hnswFlat = dynamic_cast<faiss::IndexHNSWFlat*>(core);
+        // Our graph search feeds raw queries to the graph, so only an HNSW without pre-transform qualifies; the
+        // two-level and upper-beam variants keep Faiss's own search.
+        hnswDirect = core == created && hnsw && hnsw->storage && hnsw->hnsw.upper_beam == 1 &&
+                     !dynamic_cast<faiss::IndexHNSW2Level*>(core);
         ivf = dynamic_cast<faiss::IndexIVF*>(core);
         flat = nullptr;
         if (core == created) {
@@ -490,9 +494,20 @@ void searchFlatScan(const cfaiss_index* h, const float* query, size_t k, const f
     else faiss::maxheap_reorder(k, scores, labels);
 }
 
-/// One query on an HNSW<M>,Flat index, on the calling thread (see the file header and HNSWSearch.h).
-void searchHNSWFlat(const cfaiss_index* h, const float* query, size_t k, const faiss::SearchParametersHNSW& params,
-                    float* distances, idx_t* labels) {
+/// Negates another computer's distances: the graph search minimises, so similarity metrics are searched
+/// negated (as Faiss 1.7.3's IndexHNSW does internally).
+struct NegatedDistance final : faiss::DistanceComputer {
+    faiss::DistanceComputer* base;
+    explicit NegatedDistance(faiss::DistanceComputer* b) : base(b) {}
+    void set_query(const float* x) override { base->set_query(x); }
+    float operator()(idx_t i) override { return -(*base)(i); }
+    float symmetric_dis(idx_t i, idx_t j) override { return -base->symmetric_dis(i, j); }
+};
+
+/// One query on an HNSW index, on the calling thread (see the file header and HNSWSearch.h). Flat storage is
+/// scored with the kernels of FlatDistance.h; compressed storage (PQ, SQ) with its own Faiss distance computer.
+void searchHNSW(const cfaiss_index* h, const float* query, size_t k, const faiss::SearchParametersHNSW& params,
+                float* distances, idx_t* labels) {
     struct Scratch {
         std::unique_ptr<faiss::VisitedTable> visited;
         faiss::HNSW::MinimaxHeap* candidates = nullptr;
@@ -502,21 +517,31 @@ void searchHNSWFlat(const cfaiss_index* h, const float* query, size_t k, const f
     const size_t rows = size_t(h->index->ntotal);
     if (!scratch.visited || scratch.visited->visited.size() < rows)
         scratch.visited.reset(new faiss::VisitedTable(int(std::max<size_t>(rows + rows / 4, 1024))));
-    cfaiss::FlatRowsDistance distance(h->flat->get_xb(), size_t(h->dimension), h->isSimilarity());
-    distance.set_query(query);
-    cfaiss::searchHNSWGraph(h->hnswFlat->hnsw, distance, int(k), params.efSearch, params.check_relative_distance,
-                            params.sel, distances, labels, *scratch.visited, scratch.candidates);
+    auto run = [&](auto& distance) {
+        distance.set_query(query);
+        cfaiss::searchHNSWGraph(h->hnsw->hnsw, distance, int(k), params.efSearch, params.check_relative_distance,
+                                params.sel, distances, labels, *scratch.visited, scratch.candidates);
+    };
+    if (h->flat) {
+        cfaiss::FlatRowsDistance distance(h->flat->get_xb(), size_t(h->dimension), h->isSimilarity());
+        run(distance);
+    } else {
+        std::unique_ptr<faiss::DistanceComputer> base(h->hnsw->storage->get_distance_computer());
+        NegatedDistance negated(base.get());
+        if (h->isSimilarity()) run(negated);
+        else run(*base);
+    }
     if (h->isSimilarity())
         for (size_t j = 0; j < k; j++) distances[j] = -distances[j];
 }
 
-/// Many queries on an HNSW<M>,Flat index: split over up to omp_get_max_threads() std::threads (each with its own
+/// Many queries on an HNSW index: split over up to omp_get_max_threads() std::threads (each with its own
 /// thread-local VisitedTable).
-void searchHNSWFlatBatch(const cfaiss_index* h, size_t n, const float* queries, size_t k,
+void searchHNSWBatch(const cfaiss_index* h, size_t n, const float* queries, size_t k,
                          const faiss::SearchParametersHNSW& params, float* distances, idx_t* labels) {
     const size_t d = size_t(h->dimension);
     auto runRange = [&](size_t from, size_t to) {
-        for (size_t q = from; q < to; q++) searchHNSWFlat(h, queries + q * d, k, params, distances + q * k, labels + q * k);
+        for (size_t q = from; q < to; q++) searchHNSW(h, queries + q * d, k, params, distances + q * k, labels + q * k);
     };
     size_t threads = std::min<size_t>(size_t(std::max(1, omp_get_max_threads())), n / 32);
     if (threads <= 1) {
@@ -613,9 +638,9 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
 
         thread_local std::vector<idx_t> labels;
         labels.resize(n * k);
-        if (h->hnswFlat && h->flat && h->hnswFlat->hnsw.upper_beam == 1) {
-            if (n == 1) searchHNSWFlat(h, x, k, hnswParams, out_scores, labels.data());
-            else searchHNSWFlatBatch(h, n, x, k, hnswParams, out_scores, labels.data());
+        if (h->hnswDirect) {
+            if (n == 1) searchHNSW(h, x, k, hnswParams, out_scores, labels.data());
+            else searchHNSWBatch(h, n, x, k, hnswParams, out_scores, labels.data());
         } else if (h->flat && n < 20) {
             for (size_t q = 0; q < n; q++) searchFlatScan(h, x + q * d, k, sel, out_scores + q * k, labels.data() + q * k);
         } else {

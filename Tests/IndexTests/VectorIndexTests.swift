@@ -210,6 +210,14 @@ final class VectorIndexTests: XCTestCase {
         try hnswPQ.add(ids: ids, vectors: vectors)
         try hnswPQ.remove(ids: [1])
         XCTAssertThrowsError(try hnswPQ.compact()) { XCTAssertEqual(($0 as? IndexError)?.code, .unsupported) }
+        // HNSW over compressed storage is searched by the same graph search, with Faiss's PQ distances:
+        // tombstones stay excluded and the results are ordered by the PQ-approximated distance.
+        for ef in [16, 128] {
+            let result = try hnswPQ.search(row(vectors, 0, d), k: 10, parameters: SearchParameters(efSearch: ef))
+            XCTAssertEqual(result.count, 10)
+            XCTAssertFalse(result.contains { $0.id == 1 })
+            XCTAssertEqual(result.map(\.score), result.map(\.score).sorted())
+        }
     }
 
     func testUpdateReplacesVector() throws {
