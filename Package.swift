@@ -43,7 +43,7 @@ let package = Package(
         // MARK: - Benchmarks (run in release: swift run -c release IndexBench)
         .executableTarget(
             name: "IndexBench", dependencies: ["Index", "IndexBenchDirect"], path: "Benchmarks/IndexBench",
-            exclude: ["faiss_python_peer.py"]
+            exclude: ["faiss_python_peer.py", "README.md"]
         ),
         // The C++ peer that drives the same Faiss index without the wrapper, for the overhead comparison.
         .target(

@@ -164,9 +164,12 @@ final class PythonPeer {
 // MARK: - Overhead benchmark (3)
 
 /// Interleaved single-query QPS of the wrapper and its C++ (and Python) peers on the same index and queries.
-func overheadBenchmark(name: String, index: VectorIndex, queries: [Float], n: Int, efSearch: Int) throws -> [String: Any] {
-    let k = 10, d = index.dimension
-    let bytes = try index.serialized()
+func overheadBenchmark(name: String, index built: VectorIndex, queries: [Float], n: Int, efSearch: Int) throws -> [String: Any] {
+    let k = 10, d = built.dimension
+    let bytes = try built.serialized()
+    // Both sides search a copy freshly loaded from the same bytes (as RecDB loads a stored index), so neither
+    // benefits from a different memory layout (an index grown by many adds vs one loaded in a single allocation).
+    let index = try VectorIndex(serialized: bytes)
     var error: UnsafePointer<CChar>?
     guard let direct = bytes.withUnsafeBufferPointer({ indexbench_direct_load($0.baseAddress, $0.count, &error) }) else {
         throw NSError(domain: "IndexBench", code: 1, userInfo: [NSLocalizedDescriptionKey: String(cString: error!)])

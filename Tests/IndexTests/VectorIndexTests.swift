@@ -45,6 +45,19 @@ final class VectorIndexTests: XCTestCase {
         }
     }
 
+    func testAddReportsProgressInChunks() throws {
+        let (ids, vectors) = makeData(n: 250, seed: 23)
+        let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: .l2)
+        var reports: [Int] = []
+        try index.add(ids: ids, vectors: vectors, progressChunk: 100) { added, total in
+            XCTAssertEqual(total, 250)
+            reports.append(added)
+        }
+        XCTAssertEqual(reports, [100, 200, 250])
+        XCTAssertEqual(index.count, 250)
+        XCTAssertEqual(try index.search(row(vectors, 137, d), k: 1).first?.id, 138)
+    }
+
     func testCosineNormalisesStoredVectorsAndQueries() throws {
         let index = try VectorIndex(factory: "Flat", dimension: 2, metric: .cosine)
         try index.add(ids: [1, 2], vectors: [3, 4, 0, 10])
