@@ -39,7 +39,8 @@ extension VectorIndex {
     }
 
     /// Searches `n = queries.count / dimension` queries at once (row-major), all with the same filter.
-    /// Uses Faiss's OpenMP threads. Returns one array per query, best first.
+    /// Runs on up to the OpenMP thread count (``VectorIndex/setThreadCount(_:)``). Returns one array per query,
+    /// best first.
     public func search(batch queries: [Float], k: Int, filter: IDFilter? = nil,
                        parameters: SearchParameters = .default) throws -> [[Neighbor]] {
         let n = try rowCount(of: queries.count, what: "batch queries")
