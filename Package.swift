@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(name: "EncoderBench", dependencies: ["Learn"], path: "Benchmarks/EncoderBench", exclude: ["st_peer.py"]),
         .executableTarget(
             name: "IndexBench", dependencies: ["Index", "IndexBenchDirect"], path: "Benchmarks/IndexBench",
-            exclude: ["faiss_python_peer.py"]
+            exclude: ["faiss_python_peer.py", "README.md"]
         ),
         // The C++ peer that drives the same Faiss index without the wrapper, for the overhead comparison.
         .target(

@@ -164,9 +164,12 @@ final class PythonPeer {
 // MARK: - Overhead benchmark (3)
 
 /// Interleaved single-query QPS of the wrapper and its C++ (and Python) peers on the same index and queries.
-func overheadBenchmark(name: String, index: VectorIndex, queries: [Float], n: Int, efSearch: Int) throws -> [String: Any] {
-    let k = 10, d = index.dimension
-    let bytes = try index.serialized()
+func overheadBenchmark(name: String, index built: VectorIndex, queries: [Float], n: Int, efSearch: Int) throws -> [String: Any] {
+    let k = 10, d = built.dimension
+    let bytes = try built.serialized()
+    // Both sides search a copy freshly loaded from the same bytes (as RecDB loads a stored index), so neither
+    // benefits from a different memory layout (an index grown by many adds vs one loaded in a single allocation).
+    let index = try VectorIndex(serialized: bytes)
     var error: UnsafePointer<CChar>?
     guard let direct = bytes.withUnsafeBufferPointer({ indexbench_direct_load($0.baseAddress, $0.count, &error) }) else {
         throw NSError(domain: "IndexBench", code: 1, userInfo: [NSLocalizedDescriptionKey: String(cString: error!)])
@@ -208,33 +211,49 @@ func overheadBenchmark(name: String, index: VectorIndex, queries: [Float], n: In
     }
     var qps = [[Double]](repeating: [], count: variants.count)
     var reference: [UInt32]?
-    var identical = [Bool](repeating: true, count: variants.count)
+    // Mean fraction of VectorIndex's top-k ids that a variant also returned (1.0 = the same sets). Faiss's own
+    // kernels and the wheel's sum floats in another order, so ties can flip at the margin.
+    var overlap = [Double](repeating: 1, count: variants.count)
+    func agreement(_ ids: [UInt32], _ reference: [UInt32]) -> Double {
+        var shared = 0
+        for q in 0..<n {
+            let expected = Set(reference[(q * k)..<((q + 1) * k)])
+            shared += ids[(q * k)..<((q + 1) * k)].filter { expected.contains($0) }.count
+        }
+        return Double(shared) / Double(n * k)
+    }
     for round in 0..<options.rounds {
-        // Rotate the order every round so no variant always runs first (caches, frequency scaling).
+        // Rotate the order every round so no variant always runs first (caches, frequency scaling). The first
+        // round of the rotation starts with VectorIndex, whose ids are the reference for the overlap column.
         for offset in 0..<variants.count {
             let v = (round + offset) % variants.count
             let (elapsed, ids) = try variants[v].run()
             qps[v].append(Double(n) / elapsed)
             if v == 0 && reference == nil { reference = ids }
-            if let reference, v != 0 || round > 0 { identical[v] = identical[v] && ids == reference }
+            if let reference { overlap[v] = min(overlap[v], agreement(ids, reference)) }
         }
         progress("  \(name) ef=\(efSearch) round \(round + 1)/\(options.rounds): " +
                  variants.indices.map { "\(Int(qps[$0].last!))" }.joined(separator: " / ") + " q/s")
     }
     let medians = qps.map(median)
+    // Paired per-round ratios against the C++ peer running the same path: robust to the load drifting between
+    // rounds on a shared machine (both sides of a pair ran back to back).
+    let pairedRatios = qps.map { runs in median(zip(runs, qps[3]).map { $0 / $1 }) }
     let floor = medians[3]
     print("\nSingle-query HNSW search, \(name), \(n) queries, k=\(k), efSearch=\(efSearch), \(options.rounds) interleaved rounds (median q/s):")
-    print(pad("variant", 44) + pad("q/s", 10) + pad("µs/query", 10) + pad("vs C++ HNSW loop", 18) + "same results")
+    print(pad("variant", 44) + pad("q/s", 10) + pad("µs/query", 10) + pad("vs C++ same path*", 19) + "top-10 overlap with VectorIndex")
     var rowsJSON: [[String: Any]] = []
     for (i, variant) in variants.enumerated() {
-        let ratio = medians[i] / floor
+        let ratio = pairedRatios[i]
         print(pad(variant.name, 44) + pad(String(Int(medians[i])), 10) + pad(fmt(1e6 / medians[i], 1), 10)
-              + pad(fmt(ratio, 3), 18) + (identical[i] ? "yes" : "NO"))
+              + pad(fmt(ratio, 3), 19) + fmt(overlap[i], 4))
         rowsJSON.append(["variant": variant.name, "qps_median": medians[i], "qps_rounds": qps[i],
-                         "ratio_to_cpp_hnsw_loop": ratio, "identical_results": identical[i]])
+                         "ratio_to_cpp_same_path": ratio, "top10_overlap_with_vectorindex": overlap[i]])
     }
-    let wrapperCost = 1 - medians[1] / floor, wrapperCostArray = 1 - medians[0] / floor
-    let vsFaissAPI = medians[1] / medians[2]
+    let wrapperCost = 1 - pairedRatios[1], wrapperCostArray = 1 - pairedRatios[0]
+    let vsFaissAPI = pairedRatios[1] / pairedRatios[2]
+    _ = floor
+    print("* median over rounds of (variant q/s ÷ C++ same-path q/s in the same round)")
     print("wrapper cost vs the same search in C++: buffer API \(fmt(100 * wrapperCost, 1))%, array API \(fmt(100 * wrapperCostArray, 1))%; " +
           "VectorIndex vs plain Faiss C++ API: \(fmt(vsFaissAPI, 2))x")
     return ["dataset": name, "efSearch": efSearch, "queries": n, "rounds": options.rounds, "variants": rowsJSON,
@@ -311,6 +330,7 @@ if !options.skipClustered {
     progress("Clustered: generating \(options.rows) × \(d) + \(options.queries) queries")
     let vectors = generator.sample(options.rows)
     let queries = generator.sample(options.queries)
+    let overheadQueries = generator.sample(options.overheadQueries)  // more queries: longer, steadier rounds
     let ids = (1...options.rows).map(UInt32.init)
     var start = seconds()
     let exact = try VectorIndex(factory: "Flat", dimension: d, metric: .l2)
@@ -333,7 +353,7 @@ if !options.skipClustered {
     for ef in [16, 32, 64, 128, 256] {
         var best = 0.0
         var found: [UInt32] = []
-        for _ in 0..<3 {  // best of 3 passes: the machine is shared
+        for _ in 0..<5 {  // best of 5 passes: the machine is shared
             let (elapsed, f) = try swiftBufferLoop(hnsw, queries, n: options.queries, k: 10, efSearch: ef)
             best = max(best, Double(options.queries) / elapsed)
             found = f
@@ -345,8 +365,8 @@ if !options.skipClustered {
     }
     report["clustered"] = ["rows": options.rows, "dimension": d, "generator": generator.parameters.description,
                            "build_seconds": buildSeconds, "queries": options.queries, "curve": curve]
-    overheadResults.append(try overheadBenchmark(name: "clustered", index: hnsw, queries: queries,
-                                                 n: min(options.queries, options.overheadQueries), efSearch: 64))
+    overheadResults.append(try overheadBenchmark(name: "clustered", index: hnsw, queries: overheadQueries,
+                                                 n: options.overheadQueries, efSearch: 64))
 }
 
 report["overhead"] = overheadResults

@@ -1,6 +1,7 @@
 // The C++ peer for IndexBench; see include/indexbench_direct.h.
 #include "indexbench_direct.h"
 #include "FlatDistance.h"  // the shim's kernels (Sources/CFaiss)
+#include "HNSWSearch.h"    // the shim's graph search (Sources/CFaiss)
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
@@ -66,6 +67,9 @@ extern "C" void indexbench_direct_free(indexbench_direct_t* index) { delete inde
 extern "C" double indexbench_direct_search_each(indexbench_direct_t* h, const float* queries, size_t n, size_t k,
                                                 int ef_search, int64_t* labels_out) {
     omp_set_num_threads(1);
+    // Faiss 1.7.3 sizes the search queue with the member efSearch (SearchParametersHNSW::efSearch alone is
+    // nearly ignored), so a C++ user of this version sets the member.
+    h->index->hnsw.efSearch = ef_search;
     faiss::SearchParametersHNSW params;
     params.efSearch = ef_search;
     std::vector<float> distances(k);
@@ -85,15 +89,17 @@ extern "C" double indexbench_direct_hnsw_loop(indexbench_direct_t* h, const floa
     const bool similarity = h->index->metric_type == faiss::METRIC_INNER_PRODUCT;
     faiss::VisitedTable visited(int(h->index->ntotal));
     auto* storage = dynamic_cast<faiss::IndexFlat*>(h->index->storage);
+    faiss::HNSW::MinimaxHeap* candidates = nullptr;
     auto start = std::chrono::steady_clock::now();
     for (size_t q = 0; q < n; q++) {
         idx_t* labels = labels_out + q * k;
         cfaiss::FlatRowsDistance distance(storage->get_xb(), d, similarity);
         distance.set_query(queries + q * d);
-        faiss::maxheap_heapify(k, distances.data(), labels);
-        h->index->hnsw.search(distance, int(k), labels, distances.data(), visited, &params);
-        faiss::maxheap_reorder(k, distances.data(), labels);
-        visited.advance();
+        cfaiss::searchHNSWGraph(h->index->hnsw, distance, int(k), ef_search, h->index->hnsw.check_relative_distance,
+                                nullptr, distances.data(), labels, visited, candidates);
     }
+    double elapsed = seconds(start);
+    delete candidates;
+    return elapsed;
     return seconds(start);
 }

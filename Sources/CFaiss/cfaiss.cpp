@@ -14,6 +14,7 @@
 
 #include "cfaiss.h"
 #include "FlatDistance.h"
+#include "HNSWSearch.h"
 
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
@@ -216,6 +217,7 @@ struct cfaiss_index {
     faiss::Index* core = nullptr;  // index with pre-transforms unwrapped
     faiss::IndexHNSW* hnsw = nullptr;
     faiss::IndexHNSWFlat* hnswFlat = nullptr;
+    bool hnswDirect = false;  // searched by HNSWSearch.h rather than IndexHNSW::search
     faiss::IndexFlat* flat = nullptr;  // a flat index or the flat storage of HNSWFlat: exact rows
     faiss::IndexIVF* ivf = nullptr;
     bool deletesPhysically = false;
@@ -227,8 +229,11 @@ struct cfaiss_index {
         core = created;
         while (auto pre = dynamic_cast<faiss::IndexPreTransform*>(core)) core = pre->index;
         hnsw = dynamic_cast<faiss::IndexHNSW*>(core);
-        // The single-query fast path feeds raw queries to the graph, so only an unwrapped HNSWFlat qualifies.
-        hnswFlat = core == created ? dynamic_cast<faiss::IndexHNSWFlat*>(core) : nullptr;
+        hnswFlat = dynamic_cast<faiss::IndexHNSWFlat*>(core);
+        // Our graph search feeds raw queries to the graph, so only an HNSW without pre-transform qualifies; the
+        // two-level and upper-beam variants keep Faiss's own search.
+        hnswDirect = core == created && hnsw && hnsw->storage && hnsw->hnsw.upper_beam == 1 &&
+                     !dynamic_cast<faiss::IndexHNSW2Level*>(core);
         ivf = dynamic_cast<faiss::IndexIVF*>(core);
         flat = nullptr;
         if (core == created) {
@@ -505,30 +510,78 @@ void searchFlatWithBLAS(const cfaiss_index* h, size_t n, const float* queries, s
     }
 }
 
-/// One query on an HNSW<M>,Flat index, on the calling thread (see the file header).
-void searchHNSWFlat(const cfaiss_index* h, const float* query, size_t k, const faiss::SearchParametersHNSW& params,
-                    float* distances, idx_t* labels) {
-    thread_local std::unique_ptr<faiss::VisitedTable> visited;
+/// One query on a plain Flat index, scanning every row with the kernels of FlatDistance.h. Faiss would use its
+/// scalar loops for fewer than 20 queries (BLAS only from 20 on), which is what a single query hits.
+/// Writes Faiss-style results: labels (-1 when fewer than k rows pass) and scores, best first.
+void searchFlatScan(const cfaiss_index* h, const float* query, size_t k, const faiss::IDSelector* selector,
+                    float* scores, idx_t* labels) {
+    const size_t d = size_t(h->dimension), rows = size_t(h->index->ntotal);
+    const float* data = h->flat->get_xb();
+    const bool similarity = h->isSimilarity();
+    const cfaiss::DistanceKernel kernel = similarity ? cfaiss::innerProductKernel() : cfaiss::squaredL2Kernel();
+    if (similarity) faiss::minheap_heapify(k, scores, labels);
+    else faiss::maxheap_heapify(k, scores, labels);
+    for (size_t row = 0; row < rows; row++) {
+        if (selector && !selector->is_member(idx_t(row))) continue;
+        float s = kernel(query, data + row * d, d);
+        if (similarity) {
+            if (s > scores[0]) faiss::minheap_replace_top(k, scores, labels, s, idx_t(row));
+        } else if (s < scores[0]) {
+            faiss::maxheap_replace_top(k, scores, labels, s, idx_t(row));
+        }
+    }
+    if (similarity) faiss::minheap_reorder(k, scores, labels);
+    else faiss::maxheap_reorder(k, scores, labels);
+}
+
+/// Negates another computer's distances: the graph search minimises, so similarity metrics are searched
+/// negated (as Faiss 1.7.3's IndexHNSW does internally).
+struct NegatedDistance final : faiss::DistanceComputer {
+    faiss::DistanceComputer* base;
+    explicit NegatedDistance(faiss::DistanceComputer* b) : base(b) {}
+    void set_query(const float* x) override { base->set_query(x); }
+    float operator()(idx_t i) override { return -(*base)(i); }
+    float symmetric_dis(idx_t i, idx_t j) override { return -base->symmetric_dis(i, j); }
+};
+
+/// One query on an HNSW index, on the calling thread (see the file header and HNSWSearch.h). Flat storage is
+/// scored with the kernels of FlatDistance.h; compressed storage (PQ, SQ) with its own Faiss distance computer.
+void searchHNSW(const cfaiss_index* h, const float* query, size_t k, const faiss::SearchParametersHNSW& params,
+                float* distances, idx_t* labels) {
+    struct Scratch {
+        std::unique_ptr<faiss::VisitedTable> visited;
+        faiss::HNSW::MinimaxHeap* candidates = nullptr;
+        ~Scratch() { delete candidates; }
+    };
+    thread_local Scratch scratch;
     const size_t rows = size_t(h->index->ntotal);
-    if (!visited || visited->visited.size() < rows)
-        visited.reset(new faiss::VisitedTable(int(std::max<size_t>(rows + rows / 4, 1024))));
-    cfaiss::FlatRowsDistance distance(h->flat->get_xb(), size_t(h->dimension), h->isSimilarity());
-    distance.set_query(query);
-    faiss::maxheap_heapify(k, distances, labels);
-    h->hnswFlat->hnsw.search(distance, int(k), labels, distances, *visited, &params);
-    faiss::maxheap_reorder(k, distances, labels);
-    visited->advance();
+    if (!scratch.visited || scratch.visited->visited.size() < rows)
+        scratch.visited.reset(new faiss::VisitedTable(int(std::max<size_t>(rows + rows / 4, 1024))));
+    auto run = [&](auto& distance) {
+        distance.set_query(query);
+        cfaiss::searchHNSWGraph(h->hnsw->hnsw, distance, int(k), params.efSearch, params.check_relative_distance,
+                                params.sel, distances, labels, *scratch.visited, scratch.candidates);
+    };
+    if (h->flat) {
+        cfaiss::FlatRowsDistance distance(h->flat->get_xb(), size_t(h->dimension), h->isSimilarity());
+        run(distance);
+    } else {
+        std::unique_ptr<faiss::DistanceComputer> base(h->hnsw->storage->get_distance_computer());
+        NegatedDistance negated(base.get());
+        if (h->isSimilarity()) run(negated);
+        else run(*base);
+    }
     if (h->isSimilarity())
         for (size_t j = 0; j < k; j++) distances[j] = -distances[j];
 }
 
-/// Many queries on an HNSW<M>,Flat index: split over up to omp_get_max_threads() std::threads (each with its own
+/// Many queries on an HNSW index: split over up to omp_get_max_threads() std::threads (each with its own
 /// thread-local VisitedTable).
-void searchHNSWFlatBatch(const cfaiss_index* h, size_t n, const float* queries, size_t k,
+void searchHNSWBatch(const cfaiss_index* h, size_t n, const float* queries, size_t k,
                          const faiss::SearchParametersHNSW& params, float* distances, idx_t* labels) {
     const size_t d = size_t(h->dimension);
     auto runRange = [&](size_t from, size_t to) {
-        for (size_t q = from; q < to; q++) searchHNSWFlat(h, queries + q * d, k, params, distances + q * k, labels + q * k);
+        for (size_t q = from; q < to; q++) searchHNSW(h, queries + q * d, k, params, distances + q * k, labels + q * k);
     };
     size_t threads = std::min<size_t>(size_t(std::max(1, omp_get_max_threads())), n / 32);
     if (threads <= 1) {
@@ -610,6 +663,7 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
         const faiss::SearchParameters* searchParams = nullptr;
         if (h->hnsw) {
             hnswParams.efSearch = efSearch > 0 ? efSearch : h->hnsw->hnsw.efSearch;
+            hnswParams.check_relative_distance = h->hnsw->hnsw.check_relative_distance;
             hnswParams.sel = sel;
             if (sel || efSearch > 0) searchParams = &hnswParams;
         } else if (h->ivf) {
@@ -624,12 +678,15 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
 
         thread_local std::vector<idx_t> labels;
         labels.resize(n * k);
-        const bool plainFlat = h->flat && h->core == h->index.get() && !h->hnsw && h->isSimilarity();
-        if (plainFlat) {
+        const bool plainFlatSimilarity = h->flat && h->core == h->index.get() && !h->hnsw && h->isSimilarity();
+        if (h->hnswDirect) {
+            if (n == 1) searchHNSW(h, x, k, hnswParams, out_scores, labels.data());
+            else searchHNSWBatch(h, n, x, k, hnswParams, out_scores, labels.data());
+        } else if (plainFlatSimilarity) {
+            // sgemv over the rows, the selector consulted only for heap candidates (see searchFlatWithBLAS).
             searchFlatWithBLAS(h, n, x, k, needsSelector ? &selector : nullptr, out_scores, labels.data());
-        } else if (h->hnswFlat && h->flat) {
-            if (n == 1) searchHNSWFlat(h, x, k, hnswParams, out_scores, labels.data());
-            else searchHNSWFlatBatch(h, n, x, k, hnswParams, out_scores, labels.data());
+        } else if (h->flat && n < 20) {
+            for (size_t q = 0; q < n; q++) searchFlatScan(h, x + q * d, k, sel, out_scores + q * k, labels.data() + q * k);
         } else {
             SingleThreadScope single(n == 1);
             h->index->search(idx_t(n), x, idx_t(k), out_scores, labels.data(), searchParams);

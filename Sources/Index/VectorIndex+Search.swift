@@ -4,7 +4,12 @@ import CFaiss
 
 extension VectorIndex {
     /// The `k` nearest live vectors to `query` (`dimension` floats), best first. Fewer than `k` when fewer
-    /// vectors are live or permitted. Read operation (concurrent with other reads).
+    /// vectors are live or permitted — and, for HNSW, possibly when a filter or tombstones exclude most of the
+    /// rows near the query (the graph walk stops after `efSearch` steps; raise `efSearch`, or use an allow-list,
+    /// which is scored exactly). Read operation (concurrent with other reads).
+    ///
+    /// HNSW kinds are searched by RecDB's restatement of Faiss 1.7.3's graph search (`HNSWSearch.h`: per-call
+    /// `efSearch` honoured, AVX2 distances for flat storage); other kinds by Faiss itself.
     ///
     /// - Parameters:
     ///   - filter: ids to exclude, or the only ids allowed; applied inside Faiss (see ``IDFilter``).
@@ -34,7 +39,8 @@ extension VectorIndex {
     }
 
     /// Searches `n = queries.count / dimension` queries at once (row-major), all with the same filter.
-    /// Uses Faiss's OpenMP threads. Returns one array per query, best first.
+    /// Runs on up to the OpenMP thread count (``VectorIndex/setThreadCount(_:)``). Returns one array per query,
+    /// best first.
     public func search(batch queries: [Float], k: Int, filter: IDFilter? = nil,
                        parameters: SearchParameters = .default) throws -> [[Neighbor]] {
         let n = try rowCount(of: queries.count, what: "batch queries")

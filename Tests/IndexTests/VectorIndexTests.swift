@@ -45,6 +45,19 @@ final class VectorIndexTests: XCTestCase {
         }
     }
 
+    func testAddReportsProgressInChunks() throws {
+        let (ids, vectors) = makeData(n: 250, seed: 23)
+        let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: .l2)
+        var reports: [Int] = []
+        try index.add(ids: ids, vectors: vectors, progressChunk: 100) { added, total in
+            XCTAssertEqual(total, 250)
+            reports.append(added)
+        }
+        XCTAssertEqual(reports, [100, 200, 250])
+        XCTAssertEqual(index.count, 250)
+        XCTAssertEqual(try index.search(row(vectors, 137, d), k: 1).first?.id, 138)
+    }
+
     func testCosineNormalisesStoredVectorsAndQueries() throws {
         let index = try VectorIndex(factory: "Flat", dimension: 2, metric: .cosine)
         try index.add(ids: [1, 2], vectors: [3, 4, 0, 10])
@@ -210,6 +223,14 @@ final class VectorIndexTests: XCTestCase {
         try hnswPQ.add(ids: ids, vectors: vectors)
         try hnswPQ.remove(ids: [1])
         XCTAssertThrowsError(try hnswPQ.compact()) { XCTAssertEqual(($0 as? IndexError)?.code, .unsupported) }
+        // HNSW over compressed storage is searched by the same graph search, with Faiss's PQ distances:
+        // tombstones stay excluded and the results are ordered by the PQ-approximated distance.
+        for ef in [16, 128] {
+            let result = try hnswPQ.search(row(vectors, 0, d), k: 10, parameters: SearchParameters(efSearch: ef))
+            XCTAssertEqual(result.count, 10)
+            XCTAssertFalse(result.contains { $0.id == 1 })
+            XCTAssertEqual(result.map(\.score), result.map(\.score).sorted())
+        }
     }
 
     func testUpdateReplacesVector() throws {
@@ -424,7 +445,9 @@ final class VectorIndexTests: XCTestCase {
                 return hits
             }
             let low = try recall(10), high = try recall(200)
-            XCTAssertGreaterThanOrEqual(high, low)
+            // Faiss 1.7.3 itself nearly ignores a per-call efSearch (HNSWSearch.h); ours must take effect.
+            XCTAssertGreaterThan(high, low, "efSearch 200 must beat efSearch 10 (\(metric))")
+            XCTAssertEqual(index.defaultSearchParameters.efSearch, 16, "per-call parameters leave the default alone")
             XCTAssertGreaterThanOrEqual(high, 290, "efSearch 200 on 3,000 points should be nearly exact (\(metric))")
         }
     }
