@@ -12,6 +12,7 @@ var queries = 20_000
 var python = ProcessInfo.processInfo.environment["HOME"].map { "\($0)/refvenv/bin/python" } ?? "python3"
 var workDir = ".cache/bench-serve"
 var latencyOnly = false
+var nearestOnly = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let a = arguments.next() {
     switch a {
@@ -20,6 +21,7 @@ while let a = arguments.next() {
     case "--python": python = arguments.next()!
     case "--work": workDir = arguments.next()!
     case "--latency-only": latencyOnly = true  // for profiling the single-user path
+    case "--nearest-only": nearestOnly = true  // for profiling the similarity-search path
     default: fatalError("unknown argument \(a)")
     }
 }
@@ -58,6 +60,7 @@ if try db.read({ try $0.userID(for: "bench-user") }) == nil {
 }
 
 // Warm-up: loads the model, the index and the filter caches.
+if nearestOnly { queries = 0 }
 for _ in 0..<500 { _ = try db.recommend(user: "bench-user", k: 10) }
 var latencies: [Double] = []
 latencies.reserveCapacity(queries)
@@ -69,6 +72,7 @@ for _ in 0..<queries {
     latencies.append(Double(t1 - t0) / 1e6)
 }
 latencies.sort()
+if latencies.isEmpty { latencies = [0] }
 let p50 = percentile(latencies, 0.5), p99 = percentile(latencies, 0.99)
 if latencyOnly {
     print(String(format: "p50 %.4f ms, p99 %.4f ms", p50, p99))
@@ -83,11 +87,12 @@ let users = try db.read { tx -> [String] in
 }
 let cores = ProcessInfo.processInfo.activeProcessorCount
 let t0 = Date()
-let batch = try db.recommend(users: users, k: 10)
+let batch = try db.recommend(users: nearestOnly ? [] : users, k: 10)
 let throughput = Double(batch.count) / Date().timeIntervalSince(t0)
 
 // The PyTorch peer, same machine, same run.
 var peer: [String: Any] = [:]
+if nearestOnly { python = "/bin/false" }
 let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("torch_serve.py").path
 let process = Process()
 process.executableURL = URL(fileURLWithPath: python)
@@ -127,7 +132,7 @@ if FileManager.default.fileExists(atPath: minilm) {
     }
     let index = try VectorIndex(factory: "HNSW32", dimension: 384, metric: .cosine)
     try index.add(ids: ids, vectors: vectors)
-    let queryCount = 4000
+    let queryCount = nearestOnly ? 40_000 : 4000
     let queries = (0..<queryCount).map { q in Array(vectors[(q * 7 % ids.count) * 384..<((q * 7 % ids.count) + 1) * 384]) }
     for q in queries.prefix(200) { _ = try db.nearest(to: q, k: 10, space: "minilm", titles: false); _ = try index.search(q, k: 10) }
     for round in 0..<6 {  // alternate A/B so drift hits both
