@@ -87,7 +87,7 @@ final class SentenceEncoderParityTests: XCTestCase {
                 XCTAssertGreaterThanOrEqual(Self.cosine(single[index], item.embedding), 0.9999, "single-batch path, \(item.text.debugDescription)")
             }
         }
-        print("SentenceEncoder parity: worst cosine over \(items.count) titles = \(String(format: "%.8f", worst))")
+        print("SentenceEncoder parity: worst cosine over \(items.count) titles = \(String(format: "%.8f", worst)) (1 - cos = \(String(format: "%.2e", 1 - worst)))")
     }
 
     func testBatchingDoesNotChangeResults() throws {

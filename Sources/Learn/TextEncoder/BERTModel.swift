@@ -264,7 +264,8 @@ final class BERTWorkspace {
     private(set) var qkv = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var context = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var projected = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    private(set) var intermediate = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    /// Feed-forward activations; shares `qkv`'s storage (see `reserve`).
+    var intermediate: UnsafeMutablePointer<Float> { qkv }
     private(set) var scores = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var poolSum = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
@@ -275,12 +276,13 @@ final class BERTWorkspace {
         if tokens > tokenCapacity || c.hiddenSize != hiddenWidth || c.intermediateSize != intermediateWidth {
             // Grow geometrically so a slowly increasing sequence of batch sizes does not reallocate every time.
             let capacity = max(tokens, tokenCapacity + tokenCapacity / 2)
-            for buffer in [hidden, qkv, context, projected, intermediate, poolSum] { buffer.deallocate() }
+            for buffer in [hidden, qkv, context, projected, poolSum] { buffer.deallocate() }
             hidden = .allocate(capacity: capacity * c.hiddenSize)
-            qkv = .allocate(capacity: capacity * 3 * c.hiddenSize)
+            // Q/K/V are dead once attention has produced `context`, and the feed-forward activations are born
+            // after that: one buffer serves both.
+            qkv = .allocate(capacity: capacity * max(3 * c.hiddenSize, c.intermediateSize))
             context = .allocate(capacity: capacity * c.hiddenSize)
             projected = .allocate(capacity: capacity * c.hiddenSize)
-            intermediate = .allocate(capacity: capacity * c.intermediateSize)
             poolSum = .allocate(capacity: c.hiddenSize)
             tokenCapacity = capacity
             hiddenWidth = c.hiddenSize
@@ -295,6 +297,6 @@ final class BERTWorkspace {
     }
 
     deinit {
-        for buffer in [hidden, qkv, context, projected, intermediate, scores, poolSum] { buffer.deallocate() }
+        for buffer in [hidden, qkv, context, projected, scores, poolSum] { buffer.deallocate() }
     }
 }

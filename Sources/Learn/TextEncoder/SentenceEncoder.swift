@@ -36,6 +36,10 @@ public enum SentenceEncoderError: Error, Equatable, CustomStringConvertible {
 /// OpenBLAS (no synchronisation inside a batch, no oversubscription); a single batch instead uses multithreaded
 /// OpenBLAS products and spreads attention over (sentence, head) with `DispatchQueue.concurrentPerform`.
 ///
+/// Memory: the weights as Float (≈ 90 MB for MiniLM-L6) plus one activation workspace per worker, kept between
+/// calls and sized by the largest batch seen: 3H + max(3H, I) floats per token (10.5 KB for MiniLM), i.e. ≈ 7 MB
+/// for 32 titles of 20 tokens and ≈ 86 MB for 32 sentences of 256 tokens. `releaseWorkspaces()` frees them.
+///
 /// Thread safety: the encoder is immutable after `init` and `encode` may be called from any thread. Calls are
 /// serialised internally (each one already uses every core), and during a call the process-global OpenBLAS thread
 /// count is set as described above and restored afterwards; code that runs OpenBLAS concurrently on other threads
@@ -48,7 +52,10 @@ public final class SentenceEncoder: @unchecked Sendable {
     /// Number of worker threads used by `encode` (defaults to the active processor count).
     public let threadCount: Int
     let model: BERTModel
+    /// Serialises `encode` calls; also guards `workspaces`.
     private let callLock = NSLock()
+    /// One activation workspace per worker, kept between calls so repeated small calls do not reallocate.
+    private var workspaces: [BERTWorkspace] = []
 
     /// Length of every vector `encode` returns (hidden size × number of pooling modes; 384 for MiniLM-L6).
     public var dimension: Int { configuration.pooling.modeCount * configuration.bert.hiddenSize }
@@ -194,6 +201,12 @@ public final class SentenceEncoder: @unchecked Sendable {
         self.threadCount = max(1, threadCount ?? ProcessInfo.processInfo.activeProcessorCount)
     }
 
+    /// Frees the activation workspaces kept between `encode` calls (they are recreated on the next call).
+    public func releaseWorkspaces() {
+        callLock.lock(); defer { callLock.unlock() }
+        workspaces.removeAll()
+    }
+
     /// Below this many tokens in a lone batch, `encode` stays on the calling thread (measured with EncoderBench's
     /// latency probe: threading a 20-token title costs more than it saves).
     static let minimumTokensForIntraBatchThreads = 128
@@ -236,6 +249,8 @@ public final class SentenceEncoder: @unchecked Sendable {
         let batches = stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0 ..< min($0 + batchSize, order.count)]) }
         let width = dimension
         let workers = min(threadCount, batches.count)
+        while workspaces.count < max(1, workers) { workspaces.append(BERTWorkspace()) }
+        let workspaces = self.workspaces
         let previousBLASThreads = BERTKernels.blasThreadCount
         defer { BERTKernels.blasThreadCount = previousBLASThreads }
 
@@ -268,15 +283,14 @@ public final class SentenceEncoder: @unchecked Sendable {
             let tokens = ids.reduce(0) { $0 + $1.count }
             let lanes = tokens >= Self.minimumTokensForIntraBatchThreads ? threadCount : 1
             BERTKernels.blasThreadCount = lanes
-            let workspace = BERTWorkspace()
             var scratch: [Float] = []
-            for batch in batches { run(batch, workspace: workspace, scratch: &scratch, lanes: lanes) }
+            for batch in batches { run(batch, workspace: workspaces[0], scratch: &scratch, lanes: lanes) }
         } else {
             // Several batches: whole batches per worker, single-threaded OpenBLAS in each.
             BERTKernels.blasThreadCount = 1
             let next = BatchCounter()
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
-                let workspace = BERTWorkspace()
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                let workspace = workspaces[worker]
                 var scratch: [Float] = []
                 while let index = next.take(below: batches.count) {
                     run(batches[index], workspace: workspace, scratch: &scratch, lanes: 1)
