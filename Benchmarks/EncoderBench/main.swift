@@ -87,7 +87,7 @@ func readNPY(_ path: String) -> (rows: Int, columns: Int, values: [Float])? {
     guard dims.count == 2 else { return nil }
     let start = 10 + headerLength
     var values = [Float](repeating: 0, count: dims[0] * dims[1])
-    values.withUnsafeMutableBytes { out in data.copyBytes(to: out, from: start ..< start + dims[0] * dims[1] * 4) }
+    _ = values.withUnsafeMutableBytes { out in data.copyBytes(to: out, from: start ..< start + dims[0] * dims[1] * 4) }
     return (dims[0], dims[1], values)
 }
 

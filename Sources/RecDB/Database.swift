@@ -1,4 +1,5 @@
 import Foundation
+import Learn
 
 /// A RecDB database: one LMDB environment in a directory.
 ///
@@ -50,6 +51,9 @@ public final class Database: @unchecked Sendable {
     ///   when it was written by an incompatible version, `.storage` for LMDB failures.
     public init(path: String, options: Options = Options()) throws {
         self.path = path
+        // Before any BLAS call of this process (Faiss's flat search uses it too): fast kernels for this CPU,
+        // and one OpenBLAS thread, since RecDB parallelises over users and batches itself.
+        LearnEngine.prepare()
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         if !fm.fileExists(atPath: path, isDirectory: &isDirectory) {

@@ -24,33 +24,9 @@ enum BLAS {
         return String(cString: p)
     }
 
-    /// NOTE: OpenBLAS 0.3.21's runtime CPU detection does not know this machine's CPU (a Sapphire-Rapids
-    /// class Xeon with AVX-512) and falls back to the SSE3 "Prescott" kernels, which run sgemm 3–4×
-    /// slower (measured: 22 vs 77 GFLOP/s for 1024³ on one thread). The usual fix is the environment
-    /// variable OPENBLAS_CORETYPE, read when the library loads; to make it automatic we re-run the
-    /// library's exported dynamic-arch initialisation with the best kernel family the CPU supports
-    /// (AVX-512 → SkylakeX, AVX2+FMA → Haswell) — only when detection fell back to Prescott and the user
-    /// did not set OPENBLAS_CORETYPE. Runs once, before any product.
-    private static func selectKernels() {
-        guard coreName.lowercased() == "prescott", getenv("OPENBLAS_CORETYPE") == nil,
-              let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
-        let flags = Set(flagsLine.split(separator: " ").map(String.init))
-        let target: String
-        if ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"].allSatisfy(flags.contains) { target = "SkylakeX" }
-        else if ["avx2", "fma"].allSatisfy(flags.contains) { target = "Haswell" }
-        else { return }
-        typealias VoidFunction = @convention(c) () -> Void
-        guard let handle = dlopen(nil, RTLD_NOW),
-              let readEnv = dlsym(handle, "openblas_read_env"),
-              let quit = dlsym(handle, "gotoblas_dynamic_quit"),
-              let initialise = dlsym(handle, "gotoblas_dynamic_init") else { return }
-        setenv("OPENBLAS_CORETYPE", target, 0)
-        unsafeBitCast(readEnv, to: VoidFunction.self)()
-        unsafeBitCast(quit, to: VoidFunction.self)()
-        unsafeBitCast(initialise, to: VoidFunction.self)()
-        unsetenv("OPENBLAS_CORETYPE")
-    }
+    /// OpenBLAS 0.3.21 falls back to its SSE3 "Prescott" kernels on CPUs it does not know (3–5× slower);
+    /// `OpenBLASCoreSelection` (shared with the text encoder) switches to the family the CPU supports.
+    private static func selectKernels() { OpenBLASCoreSelection.ensureOptimizedKernels() }
 
     /// Sets the number of OpenBLAS threads (used only by the peak-GFLOP/s benchmark).
     static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
