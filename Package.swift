@@ -39,7 +39,8 @@ let package = Package(
         ),
 
         // MARK: - Benchmarks (release executables)
-        .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench"),
+        .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench",
+                         exclude: ["compare_speed.sh", "RESULTS.md"]),
 
         // MARK: - Tests
         .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),
