@@ -41,7 +41,8 @@ let package = Package(
         ),
 
         // MARK: - Benchmarks (release executables)
-        .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench"),
+        .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench",
+                         exclude: ["compare_speed.sh", "RESULTS.md"]),
         .executableTarget(name: "serve-bench", dependencies: ["RecDB", "Index"], path: "Benchmarks/ServeBench", exclude: ["torch_serve.py"]),
         .executableTarget(name: "distill-bench", dependencies: ["RecDB"], path: "Benchmarks/DistillBench"),
         .executableTarget(name: "EncoderBench", dependencies: ["Learn"], path: "Benchmarks/EncoderBench", exclude: ["st_peer.py"]),

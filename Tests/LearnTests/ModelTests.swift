@@ -154,6 +154,25 @@ final class ModelTests: XCTestCase {
         }
     }
 
+    /// Inference computes the last block for the last rows only; it must equal the full forward pass.
+    func testLastRowInferenceEqualsFullForward() throws {
+        let data = try syntheticDataset(users: 60)
+        for arch in [ModelConfiguration.Architecture.sasrec, .bert4rec] {
+            var c = smallConfiguration(arch); c.maxEpochs = 1
+            let net = try Trainer.train(dataset: data, configuration: c).model.network
+            let ws = net.makeWorkspace()
+            ws.reset()
+            for s in data.sequences.prefix(20) { net.appendEvaluationWindow(s, to: ws) }
+            var rng = Xoshiro256(seed: 0)
+            net.forward(ws, training: false, rng: &rng)
+            let full = (0..<20).map { k in Array(UnsafeBufferPointer(start: ws.hidden.p + (ws.layout.rowStart[k + 1] - 1) * 16, count: 16)) }
+            net.forwardLastRows(ws)
+            for k in 0..<20 {
+                for j in 0..<16 { XCTAssertEqual(ws.hidden.p[k * 16 + j], full[k][j], accuracy: 1e-5) }
+            }
+        }
+    }
+
     func testShouldStopAndTemporalSplit() throws {
         let data = try syntheticDataset(users: 150, timestamps: true)
         var c = smallConfiguration(); c.split = .temporal; c.maxEpochs = 5

@@ -6,14 +6,20 @@ import Foundation
 /// logits, and the gradient feeds the two backward products straight away:
 ///
 ///     logits = H_c · Eᵀ          (chunk × items)
-///     G      = (softmax − onehot) · gradScale   (in place)
+///     G      = (softmax − onehot) · gradScale
 ///     dH_c   = G · E,   dE += Gᵀ · H_c
+///
+/// The softmax normalisation and the one-hot are folded into the products (row scales and sparse
+/// corrections), so each chunk of logits is written once by sgemm, exponentiated in place in one
+/// pass after the max pass, and read by the two backward sgemms.
 ///
 /// Each part accumulates its own dE (so parts never race), summed at the end in part order.
 final class SoftmaxCrossEntropy {
     let chunkRows: Int
     private var logits: [Buffer] = []
     private var catalogueGrads: [Buffer] = []
+    /// Per part: `chunk` row factors followed by `chunk × d` row-scaled hidden states.
+    private let scaled = Buffer(1)
 
     init(chunkRows: Int = 64) { self.chunkRows = chunkRows }
 
@@ -33,6 +39,7 @@ final class SoftmaxCrossEntropy {
         var lossPerPart = [Double](repeating: 0, count: parts)
         var usedPart = [Bool](repeating: false, count: parts)
         let chunk = chunkRows
+        scaled.reserve(parts * chunk * (d + 1))
         lossPerPart.withUnsafeMutableBufferPointer { lossOut in
         usedPart.withUnsafeMutableBufferPointer { used in
             Parallel.forEachSlice(rows, parts: parts) { part, range in
@@ -46,17 +53,37 @@ final class SoftmaxCrossEntropy {
                     let m = min(chunk, range.upperBound - c0)
                     let h = hidden + c0 * d
                     BLAS.gemm(transB: true, m: m, n: items, k: d, a: h, lda: d, b: catalogue, ldb: d, c: z.p, ldc: items)
+                    // Rows keep UNNORMALISED exponentials e = exp(z − max); the per-row factor
+                    // k = gradScale / Σe is folded into the two products below instead of a third pass:
+                    //   G = diag(k)·e − gradScale·onehot
+                    //   dH = G·E = diag(k)·(e·E) − gradScale·E[target]
+                    //   dE += Gᵀ·H = eᵀ·(diag(k)·H) − gradScale·(onehot)ᵀ·H
+                    let rowScale = scaled.p + part * chunk * (d + 1)
+                    let scaledHidden = rowScale + chunk
                     for i in 0..<m {
-                        loss += Double(Self.fusedRow(z.p + i * items, count: items, target: Int(targets[c0 + i]) - 1,
-                                                     scale: gradScale))
+                        let (l, k) = Self.exponentiateRow(z.p + i * items, count: items, target: Int(targets[c0 + i]) - 1)
+                        loss += Double(l)
+                        rowScale[i] = k * gradScale
                     }
                     if let hiddenGrad {
-                        BLAS.gemm(m: m, n: d, k: items, a: z.p, lda: items, b: catalogue, ldb: d,
-                                  c: hiddenGrad + c0 * d, ldc: d)
+                        let dh = hiddenGrad + c0 * d
+                        BLAS.gemm(m: m, n: d, k: items, a: z.p, lda: items, b: catalogue, ldb: d, c: dh, ldc: d)
+                        for i in 0..<m {
+                            let t = catalogue + (Int(targets[c0 + i]) - 1) * d, row = dh + i * d, k = rowScale[i]
+                            for j in 0..<d { row[j] = row[j] * k - gradScale * t[j] }
+                        }
                     }
                     if catalogueGrad != nil {
-                        BLAS.gemm(transA: true, m: items, n: d, k: m, a: z.p, lda: items, b: h, ldb: d,
+                        for i in 0..<m {
+                            let k = rowScale[i], src = h + i * d, dst = scaledHidden + i * d
+                            for j in 0..<d { dst[j] = src[j] * k }
+                        }
+                        BLAS.gemm(transA: true, m: items, n: d, k: m, a: z.p, lda: items, b: scaledHidden, ldb: d,
                                   beta: first ? 0 : 1, c: acc.p, ldc: d)
+                        for i in 0..<m {
+                            let dst = acc.p + (Int(targets[c0 + i]) - 1) * d, src = h + i * d
+                            for j in 0..<d { dst[j] -= gradScale * src[j] }
+                        }
                     }
                     first = false
                     c0 += m
@@ -78,9 +105,10 @@ final class SoftmaxCrossEntropy {
         return lossPerPart.reduce(0, +)
     }
 
-    /// In place: row ← (softmax(row) − onehot(target)) · scale. Returns −log softmax(row)[target].
+    /// In place: row ← exp(row − max(row)). Returns (−log softmax(row)[target], 1/Σ exp).
+    /// Two passes over the row (max, then exp + sum); normalisation is left to the caller.
     @inline(__always)
-    static func fusedRow(_ row: UnsafeMutablePointer<Float>, count n: Int, target: Int, scale: Float) -> Float {
+    static func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count n: Int, target: Int) -> (Float, Float) {
         let vectorEnd = n & ~7
         var mx8 = SIMD8<Float>(repeating: -.infinity)
         var i = 0
@@ -94,12 +122,6 @@ final class SoftmaxCrossEntropy {
         while i < vectorEnd { let e = fastExp(load8(row + i) - m8); store8(e, row + i); s8 += e; i += 8 }
         var sum = s8.sum()
         while i < n { let e = expf(row[i] - mx); row[i] = e; sum += e; i += 1 }
-        let k = scale / sum
-        let k8 = SIMD8<Float>(repeating: k)
-        i = 0
-        while i < vectorEnd { store8(load8(row + i) * k8, row + i); i += 8 }
-        while i < n { row[i] *= k; i += 1 }
-        row[target] -= scale
-        return logf(sum) + mx - targetLogit
+        return (logf(sum) + mx - targetLogit, 1 / sum)
     }
 }

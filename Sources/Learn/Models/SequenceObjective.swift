@@ -8,7 +8,8 @@ protocol SequenceObjective {
     /// loss read the hidden states in place.
     func fillBatch(_ batch: ArraySlice<Int>, into ws: SequenceNetwork.Workspace, scoredRows: inout [Int32],
                    targets: inout [Int32], rng: inout Xoshiro256)
-    /// The training-part sequence of an example (for per-example side information such as profiles).
+    /// The user ordinal (index into the dataset's sequences) of an example, for per-user side
+    /// information such as profiles.
     func exampleUser(_ example: Int) -> Int
 }
 

@@ -80,8 +80,9 @@ public enum Trainer {
     ///   - initialModel: warm start from these weights (same architecture; may be the result of
     ///     `expandingCatalogue`; its catalogue must equal `dataset.numItems`).
     ///   - progress: called after every epoch on the training thread.
-    ///   - shouldStop: polled between batches; returning true ends training after the current
-    ///     epoch's validation is skipped, keeping the best weights so far (`stopReason` "stopped").
+    ///   - shouldStop: polled before every batch; returning true abandons the current epoch at once
+    ///     (it is not validated or counted), restores the best weights so far, evaluates the test
+    ///     cases and returns normally with `stopReason` "stopped".
     /// - Throws: `LearnError` for invalid configuration/data or missing tables.
     public static func train(dataset: SequenceDataset, textTable: TextTable? = nil, profiles: ProfileTable? = nil,
                              configuration: ModelConfiguration, initialModel: SequentialRecommender? = nil,
