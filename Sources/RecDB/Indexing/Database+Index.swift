@@ -204,8 +204,8 @@ extension Database {
         try hits.map { id, score in
             switch kind {
             case .item:
-                let item = try tx.item(id: id)
-                return ScoredItem(item: item?.externalID ?? "#\(id)", id: id, score: score, title: titles ? item?.title : nil)
+                let fields = try tx.raw.withValue(.items, key: Keys.u32(id)) { try ItemRecord.externalIDAndTitle(id: id, $0, title: titles) }
+                return ScoredItem(item: fields?.0 ?? "#\(id)", id: id, score: score, title: fields?.1)
             case .user:
                 return ScoredItem(item: try tx.user(id: id)?.externalID ?? "#\(id)", id: id, score: score, title: nil)
             }

@@ -71,6 +71,16 @@ enum ItemRecord {
                     isDeleted: flags & deletedFlag != 0, createdAt: created, updatedAt: updated)
     }
 
+    /// Reads only the external id and, when asked, the title (hot path for search results).
+    static func externalIDAndTitle(id: UInt32, _ raw: UnsafeRawBufferPointer, title wantTitle: Bool) throws -> (String, String?) {
+        var r = ByteReader(raw, what: "item \(id)")
+        let v = try r.u8()
+        guard v == version else { throw RecDBError.corrupt("item \(id) has record version \(v)") }
+        _ = try r.u8(); _ = try r.leI64(); _ = try r.leI64()
+        let external = try r.string()
+        return (external, wantTitle ? try r.optionalString() : nil)
+    }
+
     /// Reads only the flags byte (hot path for filters).
     static func flags(_ raw: UnsafeRawBufferPointer) -> UInt8 { raw.count > 1 ? raw[1] : 0 }
 }
