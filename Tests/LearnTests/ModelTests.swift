@@ -208,9 +208,14 @@ final class ModelTests: XCTestCase {
         let u = try r.model.userRepresentation(profile: p)
         let params = r.model.exportParameters()
         let w = params["profile_proj.weight"]!, b = params["profile_proj.bias"]!
+        let gamma = params["ln_f.weight"]!, beta = params["ln_f.bias"]!
+        // Expected: LN_f(W·p + b), computed here in Double.
+        let t: [Double] = (0..<16).map { j in (0..<10).reduce(Double(b.values[j])) { $0 + Double(w.values[j * 10 + $1]) * Double(p[$1]) } }
+        let mean = t.reduce(0, +) / 16
+        let variance = t.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 16
         for j in 0..<16 {
-            var s = b.values[j]; for m in 0..<10 { s += w.values[j * 10 + m] * p[m] }
-            XCTAssertEqual(u[j], s, accuracy: 1e-5)
+            let expected = (t[j] - mean) / (variance + Double(c.layerNormEpsilon)).squareRoot() * Double(gamma.values[j]) + Double(beta.values[j])
+            XCTAssertEqual(Double(u[j]), expected, accuracy: 1e-4)
         }
         XCTAssertThrowsError(try r.model.userRepresentation(profile: [1]))
         XCTAssertThrowsError(try Trainer.train(dataset: data, configuration: c), "distillation without profiles")

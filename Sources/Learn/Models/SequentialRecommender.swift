@@ -119,18 +119,31 @@ public final class SequentialRecommender: @unchecked Sendable {
         return out
     }
 
-    /// The user vector of a user known only by a profile embedding: `T(profile)`, the trainable map
-    /// learned by profile distillation (the model was trained to make T(profile) agree with the
-    /// sequence representation). - Throws: when the model was not trained with distillation.
+    /// The user vector of a user known only by a profile embedding: `LN_f(T(profile))`.
+    ///
+    /// Distillation trains T(profile) to match the pooled block output *before* the final LayerNorm
+    /// (as the ECIR'26 code does), while sequence users are scored with the final hidden state *after* it.
+    /// So T(profile) is put through the same final LayerNorm to land in the space items are scored in.
+    /// NOTE: raw T(profile), used before, scored held-out users below popularity on Beauty.
+    /// - Throws: when the model was not trained with profile distillation.
     public func userRepresentation(profile: [Float]) throws -> [Float] {
         guard let w = network.profileWeight, let b = network.profileBias else {
             throw LearnError.invalidConfiguration("this model was not trained with profile distillation")
         }
         guard profile.count == w.shape[1] else { throw LearnError.shapeMismatch("profile has \(profile.count) values, T takes \(w.shape[1])") }
-        var out = Array(UnsafeBufferPointer(start: b.value.p, count: hiddenSize))
+        var mapped = Array(UnsafeBufferPointer(start: b.value.p, count: hiddenSize))
         profile.withUnsafeBufferPointer { p in
-            out.withUnsafeMutableBufferPointer { BLAS.gemv(m: hiddenSize, n: w.shape[1], a: w.value.p, lda: w.shape[1],
-                                                           x: p.baseAddress!, beta: 1, y: $0.baseAddress!) }
+            mapped.withUnsafeMutableBufferPointer { BLAS.gemv(m: hiddenSize, n: w.shape[1], a: w.value.p, lda: w.shape[1],
+                                                              x: p.baseAddress!, beta: 1, y: $0.baseAddress!) }
+        }
+        var out = [Float](repeating: 0, count: hiddenSize)
+        var mean: Float = 0, rstd: Float = 0
+        mapped.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { y in
+                Kernels.layerNormForward(x.baseAddress!, rows: 1, width: hiddenSize, gamma: network.finalNormGamma.value.p,
+                                         beta: network.finalNormBeta.value.p, eps: configuration.layerNormEpsilon,
+                                         into: y.baseAddress!, mean: &mean, rstd: &rstd)
+            }
         }
         return out
     }
