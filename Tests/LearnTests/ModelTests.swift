@@ -218,6 +218,14 @@ final class ModelTests: XCTestCase {
             XCTAssertEqual(Double(u[j]), expected, accuracy: 1e-4)
         }
         XCTAssertThrowsError(try r.model.userRepresentation(profile: [1]))
+
+        // Patience counts from the end of distillation: with patience 1 and 3 distillation epochs the run
+        // trains at least one epoch without distillation whatever validation did meanwhile.
+        var patient = c
+        patient.patience = 1; patient.maxEpochs = 8
+        var short = DistillationConfiguration(); short.distillEpochs = 3; patient.distillation = short
+        let run = try Trainer.train(dataset: data, profiles: table, configuration: patient)
+        XCTAssertGreaterThanOrEqual(run.report.epochsRun, 4)
         XCTAssertThrowsError(try Trainer.train(dataset: data, configuration: c), "distillation without profiles")
     }
 }

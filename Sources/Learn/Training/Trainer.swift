@@ -164,7 +164,11 @@ public enum Trainer {
             progress?(EpochProgress(epoch: epoch, loss: meanLoss, distillationLoss: useDistill ? distillSum / Double(max(batches, 1)) : nil,
                                     valid: valid, trainSeconds: trainTimes.last!, evaluationSeconds: evalTimes.last!,
                                     bestEpoch: bestEpoch))
-            if epoch - bestEpoch >= configuration.patience { stopReason = "patience"; break }
+            // NOTE: while distillation is on, validation NDCG collapses by design (the KD term dominates; the
+            // PyTorch reference behaves the same) and recovers once it switches off, so patience counts only
+            // from the first epoch without distillation — otherwise a run can stop before it ever trains plainly.
+            let patienceStart = max(bestEpoch, distill.map { $0.distillEpochs } ?? 0)
+            if epoch - patienceStart >= configuration.patience { stopReason = "patience"; break }
         }
         if let bestState { network.restore(bestState) }
         let test = evaluator.evaluate(split.test)
