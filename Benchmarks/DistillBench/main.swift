@@ -17,6 +17,7 @@ var heldOutCount = 2000
 var maxEpochs = 200
 var work = ".cache/bench-distill"
 var heldOutOnly = false
+var pooling = DistillationConfiguration.Pooling.mean
 var iterator = CommandLine.arguments.dropFirst().makeIterator()
 while let a = iterator.next() {
     switch a {
@@ -26,6 +27,7 @@ while let a = iterator.next() {
     case "--max-epochs": maxEpochs = Int(iterator.next()!)!
     case "--work": work = iterator.next()!
     case "--heldout-only": heldOutOnly = true
+    case "--pooling": pooling = DistillationConfiguration.Pooling(rawValue: iterator.next()!)!
     default: fatalError("unknown argument \(a)")
     }
 }
@@ -59,7 +61,11 @@ func configuration(seed: UInt64, distill: Bool) -> ModelConfiguration {
     var c = ModelConfiguration()
     c.seed = seed
     c.maxEpochs = maxEpochs
-    if distill { c.distillation = DistillationConfiguration() }  // α 0.4, 10 epochs, MSE, mean pooling, last block
+    if distill {  // α 0.4, 10 epochs, MSE, last block; mean pooling unless --pooling
+        var d = DistillationConfiguration()
+        d.pooling = pooling
+        c.distillation = d
+    }
     return c
 }
 
