@@ -178,6 +178,23 @@ final class ImportTests: DatabaseTestCase {
         assertImportError(file: ids, line: 2, contains: "unknown item 'ghost'") { try db.importEmbeddings(from: half, options: options) }
     }
 
+    func testUserVectorsByRowNeverCreateUsersButNamedOnesDo() throws {
+        let db = try makeDatabase()
+        try db.write { tx in for u in 1...2 { try tx.upsertUser(externalID: "\(u)") } }
+        // Rows 0 (padding), 1, 2 and 3: users "1" and "2" exist; rows 0 and 3 are skipped, not created.
+        let npy = try writeFile("p.npy", bytes: npyBytes(rows: 4, columns: 2, dtype: .f16) { r, c in Float(r + c) })
+        let summary = try db.importEmbeddings(from: npy, options: .init(space: "profile", kind: .user))
+        XCTAssertEqual(summary.vectors, 2)
+        XCTAssertEqual(summary.skipped, 2)
+        XCTAssertNil(try db.read { try $0.userID(for: "0") })
+        XCTAssertEqual(try db.stats().users, 2)
+        // With --ids (named rows) a profile may arrive before the user's first event.
+        var options = EmbeddingImportOptions(space: "profile", kind: .user)
+        options.idsFile = try writeFile("ids.txt", "1\n2\nnewcomer\n9\n")
+        XCTAssertEqual(try db.importEmbeddings(from: npy, options: options).vectors, 4)
+        XCTAssertNotNil(try db.read { tx in try tx.vector(space: "profile", entity: tx.userID(for: "newcomer")!) })
+    }
+
     func testBadNPYFilesLeaveTheDatabaseUnchanged() throws {
         let db = try makeDatabase()
         try db.importInteractions(from: try writeFile("s.txt", "u 1 2 3\n"), options: .init(format: .sequences))
