@@ -11,7 +11,7 @@
 /// NOTE: the paper also replaces masked tokens by random items / keeps them (BERT's 80/10/10) and
 /// uses an output projection with bias; like the reference we always use [MASK] and tie the output
 /// to the item table, pre-LN blocks, LayerNorm eps 1e-8.
-struct BERT4Rec: SequenceObjective {
+struct BERT4Rec: WindowedObjective {
     let maxLength: Int
     let heads: Int
     let maskProbability: Float
@@ -24,13 +24,8 @@ struct BERT4Rec: SequenceObjective {
         heads = configuration.resolvedHeads
         maskProbability = configuration.maskProbability
         maskItem = Int32(numItems + 1)
-        var w: [[Int32]] = [], u: [Int] = []
-        for (i, s) in train.enumerated() where s.count >= 1 { w.append(s); u.append(i) }
-        windows = w; users = u
+        (windows, users) = Self.eligibleWindows(train, minimumLength: 1)
     }
-
-    var exampleCount: Int { windows.count }
-    func exampleUser(_ example: Int) -> Int { users[example] }
 
     func fillBatch(_ batch: ArraySlice<Int>, into ws: SequenceNetwork.Workspace, scoredRows: inout [Int32],
                    targets: inout [Int32], rng: inout Xoshiro256) {

@@ -12,7 +12,7 @@
 /// and pre-LN blocks with LayerNorm eps 1e-8 as pmixer/SASRec.pytorch.
 /// NOTE: padding is never computed (packed batches); this is exact, since padded keys are masked out
 /// and padded positions are never scored.
-struct SASRec: SequenceObjective {
+struct SASRec: WindowedObjective {
     let maxLength: Int
     let heads: Int
     /// Training parts of the users with at least two training items.
@@ -22,13 +22,8 @@ struct SASRec: SequenceObjective {
     init(train: [[Int32]], configuration: ModelConfiguration) {
         maxLength = configuration.maxLength
         heads = configuration.resolvedHeads
-        var w: [[Int32]] = [], u: [Int] = []
-        for (i, s) in train.enumerated() where s.count >= 2 { w.append(s); u.append(i) }
-        windows = w; users = u
+        (windows, users) = Self.eligibleWindows(train, minimumLength: 2)
     }
-
-    var exampleCount: Int { windows.count }
-    func exampleUser(_ example: Int) -> Int { users[example] }
 
     func fillBatch(_ batch: ArraySlice<Int>, into ws: SequenceNetwork.Workspace, scoredRows: inout [Int32],
                    targets: inout [Int32], rng: inout Xoshiro256) {

@@ -13,6 +13,25 @@ protocol SequenceObjective {
     func exampleUser(_ example: Int) -> Int
 }
 
+/// An objective that trains one window per eligible user: `windows[e]` is example e's training part and
+/// `users[e]` its user ordinal.
+protocol WindowedObjective: SequenceObjective {
+    var windows: [[Int32]] { get }
+    var users: [Int] { get }
+}
+
+extension WindowedObjective {
+    var exampleCount: Int { windows.count }
+    func exampleUser(_ example: Int) -> Int { users[example] }
+
+    /// The training parts with at least `minimumLength` items, and the ordinals of their users.
+    static func eligibleWindows(_ train: [[Int32]], minimumLength: Int) -> (windows: [[Int32]], users: [Int]) {
+        var w: [[Int32]] = [], u: [Int] = []
+        for (i, s) in train.enumerated() where s.count >= minimumLength { w.append(s); u.append(i) }
+        return (w, u)
+    }
+}
+
 extension SequenceNetwork {
     /// Appends the evaluation window of `history` to `ws`: the last `maxLength` items (SASRec) or the
     /// last `maxLength − 1` items followed by [MASK] (BERT4Rec). The user representation is the final

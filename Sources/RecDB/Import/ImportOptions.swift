@@ -157,12 +157,28 @@ extension Database {
 }
 
 extension LineReader {
+    /// The next line, checked to be UTF-8; reports progress every `progressInterval` lines (a power of two).
+    func nextValidLine(rows: Int, progressInterval: Int, progress: ImportProgressHandler?) throws -> UnsafeRawBufferPointer? {
+        guard let line = try next() else { return nil }
+        guard UTF8Check.isValid(line) else { throw error("not valid UTF-8") }
+        if lineNumber & (progressInterval - 1) == 0, let progress {
+            progress(ImportProgress(rows: rows, bytesDone: bytesConsumed, bytesTotal: totalBytes))
+        }
+        return line
+    }
+
+    /// Splits `line` into `fields`, turning a quoting error into an error naming this file and line.
+    func split(_ line: UnsafeRawBufferPointer, with splitter: FieldSplitter, into fields: inout [String]) throws {
+        do { try splitter.split(line, into: &fields) } catch { throw self.error("\(error)") }
+    }
+
     /// Reads the header row: column names, trimmed, with RecBole's `:type` suffix removed when asked.
     func header(_ splitter: FieldSplitter, recbole: Bool) throws -> [String] {
-        guard let line = try next() else { throw error("the file is empty (a header row is expected)", line: 1) }
-        guard UTF8Check.isValid(line) else { throw error("not valid UTF-8") }
+        guard let line = try nextValidLine(rows: 0, progressInterval: 1 << 14, progress: nil) else {
+            throw error("the file is empty (a header row is expected)", line: 1)
+        }
         var fields: [String] = []
-        do { try splitter.split(line, into: &fields) } catch { throw self.error("\(error)") }
+        try split(line, with: splitter, into: &fields)
         return fields.map { name in
             let trimmed = name.trimmingCharacters(in: .whitespaces)
             if recbole, let colon = trimmed.lastIndex(of: ":") { return String(trimmed[..<colon]) }

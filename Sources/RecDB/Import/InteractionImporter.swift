@@ -74,7 +74,7 @@ struct InteractionImporter {
         let columns = try resolveColumns(header)
         while let line = try nextLine() {
             if line.isEmpty { continue }
-            try split(splitter, line, &fields)
+            try reader.split(line, with: splitter, into: &fields)
             guard fields.count == header.count else {
                 throw reader.error("expected \(header.count) fields, found \(fields.count)")
             }
@@ -136,7 +136,7 @@ struct InteractionImporter {
         let splitter = FieldSplitter(style: .whitespace)
         var fields: [String] = []
         while let line = try nextLine() {
-            try split(splitter, line, &fields)
+            try reader.split(line, with: splitter, into: &fields)
             if fields.isEmpty { continue }
             guard fields.count >= 2 else { throw reader.error("a sequence line needs a user and at least one item") }
             for position in 1..<fields.count {
@@ -148,17 +148,9 @@ struct InteractionImporter {
     // MARK: - Rows
 
     private mutating func nextLine() throws -> UnsafeRawBufferPointer? {
-        guard let line = try reader.next() else { return nil }
+        guard let line = try reader.nextValidLine(rows: summary.rows, progressInterval: 1 << 16, progress: options.progress) else { return nil }
         fingerprint.add(line)
-        guard UTF8Check.isValid(line) else { throw reader.error("not valid UTF-8") }
-        if reader.lineNumber & 0xFFFF == 0, let progress = options.progress {
-            progress(ImportProgress(rows: summary.rows, bytesDone: reader.bytesConsumed, bytesTotal: reader.totalBytes))
-        }
         return line
-    }
-
-    private func split(_ splitter: FieldSplitter, _ line: UnsafeRawBufferPointer, _ fields: inout [String]) throws {
-        do { try splitter.split(line, into: &fields) } catch { throw reader.error("\(error)") }
     }
 
     private func resolveColumns(_ header: [String]) throws -> Columns {

@@ -65,7 +65,7 @@ struct RecordImporter {
             try checkColumns(header)
             while let line = try nextLine() {
                 if line.isEmpty { continue }
-                try split(splitter, line, &fields)
+                try reader.split(line, with: splitter, into: &fields)
                 guard fields.count == header.count else { throw reader.error("expected \(header.count) fields, found \(fields.count)") }
                 try store(zip(header, fields).map { ($0, $1 as Any) })
             }
@@ -74,16 +74,7 @@ struct RecordImporter {
     }
 
     private func nextLine() throws -> UnsafeRawBufferPointer? {
-        guard let line = try reader.next() else { return nil }
-        guard UTF8Check.isValid(line) else { throw reader.error("not valid UTF-8") }
-        if reader.lineNumber & 0x3FFF == 0, let progress = options.progress {
-            progress(ImportProgress(rows: summary.rows, bytesDone: reader.bytesConsumed, bytesTotal: reader.totalBytes))
-        }
-        return line
-    }
-
-    private func split(_ splitter: FieldSplitter, _ line: UnsafeRawBufferPointer, _ fields: inout [String]) throws {
-        do { try splitter.split(line, into: &fields) } catch { throw reader.error("\(error)") }
+        try reader.nextValidLine(rows: summary.rows, progressInterval: 1 << 14, progress: options.progress)
     }
 
     private var idCandidates: [String] {
