@@ -14,6 +14,7 @@
 
 #include "cfaiss.h"
 #include "FlatDistance.h"
+#include "CompactRowScan.h"
 #include "HNSWSearch.h"
 
 #include <faiss/Index.h>
@@ -225,6 +226,24 @@ struct cfaiss_index {
 
     std::string trainingLog;
 
+    // int8 copy of the rows of a plain flat similarity index, for exact scans (see CompactRowScan.h).
+    cfaiss::CompactRows compactRows;
+
+    bool isPlainFlatSimilarity() const { return flat && core == index.get() && !hnsw && isSimilarity(); }
+
+    bool scansCompactRows() const {
+        return isPlainFlatSimilarity() && compactRows.usable && compactRows.rows == size_t(index->ntotal);
+    }
+
+    /// Brings the int8 copy up to the float rows. Called by every call that adds rows (they hold the
+    /// wrapper's write lock); rows are only ever appended between compactions, which build a fresh handle.
+    void syncCompactRows() {
+        if (!isPlainFlatSimilarity()) return;
+        if (compactRows.dimension != size_t(dimension) || compactRows.rows > size_t(index->ntotal))
+            compactRows.reset(size_t(dimension));
+        compactRows.append(flat->get_xb(), size_t(index->ntotal));
+    }
+
     void attach(faiss::Index* created) {
         index.reset(created);
         core = created;
@@ -242,6 +261,7 @@ struct cfaiss_index {
             if (hnswFlat) flat = dynamic_cast<faiss::IndexFlat*>(hnswFlat->storage);
         }
         deletesPhysically = ivf != nullptr;
+        compactRows.reset(size_t(dimension));
     }
 
     bool isSimilarity() const { return metric != CFAISS_METRIC_L2; }
@@ -317,6 +337,7 @@ const char* cfaiss_index_factory(const cfaiss_index_t* h) { return h->factory.c_
 int64_t cfaiss_index_count(const cfaiss_index_t* h) { return h->liveCount; }
 int64_t cfaiss_index_stored_rows(const cfaiss_index_t* h) { return h->index->ntotal; }
 int cfaiss_index_contains(const cfaiss_index_t* h, uint32_t id) { return id != 0 && h->labelOf(id) >= 0; }
+int cfaiss_index_scans_quantized_copy(const cfaiss_index_t* h) { return h->scansCompactRows() ? 1 : 0; }
 
 int cfaiss_index_live_ids(const cfaiss_index_t* h, uint32_t* out_ids, size_t capacity, size_t* out_count) {
     return guarded([&] {
@@ -408,6 +429,7 @@ int cfaiss_index_add(cfaiss_index_t* h, size_t n, const float* vectors, const ui
             h->idToLabel[id] = firstLabel + idx_t(j);
         }
         h->liveCount += int64_t(m);
+        h->syncCompactRows();
     });
 }
 
@@ -520,6 +542,56 @@ void searchFlatWithBLAS(const cfaiss_index* h, size_t n, const float* queries, s
         }
         faiss::minheap_reorder(k, heapScores, heapLabels);
     }
+}
+
+/// One query on a plain flat similarity index through its int8 copy: approximate scores with error bounds, then
+/// exact float32 re-scoring of the rows whose bound interval reaches the k-th best lower bound (see
+/// CompactRowScan.h for the bound). The selector is consulted only for rows that could enter a heap.
+void searchFlatCompact(const cfaiss_index* h, const float* query, size_t k, const LiveRowSelector* sel,
+                       float* outScores, idx_t* outLabels) {
+    struct Candidate {
+        uint32_t row;
+        float upper;
+    };
+    struct Scratch {
+        cfaiss::CompactQuery query;
+        std::vector<float> lowerScores;
+        std::vector<idx_t> lowerLabels;
+        std::vector<Candidate> candidates;
+    };
+    thread_local Scratch scratch;
+    const cfaiss::CompactRows& compact = h->compactRows;
+    const size_t d = size_t(h->dimension);
+    compact.prepare(query, scratch.query);
+
+    // Pass 1: the k best lower bounds among permitted rows give a threshold no row of the true top-k is below;
+    // rows whose upper bound reached the threshold when they were seen are the candidates.
+    float* lowerScores = (scratch.lowerScores.resize(k), scratch.lowerScores.data());
+    idx_t* lowerLabels = (scratch.lowerLabels.resize(k), scratch.lowerLabels.data());
+    faiss::minheap_heapify(k, lowerScores, lowerLabels);
+    std::vector<Candidate>& candidates = scratch.candidates;
+    candidates.clear();
+    float threshold = lowerScores[0];
+    compact.scan(scratch.query, threshold, [&](size_t row, float s, float bound) {
+        candidates.push_back({uint32_t(row), s + bound});
+        const float lower = s - bound;
+        if (lower > threshold && (!sel || sel->is_member(idx_t(row)))) {
+            faiss::minheap_replace_top(k, lowerScores, lowerLabels, lower, idx_t(row));
+            threshold = lowerScores[0];
+        }
+    });
+
+    // Pass 2: exact scores of the candidates still in reach.
+    const float* xb = h->flat->get_xb();
+    const cfaiss::DistanceKernel kernel = cfaiss::innerProductKernel();
+    faiss::minheap_heapify(k, outScores, outLabels);
+    for (const Candidate& c : candidates) {
+        if (c.upper < threshold) continue;
+        if (sel && !sel->is_member(idx_t(c.row))) continue;
+        const float s = kernel(query, xb + size_t(c.row) * d, d);
+        if (s > outScores[0]) faiss::minheap_replace_top(k, outScores, outLabels, s, idx_t(c.row));
+    }
+    faiss::minheap_reorder(k, outScores, outLabels);
 }
 
 /// One query on a plain Flat index, scanning every row with the kernels of FlatDistance.h. Faiss would use its
@@ -690,10 +762,13 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
 
         thread_local std::vector<idx_t> labels;
         labels.resize(n * k);
-        const bool plainFlatSimilarity = h->flat && h->core == h->index.get() && !h->hnsw && h->isSimilarity();
+        const bool plainFlatSimilarity = h->isPlainFlatSimilarity();
         if (h->hnswDirect) {
             if (n == 1) searchHNSW(h, x, k, hnswParams, out_scores, labels.data());
             else searchHNSWBatch(h, n, x, k, hnswParams, out_scores, labels.data());
+        } else if (h->scansCompactRows()) {
+            for (size_t q = 0; q < n; q++)
+                searchFlatCompact(h, x + q * d, k, needsSelector ? &selector : nullptr, out_scores + q * k, labels.data() + q * k);
         } else if (plainFlatSimilarity) {
             // sgemv over the rows, the selector consulted only for heap candidates (see searchFlatWithBLAS).
             searchFlatWithBLAS(h, n, x, k, needsSelector ? &selector : nullptr, out_scores, labels.data());
@@ -778,6 +853,7 @@ int cfaiss_index_compact(cfaiss_index_t* h) {
         for (size_t label = 0; label < ids.size(); label++) fresh->idToLabel[ids[label]] = int64_t(label);
         fresh->liveCount = int64_t(ids.size());
         fresh->trainingLog = h->trainingLog;
+        fresh->syncCompactRows();
         std::swap(*h, *fresh);
     });
 }
@@ -897,6 +973,7 @@ int cfaiss_index_deserialize(const uint8_t* data, size_t size, cfaiss_index_t** 
             handle->deadRowsInFaiss = int64_t(labelCount) - live;
         }
         handle->labelToId = std::move(labelToId);
+        handle->syncCompactRows();
         *out = handle.release();
     });
 }

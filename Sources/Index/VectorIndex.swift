@@ -129,6 +129,10 @@ public final class VectorIndex: @unchecked Sendable {
         }
     }
 
+    /// Whether exact searches scan an int8 copy of the rows and re-score candidates in float32 (plain `Flat` under
+    /// inner product or cosine, on CPUs with AVX512-VNNI): same results as a float scan, a quarter of the bytes.
+    public var scansQuantizedCopy: Bool { lock.read { cfaiss_index_scans_quantized_copy(handle) != 0 } }
+
     /// Whether `id` is live in the index.
     public func contains(id: UInt32) -> Bool { lock.read { cfaiss_index_contains(handle, id) != 0 } }
 

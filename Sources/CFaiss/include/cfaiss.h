@@ -90,6 +90,10 @@ int64_t cfaiss_index_count(const cfaiss_index_t* index);
 int64_t cfaiss_index_stored_rows(const cfaiss_index_t* index);
 /* 1 if the id is live. */
 int cfaiss_index_contains(const cfaiss_index_t* index, uint32_t id);
+
+/// 1 if exact searches of this index scan its int8 copy (plain Flat under inner product or cosine, on a CPU with
+/// AVX512-VNNI, all values finite) and re-score candidates in float32; 0 if they scan the float rows.
+int cfaiss_index_scans_quantized_copy(const cfaiss_index_t* index);
 /* Copies up to `capacity` live ids, ascending, into out_ids; *out_count = number of live ids. */
 int cfaiss_index_live_ids(const cfaiss_index_t* index, uint32_t* out_ids, size_t capacity, size_t* out_count);
 
