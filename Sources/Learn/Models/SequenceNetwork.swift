@@ -34,6 +34,9 @@ final class SequenceNetwork {
     private(set) var profileWeight: Parameter?
     private(set) var profileBias: Parameter?
 
+    /// Serving copies of the block weights, transposed (see SequenceNetwork+Serving.swift); nil while training.
+    var servingWeights: [ServingBlockWeights]?
+
     /// Text modes: the current item table and its gradient (id mode uses `itemEmbedding` directly).
     private let tableBuffer = Buffer(1)
     private let tableGradBuffer = Buffer(1)
@@ -185,6 +188,7 @@ final class SequenceNetwork {
     }
 
     func zeroGradients() {
+        servingWeights = nil  // a training step follows: the serving copies would go stale
         for p in parameters { p.grad.zero(p.count) }
         if configuration.items.usesText { tableGradBuffer.zero((numItems + 1) * width) }
     }
@@ -194,6 +198,7 @@ final class SequenceNetwork {
     /// Grows the catalogue to `newCount` items. New id rows are drawn like the initial table (Xavier
     /// normal with the original fan), text modes read their new rows from `text`.
     func growCatalogue(to newCount: Int, text newText: TextTable?, seed: UInt64) throws {
+        servingWeights = nil
         precondition(newCount >= numItems)
         if configuration.items.usesText {
             guard let newText else { throw LearnError.missingTextTable }
@@ -323,24 +328,40 @@ final class SequenceNetwork {
             Kernels.multiply(x0, ws.embeddingMask.p, count: rows * d, into: x0)
         }
         let eps = configuration.layerNormEpsilon
+        let serving = lastRowsOnly ? servingWeights : nil
         for (l, b) in blocks.enumerated() {
             if lastRowsOnly && l == blocks.count - 1 { lastBlockForLastRows(ws); return }
             let s = ws.states[l], xin = ws.xs[l].p, xout = ws.xs[l + 1].p
             Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
                                      eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
-            Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, weight: b.qkvWeight.value.p,
-                                  bias: b.qkvBias.value.p, into: s.qkv.p)
+            if let w = serving?[l] {
+                Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, transposedWeight: w.qkv.p,
+                                      bias: b.qkvBias.value.p, into: s.qkv.p)
+            } else {
+                Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, weight: b.qkvWeight.value.p,
+                                      bias: b.qkvBias.value.p, into: s.qkv.p)
+            }
             if dropout { DropoutMask.fill(s.attentionMask.p, count: ws.layout.attentionSize, p: p, key: rng.next()) }
             Attention.forward(qkv: s.qkv.p, layout: ws.layout, width: d, heads: heads, causal: causal,
                               dropMask: dropout ? s.attentionMask.p : nil, probs: s.probs.p, dropped: s.dropped.p,
                               into: s.y.p)
-            Kernels.linearForward(s.y.p, rows: rows, inFeatures: d, outFeatures: d, weight: b.outWeight.value.p,
-                                  bias: b.outBias.value.p, into: s.x1.p)
+            if let w = serving?[l] {
+                Kernels.linearForward(s.y.p, rows: rows, inFeatures: d, outFeatures: d, transposedWeight: w.out.p,
+                                      bias: b.outBias.value.p, into: s.x1.p)
+            } else {
+                Kernels.linearForward(s.y.p, rows: rows, inFeatures: d, outFeatures: d, weight: b.outWeight.value.p,
+                                      bias: b.outBias.value.p, into: s.x1.p)
+            }
             Kernels.add(xin, count: rows * d, into: s.x1.p)
             Kernels.layerNormForward(s.x1.p, rows: rows, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
                                      eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
-            Kernels.linearForward(s.c.p, rows: rows, inFeatures: d, outFeatures: f, weight: b.ff1Weight.value.p,
-                                  bias: b.ff1Bias.value.p, into: s.f1.p)
+            if let w = serving?[l] {
+                Kernels.linearForward(s.c.p, rows: rows, inFeatures: d, outFeatures: f, transposedWeight: w.ff1.p,
+                                      bias: b.ff1Bias.value.p, into: s.f1.p)
+            } else {
+                Kernels.linearForward(s.c.p, rows: rows, inFeatures: d, outFeatures: f, weight: b.ff1Weight.value.p,
+                                      bias: b.ff1Bias.value.p, into: s.f1.p)
+            }
             let u: UnsafeMutablePointer<Float>
             if dropout {
                 DropoutMask.fill(s.mask1.p, count: rows * f, p: p, key: rng.next())
@@ -350,8 +371,13 @@ final class SequenceNetwork {
                 u = s.f1.p
             }
             Kernels.activationForward(activation, u, count: rows * f, into: s.g.p)
-            Kernels.linearForward(s.g.p, rows: rows, inFeatures: f, outFeatures: d, weight: b.ff2Weight.value.p,
-                                  bias: b.ff2Bias.value.p, into: s.f2.p)
+            if let w = serving?[l] {
+                Kernels.linearForward(s.g.p, rows: rows, inFeatures: f, outFeatures: d, transposedWeight: w.ff2.p,
+                                      bias: b.ff2Bias.value.p, into: s.f2.p)
+            } else {
+                Kernels.linearForward(s.g.p, rows: rows, inFeatures: f, outFeatures: d, weight: b.ff2Weight.value.p,
+                                      bias: b.ff2Bias.value.p, into: s.f2.p)
+            }
             xout.update(from: s.x1.p, count: rows * d)
             if dropout {
                 DropoutMask.fill(s.mask2.p, count: rows * d, p: p, key: rng.next())
@@ -369,11 +395,23 @@ final class SequenceNetwork {
         let d = width, f = feedForwardWidth, rows = ws.layout.rows, count = ws.layout.count
         let l = blocks.count - 1, b = blocks[l], s = ws.states[l], xin = ws.xs[l].p
         let eps = configuration.layerNormEpsilon
+        let serving = servingWeights?[l]
         // Keys and values need every row.
         Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
                                  eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
-        Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, weight: b.qkvWeight.value.p,
-                              bias: b.qkvBias.value.p, into: s.qkv.p)
+        if let serving {
+            // Keys and values for every row, the query for the last rows only (all attention reads).
+            Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 2 * d, transposedWeight: serving.qkv.p + d,
+                                  weightStride: 3 * d, bias: b.qkvBias.value.p + d, into: s.qkv.p + d, outputStride: 3 * d)
+            for k in 0..<count where ws.layout.rowStart[k + 1] > ws.layout.rowStart[k] {
+                let last = ws.layout.rowStart[k + 1] - 1
+                Kernels.linearForward(s.a.p + last * d, rows: 1, inFeatures: d, outFeatures: d, transposedWeight: serving.qkv.p,
+                                      weightStride: 3 * d, bias: b.qkvBias.value.p, into: s.qkv.p + last * 3 * d, outputStride: 3 * d)
+            }
+        } else {
+            Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, weight: b.qkvWeight.value.p,
+                                  bias: b.qkvBias.value.p, into: s.qkv.p)
+        }
         // From here on, row k = the last row of sequence k: x_last gathered into `c`, attention into `y`.
         let xLast = s.c.p
         Attention.forwardLastQuery(qkv: s.qkv.p, layout: ws.layout, width: d, heads: heads, scratch: s.probs.p, into: s.y.p)
@@ -382,16 +420,31 @@ final class SequenceNetwork {
             if r1 > r0 { (xLast + k * d).update(from: xin + (r1 - 1) * d, count: d) }
             else { (xLast + k * d).update(repeating: 0, count: d) }
         }
-        Kernels.linearForward(s.y.p, rows: count, inFeatures: d, outFeatures: d, weight: b.outWeight.value.p,
-                              bias: b.outBias.value.p, into: s.x1.p)
+        if let serving {
+            Kernels.linearForward(s.y.p, rows: count, inFeatures: d, outFeatures: d, transposedWeight: serving.out.p,
+                                  bias: b.outBias.value.p, into: s.x1.p)
+        } else {
+            Kernels.linearForward(s.y.p, rows: count, inFeatures: d, outFeatures: d, weight: b.outWeight.value.p,
+                                  bias: b.outBias.value.p, into: s.x1.p)
+        }
         Kernels.add(xLast, count: count * d, into: s.x1.p)
         Kernels.layerNormForward(s.x1.p, rows: count, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
                                  eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
-        Kernels.linearForward(s.c.p, rows: count, inFeatures: d, outFeatures: f, weight: b.ff1Weight.value.p,
-                              bias: b.ff1Bias.value.p, into: s.f1.p)
+        if let serving {
+            Kernels.linearForward(s.c.p, rows: count, inFeatures: d, outFeatures: f, transposedWeight: serving.ff1.p,
+                                  bias: b.ff1Bias.value.p, into: s.f1.p)
+        } else {
+            Kernels.linearForward(s.c.p, rows: count, inFeatures: d, outFeatures: f, weight: b.ff1Weight.value.p,
+                                  bias: b.ff1Bias.value.p, into: s.f1.p)
+        }
         Kernels.activationForward(activation, s.f1.p, count: count * f, into: s.g.p)
-        Kernels.linearForward(s.g.p, rows: count, inFeatures: f, outFeatures: d, weight: b.ff2Weight.value.p,
-                              bias: b.ff2Bias.value.p, into: s.f2.p)
+        if let serving {
+            Kernels.linearForward(s.g.p, rows: count, inFeatures: f, outFeatures: d, transposedWeight: serving.ff2.p,
+                                  bias: b.ff2Bias.value.p, into: s.f2.p)
+        } else {
+            Kernels.linearForward(s.g.p, rows: count, inFeatures: f, outFeatures: d, weight: b.ff2Weight.value.p,
+                                  bias: b.ff2Bias.value.p, into: s.f2.p)
+        }
         let xout = ws.xs[l + 1].p
         xout.update(from: s.x1.p, count: count * d)
         Kernels.add(s.f2.p, count: count * d, into: xout)
@@ -467,6 +520,7 @@ final class SequenceNetwork {
 
     /// Loads parameters by name; every parameter must be present with its exact shape.
     func importParameters(_ tensors: [String: Tensor]) throws {
+        servingWeights = nil
         for p in parameters {
             guard let t = tensors[p.name] else { throw LearnError.missingParameter(p.name) }
             guard t.shape == p.shape else { throw LearnError.shapeMismatch("\(p.name): \(t.shape) ≠ \(p.shape)") }
@@ -479,6 +533,7 @@ final class SequenceNetwork {
     func snapshot() -> [[Float]] { parameters.map { Array(UnsafeBufferPointer(start: $0.value.p, count: $0.count)) } }
 
     func restore(_ s: [[Float]]) {
+        servingWeights = nil
         for (p, v) in zip(parameters, s) { v.withUnsafeBufferPointer { p.value.p.update(from: $0.baseAddress!, count: p.count) } }
         refreshItemTable()
     }

@@ -66,6 +66,7 @@ extension Database {
             recommender = try SequentialRecommender(configuration: info.configuration, numItems: info.numItems,
                                                     parameters: parameters, textTable: textTable)
         } catch { throw RecDBError.training("cannot load \(info.model)@\(info.version): \(error)") }
+        recommender.freezeForServing()  // served only, never trained: inference on one history gets faster products
         let popularity = try tx.tensor(model: info.model, version: info.version, name: ModelTensor.popularity)?.values
             ?? [Float](repeating: 0, count: info.numItems + 1)
         let loaded = LoadedModel(info: info, recommender: recommender, popularity: popularity)
