@@ -60,6 +60,37 @@ final class ModelTests: XCTestCase {
         }
     }
 
+    func testServingFreezeGivesTheSameUserVectorsAndTrainingDropsIt() throws {
+        let data = try syntheticDataset(users: 100)
+        let text = try syntheticTextTable(items: data.numItems)
+        for (arch, items) in [(ModelConfiguration.Architecture.sasrec, ModelConfiguration.ItemRepresentation.id),
+                              (.bert4rec, .textAndID)] {
+            var c = smallConfiguration(arch, items: items)
+            c.maxEpochs = 2
+            c.blocks = 2
+            let trained = try Trainer.train(dataset: data, textTable: text, configuration: c).model
+            let served = try SequentialRecommender(configuration: c, numItems: data.numItems,
+                                                   parameters: trained.exportParameters(), textTable: text)
+            // Lengths 1, a few, exactly the window, longer than the window, and unknown ids mixed in.
+            let histories: [[Int32]] = [[7], [3, 4, 5, 6], Array(repeating: 2, count: c.maxLength).enumerated().map { Int32($0.offset % 30 + 1) },
+                                        (1...Int32(c.maxLength + 9)).map { $0 % 35 + 1 }, [5, 9999, 6]]
+            let before = histories.map { trained.userRepresentation($0) }
+            served.freezeForServing()
+            for (h, expected) in zip(histories, before) {
+                let got = served.userRepresentation(h)
+                let scale = expected.map(abs).max()!
+                XCTAssertGreaterThan(scale, 0)
+                for j in 0..<got.count {
+                    XCTAssertEqual(got[j], expected[j], accuracy: 1e-5 * scale, "\(arch) history of \(h.count), component \(j)")
+                }
+            }
+            XCTAssertNotNil(served.network.servingWeights, "\(arch): the serving path was taken")
+            served.network.zeroGradients()  // what every training step does first
+            XCTAssertNil(served.network.servingWeights, "\(arch): training drops the serving copies")
+            XCTAssertEqual(served.userRepresentation(histories[1]), before[1], "\(arch): back on the training path")
+        }
+    }
+
     func testEvaluatorMatchesBruteForceRanking() throws {
         let data = try syntheticDataset(users: 80)
         var c = smallConfiguration(.sasrec); c.maxEpochs = 1
