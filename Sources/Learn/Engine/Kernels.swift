@@ -86,6 +86,46 @@ enum Kernels {
         }
     }
 
+    /// LayerNorm for serving: the same function with the row sums taken over eight lanes. The training version
+    /// sums each row in one serial chain (so training stays bit-reproducible across releases of this code);
+    /// on one user's 50 rows those chains were the largest part of a forward pass outside BLAS.
+    static func layerNormForwardServing(_ x: UnsafePointer<Float>, rows: Int, width: Int, gamma: UnsafePointer<Float>,
+                                        beta: UnsafePointer<Float>, eps: Float, into y: UnsafeMutablePointer<Float>) {
+        let vectorWidth = width / 8 * 8
+        for i in 0..<rows {
+            let xr = x + i * width, yr = y + i * width
+            var lanes = SIMD8<Float>()
+            var j = 0
+            while j < vectorWidth { lanes += load8(xr + j); j += 8 }
+            var s = lanes.sum()
+            while j < width { s += xr[j]; j += 1 }
+            let m = s / Float(width)
+            var squares = SIMD8<Float>()
+            j = 0
+            while j < vectorWidth { let c = load8(xr + j) - m; squares += c * c; j += 8 }
+            var v = squares.sum()
+            while j < width { let c = xr[j] - m; v += c * c; j += 1 }
+            let rs = 1 / (v / Float(width) + eps).squareRoot()
+            j = 0
+            while j < vectorWidth { store8((load8(xr + j) - m) * rs * load8(gamma + j) + load8(beta + j), yr + j); j += 8 }
+            while j < width { yr[j] = (xr[j] - m) * rs * gamma[j] + beta[j]; j += 1 }
+        }
+    }
+
+    /// The activation for serving: ReLU eight lanes at a time (GELU is already vectorised).
+    static func activationForwardServing(_ act: Activation, _ x: UnsafePointer<Float>, count: Int,
+                                         into y: UnsafeMutablePointer<Float>) {
+        guard act == .relu else { activationForward(act, x, count: count, into: y); return }
+        var i = 0
+        while i + 8 <= count {
+            var v = load8(x + i)
+            v.replace(with: 0, where: v .< 0)
+            store8(v, y + i)
+            i += 8
+        }
+        while i < count { y[i] = x[i] < 0 ? 0 : x[i]; i += 1 }
+    }
+
     /// dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·γ; dγ += Σ dy·x̂, dβ += Σ dy.
     /// `dx` is written, or accumulated into when `accumulate` (residual connections).
     /// `scratch` needs `Parallel.parts · 2 · width` floats (per-part partial sums of dγ, dβ).

@@ -332,8 +332,13 @@ final class SequenceNetwork {
         for (l, b) in blocks.enumerated() {
             if lastRowsOnly && l == blocks.count - 1 { lastBlockForLastRows(ws); return }
             let s = ws.states[l], xin = ws.xs[l].p, xout = ws.xs[l + 1].p
-            Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
-                                     eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
+            if serving != nil {
+                Kernels.layerNormForwardServing(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
+                                                eps: eps, into: s.a.p)
+            } else {
+                Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
+                                         eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
+            }
             if let w = serving?[l] {
                 Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, transposedWeight: w.qkv.p,
                                       bias: b.qkvBias.value.p, into: s.qkv.p)
@@ -353,8 +358,13 @@ final class SequenceNetwork {
                                       bias: b.outBias.value.p, into: s.x1.p)
             }
             Kernels.add(xin, count: rows * d, into: s.x1.p)
-            Kernels.layerNormForward(s.x1.p, rows: rows, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
-                                     eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
+            if serving != nil {
+                Kernels.layerNormForwardServing(s.x1.p, rows: rows, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
+                                                eps: eps, into: s.c.p)
+            } else {
+                Kernels.layerNormForward(s.x1.p, rows: rows, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
+                                         eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
+            }
             if let w = serving?[l] {
                 Kernels.linearForward(s.c.p, rows: rows, inFeatures: d, outFeatures: f, transposedWeight: w.ff1.p,
                                       bias: b.ff1Bias.value.p, into: s.f1.p)
@@ -370,7 +380,11 @@ final class SequenceNetwork {
             } else {
                 u = s.f1.p
             }
-            Kernels.activationForward(activation, u, count: rows * f, into: s.g.p)
+            if serving != nil {
+                Kernels.activationForwardServing(activation, u, count: rows * f, into: s.g.p)
+            } else {
+                Kernels.activationForward(activation, u, count: rows * f, into: s.g.p)
+            }
             if let w = serving?[l] {
                 Kernels.linearForward(s.g.p, rows: rows, inFeatures: f, outFeatures: d, transposedWeight: w.ff2.p,
                                       bias: b.ff2Bias.value.p, into: s.f2.p)
@@ -397,8 +411,13 @@ final class SequenceNetwork {
         let eps = configuration.layerNormEpsilon
         let serving = servingWeights?[l]
         // Keys and values need every row.
-        Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
-                                 eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
+        if serving != nil {
+            Kernels.layerNormForwardServing(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
+                                            eps: eps, into: s.a.p)
+        } else {
+            Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
+                                     eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
+        }
         if let serving {
             // Keys and values for every row, the query for the last rows only (all attention reads).
             Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 2 * d, transposedWeight: serving.qkv.p + d,
@@ -428,8 +447,13 @@ final class SequenceNetwork {
                                   bias: b.outBias.value.p, into: s.x1.p)
         }
         Kernels.add(xLast, count: count * d, into: s.x1.p)
-        Kernels.layerNormForward(s.x1.p, rows: count, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
-                                 eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
+        if serving != nil {
+            Kernels.layerNormForwardServing(s.x1.p, rows: count, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
+                                            eps: eps, into: s.c.p)
+        } else {
+            Kernels.layerNormForward(s.x1.p, rows: count, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
+                                     eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
+        }
         if let serving {
             Kernels.linearForward(s.c.p, rows: count, inFeatures: d, outFeatures: f, transposedWeight: serving.ff1.p,
                                   bias: b.ff1Bias.value.p, into: s.f1.p)
@@ -437,7 +461,11 @@ final class SequenceNetwork {
             Kernels.linearForward(s.c.p, rows: count, inFeatures: d, outFeatures: f, weight: b.ff1Weight.value.p,
                                   bias: b.ff1Bias.value.p, into: s.f1.p)
         }
-        Kernels.activationForward(activation, s.f1.p, count: count * f, into: s.g.p)
+        if serving != nil {
+            Kernels.activationForwardServing(activation, s.f1.p, count: count * f, into: s.g.p)
+        } else {
+            Kernels.activationForward(activation, s.f1.p, count: count * f, into: s.g.p)
+        }
         if let serving {
             Kernels.linearForward(s.g.p, rows: count, inFeatures: f, outFeatures: d, transposedWeight: serving.ff2.p,
                                   bias: b.ff2Bias.value.p, into: s.f2.p)
@@ -448,8 +476,13 @@ final class SequenceNetwork {
         let xout = ws.xs[l + 1].p
         xout.update(from: s.x1.p, count: count * d)
         Kernels.add(s.f2.p, count: count * d, into: xout)
-        Kernels.layerNormForward(xout, rows: count, width: d, gamma: finalNormGamma.value.p,
-                                 beta: finalNormBeta.value.p, eps: eps, into: ws.hidden.p, mean: ws.meanF.p, rstd: ws.rstdF.p)
+        if serving != nil {
+            Kernels.layerNormForwardServing(xout, rows: count, width: d, gamma: finalNormGamma.value.p,
+                                            beta: finalNormBeta.value.p, eps: eps, into: ws.hidden.p)
+        } else {
+            Kernels.layerNormForward(xout, rows: count, width: d, gamma: finalNormGamma.value.p,
+                                     beta: finalNormBeta.value.p, eps: eps, into: ws.hidden.p, mean: ws.meanF.p, rstd: ws.rstdF.p)
+        }
     }
 
     /// Back-propagates `ws.gradHidden` (`[rows, d]`, dLoss/dHidden) through the last training forward
