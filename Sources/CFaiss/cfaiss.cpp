@@ -41,6 +41,7 @@ extern "C" void cblas_sgemv(int order, int trans, int m, int n, float alpha, con
                             const float* x, int incx, float beta, float* y, int incy);
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -199,6 +200,9 @@ std::string captureStandardError(Body&& body) {
 constexpr char kMagic[8] = {'R', 'D', 'B', 'F', 'A', 'I', 'S', 'S'};
 constexpr uint32_t kFormatVersion = 1;
 
+/// See cfaiss_set_quantized_scan.
+std::atomic<bool> quantizedScanEnabled{true};
+
 /// Allow-lists up to this size are scored exactly instead of filtering a graph/IVF search (see cfaiss.h).
 constexpr size_t kExactAllowListLimit = CFAISS_EXACT_ALLOW_LIST_LIMIT;
 
@@ -232,7 +236,8 @@ struct cfaiss_index {
     bool isPlainFlatSimilarity() const { return flat && core == index.get() && !hnsw && isSimilarity(); }
 
     bool scansCompactRows() const {
-        return isPlainFlatSimilarity() && compactRows.usable && compactRows.rows == size_t(index->ntotal);
+        return isPlainFlatSimilarity() && compactRows.usable && compactRows.rows == size_t(index->ntotal) &&
+               quantizedScanEnabled.load(std::memory_order_relaxed);
     }
 
     /// Brings the int8 copy up to the float rows. Called by every call that adds rows (they hold the
@@ -979,6 +984,8 @@ int cfaiss_index_deserialize(const uint8_t* data, size_t size, cfaiss_index_t** 
 }
 
 void cfaiss_free(void* pointer) { std::free(pointer); }
+
+void cfaiss_set_quantized_scan(int enabled) { quantizedScanEnabled.store(enabled != 0, std::memory_order_relaxed); }
 
 void cfaiss_set_thread_count(int threads) {
     if (threads > 0) omp_set_num_threads(threads);

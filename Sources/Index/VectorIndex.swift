@@ -300,6 +300,12 @@ public final class VectorIndex: @unchecked Sendable {
     public static func setThreadCount(_ threads: Int) {
         cfaiss_set_thread_count(Int32(clamping: threads))
     }
+
+    /// Turns the int8-copy scan of exact flat searches (``scansQuantizedCopy``) on or off for the whole process.
+    /// Results are the same either way; benchmarks switch it off to measure what it buys.
+    public static func setQuantizedScan(enabled: Bool) {
+        cfaiss_set_quantized_scan(enabled ? 1 : 0)
+    }
 }
 
 extension Metric {

@@ -137,6 +137,10 @@ void cfaiss_free(void* pointer);
 /* Sets the OpenMP thread count Faiss uses for batch work started from the calling thread. */
 void cfaiss_set_thread_count(int threads);
 
+/// Process-wide switch for the int8-copy scan of exact flat searches (on by default). Off makes those searches
+/// scan the float rows (BLAS), with the same results: for measuring what the copy buys, not for production.
+void cfaiss_set_quantized_scan(int enabled);
+
 #ifdef __cplusplus
 }
 #endif
