@@ -332,46 +332,17 @@ final class SequenceNetwork {
         for (l, b) in blocks.enumerated() {
             if lastRowsOnly && l == blocks.count - 1 { lastBlockForLastRows(ws); return }
             let s = ws.states[l], xin = ws.xs[l].p, xout = ws.xs[l + 1].p
-            if serving != nil {
-                Kernels.layerNormForwardServing(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
-                                                eps: eps, into: s.a.p)
-            } else {
-                Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
-                                         eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
-            }
-            if let w = serving?[l] {
-                Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, transposedWeight: w.qkv.p,
-                                      bias: b.qkvBias.value.p, into: s.qkv.p)
-            } else {
-                Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, weight: b.qkvWeight.value.p,
-                                      bias: b.qkvBias.value.p, into: s.qkv.p)
-            }
+            let w = serving?[l]
+            normalise(xin, rows: rows, gamma: b.norm1Gamma, beta: b.norm1Beta, serving: w != nil, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
+            linear(.qkv, of: b, serving: w, s.a.p, rows: rows, into: s.qkv.p)
             if dropout { DropoutMask.fill(s.attentionMask.p, count: ws.layout.attentionSize, p: p, key: rng.next()) }
             Attention.forward(qkv: s.qkv.p, layout: ws.layout, width: d, heads: heads, causal: causal,
                               dropMask: dropout ? s.attentionMask.p : nil, probs: s.probs.p, dropped: s.dropped.p,
                               into: s.y.p)
-            if let w = serving?[l] {
-                Kernels.linearForward(s.y.p, rows: rows, inFeatures: d, outFeatures: d, transposedWeight: w.out.p,
-                                      bias: b.outBias.value.p, into: s.x1.p)
-            } else {
-                Kernels.linearForward(s.y.p, rows: rows, inFeatures: d, outFeatures: d, weight: b.outWeight.value.p,
-                                      bias: b.outBias.value.p, into: s.x1.p)
-            }
+            linear(.out, of: b, serving: w, s.y.p, rows: rows, into: s.x1.p)
             Kernels.add(xin, count: rows * d, into: s.x1.p)
-            if serving != nil {
-                Kernels.layerNormForwardServing(s.x1.p, rows: rows, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
-                                                eps: eps, into: s.c.p)
-            } else {
-                Kernels.layerNormForward(s.x1.p, rows: rows, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
-                                         eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
-            }
-            if let w = serving?[l] {
-                Kernels.linearForward(s.c.p, rows: rows, inFeatures: d, outFeatures: f, transposedWeight: w.ff1.p,
-                                      bias: b.ff1Bias.value.p, into: s.f1.p)
-            } else {
-                Kernels.linearForward(s.c.p, rows: rows, inFeatures: d, outFeatures: f, weight: b.ff1Weight.value.p,
-                                      bias: b.ff1Bias.value.p, into: s.f1.p)
-            }
+            normalise(s.x1.p, rows: rows, gamma: b.norm2Gamma, beta: b.norm2Beta, serving: w != nil, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
+            linear(.feedForward1, of: b, serving: w, s.c.p, rows: rows, into: s.f1.p)
             let u: UnsafeMutablePointer<Float>
             if dropout {
                 DropoutMask.fill(s.mask1.p, count: rows * f, p: p, key: rng.next())
@@ -380,18 +351,8 @@ final class SequenceNetwork {
             } else {
                 u = s.f1.p
             }
-            if serving != nil {
-                Kernels.activationForwardServing(activation, u, count: rows * f, into: s.g.p)
-            } else {
-                Kernels.activationForward(activation, u, count: rows * f, into: s.g.p)
-            }
-            if let w = serving?[l] {
-                Kernels.linearForward(s.g.p, rows: rows, inFeatures: f, outFeatures: d, transposedWeight: w.ff2.p,
-                                      bias: b.ff2Bias.value.p, into: s.f2.p)
-            } else {
-                Kernels.linearForward(s.g.p, rows: rows, inFeatures: f, outFeatures: d, weight: b.ff2Weight.value.p,
-                                      bias: b.ff2Bias.value.p, into: s.f2.p)
-            }
+            activate(u, count: rows * f, serving: w != nil, into: s.g.p)
+            linear(.feedForward2, of: b, serving: w, s.g.p, rows: rows, into: s.f2.p)
             xout.update(from: s.x1.p, count: rows * d)
             if dropout {
                 DropoutMask.fill(s.mask2.p, count: rows * d, p: p, key: rng.next())
@@ -408,16 +369,9 @@ final class SequenceNetwork {
     private func lastBlockForLastRows(_ ws: Workspace) {
         let d = width, f = feedForwardWidth, rows = ws.layout.rows, count = ws.layout.count
         let l = blocks.count - 1, b = blocks[l], s = ws.states[l], xin = ws.xs[l].p
-        let eps = configuration.layerNormEpsilon
         let serving = servingWeights?[l]
         // Keys and values need every row.
-        if serving != nil {
-            Kernels.layerNormForwardServing(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
-                                            eps: eps, into: s.a.p)
-        } else {
-            Kernels.layerNormForward(xin, rows: rows, width: d, gamma: b.norm1Gamma.value.p, beta: b.norm1Beta.value.p,
-                                     eps: eps, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
-        }
+        normalise(xin, rows: rows, gamma: b.norm1Gamma, beta: b.norm1Beta, serving: serving != nil, into: s.a.p, mean: s.mean1.p, rstd: s.rstd1.p)
         if let serving {
             // Keys and values for every row, the query for the last rows only (all attention reads).
             Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 2 * d, transposedWeight: serving.qkv.p + d,
@@ -428,8 +382,7 @@ final class SequenceNetwork {
                                       weightStride: 3 * d, bias: b.qkvBias.value.p, into: s.qkv.p + last * 3 * d, outputStride: 3 * d)
             }
         } else {
-            Kernels.linearForward(s.a.p, rows: rows, inFeatures: d, outFeatures: 3 * d, weight: b.qkvWeight.value.p,
-                                  bias: b.qkvBias.value.p, into: s.qkv.p)
+            linear(.qkv, of: b, serving: nil, s.a.p, rows: rows, into: s.qkv.p)
         }
         // From here on, row k = the last row of sequence k: x_last gathered into `c`, attention into `y`.
         let xLast = s.c.p
@@ -439,50 +392,57 @@ final class SequenceNetwork {
             if r1 > r0 { (xLast + k * d).update(from: xin + (r1 - 1) * d, count: d) }
             else { (xLast + k * d).update(repeating: 0, count: d) }
         }
-        if let serving {
-            Kernels.linearForward(s.y.p, rows: count, inFeatures: d, outFeatures: d, transposedWeight: serving.out.p,
-                                  bias: b.outBias.value.p, into: s.x1.p)
-        } else {
-            Kernels.linearForward(s.y.p, rows: count, inFeatures: d, outFeatures: d, weight: b.outWeight.value.p,
-                                  bias: b.outBias.value.p, into: s.x1.p)
-        }
+        linear(.out, of: b, serving: serving, s.y.p, rows: count, into: s.x1.p)
         Kernels.add(xLast, count: count * d, into: s.x1.p)
-        if serving != nil {
-            Kernels.layerNormForwardServing(s.x1.p, rows: count, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
-                                            eps: eps, into: s.c.p)
-        } else {
-            Kernels.layerNormForward(s.x1.p, rows: count, width: d, gamma: b.norm2Gamma.value.p, beta: b.norm2Beta.value.p,
-                                     eps: eps, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
-        }
-        if let serving {
-            Kernels.linearForward(s.c.p, rows: count, inFeatures: d, outFeatures: f, transposedWeight: serving.ff1.p,
-                                  bias: b.ff1Bias.value.p, into: s.f1.p)
-        } else {
-            Kernels.linearForward(s.c.p, rows: count, inFeatures: d, outFeatures: f, weight: b.ff1Weight.value.p,
-                                  bias: b.ff1Bias.value.p, into: s.f1.p)
-        }
-        if serving != nil {
-            Kernels.activationForwardServing(activation, s.f1.p, count: count * f, into: s.g.p)
-        } else {
-            Kernels.activationForward(activation, s.f1.p, count: count * f, into: s.g.p)
-        }
-        if let serving {
-            Kernels.linearForward(s.g.p, rows: count, inFeatures: f, outFeatures: d, transposedWeight: serving.ff2.p,
-                                  bias: b.ff2Bias.value.p, into: s.f2.p)
-        } else {
-            Kernels.linearForward(s.g.p, rows: count, inFeatures: f, outFeatures: d, weight: b.ff2Weight.value.p,
-                                  bias: b.ff2Bias.value.p, into: s.f2.p)
-        }
+        normalise(s.x1.p, rows: count, gamma: b.norm2Gamma, beta: b.norm2Beta, serving: serving != nil, into: s.c.p, mean: s.mean2.p, rstd: s.rstd2.p)
+        linear(.feedForward1, of: b, serving: serving, s.c.p, rows: count, into: s.f1.p)
+        activate(s.f1.p, count: count * f, serving: serving != nil, into: s.g.p)
+        linear(.feedForward2, of: b, serving: serving, s.g.p, rows: count, into: s.f2.p)
         let xout = ws.xs[l + 1].p
         xout.update(from: s.x1.p, count: count * d)
         Kernels.add(s.f2.p, count: count * d, into: xout)
-        if serving != nil {
-            Kernels.layerNormForwardServing(xout, rows: count, width: d, gamma: finalNormGamma.value.p,
-                                            beta: finalNormBeta.value.p, eps: eps, into: ws.hidden.p)
-        } else {
-            Kernels.layerNormForward(xout, rows: count, width: d, gamma: finalNormGamma.value.p,
-                                     beta: finalNormBeta.value.p, eps: eps, into: ws.hidden.p, mean: ws.meanF.p, rstd: ws.rstdF.p)
+        normalise(xout, rows: count, gamma: finalNormGamma, beta: finalNormBeta, serving: serving != nil, into: ws.hidden.p,
+                  mean: ws.meanF.p, rstd: ws.rstdF.p)
+    }
+
+    /// The four linear layers of a block.
+    private enum BlockLinear { case qkv, out, feedForward1, feedForward2 }
+
+    /// y = x·Wᵀ + b for one of `block`'s layers, from the serving copy (transposed) when there is one.
+    private func linear(_ layer: BlockLinear, of block: Block, serving: ServingBlockWeights?, _ x: UnsafePointer<Float>,
+                        rows: Int, into y: UnsafeMutablePointer<Float>) {
+        let (weight, bias, transposed): (Parameter, Parameter, Buffer?)
+        switch layer {
+        case .qkv: (weight, bias, transposed) = (block.qkvWeight, block.qkvBias, serving?.qkv)
+        case .out: (weight, bias, transposed) = (block.outWeight, block.outBias, serving?.out)
+        case .feedForward1: (weight, bias, transposed) = (block.ff1Weight, block.ff1Bias, serving?.ff1)
+        case .feedForward2: (weight, bias, transposed) = (block.ff2Weight, block.ff2Bias, serving?.ff2)
         }
+        let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
+        if let transposed {
+            Kernels.linearForward(x, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, transposedWeight: transposed.p,
+                                  bias: bias.value.p, into: y)
+        } else {
+            Kernels.linearForward(x, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, weight: weight.value.p,
+                                  bias: bias.value.p, into: y)
+        }
+    }
+
+    /// LayerNorm over rows of width `width`; serving skips the saved statistics and sums over eight lanes.
+    private func normalise(_ x: UnsafePointer<Float>, rows: Int, gamma: Parameter, beta: Parameter, serving: Bool,
+                           into y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        let eps = configuration.layerNormEpsilon
+        if serving {
+            Kernels.layerNormForwardServing(x, rows: rows, width: width, gamma: gamma.value.p, beta: beta.value.p, eps: eps, into: y)
+        } else {
+            Kernels.layerNormForward(x, rows: rows, width: width, gamma: gamma.value.p, beta: beta.value.p, eps: eps,
+                                     into: y, mean: mean, rstd: rstd)
+        }
+    }
+
+    private func activate(_ x: UnsafePointer<Float>, count: Int, serving: Bool, into y: UnsafeMutablePointer<Float>) {
+        if serving { Kernels.activationForwardServing(activation, x, count: count, into: y) }
+        else { Kernels.activationForward(activation, x, count: count, into: y) }
     }
 
     /// Back-propagates `ws.gradHidden` (`[rows, d]`, dLoss/dHidden) through the last training forward
