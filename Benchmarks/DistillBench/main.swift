@@ -10,7 +10,7 @@
 //     error, and the paired difference (per user, profile hit − popularity hit) with its standard error.
 //
 //   swift run -c release distill-bench [--shared ../shared] [--seeds 0,1,2] [--heldout 4000] [--heldout-seed 0]
-//       [--max-epochs 200] [--heldout-only] [--pooling mean|exp|last] [--profile-weight 1] [--profile-targets all|last]
+//       [--max-epochs 200] [--heldout-only] [--pooling mean|exp|last] [--profile-weight 1] [--profile-targets last|all]
 import Foundation
 import RecDB
 

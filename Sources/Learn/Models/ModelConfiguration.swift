@@ -191,10 +191,12 @@ public struct DistillationConfiguration: Codable, Equatable, Sendable {
 
     /// Which of a user's training items the profile path is trained to rank first.
     public enum ProfileTargets: String, Codable, Sendable, CaseIterable {
-        /// Every item of the user's training part, equally weighted (a multi-label softmax).
-        case all
-        /// Only the most recent training item.
+        /// Only the most recent training item (the default: on Beauty, held-out users' next item
+        /// Recall@10 0.038 against 0.026 with `all`, popularity 0.015).
         case last
+        /// Every item of the user's training part, equally weighted (a multi-label softmax): better at
+        /// recalling items like those already in the profile, worse at the next one.
+        case all
     }
 
     /// α in `α·β·L_distil + (1 − α)·L_rec`.
@@ -217,7 +219,7 @@ public struct DistillationConfiguration: Codable, Equatable, Sendable {
     /// profile-only users below the most-popular baseline.
     public var profileRecommendationWeight: Float = 1
     /// What the profile path is trained to rank first (see `profileRecommendationWeight`).
-    public var profileTargets: ProfileTargets = .all
+    public var profileTargets: ProfileTargets = .last
 
     public init() {}
 

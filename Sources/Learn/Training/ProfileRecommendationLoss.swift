@@ -80,6 +80,7 @@ final class ProfileRecommendationLoss {
         let parts = max(1, min(Parallel.parts, (rows + 15) / 16))
         let chunk = chunkRows
         while logits.count < parts { logits.append(Buffer(1)); rowScales.append(Buffer(chunk)) }
+        let starts = targetStart, items = targetItems, weights = targetWeights  // read-only inside the workers
         var lossPerPart = [Double](repeating: 0, count: parts)
         lossPerPart.withUnsafeMutableBufferPointer { lossOut in
             Parallel.forEachSlice(rows, parts: parts) { part, range in
@@ -96,8 +97,8 @@ final class ProfileRecommendationLoss {
                     for i in 0..<m {
                         let r = c0 + i, row = z.p + i * n
                         var targetSum: Float = 0
-                        for t in targetStart[r]..<targetStart[r + 1] { targetSum += targetWeights[t] * row[Int(targetItems[t]) - 1] }
-                        let first = Int(targetItems[targetStart[r]]) - 1
+                        for t in starts[r]..<starts[r + 1] { targetSum += weights[t] * row[Int(items[t]) - 1] }
+                        let first = Int(items[starts[r]]) - 1
                         let firstLogit = row[first]
                         let (l, inverseSum) = SoftmaxCrossEntropy.exponentiateRow(row, count: n, target: first)
                         loss += Double(l + firstLogit - targetSum)  // l = logsumexp − z_first
@@ -107,8 +108,8 @@ final class ProfileRecommendationLoss {
                     for i in 0..<m {
                         let r = c0 + i, g = dh + i * d, k = rowScale[i]
                         for j in 0..<d { g[j] *= k }
-                        for t in targetStart[r]..<targetStart[r + 1] {
-                            let e = catalogue + (Int(targetItems[t]) - 1) * d, c = gradScale * targetWeights[t]
+                        for t in starts[r]..<starts[r + 1] {
+                            let e = catalogue + (Int(items[t]) - 1) * d, c = gradScale * weights[t]
                             for j in 0..<d { g[j] -= c * e[j] }
                         }
                         // Through LN_f with γ, β constant: dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dh·γ.

@@ -29,7 +29,7 @@ struct Train: ParsableCommand {
     @Option(help: "Block whose output is distilled (1-based; default the last).") var reconstructionLayer: Int?
     @Option(help: "Weight λ of the profile path's recommendation loss (served scores vs training items; default 1, 0 = off as in the paper).")
     var profileWeight: Float?
-    @Option(help: "What the profile path learns to rank first: all (every training item, default) or last.")
+    @Option(help: "What the profile path learns to rank first: last (the last training item, default) or all (every training item).")
     var profileTargets: DistillationConfiguration.ProfileTargets?
     @Option(help: "Profile reduction: pca or none.") var reduce: String = "none"
     @OptionGroup var output: OutputOptions
