@@ -37,6 +37,7 @@ final class ConfigurationTests: XCTestCase {
         let d = ((s["$defs"] as! [String: Any])["distillation"] as! [String: Any])["properties"] as! [String: [String: Any]]
         XCTAssertEqual(d["pooling"]!["enum"] as! [String], DistillationConfiguration.Pooling.allCases.map(\.rawValue))
         XCTAssertEqual(d["loss"]!["enum"] as! [String], DistillationConfiguration.Loss.allCases.map(\.rawValue))
+        XCTAssertEqual(d["profileTargets"]!["enum"] as! [String], DistillationConfiguration.ProfileTargets.allCases.map(\.rawValue))
         let dEncoded = try JSONSerialization.jsonObject(with: JSONEncoder().encode(DistillationConfiguration())) as! [String: Any]
         for (key, p) in d where !(p["default"] is NSNull) {
             XCTAssertEqual("\(p["default"]!)", "\(dEncoded[key]!)", "distillation default of \(key)")

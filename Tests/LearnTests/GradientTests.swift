@@ -180,17 +180,21 @@ final class GradientTests: XCTestCase {
         let session = TrainingSession(network: net, objective: objective, configuration: c, profiles: profiles)
         let batch = Array(0..<objective.exampleCount)[...]
         let alpha = distill ? Double(c.distillation!.alpha) : 0
-        func loss() -> Double {
+        let lambda = profiles != nil ? Double(c.distillation?.profileRecommendationWeight ?? 0) : 0
+        // The profile-path loss is a gradient for T only (E and LN_f are constants to it): T is checked
+        // against the whole loss, every other parameter against the loss without it.
+        func loss(withProfilePath: Bool) -> Double {
             net.refreshItemTable()
             var rng = Xoshiro256(seed: 42)  // same dropout masks and [MASK] choices every time
-            let (ce, kd) = session.computeGradients(batch, distill: distill, rng: &rng)
-            return (1 - alpha) * ce + alpha * kd
+            let l = session.computeGradients(batch, distill: distill, rng: &rng)
+            return (1 - alpha) * l.crossEntropy + alpha * l.distillation + (withProfilePath ? lambda * l.profileRecommendation : 0)
         }
-        _ = loss()
+        _ = loss(withProfilePath: true)
         let grads = net.parameters.map { Array(UnsafeBufferPointer(start: $0.grad.p, count: $0.count)) }
         for (p, g) in zip(net.parameters, grads) {
+            let isT = p.name.hasPrefix("profile_proj.")
             checkGradient("\(label) \(p.name)", values: p.value.p, indices: sampleIndices(p.count, max: 10),
-                          analytic: g, eps: 2e-3, tol: 3e-2, loss: loss)
+                          analytic: g, eps: 2e-3, tol: 3e-2, loss: { loss(withProfilePath: isT) })
         }
     }
 
@@ -207,6 +211,66 @@ final class GradientTests: XCTestCase {
             // user 2 has no profile: it must not contribute
             let profiles = try ProfileTable(dimension: 4, profiles: (0..<6).map { $0 == 2 ? nil : randomFloats(4, seed: UInt64(20 + $0)) })
             try checkNetwork(c, data: data, text: nil, profiles: profiles, distill: true, label: "distill \(loss)/\(pooling)")
+        }
+    }
+
+    /// The profile path's recommendation loss (T trained on the served scores LN_f(T(p))·Eᵀ) without
+    /// distillation, for both target sets, SASRec and BERT4Rec (with text items, so E comes through the
+    /// adapter): T's gradient against finite differences; every other gradient bit-identical to a run
+    /// without the loss (it must never reach the sequence model); the loss against a direct computation.
+    func testProfileRecommendationGradients() throws {
+        for (arch, items, targets) in [(ModelConfiguration.Architecture.sasrec, ModelConfiguration.ItemRepresentation.id,
+                                        DistillationConfiguration.ProfileTargets.all),
+                                       (.sasrec, .id, .last), (.bert4rec, .textAndID, .all)] {
+            var c = smallConfiguration(arch, items: items)
+            c.hiddenSize = 8; c.maxLength = 6; c.dropout = 0
+            c.activation = "gelu"
+            var dc = DistillationConfiguration()
+            dc.profileRecommendationWeight = 0.7; dc.profileTargets = targets
+            c.distillation = dc
+            let data = try syntheticDataset(users: 6, items: 9, length: 4...9, seed: 3)
+            let text = try syntheticTextTable(items: 9, dimension: 5)
+            let profiles = try ProfileTable(dimension: 4, profiles: (0..<6).map { $0 == 2 ? nil : randomFloats(4, seed: UInt64(20 + $0)) })
+            let label = "profile path \(arch)/\(items.rawValue)/\(targets)"
+            // distill: false — only the profile-path loss (weight 0.7) reaches T.
+            try checkNetwork(c, data: data, text: text, profiles: profiles, distill: false, label: label)
+
+            // Stop-gradient: with and without the loss, every parameter but T gets the same gradient.
+            let split = try DatasetSplit.make(data, configuration: c)
+            let net = try SequenceNetwork(configuration: c, numItems: 9, text: text, profileDimension: 4)
+            let objective: SequenceObjective = arch == .sasrec
+                ? SASRec(train: split.train, configuration: c)
+                : BERT4Rec(train: split.train, configuration: c, numItems: 9)
+            var off = c; off.distillation!.profileRecommendationWeight = 0
+            let batch = Array(0..<objective.exampleCount)[...]
+            func gradients(_ configuration: ModelConfiguration) -> ([String: [Float]], TrainingSession.Losses) {
+                let session = TrainingSession(network: net, objective: objective, configuration: configuration, profiles: profiles)
+                var rng = Xoshiro256(seed: 42)
+                let l = session.computeGradients(batch, distill: false, rng: &rng)
+                return (Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, Array(UnsafeBufferPointer(start: $0.grad.p, count: $0.count))) }), l)
+            }
+            let (withLoss, losses) = gradients(c), (withoutLoss, _) = gradients(off)
+            for (name, g) in withLoss where !name.hasPrefix("profile_proj.") { XCTAssertEqual(g, withoutLoss[name], "\(label): \(name)") }
+            XCTAssertEqual(withoutLoss["profile_proj.weight"]!.map(abs).max(), 0, "\(label): without the loss T gets no gradient")
+
+            // The loss, recomputed from the served user vectors and the item vectors in Double.
+            let model = SequentialRecommender(network: net)
+            let vectors = model.itemVectors().values
+            var expected = 0.0, users = 0
+            for e in 0..<objective.exampleCount {
+                let u = objective.exampleUser(e)
+                guard profiles.present[u] else { continue }
+                let h = try model.userRepresentation(profile: Array(profiles.values[(u * 4)..<(u * 4 + 4)])).map(Double.init)
+                let scores = (1...9).map { i in (0..<8).reduce(0.0) { $0 + h[$1] * Double(vectors[i * 8 + $1]) } }
+                let top = scores.max()!
+                let logSumExp = top + log(scores.map { exp($0 - top) }.reduce(0, +))
+                let trainItems = objective.exampleItems(e)
+                let targetItems = targets == .last ? [trainItems.last!] : trainItems
+                expected += targetItems.map { logSumExp - scores[Int($0) - 1] }.reduce(0, +) / Double(targetItems.count)
+                users += 1
+            }
+            XCTAssertEqual(users, objective.exampleCount - 1, "user 2 has no profile")
+            XCTAssertEqual(losses.profileRecommendation, expected / Double(users), accuracy: 1e-5, label)
         }
     }
 

@@ -231,10 +231,15 @@ final class ModelTests: XCTestCase {
         let table = try ProfileTable(dimension: 10, profiles: profiles)
         var c = smallConfiguration(); c.maxEpochs = 4; c.patience = 4
         var d = DistillationConfiguration(); d.distillEpochs = 2; c.distillation = d
-        var kd: [Double?] = []
-        let r = try Trainer.train(dataset: data, profiles: table, configuration: c, progress: { kd.append($0.distillationLoss) })
+        var kd: [Double?] = [], profileLoss: [Double?] = []
+        let r = try Trainer.train(dataset: data, profiles: table, configuration: c, progress: {
+            kd.append($0.distillationLoss); profileLoss.append($0.profileRecommendationLoss)
+        })
         XCTAssertNotNil(kd[0]); XCTAssertNotNil(kd[1]); XCTAssertNil(kd[2]); XCTAssertNil(kd[3])
         XCTAssertLessThan(kd[1]!, kd[0]!, "the distillation loss falls while it is active")
+        // The profile path's recommendation loss (on by default) runs in every epoch and falls.
+        XCTAssertEqual(profileLoss.compactMap { $0 }.count, 4)
+        XCTAssertLessThan(profileLoss[3]!, profileLoss[0]!)
         let p = profiles[1]!
         let u = try r.model.userRepresentation(profile: p)
         let params = r.model.exportParameters()
@@ -258,5 +263,54 @@ final class ModelTests: XCTestCase {
         let run = try Trainer.train(dataset: data, profiles: table, configuration: patient)
         XCTAssertGreaterThanOrEqual(run.report.epochsRun, 4)
         XCTAssertThrowsError(try Trainer.train(dataset: data, configuration: c), "distillation without profiles")
+    }
+
+    /// Users held out of training entirely, served from their profile alone: trained as a recommender
+    /// (`profileRecommendationWeight`), the profile path must beat the most popular items on their last
+    /// item by far — which distillation alone does not do. Each user keeps to one of 10 groups of 4
+    /// items (9 in 10 events); the profile is a noisy one-hot of the group, as a text profile of what
+    /// the user buys would be.
+    func testProfilePathRecommendsToHeldOutUsers() throws {
+        var rng = Xoshiro256(seed: 9)
+        var sequences: [[Int32]] = [], profiles: [[Float]] = []
+        for u in 0..<400 {
+            let group = u % 10
+            let length = 5 + Int(rng.next() % 8)
+            sequences.append((0..<length).map { _ in
+                Int32(rng.nextUniform() < 0.9 ? group * 4 + Int(rng.next() % 4) + 1 : Int(rng.next() % 40) + 1)
+            })
+            var p = (0..<10).map { _ in rng.nextNormal() * 0.1 }
+            p[group] += 1
+            profiles.append(p)
+        }
+        let heldOut = 0..<100, kept = 100..<400
+        let training = try SequenceDataset(sequences: Array(sequences[kept]), numItems: 40)
+        let table = try ProfileTable(dimension: 10, profiles: Array(profiles[kept]))
+        var counts = [Int](repeating: 0, count: 41)
+        for s in sequences[kept] { for i in s { counts[Int(i)] += 1 } }
+        let popular = Set((1...40).sorted { counts[$0] != counts[$1] ? counts[$0] > counts[$1] : $0 < $1 }.prefix(10))
+        let popularityHits = heldOut.filter { popular.contains(Int(sequences[$0].last!)) }.count
+
+        func profileHits(weight: Float, targets: DistillationConfiguration.ProfileTargets = .all) throws -> Int {
+            var c = smallConfiguration(); c.maxEpochs = 40; c.patience = 40; c.batchSize = 32
+            var d = DistillationConfiguration(); d.distillEpochs = 2
+            d.profileRecommendationWeight = weight; d.profileTargets = targets
+            c.distillation = d
+            let model = try Trainer.train(dataset: training, profiles: table, configuration: c).model
+            let vectors = model.itemVectors().values, width = model.hiddenSize
+            return try heldOut.filter { u in
+                let h = try model.userRepresentation(profile: profiles[u])
+                let scores = (1...40).map { i in (0..<width).reduce(Float(0)) { $0 + h[$1] * vectors[i * width + $1] } }
+                let top = (0..<40).sorted { scores[$0] > scores[$1] }.prefix(10).map { $0 + 1 }
+                return top.contains(Int(sequences[u].last!))
+            }.count
+        }
+        let all = try profileHits(weight: 1), last = try profileHits(weight: 1, targets: .last)
+        let distilledOnly = try profileHits(weight: 0)
+        print("held-out hits@10 of 100: profile path trained on all items \(all), on the last \(last), distillation only \(distilledOnly), popularity \(popularityHits)")
+        XCTAssertGreaterThan(all, 80)
+        XCTAssertGreaterThan(last, 80)
+        XCTAssertLessThan(popularityHits, 40)
+        XCTAssertLessThan(distilledOnly, all - 20)
     }
 }

@@ -111,7 +111,7 @@ final class ProcessTests: DatabaseTestCase {
         let (_, train, _) = try runProcess(rdbctl, ["train", "--help"])
         for option in ["--model", "--arch", "--items", "--epochs", "--patience", "--hidden", "--blocks", "--heads", "--maxlen",
                        "--batch", "--lr", "--seed", "--split", "--json", "--resume", "--distill", "--alpha", "--distill-epochs",
-                       "--distill-loss", "--pooling", "--reconstruction-layer", "--reduce"] {
+                       "--distill-loss", "--pooling", "--reconstruction-layer", "--profile-weight", "--profile-targets", "--reduce"] {
             XCTAssertTrue(train.contains(option), "rdbctl train --help lacks \(option)")
         }
         let (_, recommend, _) = try runProcess(rdbctl, ["recommend", "--help"])

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Learn
 @testable import RecDB
 
 /// In-store training, versions, serving, cold start. Small synthetic data: item i is followed by
@@ -192,6 +193,28 @@ final class TrainingTests: DatabaseTestCase {
         let rec = try db.recommend(user: "profile-only", k: 5)
         XCTAssertEqual(rec.source, .profile)
         XCTAssertEqual(rec.items.count, 5)
+        // The results follow the profile: they are the ranking of LN_f(T(PCA(profile)))·E, recomputed here
+        // from the version's stored tensors (T trained with the profile-path loss, stored beside the
+        // parameters), and another profile gets other items.
+        func expectedItems(_ profile: [Float]) throws -> [String] {
+            try db.read { tx in
+                let parameters = try tx.parameters(model: "kd", version: info.version)
+                XCTAssertEqual(parameters["profile_proj.weight"]?.shape, [16, 16])
+                let model = try SequentialRecommender(configuration: info.configuration, numItems: info.numItems, parameters: parameters)
+                let h = try model.userRepresentation(profile: info.profileReduction!.transform(profile))
+                let vectors = try XCTUnwrap(tx.tensor(model: "kd", version: info.version, name: ModelTensor.itemVectors)).values
+                let scores = (1...info.numItems).map { i in (0..<16).reduce(Float(0)) { $0 + h[$1] * vectors[i * 16 + $1] } }
+                return try (0..<info.numItems).sorted { scores[$0] > scores[$1] }.prefix(5).map { try tx.item(id: UInt32($0 + 1))!.externalID }
+            }
+        }
+        var profile = [Float](repeating: 0, count: 24); profile[5] = 1
+        XCTAssertEqual(rec.items.map(\.item), try expectedItems(profile))
+        var otherProfile = [Float](repeating: 0, count: 24); otherProfile[17] = 1
+        try db.write { tx in try tx.putVector(space: "profile", entity: tx.upsertUser(externalID: "profile-only-2"), otherProfile) }
+        let other = try db.recommend(user: "profile-only-2", k: 5)
+        XCTAssertEqual(other.source, .profile)
+        XCTAssertEqual(other.items.map(\.item), try expectedItems(otherProfile))
+        XCTAssertNotEqual(other.items.map(\.item), rec.items.map(\.item))
         // Evaluation reproduces the recorded metrics for distilled models too.
         XCTAssertEqual(try db.evaluate(model: "kd").test, outcome.test)
         // Without a profile space the request is refused clearly.

@@ -189,6 +189,16 @@ public struct DistillationConfiguration: Codable, Equatable, Sendable {
     /// Distillation loss between student and T(profile).
     public enum Loss: String, Codable, Sendable, CaseIterable { case mse, rmse, cosine }
 
+    /// Which of a user's training items the profile path is trained to rank first.
+    public enum ProfileTargets: String, Codable, Sendable, CaseIterable {
+        /// Only the most recent training item (the default: on Beauty, held-out users' next item
+        /// Recall@10 0.038 against 0.026 with `all`, popularity 0.015).
+        case last
+        /// Every item of the user's training part, equally weighted (a multi-label softmax): better at
+        /// recalling items like those already in the profile, worse at the next one.
+        case all
+    }
+
     /// α in `α·β·L_distil + (1 − α)·L_rec`.
     public var alpha: Float = 0.4
     /// Distillation is active for epochs 1...distillEpochs; afterwards the loss is L_rec alone.
@@ -201,12 +211,24 @@ public struct DistillationConfiguration: Codable, Equatable, Sendable {
     public var reconstructionLayer: Int? = nil
     /// β = L_rec / L_distil as a stop-gradient scale (on by default); off = β 1.
     public var adaptiveScale: Bool = true
+    /// λ of the profile-path recommendation loss (NOT in the paper): full-softmax cross-entropy of
+    /// LN_f(T(profile))·Eᵀ — the very scores a user with a profile and no events is served with — against
+    /// the user's training items (`profileTargets`), added as λ·L_profile in EVERY epoch. Its gradient
+    /// reaches T only (E and LN_f are held constant), so the sequence model is never pulled by it.
+    /// 0 = off: T then learns only to agree with the student, as in the paper, which on Beauty left
+    /// profile-only users below the most-popular baseline.
+    public var profileRecommendationWeight: Float = 1
+    /// What the profile path is trained to rank first (see `profileRecommendationWeight`).
+    public var profileTargets: ProfileTargets = .last
 
     public init() {}
 
     func validate(blocks: Int) throws {
         if !(alpha >= 0 && alpha <= 1) { throw LearnError.invalidConfiguration("distillation.alpha must be in [0, 1]") }
         if distillEpochs < 0 { throw LearnError.invalidConfiguration("distillation.distillEpochs must be ≥ 0") }
+        if !(profileRecommendationWeight >= 0 && profileRecommendationWeight.isFinite) {
+            throw LearnError.invalidConfiguration("distillation.profileRecommendationWeight must be ≥ 0")
+        }
         if let k = reconstructionLayer, !(1...blocks).contains(k) {
             throw LearnError.invalidConfiguration("distillation.reconstructionLayer must be in 1...\(blocks)")
         }
@@ -214,6 +236,7 @@ public struct DistillationConfiguration: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case alpha, distillEpochs, loss, pooling, gamma, reconstructionLayer, adaptiveScale
+        case profileRecommendationWeight, profileTargets
     }
 
     public init(from decoder: Decoder) throws {
@@ -226,6 +249,9 @@ public struct DistillationConfiguration: Codable, Equatable, Sendable {
         gamma = try c.decodeIfPresent(Float.self, forKey: .gamma) ?? d.gamma
         reconstructionLayer = try c.decodeIfPresent(Int.self, forKey: .reconstructionLayer)
         adaptiveScale = try c.decodeIfPresent(Bool.self, forKey: .adaptiveScale) ?? d.adaptiveScale
+        profileRecommendationWeight = try c.decodeIfPresent(Float.self, forKey: .profileRecommendationWeight)
+            ?? d.profileRecommendationWeight
+        profileTargets = try c.decodeIfPresent(ProfileTargets.self, forKey: .profileTargets) ?? d.profileTargets
     }
 }
 

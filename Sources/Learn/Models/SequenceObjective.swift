@@ -11,6 +11,9 @@ protocol SequenceObjective {
     /// The user ordinal (index into the dataset's sequences) of an example, for per-user side
     /// information such as profiles.
     func exampleUser(_ example: Int) -> Int
+    /// The example's training items (ids 1...N, oldest first), for losses on per-user side
+    /// information (the profile path's recommendation loss).
+    func exampleItems(_ example: Int) -> [Int32]
 }
 
 /// An objective that trains one window per eligible user: `windows[e]` is example e's training part and
@@ -23,6 +26,7 @@ protocol WindowedObjective: SequenceObjective {
 extension WindowedObjective {
     var exampleCount: Int { windows.count }
     func exampleUser(_ example: Int) -> Int { users[example] }
+    func exampleItems(_ example: Int) -> [Int32] { windows[example] }
 
     /// The training parts with at least `minimumLength` items, and the ordinals of their users.
     static func eligibleWindows(_ train: [[Int32]], minimumLength: Int) -> (windows: [[Int32]], users: [Int]) {

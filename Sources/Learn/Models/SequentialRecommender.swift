@@ -129,7 +129,9 @@ public final class SequentialRecommender: @unchecked Sendable {
     /// Distillation trains T(profile) to match the pooled block output *before* the final LayerNorm
     /// (as the ECIR'26 code does), while sequence users are scored with the final hidden state *after* it.
     /// So T(profile) is put through the same final LayerNorm to land in the space items are scored in.
-    /// NOTE: raw T(profile), used before, scored held-out users below popularity on Beauty.
+    /// NOTE: raw T(profile), used before, scored held-out users below popularity on Beauty; so did
+    /// LN_f(T(profile)) with T trained by distillation alone. With `profileRecommendationWeight` > 0 (the
+    /// default) T is trained on exactly these scores (`ProfileRecommendationLoss`).
     /// - Throws: when the model was not trained with profile distillation.
     public func userRepresentation(profile: [Float]) throws -> [Float] {
         guard let w = network.profileWeight, let b = network.profileBias else {

@@ -12,6 +12,7 @@ import Foundation
 ///
 /// NOTE: the paper's code averaged padding positions into the mean; padding never exists here.
 /// NOTE: optional PCA reduction of the profiles happens outside Learn (the store); T takes what it is given.
+/// NOTE: beyond the paper, T is also trained on the scores it serves (`ProfileRecommendationLoss`).
 final class ProfileDistillation {
     let configuration: DistillationConfiguration
     let network: SequenceNetwork

@@ -37,6 +37,9 @@ public struct EpochProgress: Sendable {
     public var loss: Double
     /// Mean distillation loss of the epoch (nil when distillation is off in this epoch).
     public var distillationLoss: Double?
+    /// Mean profile-path recommendation loss of the epoch (nil when it is off;
+    /// `DistillationConfiguration.profileRecommendationWeight`).
+    public var profileRecommendationLoss: Double?
     public var valid: RankingMetrics
     public var trainSeconds: Double
     public var evaluationSeconds: Double
@@ -141,13 +144,14 @@ public enum Trainer {
             let t0 = Date()
             order.shuffle(using: &rng)
             let useDistill = distill.map { epoch <= $0.distillEpochs } ?? false
-            var lossSum = 0.0, distillSum = 0.0, batches = 0
+            var lossSum = 0.0, distillSum = 0.0, profileSum = 0.0, batches = 0
             var start = 0
             while start < order.count {
                 if shouldStop?() == true { stopReason = "stopped"; epoch -= 1; break epochLoop }
                 let end = min(order.count, start + configuration.batchSize)
-                let (ce, kd) = session.step(order[start..<end], distill: useDistill, rng: &rng)
-                lossSum += ce; distillSum += kd; batches += 1
+                let losses = session.step(order[start..<end], distill: useDistill, rng: &rng)
+                lossSum += losses.crossEntropy; distillSum += losses.distillation; profileSum += losses.profileRecommendation
+                batches += 1
                 start = end
             }
             let t1 = Date()
@@ -162,6 +166,7 @@ public enum Trainer {
                 bestState = network.snapshot()
             }
             progress?(EpochProgress(epoch: epoch, loss: meanLoss, distillationLoss: useDistill ? distillSum / Double(max(batches, 1)) : nil,
+                                    profileRecommendationLoss: session.profileRecommendation != nil ? profileSum / Double(max(batches, 1)) : nil,
                                     valid: valid, trainSeconds: trainTimes.last!, evaluationSeconds: evalTimes.last!,
                                     bestEpoch: bestEpoch))
             // NOTE: while distillation is on, validation NDCG collapses by design (the KD term dominates; the
@@ -199,6 +204,17 @@ final class TrainingSession {
     var targets: [Int32] = []
     let selectedHidden = Buffer(1), selectedGrad = Buffer(1)
     let distillation: ProfileDistillation?
+    /// The profile path's own recommendation loss (runs in every epoch, not only while distilling).
+    let profileRecommendation: ProfileRecommendationLoss?
+
+    /// The losses of one batch (each unweighted).
+    struct Losses {
+        var crossEntropy = 0.0
+        /// L_distil (0 when distillation is off for the step).
+        var distillation = 0.0
+        /// L_profile (0 when off).
+        var profileRecommendation = 0.0
+    }
 
     init(network: SequenceNetwork, objective: SequenceObjective, configuration: ModelConfiguration, profiles: ProfileTable?) {
         self.network = network; self.objective = objective; self.configuration = configuration; self.profiles = profiles
@@ -208,13 +224,17 @@ final class TrainingSession {
                           epsilon: configuration.adamEpsilon, weightDecay: configuration.weightDecay)
         if let d = configuration.distillation, let profiles {
             distillation = ProfileDistillation(configuration: d, network: network, profiles: profiles)
+            profileRecommendation = d.profileRecommendationWeight > 0
+                ? ProfileRecommendationLoss(network: network, profiles: profiles, targets: d.profileTargets,
+                                            chunkRows: crossEntropy.chunkRows)
+                : nil
         } else {
-            distillation = nil
+            distillation = nil; profileRecommendation = nil
         }
     }
 
-    /// One AdamW step on the given examples. Returns (cross-entropy, distillation loss) of the batch.
-    func step(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> (Double, Double) {
+    /// One AdamW step on the given examples. Returns the batch's losses.
+    func step(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> Losses {
         let losses = computeGradients(batch, distill: distill, rng: &rng)
         if let clip = configuration.gradientClipNorm { AdamW.clipGradients(network.parameters, maxNorm: clip) }
         optimiser.update(network.parameters)
@@ -223,8 +243,9 @@ final class TrainingSession {
     }
 
     /// Forward and backward pass for one batch: fills every parameter's `grad` (zeroed first) with the
-    /// gradient of `(1 − α)·CE + α·β·L_distil` (α = 0 without distillation). Returns (CE, L_distil).
-    func computeGradients(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> (Double, Double) {
+    /// gradient of `(1 − α)·CE + α·β·L_distil` (α = 0 without distillation), plus `λ·L_profile` for T's
+    /// parameters only (whether or not `distill`; see `ProfileRecommendationLoss`). Returns the losses.
+    func computeGradients(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> Losses {
         let ws = workspace, d = network.width, n = network.numItems
         objective.fillBatch(batch, into: ws, scoredRows: &scoredRows, targets: &targets, rng: &rng)
         network.zeroGradients()
@@ -259,6 +280,11 @@ final class TrainingSession {
             network.backward(ws)
         }
         network.backpropagateItemTable()
-        return (ce, kd)
+        var profileLoss = 0.0
+        if let profileRecommendation {
+            profileLoss = profileRecommendation.run(batch: batch, objective: objective,
+                                                    scale: configuration.distillation!.profileRecommendationWeight)
+        }
+        return Losses(crossEntropy: ce, distillation: kd, profileRecommendation: profileLoss)
     }
 }

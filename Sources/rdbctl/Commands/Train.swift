@@ -27,6 +27,10 @@ struct Train: ParsableCommand {
     @Option(help: "mse, rmse or cosine.") var distillLoss: DistillationConfiguration.Loss?
     @Option(help: "mean, exp or last.") var pooling: DistillationConfiguration.Pooling?
     @Option(help: "Block whose output is distilled (1-based; default the last).") var reconstructionLayer: Int?
+    @Option(help: "Weight λ of the profile path's recommendation loss (served scores vs training items; default 1, 0 = off as in the paper).")
+    var profileWeight: Float?
+    @Option(help: "What the profile path learns to rank first: last (the last training item, default) or all (every training item).")
+    var profileTargets: DistillationConfiguration.ProfileTargets?
     @Option(help: "Profile reduction: pca or none.") var reduce: String = "none"
     @OptionGroup var output: OutputOptions
 
@@ -36,6 +40,10 @@ struct Train: ParsableCommand {
         }
         guard ["pca", "none"].contains(reduce) else { throw ValidationError("--reduce takes pca or none") }
         if let split { guard ["loo", "temporal"].contains(split) else { throw ValidationError("--split takes loo or temporal") } }
+        if let profileWeight, !(profileWeight >= 0) { throw ValidationError("--profile-weight must be ≥ 0") }
+        if distill == nil && (profileWeight != nil || profileTargets != nil) {
+            throw ValidationError("--profile-weight and --profile-targets need --distill SPACE")
+        }
     }
 
     func request() -> TrainingRequest {
@@ -58,6 +66,8 @@ struct Train: ParsableCommand {
             if let distillLoss { d.loss = distillLoss }
             if let pooling { d.pooling = pooling }
             d.reconstructionLayer = reconstructionLayer
+            if let profileWeight { d.profileRecommendationWeight = profileWeight }
+            if let profileTargets { d.profileTargets = profileTargets }
             c.distillation = d
         }
         var r = TrainingRequest(model: model, configuration: c)
@@ -77,8 +87,9 @@ struct Train: ParsableCommand {
         if !quiet || isatty(2) != 0 {
             r.progress = { p in
                 guard !quiet else { return }
-                FileHandle.standardError.write(Data(String(format: "epoch %3d/%d  loss %.4f%@  valid ndcg@10 %.4f recall@10 %.4f  %.1fs (+%.1fs eval)  best %d\n",
+                FileHandle.standardError.write(Data(String(format: "epoch %3d/%d  loss %.4f%@%@  valid ndcg@10 %.4f recall@10 %.4f  %.1fs (+%.1fs eval)  best %d\n",
                     p.epoch, maxEpochs, p.loss, p.distillationLoss.map { String(format: " distil %.4f", $0) } ?? "",
+                    p.profileRecommendationLoss.map { String(format: " profile %.4f", $0) } ?? "",
                     p.valid.ndcg10, p.valid.recall10, p.trainSeconds, p.evaluationSeconds, p.bestEpoch).utf8))
             }
         }
@@ -94,3 +105,4 @@ struct Train: ParsableCommand {
 extension ModelConfiguration.Architecture: ExpressibleByArgument {}
 extension DistillationConfiguration.Loss: ExpressibleByArgument {}
 extension DistillationConfiguration.Pooling: ExpressibleByArgument {}
+extension DistillationConfiguration.ProfileTargets: ExpressibleByArgument {}
