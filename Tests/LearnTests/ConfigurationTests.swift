@@ -59,6 +59,11 @@ final class ConfigurationTests: XCTestCase {
         full.gradientClipNorm = 5
         let back = try JSONDecoder().decode(ModelConfiguration.self, from: JSONEncoder().encode(full))
         XCTAssertEqual(back, full)
+        XCTAssertEqual(back.distillation?.profileRecommendationWeight, 1, "new configurations train the profile path")
+        // A distillation configuration stored before the profile-path loss existed was trained without it.
+        let old = try JSONDecoder().decode(DistillationConfiguration.self, from: Data(#"{"alpha":0.4,"distillEpochs":10}"#.utf8))
+        XCTAssertEqual(old.profileRecommendationWeight, 0)
+        XCTAssertEqual(old.alpha, 0.4)
     }
 
     func testValidationRejectsBadValues() {

@@ -249,8 +249,9 @@ public struct DistillationConfiguration: Codable, Equatable, Sendable {
         gamma = try c.decodeIfPresent(Float.self, forKey: .gamma) ?? d.gamma
         reconstructionLayer = try c.decodeIfPresent(Int.self, forKey: .reconstructionLayer)
         adaptiveScale = try c.decodeIfPresent(Bool.self, forKey: .adaptiveScale) ?? d.adaptiveScale
-        profileRecommendationWeight = try c.decodeIfPresent(Float.self, forKey: .profileRecommendationWeight)
-            ?? d.profileRecommendationWeight
+        // Absent = a configuration stored before this option existed: those models were trained without the
+        // loss, so they read back as 0 rather than the default for new configurations.
+        profileRecommendationWeight = try c.decodeIfPresent(Float.self, forKey: .profileRecommendationWeight) ?? 0
         profileTargets = try c.decodeIfPresent(ProfileTargets.self, forKey: .profileTargets) ?? d.profileTargets
     }
 }

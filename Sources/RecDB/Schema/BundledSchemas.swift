@@ -162,7 +162,7 @@ enum BundledSchemas {
         "gamma": {"type": "number", "default": 0.1},
         "reconstructionLayer": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "1-based block whose output is pooled; null = last."},
         "adaptiveScale": {"type": "boolean", "default": true, "description": "beta = L_rec / L_distil (stop-gradient)."},
-        "profileRecommendationWeight": {"type": "number", "minimum": 0, "default": 1, "description": "lambda of the profile path's recommendation loss: softmax cross-entropy of LN_f(T(profile)) . E^T (the scores profile-only users are served with) against the user's training items, every epoch, gradient to T only; 0 = off (the paper)."},
+        "profileRecommendationWeight": {"type": "number", "minimum": 0, "default": 1, "description": "lambda of the profile path's recommendation loss: softmax cross-entropy of LN_f(T(profile)) . E^T (the scores profile-only users are served with) against the user's training items, every epoch, gradient to T only; 0 = off (the paper). A stored configuration without this key was trained before it existed and reads as 0."},
         "profileTargets": {"enum": ["last", "all"], "default": "last", "description": "The profile path's targets: the last training item, or every training item (equally weighted)."}
       }
     }
