@@ -33,7 +33,17 @@ enum Kernels {
                               transposedWeight: UnsafePointer<Float>, weightStride: Int? = nil, bias: UnsafePointer<Float>?,
                               into y: UnsafeMutablePointer<Float>, outputStride: Int? = nil) {
         let ldy = outputStride ?? outFeatures
-        if let bias { for i in 0..<rows { (y + i * ldy).update(from: bias, count: outFeatures) } }
+        if let bias {
+            // Eight lanes at a time: `update(from:)` per row became a libc memmove call per row, which on one
+            // user's rows cost as much as a small product.
+            let vectorWidth = outFeatures / 8 * 8
+            for i in 0..<rows {
+                let row = y + i * ldy
+                var j = 0
+                while j < vectorWidth { store8(load8(bias + j), row + j); j += 8 }
+                while j < outFeatures { row[j] = bias[j]; j += 1 }
+            }
+        }
         BLAS.gemm(m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: transposedWeight,
                   ldb: weightStride ?? outFeatures, beta: bias == nil ? 0 : 1, c: y, ldc: ldy)
     }

@@ -192,7 +192,7 @@ extension Database {
 
     /// One filtered search in the snapshot `tx`.
     func search(_ tx: ReadTransaction, space: EmbeddingSpace, query: [Float], k: Int, filter: SearchFilter,
-                extraExcluded: Set<UInt32>, titles: Bool) throws -> [ScoredItem] {
+                extraExcluded: [UInt32], titles: Bool) throws -> [ScoredItem] {
         guard k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
         let live = try liveIndex(space: space, tx: tx)
         let idFilter = try makeFilter(tx, kind: space.kind, filter: filter, extraExcluded: extraExcluded)
@@ -214,12 +214,14 @@ extension Database {
 
     /// Combines "never serve deleted/unavailable items", explicit exclusions, allow-lists and
     /// attribute filters into one Faiss id filter (applied inside the search, no over-fetching).
-    func makeFilter(_ tx: ReadTransaction, kind: EntityKind, filter: SearchFilter, extraExcluded: Set<UInt32>) throws -> IDFilter? {
+    /// `extraExcluded` may repeat ids. Exclusions are gathered in an array (the filter sorts and deduplicates
+    /// them once): building a hash set per request cost more than the rest of the filter.
+    func makeFilter(_ tx: ReadTransaction, kind: EntityKind, filter: SearchFilter, extraExcluded: [UInt32]) throws -> IDFilter? {
         var excluded = extraExcluded
         var allowed: Set<UInt32>?
         if kind == .item {
-            excluded.formUnion(try unservableItems(tx))
-            for external in filter.excludeItems { if let id = try tx.itemID(for: external) { excluded.insert(id) } }
+            excluded.append(contentsOf: try unservableItems(tx))
+            for external in filter.excludeItems { if let id = try tx.itemID(for: external) { excluded.append(id) } }
             if let allow = filter.allowItems {
                 allowed = Set(try allow.compactMap { try tx.itemID(for: $0) })
             }
@@ -228,10 +230,10 @@ extension Database {
                 allowed = allowed.map { $0.intersection(matching) } ?? matching
             }
         } else {
-            for external in filter.excludeItems { if let id = try tx.userID(for: external) { excluded.insert(id) } }
+            for external in filter.excludeItems { if let id = try tx.userID(for: external) { excluded.append(id) } }
             if let allow = filter.allowItems { allowed = Set(try allow.compactMap { try tx.userID(for: $0) }) }
         }
-        if let allowed { return .allowing(allowed.subtracting(excluded)) }
+        if let allowed { return .allowing(excluded.isEmpty ? allowed : allowed.subtracting(excluded)) }
         return excluded.isEmpty ? nil : .excluding(excluded)
     }
 }

@@ -89,24 +89,24 @@ extension Database {
         let model = try loadedModel(tx, info)
         let maxLength = info.configuration.maxLength
         let history = try sequence.map { Array($0.suffix(maxLength)) } ?? tx.recentItems(user: user!, last: maxLength)
-        var excluded = Set<UInt32>()
+        var excluded: [UInt32] = []  // may repeat ids: the filter deduplicates
         if options.excludeSeen {
             if let user {
                 let cursor = try tx.raw.cursor(.userEvents)
                 var more = try cursor.seek(Keys.u32(user)) { k, v -> Bool in
                     guard Keys.readU32(k) == user else { return false }
-                    excluded.insert(UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
+                    excluded.append(UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
                     return true
                 } ?? false
                 while more {
                     more = try cursor.move(.next) { k, v -> Bool in
                         guard Keys.readU32(k) == user else { return false }
-                        excluded.insert(UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
+                        excluded.append(UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
                         return true
                     } ?? false
                 }
             } else {
-                excluded.formUnion(sequence ?? [])
+                excluded.append(contentsOf: sequence ?? [])
             }
         }
         let spaceName = Database.itemSpaceName(model: info.model, version: info.version)
