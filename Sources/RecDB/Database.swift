@@ -20,8 +20,14 @@ import Learn
 ///   readers never block and see the last committed state; writers are serialised by a lock in
 ///   `lock.mdb`, across processes too). A `Database` object may be shared between threads.
 ///   Open a directory once per process (LMDB forbids opening the same environment twice in one process).
-/// - warning: A write closure may run more than once: when the memory map is full RecDB aborts,
-///   grows the map and runs the closure again. Keep side effects out of it.
+/// - A write closure runs exactly once. RecDB makes room in the memory map before a write begins
+///   (address space only; the file grows as data is written), so the map never has to grow inside it.
+///   A single transaction that writes more than that room (by default as much again as the database
+///   holds, at least 256 MiB; imports reserve their own estimate) is rolled back with
+///   `RecDBError.mapFull`, after the map has grown: run it again.
+/// - Transactions do not nest across writes: `write`, `train`, `buildIndex`, `embed` and imports throw
+///   `RecDBError.nestedTransaction` at once when the calling thread is inside a transaction of the same
+///   database (a second writer would wait for the first forever). Reads may nest inside reads and writes.
 /// - warning: Long read closures keep old pages from being reused; copy out what you need and return.
 public final class Database: @unchecked Sendable {
     /// The on-disk format this build writes and reads.
@@ -32,12 +38,17 @@ public final class Database: @unchecked Sendable {
         public var readOnly = false
         /// Create the directory and tables when they do not exist.
         public var create = true
-        /// The first memory-map size; it grows automatically.
-        public var initialMapSize = 64 << 20
-        public init(readOnly: Bool = false, create: Bool = true, initialMapSize: Int = 64 << 20) {
+        /// The first memory-map size (address space, not disk); it grows automatically, before writes.
+        public var initialMapSize = 1 << 30
+        /// Free map room every write transaction starts with, beyond as much again as the database holds.
+        /// A single transaction that writes more is rolled back with `RecDBError.mapFull` (imports reserve
+        /// their own estimate; see `reserve(bytes:)`).
+        public var writeHeadroom = 256 << 20
+        public init(readOnly: Bool = false, create: Bool = true, initialMapSize: Int = 1 << 30, writeHeadroom: Int = 256 << 20) {
             self.readOnly = readOnly
             self.create = create
             self.initialMapSize = initialMapSize
+            self.writeHeadroom = writeHeadroom
         }
     }
 
@@ -71,13 +82,14 @@ public final class Database: @unchecked Sendable {
         if !options.create && !fm.fileExists(atPath: path + "/data.mdb") {
             throw RecDBError.notADatabase(path: path, reason: "no data.mdb (run `rdbctl init \(path)` first)")
         }
-        environment = try LMDBEnvironment(path: path, readOnly: options.readOnly, initialMapSize: options.initialMapSize)
-        if options.readOnly {
-            try checkFormat()
-        } else {
+        environment = try LMDBEnvironment(path: path, readOnly: options.readOnly, initialMapSize: options.initialMapSize,
+                                          minimumHeadroom: options.writeHeadroom)
+        // Read first: opening a database must not wait for another process's long write. Only a new
+        // database needs the write that records its format.
+        if try !checkFormat(missingIsError: options.readOnly) {
             try environment.write { raw in
                 let meta = MetaStore(raw)
-                if let version = try meta.u64(.formatVersion) {
+                if let version = try meta.u64(.formatVersion) {  // another process may have initialised it meanwhile
                     guard version == UInt64(Database.formatVersion) else {
                         throw RecDBError.formatVersion(found: Int(version), supported: Database.formatVersion)
                     }
@@ -89,15 +101,18 @@ public final class Database: @unchecked Sendable {
         }
     }
 
-    private func checkFormat() throws {
+    /// Checks the recorded format version; false when none is recorded yet (a new database).
+    private func checkFormat(missingIsError: Bool) throws -> Bool {
         try environment.read { raw in
             let meta = MetaStore(raw)
             guard let version = try meta.u64(.formatVersion) else {
-                throw RecDBError.notADatabase(path: path, reason: "no format version recorded")
+                if missingIsError { throw RecDBError.notADatabase(path: path, reason: "no format version recorded") }
+                return false
             }
             guard version == UInt64(Database.formatVersion) else {
                 throw RecDBError.formatVersion(found: Int(version), supported: Database.formatVersion)
             }
+            return true
         }
     }
 
@@ -109,8 +124,9 @@ public final class Database: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` in the write transaction: commits on return, rolls back on throw.
-    /// - warning: `body` may run again after the map grows; see the type's documentation.
+    /// Runs `body` in the write transaction: commits on return, rolls back on throw. `body` runs once.
+    /// - throws: `RecDBError.nestedTransaction` at once when this thread is inside a transaction of this
+    ///   database; `.mapFull` when the transaction outgrew the room made for it (rolled back; run it again).
     public func write<T>(_ body: (WriteTransaction) throws -> T) throws -> T {
         var committedHooks: [() -> Void] = []
         let result = try environment.write { raw in
@@ -130,8 +146,15 @@ public final class Database: @unchecked Sendable {
         (try? FileManager.default.attributesOfItem(atPath: path + "/data.mdb")[.size] as? Int) ?? 0
     }
 
-    /// Makes room for about `bytes` more data before a large write, so it does not have to be retried.
+    /// Makes room for about `bytes` more data in the next write (beyond the default headroom), so a
+    /// large write does not end in `RecDBError.mapFull`.
     public func reserve(bytes: Int) throws { try environment.reserve(additionalBytes: bytes) }
+
+    /// Throws `RecDBError.nestedTransaction` when this thread is inside a transaction of this database:
+    /// long operations that end in a write check this first, so they fail at once instead of after the work.
+    func requireNoTransaction(_ operation: String) throws {
+        try environment.requireNoTransactionOnThisThread(operation)
+    }
 
     /// Consistent, compacting copy into `destination` (a new or empty directory) while other
     /// threads and processes keep using the database.

@@ -28,6 +28,14 @@ public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedErro
     case training(String)
     /// A serialized index failed its checksum or could not be loaded.
     case index(String)
+    /// A transaction was begun where it cannot run: inside another transaction of the same database
+    /// on the same thread (a second write would wait for the first forever). The text says which.
+    case nestedTransaction(String)
+    /// One write transaction needed more room than the memory map had. It was rolled back (nothing of it
+    /// is stored) and the map has grown to `mapSize` bytes, so running it again succeeds.
+    case mapFull(path: String, mapSize: Int)
+    /// This exact interactions file was imported before (the import ledger holds its fingerprint).
+    case alreadyImported(file: String, fingerprint: String)
 
     public var description: String {
         switch self {
@@ -46,6 +54,11 @@ public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedErro
         case let .importFailed(error): return error.description
         case let .training(text): return "training: \(text)"
         case let .index(text): return "index: \(text)"
+        case let .nestedTransaction(text): return text
+        case let .mapFull(path, mapSize):
+            return "the write transaction outgrew the memory map of \(path) and was rolled back; the map is now \(mapSize) bytes, run it again"
+        case let .alreadyImported(file, fingerprint):
+            return "\(file): this exact file was already imported (fingerprint \(fingerprint)); pass --allow-duplicate to import it again"
         }
     }
 

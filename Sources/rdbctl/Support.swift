@@ -8,8 +8,18 @@ struct DatabaseArgument: ParsableArguments {
     var database: String
 
     func open(readOnly: Bool = false) throws -> Database {
-        try reportingErrors { try Database(path: database, options: .init(readOnly: readOnly, create: false)) }
+        try reportingErrors { try Database(path: database, options: databaseOptions(readOnly: readOnly, create: false)) }
     }
+}
+
+/// How rdbctl opens databases. `RDBCTL_INITIAL_MAP_SIZE` (bytes) sets the first memory-map size, so the
+/// stress tests can make processes grow the map under each other (it grows by itself as needed).
+func databaseOptions(readOnly: Bool, create: Bool) -> Database.Options {
+    var options = Database.Options(readOnly: readOnly, create: create)
+    if let text = ProcessInfo.processInfo.environment["RDBCTL_INITIAL_MAP_SIZE"], let bytes = Int(text), bytes > 0 {
+        options.initialMapSize = bytes
+    }
+    return options
 }
 
 struct OutputOptions: ParsableArguments {

@@ -112,6 +112,10 @@ final class ImportTests: DatabaseTestCase {
         let file = try writeFile("e.csv", "user,item,timestamp\na,x,1\nb,y,2\n")
         try db.importInteractions(from: file)
         XCTAssertThrowsError(try db.importInteractions(from: file)) { error in
+            guard case let RecDBError.alreadyImported(file: name, fingerprint: _) = error else {
+                return XCTFail("expected RecDBError.alreadyImported, got \(error)")
+            }
+            XCTAssertEqual(name, file)
             XCTAssertTrue("\(error)".contains("already imported"), "\(error)")
         }
         XCTAssertEqual(try db.stats().interactions, 2)
@@ -119,6 +123,25 @@ final class ImportTests: DatabaseTestCase {
         options.allowDuplicateImport = true
         try db.importInteractions(from: file, options: options)
         XCTAssertEqual(try db.stats().interactions, 4)
+    }
+
+    func testTheImportLedgerTellsFilesApartByTheirHeader() throws {
+        let db = try makeDatabase()
+        // The same data lines under a header with the user and item columns swapped: different events.
+        let file = try writeFile("e.csv", "user,item,timestamp\na,x,1\nb,y,2\n")
+        let swapped = try writeFile("s.csv", "item,user,timestamp\na,x,1\nb,y,2\n")
+        try db.importInteractions(from: file)
+        try db.importInteractions(from: swapped)
+        XCTAssertEqual(try db.stats().interactions, 4)
+        XCTAssertEqual(try db.read { tx in try tx.userID(for: "x") != nil }, true, "the swapped file's users are x and y")
+        // Different column options give the same lines another meaning too.
+        let plain = try writeFile("p.csv", "u,i,t\na,x,1\n")
+        var byName = InteractionImportOptions()
+        byName.userColumn = "u"; byName.itemColumn = "i"; byName.timeColumn = "t"
+        try db.importInteractions(from: plain, options: byName)
+        byName.userColumn = "i"; byName.itemColumn = "u"
+        try db.importInteractions(from: plain, options: byName)
+        XCTAssertEqual(try db.stats().interactions, 6)
     }
 
     func testItemsImportIsIdempotentAndKeepsAttributesAndAvailability() throws {
@@ -230,7 +253,8 @@ final class ImportTests: DatabaseTestCase {
             """)
         let summary = try db.importEmbeddings(from: emb, options: .init(space: "profile", kind: .user))
         XCTAssertEqual(summary.vectors, 2)
-        XCTAssertEqual(summary.createdUsersOrZero, 0)
+        XCTAssertEqual(summary.createdUsers, 2, "u1 and u2 did not exist: the import created them")
+        XCTAssertEqual(try db.stats().users, 2)
         XCTAssertEqual(try db.read { tx in try tx.vector(space: "profile", entity: try tx.userID(for: "u1")!) }, [0.1, 0.2, -0.3])
         let wrong = try writeFile("w.json", "{\"u3\": [1, 2, 3],\n \"u4\": [1, 2]}")
         assertImportError(file: wrong, line: 2, contains: "dimension 2, expected 3") {
@@ -261,5 +285,4 @@ final class ImportTests: DatabaseTestCase {
 }
 
 extension ImportSummary {
-    var createdUsersOrZero: Int { createdUsers }
 }

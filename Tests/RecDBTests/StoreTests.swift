@@ -147,21 +147,51 @@ final class StoreTests: DatabaseTestCase {
         XCTAssertThrowsError(try db.write { try $0.putProfile(user: 5, text: "x") })
     }
 
-    func testTheMapGrowsWhenFullAndTheWriteIsRetried() throws {
-        // A 256 KiB map fills after a few hundred vectors; the write must still succeed in one piece.
-        let db = try makeDatabase(initialMapSize: 256 << 10)
-        let before = db.environment.mapSize
-        try db.write { tx in
-            try tx.createSpace(EmbeddingSpace(name: "big", kind: .item, dimension: 256))
+    func testAWriteRunsOnceAndAnOutgrownMapIsARolledBackError() throws {
+        // A 256 KiB map with 1 MiB of headroom per write; the write below needs about 3 MB.
+        let db = try Database(path: path("db"), options: .init(initialMapSize: 256 << 10, writeHeadroom: 1 << 20))
+        var runs = 0
+        func bigWrite(_ tx: WriteTransaction) throws {
+            runs += 1
+            if try tx.space(named: "big") == nil { try tx.createSpace(EmbeddingSpace(name: "big", kind: .item, dimension: 256)) }
             for i in 0..<2_000 {
                 let id = try tx.upsertItem(ItemInput(externalID: "item-\(i)", title: String(repeating: "t", count: 100)))
                 try tx.putVector(space: "big", entity: id, [Float](repeating: Float(i), count: 256))
             }
         }
+        let before = db.environment.mapSize
+        XCTAssertThrowsError(try db.write(bigWrite)) { error in
+            guard case let RecDBError.mapFull(path: _, mapSize: size) = error else { return XCTFail("expected .mapFull, got \(error)") }
+            XCTAssertGreaterThan(size, before)
+        }
+        XCTAssertEqual(runs, 1, "the closure must never run twice")
+        XCTAssertEqual(try db.stats().items, 0, "the outgrown transaction is rolled back whole")
+        XCTAssertNil(try db.read { try $0.space(named: "big") })
         XCTAssertGreaterThan(db.environment.mapSize, before)
+        // Reserved room: the same write now succeeds in one run.
+        try db.reserve(bytes: 8 << 20)
+        try db.write(bigWrite)
+        XCTAssertEqual(runs, 2)
         XCTAssertEqual(try db.stats().items, 2_000)
         XCTAssertEqual(try db.read { try $0.vector(space: "big", entity: 2_000)?.first }, 1_999)
         XCTAssertTrue(try db.verify().isClean)
+    }
+
+    func testWritesMakeRoomBeforeTheyBegin() throws {
+        // With the default headroom a write much bigger than the first map never fails: room is made first.
+        let db = try makeDatabase(initialMapSize: 256 << 10)
+        var runs = 0
+        try db.write { tx in
+            runs += 1
+            try tx.createSpace(EmbeddingSpace(name: "big", kind: .item, dimension: 256))
+            for i in 0..<2_000 {
+                let id = try tx.upsertItem(ItemInput(externalID: "item-\(i)"))
+                try tx.putVector(space: "big", entity: id, [Float](repeating: Float(i), count: 256))
+            }
+        }
+        XCTAssertEqual(runs, 1)
+        XCTAssertGreaterThanOrEqual(db.environment.mapSize, 256 << 20)
+        XCTAssertEqual(try db.stats().items, 2_000)
     }
 
     func testReadOnlyOpenAndErrors() throws {

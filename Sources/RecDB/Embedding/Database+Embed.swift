@@ -99,6 +99,7 @@ extension Database {
     /// sentence encoder, in batches that each commit on their own, and attaches the encoder to the
     /// space so that later inserts are embedded too.
     public func embed(_ request: EmbedRequest) throws -> EmbedOutcome {
+        try requireNoTransaction("embed")
         let start = Date()
         let encoder = try self.encoder(at: request.encoderDirectory)
         guard request.batchSize > 0 else { throw RecDBError.invalidArgument("batch size must be positive") }

@@ -39,12 +39,16 @@ extension Database {
 
     /// The entity id for an external id, creating users when allowed. Rows mapped by position (an `.npy`
     /// without `--ids`) never create users: a padding row 0 must not become user "0".
-    private func entity(_ external: String, tx: WriteTransaction, options: EmbeddingImportOptions, named: Bool = true) throws -> UInt32? {
+    /// The entity a row's vector belongs to; a missing user is created when allowed (and counted in `summary`).
+    private func entity(_ external: String, tx: WriteTransaction, options: EmbeddingImportOptions, named: Bool = true,
+                        summary: inout ImportSummary) throws -> UInt32? {
         switch options.kind {
         case .item: return try tx.itemID(for: external)
         case .user:
             if let id = try tx.userID(for: external) { return id }
-            return options.createMissingUsers && named ? try tx.upsertUser(externalID: external) : nil
+            guard options.createMissingUsers && named else { return nil }
+            summary.createdUsers += 1
+            return try tx.upsertUser(externalID: external)
         }
     }
 
@@ -69,7 +73,7 @@ extension Database {
         var row = [Float](repeating: 0, count: npy.columns)
         for r in 0..<npy.rows {
             let external = ids?[r] ?? String(r)
-            guard let entity = try entity(external, tx: tx, options: options, named: ids != nil) else {
+            guard let entity = try entity(external, tx: tx, options: options, named: ids != nil, summary: &summary) else {
                 if ids != nil {
                     throw RecDBError.importFailed(ImportError(file: options.idsFile!, line: r + 1, problem: "unknown \(options.kind.rawValue) '\(external)'"))
                 }
@@ -97,7 +101,7 @@ extension Database {
             guard vector.count == space!.dimension else {
                 throw RecDBError.importFailed(ImportError(file: path, line: line, problem: "vector of \"\(key.prefix(40))\" has dimension \(vector.count), expected \(space!.dimension)"))
             }
-            guard let entity = try entity(key, tx: tx, options: options) else {
+            guard let entity = try entity(key, tx: tx, options: options, summary: &summary) else {
                 throw RecDBError.importFailed(ImportError(file: path, line: line, problem: "unknown \(options.kind.rawValue) '\(key.prefix(40))'"))
             }
             try tx.putVector(space: space!.name, entity: entity, vector)

@@ -147,6 +147,7 @@ extension Database {
     /// import is not retried after growing the map), runs `body` in one write transaction — all or
     /// nothing — and times it.
     func runImport(_ path: String, bytesPerFileByte: Int, _ body: (WriteTransaction) throws -> ImportSummary) throws -> ImportSummary {
+        try requireNoTransaction("an import")
         let start = Date()
         let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         try reserve(bytes: fileSize * bytesPerFileByte + (16 << 20))

@@ -4,7 +4,7 @@ extension Database {
     /// Imports an interactions file in one write transaction: all of it or, on any error, nothing.
     ///
     /// Users and items named by the file are created when new. Importing a file with exactly the
-    /// same contents twice is refused with `RecDBError.invalidArgument` (its fingerprint is kept in
+    /// same contents twice is refused with `RecDBError.alreadyImported` (its fingerprint is kept in
     /// an import ledger) unless `allowDuplicateImport` is set, so a retried script cannot double events.
     /// - throws: `RecDBError.importFailed` naming file, line and problem; the database is unchanged.
     @discardableResult
@@ -36,7 +36,10 @@ struct InteractionImporter {
     /// Scratch buffers for keys and values: no allocation per row.
     var keyScratch = [UInt8](repeating: 0, count: 20)
     var valueScratch = [UInt8](repeating: 0, count: 32)
+    /// Of the data lines; the header and the options that give the columns meaning are added by `ledgerKey`.
     var fingerprint = FNV64()
+    /// The header row's column names (delimited formats), part of what the ledger fingerprints.
+    var headerColumns: [String] = []
 
     init(path: String, format: InteractionFormat, options: InteractionImportOptions, tx: WriteTransaction) throws {
         self.path = path
@@ -71,6 +74,7 @@ struct InteractionImporter {
         let splitter = FieldSplitter(style: format == .csv ? .csv : .tsv)
         var fields: [String] = []
         let header = try reader.header(splitter, recbole: format == .recbole)
+        headerColumns = header
         let columns = try resolveColumns(header)
         while let line = try nextLine() {
             if line.isEmpty { continue }
@@ -269,11 +273,24 @@ struct InteractionImporter {
         return code
     }
 
+    /// The ledger key of this import: the data lines, and everything that decides what they mean — the
+    /// format, the header (a file with its user and item columns swapped is different data) and the
+    /// column and type options.
+    private var ledgerKey: String {
+        var layout = FNV64()
+        let description = ([format.rawValue] + headerColumns + [options.userColumn, options.itemColumn, options.timeColumn,
+                            options.typeColumn, options.valueColumn, options.eventType].map { $0 ?? "\u{0}" })
+            .joined(separator: "\u{1F}")
+        description.utf8CString.withUnsafeBytes { layout.add(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+        return MetaKey.importPrefix.rawValue
+            + String(format: "%016llx-%016llx-%llu", fingerprint.value, layout.value, UInt64(reader.bytesConsumed))
+    }
+
     /// Refuses a second import of identical contents (unless allowed) and records this one.
     private mutating func recordInLedger() throws {
-        let key = MetaKey.importPrefix.rawValue + String(format: "%016llx-%llu", fingerprint.value, UInt64(reader.bytesConsumed))
+        let key = ledgerKey
         if let previous = try tx.meta.string(key), !options.allowDuplicateImport {
-            throw RecDBError.invalidArgument("\(path): the same contents were already imported (\(previous)); nothing was written. Pass --allow-duplicate to import them again")
+            throw RecDBError.alreadyImported(file: path, fingerprint: String(key.dropFirst(MetaKey.importPrefix.rawValue.count)) + ", \(previous)")
         }
         try tx.meta.setString(key, "\(summary.events) events from \(URL(fileURLWithPath: path).lastPathComponent) at \(Clock.now())")
     }

@@ -80,6 +80,7 @@ extension Database {
     @discardableResult
     public func buildIndex(space name: String, factory: String? = nil, metric: VectorMetric? = nil,
                            searchParameters: SearchParameters? = nil) throws -> IndexInfo {
+        try requireNoTransaction("building an index")
         let (space, ids, vectors, eventVersion) = try read { tx -> (EmbeddingSpace, [UInt32], [Float], UInt64) in
             let space = try tx.requireSpace(name)
             var ids: [UInt32] = []

@@ -2,147 +2,394 @@
 // `LMDBTransaction` and `LMDBCursor`, which speak in byte buffers and Swift errors.
 //
 // Rules from lmdb.h that this file encodes:
-// - one write transaction at a time (LMDB serialises writers with a mutex in lock.mdb);
+// - one write transaction at a time (LMDB serialises writers with a mutex in lock.mdb, across
+//   processes). A second write on a thread that already holds one would wait for itself forever, so
+//   nesting is detected per thread and refused with `RecDBError.nestedTransaction`;
 // - values returned by get/cursor are valid only until the next write in that transaction or its end
 //   (the borrowing accessors take a closure so the pointer cannot escape);
 // - `mdb_env_set_mapsize` may only be called when this process has no active transaction
-//   (guarded by `resizeLock`: transactions hold it shared, a resize holds it exclusive);
+//   (guarded by `resizeLock`: transactions hold it shared, a resize holds it exclusive; the lock
+//   prefers writers, so steady reads cannot starve a resize, and a thread already inside a
+//   transaction never takes it twice, so that preference cannot deadlock it);
+// - the map never has to grow inside a write: `write` makes room *before* the transaction begins
+//   (headroom proportional to the data, plus what the caller reserved), so a closure runs once.
+//   Should a transaction still outgrow the map it is rolled back, the map grown, and
+//   `RecDBError.mapFull` thrown: no hidden second run;
+// - another process may have grown the map: `MDB_MAP_RESIZED` at begin is answered by adopting the
+//   size recorded in the file (`mdb_env_set_mapsize(env, 0)`) and beginning again;
 // - the environment is opened with MDB_NOTLS so read transactions are not tied to a thread;
-// - dbi handles are opened once at open time and never closed (no `mdb_dbi_close` in deinit).
+// - dbi handles are opened once at open time and never closed (no `mdb_dbi_close` in deinit);
+// - a failed `mdb_env_open` still needs exactly one `mdb_env_close`;
+// - reader slots of processes that died are cleared (`mdb_reader_check`) at open and periodically.
 import CLMDB
 import Foundation
 
 /// One LMDB environment (a database directory with data.mdb and lock.mdb).
+// Sendable by construction: the handle and the dbi table are immutable after init, LMDB's environment
+// is safe to share between threads with MDB_NOTLS, and the mutable bits are guarded by `resizeLock`/`stateLock`.
 final class LMDBEnvironment: @unchecked Sendable {
     private let env: OpaquePointer
-    private var dbis: [Table: MDB_dbi] = [:]
-    private var resizeLock = pthread_rwlock_t()
+    private let dbis: [Table: MDB_dbi]
+    /// Shared by transactions, exclusive for `mdb_env_set_mapsize`. Heap-allocated: a pthread lock must not move.
+    private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
+    /// Per thread: which transactions of this environment the thread is inside (see `ThreadState`).
+    private let threadKey: pthread_key_t
+    /// Guards `lastReaderCheck` and `reservedBytes`.
+    private let stateLock = NSLock()
+    private var lastReaderCheck = Date()
+    private var reservedBytes = 0
     let path: String
     let readOnly: Bool
 
+    /// Free space every write starts with, at least: growing the map means waiting for every
+    /// transaction of the process to end, so it is done rarely and in large steps (address space, not disk).
+    let minimumHeadroom: Int
+    /// How often (seconds) a writer clears the reader slots of dead processes.
+    static let readerCheckInterval: TimeInterval = 10
+
     /// Opens (and with `create`, creates) the environment and every table in `Table.allCases`.
-    init(path: String, readOnly: Bool, initialMapSize: Int) throws {
+    init(path: String, readOnly: Bool, initialMapSize: Int, minimumHeadroom: Int = 256 << 20) throws {
         self.path = path
         self.readOnly = readOnly
-        var envPtr: OpaquePointer?
-        try LMDBEnvironment.check(mdb_env_create(&envPtr), "mdb_env_create")
-        guard let envPtr else { throw RecDBError.storage(code: -1, message: "mdb_env_create returned no handle", context: path) }
-        env = envPtr
-        pthread_rwlock_init(&resizeLock, nil)
+        self.minimumHeadroom = max(0, minimumHeadroom)
+        let env = try LMDBEnvironment.openEnvironment(path: path, readOnly: readOnly, initialMapSize: initialMapSize)
+        let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(lock, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
+        var key = pthread_key_t()
+        let keyStatus = pthread_key_create(&key, nil)
+        let tables: [Table: MDB_dbi]
         do {
-            try LMDBEnvironment.check(mdb_env_set_maxdbs(env, MDB_dbi(Table.allCases.count + 8)), "mdb_env_set_maxdbs")
-            try LMDBEnvironment.check(mdb_env_set_maxreaders(env, 510), "mdb_env_set_maxreaders")
-            try LMDBEnvironment.check(mdb_env_set_mapsize(env, initialMapSize), "mdb_env_set_mapsize")
-            var flags = UInt32(MDB_NOTLS | MDB_NORDAHEAD)
-            if readOnly { flags |= UInt32(MDB_RDONLY) }
-            try LMDBEnvironment.check(mdb_env_open(env, path, flags, 0o644), "opening \(path)")
-            try openTables()
+            guard keyStatus == 0 else {
+                throw RecDBError.storage(code: keyStatus, message: String(cString: strerror(keyStatus)), context: "creating a thread key for \(path)")
+            }
+            var stale: Int32 = 0
+            mdb_reader_check(env, &stale)
+            tables = try LMDBEnvironment.openTables(env, path: path, readOnly: readOnly)
         } catch {
+            // Nothing of `self` exists yet, so deinit will not run: release everything here, once.
+            if keyStatus == 0 { pthread_key_delete(key) }
+            pthread_rwlock_destroy(lock)
+            lock.deallocate()
             mdb_env_close(env)
             throw error
         }
+        self.env = env
+        self.resizeLock = lock
+        self.threadKey = key
+        self.dbis = tables
     }
 
     deinit {
         mdb_env_close(env)
-        pthread_rwlock_destroy(&resizeLock)
+        pthread_key_delete(threadKey)
+        pthread_rwlock_destroy(resizeLock)
+        resizeLock.deallocate()
     }
 
-    private func openTables() throws {
-        // Tables are created by the first writable open; a read-only open requires them to exist.
-        // Committed even when read-only: dbi handles opened in a transaction that is aborted are closed with it.
-        try withRawTransaction(readOnly: readOnly, commit: true) { txn in
-            for table in Table.allCases {
-                var dbi = MDB_dbi()
-                let flags = readOnly ? 0 : UInt32(MDB_CREATE)
-                let rc = mdb_dbi_open(txn, table.rawValue, flags, &dbi)
-                if rc == MDB_NOTFOUND {
-                    throw RecDBError.notADatabase(path: path, reason: "table \(table.rawValue) is missing (run `rdbctl init` first)")
+    /// Creates, configures and opens the LMDB handle; on failure it is closed (once) and the error thrown.
+    private static func openEnvironment(path: String, readOnly: Bool, initialMapSize: Int) throws -> OpaquePointer {
+        var envPtr: OpaquePointer?
+        try check(mdb_env_create(&envPtr), "mdb_env_create")
+        guard let env = envPtr else { throw RecDBError.storage(code: -1, message: "mdb_env_create returned no handle", context: path) }
+        do {
+            try check(mdb_env_set_maxdbs(env, MDB_dbi(Table.allCases.count + 8)), "mdb_env_set_maxdbs")
+            try check(mdb_env_set_maxreaders(env, 510), "mdb_env_set_maxreaders")
+            try check(mdb_env_set_mapsize(env, max(initialMapSize, 1 << 20)), "mdb_env_set_mapsize")
+            var flags = UInt32(MDB_NOTLS | MDB_NORDAHEAD)
+            if readOnly { flags |= UInt32(MDB_RDONLY) }
+            let rc = mdb_env_open(env, path, flags, 0o644)
+            if rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH {
+                throw RecDBError.notADatabase(path: path, reason: "data.mdb is not an LMDB file of a supported version (\(String(cString: mdb_strerror(rc))))")
+            }
+            try check(rc, "opening \(path)")
+        } catch {
+            mdb_env_close(env)
+            throw error
+        }
+        return env
+    }
+
+    /// Opens every table's dbi handle. A read transaction is enough when they all exist, so opening a
+    /// database never waits for another process's writer; only a database that lacks tables (new, or
+    /// written by an older build) needs the write transaction that creates them.
+    private static func openTables(_ env: OpaquePointer, path: String, readOnly: Bool) throws -> [Table: MDB_dbi] {
+        func open(write: Bool) throws -> [Table: MDB_dbi]? {
+            while true {
+                var txnPtr: OpaquePointer?
+                let rc = mdb_txn_begin(env, nil, write ? 0 : UInt32(MDB_RDONLY), &txnPtr)
+                if rc == MDB_MAP_RESIZED {
+                    try check(mdb_env_set_mapsize(env, 0), "adopting a map size grown by another process")
+                    continue
                 }
-                try LMDBEnvironment.check(rc, "opening table \(table.rawValue)")
-                dbis[table] = dbi
+                try check(rc, write ? "beginning a write transaction" : "beginning a read transaction")
+                guard let txn = txnPtr else { throw RecDBError.storage(code: -1, message: "no transaction handle", context: path) }
+                var dbis: [Table: MDB_dbi] = [:]
+                for table in Table.allCases {
+                    var dbi = MDB_dbi()
+                    let rc = mdb_dbi_open(txn, table.rawValue, write ? UInt32(MDB_CREATE) : 0, &dbi)
+                    if rc == MDB_NOTFOUND && !write {
+                        mdb_txn_abort(txn)
+                        return nil
+                    }
+                    if rc != 0 {
+                        mdb_txn_abort(txn)
+                        if rc == MDB_INCOMPATIBLE {
+                            throw RecDBError.notADatabase(path: path, reason: "'\(table.rawValue)' is not a RecDB table")
+                        }
+                        try check(rc, "opening table \(table.rawValue)")
+                    }
+                    dbis[table] = dbi
+                }
+                // Committed even when read-only: dbi handles opened in a transaction that is aborted are closed with it.
+                let crc = mdb_txn_commit(txn)
+                if crc == MDB_MAP_FULL { throw RecDBError.mapFull(path: path, mapSize: 0) }
+                try check(crc, "opening the tables of \(path)")
+                return dbis
             }
         }
+        if let dbis = try open(write: false) { return dbis }
+        guard !readOnly else {
+            throw RecDBError.notADatabase(path: path, reason: "a table is missing (run `rdbctl init` first)")
+        }
+        return try open(write: true)!
     }
 
     // MARK: - Transactions
 
+    /// What the calling thread is inside of, for this environment: a bit for the write transaction and
+    /// a count of read transactions (nested reads are allowed; they never take `resizeLock` again).
+    private struct ThreadState {
+        var writing: Bool
+        var reads: Int
+        var isIdle: Bool { !writing && reads == 0 }
+    }
+
+    private var threadState: ThreadState {
+        get {
+            let raw = Int(bitPattern: pthread_getspecific(threadKey))
+            return ThreadState(writing: raw & 1 != 0, reads: raw >> 1)
+        }
+        set {
+            pthread_setspecific(threadKey, UnsafeRawPointer(bitPattern: (newValue.reads << 1) | (newValue.writing ? 1 : 0)))
+        }
+    }
+
+    /// Throws when the calling thread is inside a transaction of this database: `operation` (training,
+    /// an import, a write) would need the write lock this thread already holds, or a snapshot it cannot take.
+    func requireNoTransactionOnThisThread(_ operation: String) throws {
+        let state = threadState
+        guard state.isIdle else {
+            let inside = state.writing ? "a write transaction" : "a read transaction"
+            throw RecDBError.nestedTransaction("\(operation) cannot run inside \(inside) of the same database on the same thread: "
+                + "LMDB has one writer per database and a thread that holds a transaction must end it first (\(path))")
+        }
+    }
+
     /// Runs `body` in a read-only snapshot. The snapshot is consistent: it sees exactly the
-    /// transactions committed before it began.
+    /// transactions committed before it began. Reads may nest (inside a read or a write on the same thread).
     func read<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
+        let outer = threadState
+        if !outer.isIdle {
+            // This thread already holds `resizeLock` shared through its outer transaction: taking it again
+            // could deadlock behind a waiting resize, and a resize cannot happen under our own transaction.
+            let resized = RecDBError.nestedTransaction("another process grew the database while this thread holds a transaction of it; "
+                + "end the outer transaction and read again (\(path))")
+            guard let txn = try beginTransaction(readOnly: true, onResized: { throw resized }) else { throw resized }
+            threadState = ThreadState(writing: outer.writing, reads: outer.reads + 1)
+            defer { threadState = outer }
+            return try run(txn, readOnly: true, body)
+        }
         while true {
+            pthread_rwlock_rdlock(resizeLock)
+            let txn: OpaquePointer
             do {
-                return try withRawTransaction(readOnly: true) { txn in
-                    let t = LMDBTransaction(txn: txn, environment: self, readOnly: true)
-                    defer { t.invalidate() }
-                    return try body(t)
+                guard let begun = try beginTransaction(readOnly: true, onResized: nil) else {
+                    pthread_rwlock_unlock(resizeLock)
+                    try adoptGrownMap()
+                    continue
                 }
-            } catch let error as MapSignal {
-                try handle(error)
+                txn = begun
+            } catch {
+                pthread_rwlock_unlock(resizeLock)
+                throw error
             }
+            threadState = ThreadState(writing: false, reads: 1)
+            defer {
+                threadState = outer
+                pthread_rwlock_unlock(resizeLock)
+            }
+            return try run(txn, readOnly: true, body)
         }
     }
 
     /// Runs `body` in the write transaction, committing when it returns and aborting when it throws.
-    /// When the map is full the transaction is aborted, the map is doubled and `body` runs again,
-    /// so `body` must have no effects outside the transaction.
+    /// `body` runs exactly once: room is made in the map before the transaction begins. A transaction
+    /// that still outgrows it is rolled back and `RecDBError.mapFull` thrown (the map has grown by then,
+    /// so running it again succeeds); reserve room for large writes with `reserve(additionalBytes:)`.
     func write<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
         if readOnly { throw RecDBError.readOnly(path: path) }
+        try requireNoTransactionOnThisThread("a write")
+        clearStaleReadersPeriodically()
+        try ensureHeadroom()
         while true {
+            pthread_rwlock_rdlock(resizeLock)
+            let txn: OpaquePointer
             do {
-                return try withRawTransaction(readOnly: false) { txn in
-                    let t = LMDBTransaction(txn: txn, environment: self, readOnly: false)
-                    defer { t.invalidate() }
-                    let result = try body(t)
-                    if t.hitMapFull { throw MapSignal.full }
-                    return result
+                guard let begun = try beginTransaction(readOnly: false, onResized: nil) else {
+                    pthread_rwlock_unlock(resizeLock)
+                    try adoptGrownMap()
+                    try ensureHeadroom()
+                    continue
                 }
-            } catch let error as MapSignal {
-                try handle(error)
+                txn = begun
+            } catch {
+                pthread_rwlock_unlock(resizeLock)
+                throw error
             }
+            threadState = ThreadState(writing: true, reads: 0)
+            let outcome: Result<T, Error>
+            do {
+                outcome = .success(try run(txn, readOnly: false, body))
+            } catch {
+                outcome = .failure(error)
+            }
+            threadState = ThreadState(writing: false, reads: 0)
+            pthread_rwlock_unlock(resizeLock)
+            if case .failure(let error) = outcome, let full = error as? MapFull {
+                let grown = try grow(toAtLeast: full.mapSize * 2)
+                throw RecDBError.mapFull(path: path, mapSize: grown)
+            }
+            return try outcome.get()
         }
     }
 
-    /// Internal signal: the map must grow (or adopt another process's size) before retrying.
-    enum MapSignal: Error { case full, resized }
+    /// Internal signal: LMDB reported MDB_MAP_FULL in this write (the transaction is unusable).
+    private struct MapFull: Error { let mapSize: Int }
 
-    private func handle(_ signal: MapSignal) throws {
-        pthread_rwlock_wrlock(&resizeLock)
-        defer { pthread_rwlock_unlock(&resizeLock) }
-        switch signal {
-        case .resized:
-            // Another process grew the map: adopt its size (size 0 means "use the current file's").
-            try LMDBEnvironment.check(mdb_env_set_mapsize(env, 0), "adopting a map size grown by another process")
-        case .full:
-            let current = mapSize
-            let grown = current < (1 << 30) ? current * 2 : current + (1 << 30)
-            try LMDBEnvironment.check(mdb_env_set_mapsize(env, grown), "growing the map to \(grown) bytes")
-        }
-    }
-
-    private func withRawTransaction<T>(readOnly: Bool, commit: Bool = false, _ body: (OpaquePointer) throws -> T) throws -> T {
-        pthread_rwlock_rdlock(&resizeLock)
-        defer { pthread_rwlock_unlock(&resizeLock) }
+    /// Begins a transaction; nil means another process grew the map (adopt it, then begin again),
+    /// unless `onResized` decides otherwise.
+    private func beginTransaction(readOnly: Bool, onResized: (() throws -> Void)?) throws -> OpaquePointer? {
         var txnPtr: OpaquePointer?
         let rc = mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txnPtr)
-        if rc == MDB_MAP_RESIZED { throw MapSignal.resized }
+        if rc == MDB_MAP_RESIZED {
+            if let onResized { try onResized() }
+            return nil
+        }
         try LMDBEnvironment.check(rc, readOnly ? "beginning a read transaction" : "beginning a write transaction")
         guard let txn = txnPtr else { throw RecDBError.storage(code: -1, message: "no transaction handle", context: path) }
+        return txn
+    }
+
+    /// Runs `body` on a begun transaction and ends it: commit (writes), abort (reads, and on any throw).
+    private func run<T>(_ txn: OpaquePointer, readOnly: Bool, _ body: (LMDBTransaction) throws -> T) throws -> T {
+        let t = LMDBTransaction(txn: txn, environment: self, readOnly: readOnly)
         let result: T
         do {
-            result = try body(txn)
+            result = try body(t)
+            if t.hitMapFull { throw MapFull(mapSize: mapSize) }
         } catch {
+            t.end()
             mdb_txn_abort(txn)
+            if t.hitMapFull && !(error is MapFull) { throw MapFull(mapSize: mapSize) }
             throw error
         }
-        if readOnly && !commit {
+        t.end()
+        if readOnly {
             mdb_txn_abort(txn)  // a read transaction has nothing to commit; abort releases its slot
-        } else {
-            let crc = mdb_txn_commit(txn)  // commit frees the handle even when it fails
-            if crc == MDB_MAP_FULL { throw MapSignal.full }
-            try LMDBEnvironment.check(crc, "committing")
+            return result
         }
+        let crc = mdb_txn_commit(txn)  // commit frees the handle even when it fails
+        if crc == MDB_MAP_FULL { throw MapFull(mapSize: mapSize) }
+        try LMDBEnvironment.check(crc, "committing")
         return result
+    }
+
+    // MARK: - Map size
+
+    /// Adopts the size another process recorded after growing the map (size 0 means "use the file's").
+    private func adoptGrownMap() throws {
+        pthread_rwlock_wrlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        try LMDBEnvironment.check(mdb_env_set_mapsize(env, 0), "adopting a map size grown by another process")
+    }
+
+    /// Grows the map to at least `bytes` (rounded up to a power-of-two multiple of 1 MiB); returns the new size.
+    @discardableResult
+    private func grow(toAtLeast bytes: Int) throws -> Int {
+        pthread_rwlock_wrlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        var size = max(mapSize, 1 << 20)
+        guard size < bytes else { return size }
+        while size < bytes {
+            let (doubled, overflow) = size.multipliedReportingOverflow(by: 2)
+            guard !overflow else { throw RecDBError.mapFull(path: path, mapSize: size) }
+            size = doubled
+        }
+        try LMDBEnvironment.check(mdb_env_set_mapsize(env, size), "growing the map to \(size) bytes")
+        return size
+    }
+
+    /// Before a write: makes sure the map has room for the data doubling, at least `minimumHeadroom`,
+    /// plus what was reserved for the next write. Growing the map is only address space (the file grows
+    /// as pages are written), so being generous costs nothing and keeps closures from running twice.
+    private func ensureHeadroom() throws {
+        let reserved = stateLock.withLock { () -> Int in
+            defer { reservedBytes = 0 }
+            return reservedBytes
+        }
+        let used = usedBytes
+        let wanted = used.addingReportingOverflow(max(used, minimumHeadroom)).partialValue
+            .addingReportingOverflow(reserved).partialValue
+        if wanted > mapSize { try grow(toAtLeast: wanted) }
+    }
+
+    /// Makes sure the next write has at least `bytes` of free map (used before large imports).
+    func reserve(additionalBytes bytes: Int) throws {
+        stateLock.withLock { reservedBytes = max(reservedBytes, max(0, bytes)) }
+    }
+
+    private func clearStaleReadersPeriodically() {
+        let due = stateLock.withLock { () -> Bool in
+            guard Date().timeIntervalSince(lastReaderCheck) >= LMDBEnvironment.readerCheckInterval else { return false }
+            lastReaderCheck = Date()
+            return true
+        }
+        if due { clearStaleReaders() }
+    }
+
+    /// Releases the reader slots of processes that died inside a read transaction; returns how many.
+    @discardableResult
+    func clearStaleReaders() -> Int {
+        var stale: Int32 = 0
+        mdb_reader_check(env, &stale)
+        return Int(stale)
+    }
+
+    /// Reader slots in use (live and stale), from the lock file.
+    var readerSlotsInUse: Int {
+        var info = MDB_envinfo()
+        mdb_env_info(env, &info)
+        return Int(info.me_numreaders)
+    }
+
+    /// Process ids of the live and stale reader slots in the lock file (`mdb_reader_list`).
+    func readerSlotProcessIDs() -> [Int32] {
+        final class Lines { var text = "" }
+        let lines = Lines()
+        let context = Unmanaged.passUnretained(lines).toOpaque()
+        mdb_reader_list(env, { message, context in
+            guard let message, let context else { return 0 }
+            Unmanaged<Lines>.fromOpaque(context).takeUnretainedValue().text += String(cString: message)
+            return 0
+        }, context)
+        // Lines are "    pid     thread     txnid" after a header line; "(no active readers)" when empty.
+        return lines.text.split(separator: "\n").compactMap { line in
+            line.split(separator: " ").first.flatMap { Int32($0) }
+        }
     }
 
     // MARK: - Environment facts
@@ -162,17 +409,6 @@ final class LMDBEnvironment: @unchecked Sendable {
         return (info.me_last_pgno + 1) * Int(stat.ms_psize)
     }
 
-    /// Makes sure at least `bytes` more can be written without a retry (used before large imports).
-    func reserve(additionalBytes bytes: Int) throws {
-        let needed = usedBytes + bytes
-        guard needed > mapSize else { return }
-        pthread_rwlock_wrlock(&resizeLock)
-        defer { pthread_rwlock_unlock(&resizeLock) }
-        var size = mapSize
-        while size < needed { size *= 2 }
-        try LMDBEnvironment.check(mdb_env_set_mapsize(env, size), "growing the map to \(size) bytes")
-    }
-
     /// Consistent copy of the environment into `directory` (which must exist and be empty), made
     /// from a read snapshot while other processes keep using the database. With `compact` free
     /// pages are omitted and the copy is renumbered.
@@ -184,8 +420,6 @@ final class LMDBEnvironment: @unchecked Sendable {
 
     static func check(_ rc: Int32, _ context: @autoclosure () -> String) throws {
         guard rc != 0 else { return }
-        if rc == MDB_MAP_FULL { throw MapSignal.full }
-        if rc == MDB_MAP_RESIZED { throw MapSignal.resized }
         let message = String(cString: mdb_strerror(rc))
         throw RecDBError.storage(code: rc, message: message, context: context())
     }
@@ -196,9 +430,12 @@ final class LMDBTransaction {
     fileprivate var txn: OpaquePointer?
     unowned let environment: LMDBEnvironment
     let readOnly: Bool
-    /// Set when LMDB reported MDB_MAP_FULL: the transaction is then unusable and must be retried
-    /// in a bigger map even if the caller's closure swallowed the error.
+    /// Set when LMDB reported MDB_MAP_FULL: the transaction is then unusable and must be rolled back
+    /// even if the caller's closure swallowed the error.
     fileprivate var hitMapFull = false
+    /// Cursors opened in this transaction: closed before it ends (LMDB frees a write transaction's
+    /// cursors itself at commit, so a cursor object that outlived it must not close it again).
+    private var cursors: [LMDBCursor] = []
 
     fileprivate init(txn: OpaquePointer, environment: LMDBEnvironment, readOnly: Bool) {
         self.txn = txn
@@ -206,7 +443,12 @@ final class LMDBTransaction {
         self.readOnly = readOnly
     }
 
-    fileprivate func invalidate() { txn = nil }
+    /// Closes the cursors and makes every later use a trap instead of a use-after-free.
+    fileprivate func end() {
+        for cursor in cursors { cursor.close() }
+        cursors.removeAll()
+        txn = nil
+    }
 
     private var handle: OpaquePointer {
         guard let txn else { preconditionFailure("a RecDB transaction was used outside its closure") }
@@ -236,12 +478,12 @@ final class LMDBTransaction {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
         let rc = mdb_put(handle, environment.dbi(table), &k, &v, append ? UInt32(MDB_APPEND) : 0)
-        try checkWrite(rc, table)
+        try checkWrite(rc, "writing \(table.rawValue)")
     }
 
-    private func checkWrite(_ rc: Int32, _ table: Table) throws {
+    private func checkWrite(_ rc: Int32, _ context: @autoclosure () -> String) throws {
         if rc == MDB_MAP_FULL { hitMapFull = true }
-        try LMDBEnvironment.check(rc, "writing \(table.rawValue)")
+        try LMDBEnvironment.check(rc, context())
     }
 
     /// Reserves `count` bytes for the value and lets `fill` write them in place (MDB_RESERVE).
@@ -249,7 +491,7 @@ final class LMDBTransaction {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         var v = MDB_val(mv_size: count, mv_data: nil)
         let rc = mdb_put(handle, environment.dbi(table), &k, &v, UInt32(MDB_RESERVE))
-        try checkWrite(rc, table)
+        try checkWrite(rc, "writing \(table.rawValue)")
         try fill(UnsafeMutableRawBufferPointer(start: v.mv_data, count: count))
     }
 
@@ -258,13 +500,13 @@ final class LMDBTransaction {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         let rc = mdb_del(handle, environment.dbi(table), &k, nil)
         if rc == MDB_NOTFOUND { return false }
-        try LMDBEnvironment.check(rc, "deleting from \(table.rawValue)")
+        try checkWrite(rc, "deleting from \(table.rawValue)")
         return true
     }
 
     /// Removes every entry of `table` (keeps the table).
     func clear(_ table: Table) throws {
-        try LMDBEnvironment.check(mdb_drop(handle, environment.dbi(table), 0), "clearing \(table.rawValue)")
+        try checkWrite(mdb_drop(handle, environment.dbi(table), 0), "clearing \(table.rawValue)")
     }
 
     func count(_ table: Table) throws -> Int {
@@ -276,21 +518,37 @@ final class LMDBTransaction {
     func cursor(_ table: Table) throws -> LMDBCursor {
         var c: OpaquePointer?
         try LMDBEnvironment.check(mdb_cursor_open(handle, environment.dbi(table), &c), "opening a cursor on \(table.rawValue)")
-        return LMDBCursor(cursor: c!, table: table)
+        let cursor = LMDBCursor(cursor: c!, table: table, transaction: self)
+        cursors.append(cursor)
+        return cursor
     }
+
+    fileprivate func noteMapFull(_ rc: Int32) { if rc == MDB_MAP_FULL { hitMapFull = true } }
 }
 
-/// A cursor over one table. Closed on deinit; must not outlive its transaction.
+/// A cursor over one table. Closed when its transaction ends (or on deinit, if that comes first).
 final class LMDBCursor {
-    private let cursor: OpaquePointer
+    private var cursor: OpaquePointer?
+    private unowned let transaction: LMDBTransaction
     let table: Table
 
-    fileprivate init(cursor: OpaquePointer, table: Table) {
+    fileprivate init(cursor: OpaquePointer, table: Table, transaction: LMDBTransaction) {
         self.cursor = cursor
         self.table = table
+        self.transaction = transaction
     }
 
-    deinit { mdb_cursor_close(cursor) }
+    deinit { close() }
+
+    fileprivate func close() {
+        if let cursor { mdb_cursor_close(cursor) }
+        cursor = nil
+    }
+
+    private var handle: OpaquePointer {
+        guard let cursor else { preconditionFailure("a RecDB cursor was used after its transaction ended") }
+        return cursor
+    }
 
     enum Move { case first, last, next, previous, current }
 
@@ -305,7 +563,7 @@ final class LMDBCursor {
         case .current: op = MDB_GET_CURRENT
         }
         var k = MDB_val(), v = MDB_val()
-        let rc = mdb_cursor_get(cursor, &k, &v, op)
+        let rc = mdb_cursor_get(handle, &k, &v, op)
         if rc == MDB_NOTFOUND { return nil }
         try LMDBEnvironment.check(rc, "moving a cursor on \(table.rawValue)")
         return try body(UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
@@ -316,7 +574,7 @@ final class LMDBCursor {
     func seek<T>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> T) throws -> T? {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         var v = MDB_val()
-        let rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE)
+        let rc = mdb_cursor_get(handle, &k, &v, MDB_SET_RANGE)
         if rc == MDB_NOTFOUND { return nil }
         try LMDBEnvironment.check(rc, "seeking a cursor on \(table.rawValue)")
         return try body(UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
@@ -325,6 +583,8 @@ final class LMDBCursor {
 
     /// Deletes the entry under the cursor.
     func deleteCurrent() throws {
-        try LMDBEnvironment.check(mdb_cursor_del(cursor, 0), "deleting through a cursor on \(table.rawValue)")
+        let rc = mdb_cursor_del(handle, 0)
+        transaction.noteMapFull(rc)
+        try LMDBEnvironment.check(rc, "deleting through a cursor on \(table.rawValue)")
     }
 }

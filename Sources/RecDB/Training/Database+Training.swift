@@ -90,6 +90,7 @@ extension Database {
     ///    its item vectors as the space `<model>@<version>`, the item index of that space, and moves
     ///    the active pointer. A crash before that commit leaves the previous version active and intact.
     public func train(_ request: TrainingRequest) throws -> TrainingOutcome {
+        try requireNoTransaction("train")
         try Database.validateModelName(request.model)
         var configuration = request.configuration
         do { try configuration.validate() } catch { throw RecDBError.training("\(error)") }

@@ -11,7 +11,7 @@ struct Init: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let existed = FileManager.default.fileExists(atPath: database + "/data.mdb")
-            _ = try Database(path: database)
+            _ = try Database(path: database, options: databaseOptions(readOnly: false, create: true))
             print(existed ? "\(database) already is a RecDB database (format \(Database.formatVersion))" : "created \(database)")
         }
     }
