@@ -63,30 +63,117 @@ final class ProcessTests: DatabaseTestCase {
             for u in 0..<10 { try tx.upsertUser(externalID: "u\(u)") }
             for i in 0..<10 { try tx.upsertItem(ItemInput(externalID: "i\(i)")) }
         }
-        let batch = 250
+        let batch = 250, rounds = 80
         let writer = Thread {
-            for round in 0..<80 {
+            for round in 0..<rounds {
                 try! db.write { tx in
                     for e in 0..<batch {
                         try tx.appendEvent(user: UInt32(1 + e % 10), item: UInt32(1 + round % 10), timestamp: Int64(round * batch + e))
                     }
                 }
+                // Paced, so that readers (a process each) observe states strictly between the first and the last.
+                Thread.sleep(forTimeInterval: 0.01)
             }
         }
         writer.start()
-        var observed: Set<Int> = []
-        for _ in 0..<12 {
+        var observed: [Int] = []
+        while !writer.isFinished || observed.count < 12 {
             let (status, out, err) = try runProcess(rdbctl, ["stats", path("db"), "--json"])
             XCTAssertEqual(status, 0, err)
             let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
-            let n = try XCTUnwrap(object["interactions"] as? Int)
-            XCTAssertEqual(n % batch, 0, "a reader saw a partial transaction: \(n) events")
-            observed.insert(n)
+            observed.append(try XCTUnwrap(object["interactions"] as? Int))
+            if observed.count > 400 { break }
         }
-        while writer.isExecuting || !writer.isFinished { Thread.sleep(forTimeInterval: 0.01) }
-        XCTAssertEqual(try db.stats().interactions, 80 * batch)
-        let (_, out, _) = try runProcess(rdbctl, ["stats", path("db"), "--json"])
-        XCTAssertTrue(out.contains("\"interactions\":\(80 * batch)"), out)
+        while !writer.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        let (_, last, _) = try runProcess(rdbctl, ["stats", path("db"), "--json"])
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        observed.append(try XCTUnwrap(object["interactions"] as? Int))
+        // Only whole transactions, never going back, and at least one state strictly in between.
+        for n in observed { XCTAssertEqual(n % batch, 0, "a reader saw a partial transaction: \(n) events") }
+        XCTAssertEqual(observed, observed.sorted(), "a later reader saw an older state: \(observed)")
+        XCTAssertTrue(observed.contains { $0 > 0 && $0 < rounds * batch },
+                      "no intermediate committed state was observed (\(observed)): the test did not overlap the writer")
+        XCTAssertEqual(observed.last, rounds * batch)
+        XCTAssertEqual(try db.stats().interactions, rounds * batch)
+    }
+
+    /// Issue #11's reproduction: a writer that waits for the writer lock while another process grows the
+    /// map used to crash ("double free") and lose its write. Both processes start with a small map.
+    func testAWriterWaitingWhileAnotherProcessGrowsTheMapKeepsItsWrite() throws {
+        let dbPath = path("db")
+        XCTAssertEqual(StressTests.run(rdbctl, "init", ["init", dbPath]).status, 0)
+        XCTAssertEqual(StressTests.run(rdbctl, "seed", ["put-item", dbPath, "item0"]).status, 0)
+        let big = try writeBigCSV("big.csv", rows: 400_000)
+        for trial in 0..<2 {
+            let importer = Box<StressTests.Outcome?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            let file = trial == 0 ? big : try writeBigCSV("big\(trial).csv", rows: 400_000 + trial)
+            Thread { importer.value = StressTests.run(self.rdbctl, "import", ["import", "interactions", dbPath, file, "--json"]); done.signal() }.start()
+            Thread.sleep(forTimeInterval: 0.1)
+            let add = StressTests.run(rdbctl, "add-event", ["add-event", dbPath, "u-\(trial)", "item0", "--timestamp", "5"])
+            done.wait()
+            XCTAssertFalse(add.signalled, add.stderr)
+            XCTAssertEqual(add.status, 0, add.stderr)
+            XCTAssertEqual(importer.value?.status, 0, importer.value?.stderr ?? "")
+        }
+        let db = try Database(path: dbPath, options: .init(create: false))
+        XCTAssertEqual(try db.stats().interactions, 400_000 + 400_001 + 2)
+        XCTAssertTrue(try db.verify().isClean)
+    }
+
+    func testTwoImportsIntoAFreshDatabaseBothLand() throws {
+        let a = try writeBigCSV("a.csv", rows: 150_000)
+        let b = try writeBigCSV("b.csv", rows: 150_001)
+        for trial in 0..<2 {
+            let dbPath = path("db\(trial)")
+            XCTAssertEqual(StressTests.run(rdbctl, "init", ["init", dbPath]).status, 0)
+            let results = Box<[StressTests.Outcome]>([])
+            let lock = NSLock()
+            let group = DispatchGroup()
+            for file in [a, b] {
+                group.enter()
+                Thread {
+                    let outcome = StressTests.run(self.rdbctl, "import", ["import", "interactions", dbPath, file, "--json"])
+                    lock.withLock { results.value.append(outcome) }
+                    group.leave()
+                }.start()
+            }
+            group.wait()
+            for outcome in results.value {
+                XCTAssertFalse(outcome.signalled, outcome.stderr)
+                XCTAssertEqual(outcome.status, 0, outcome.stderr)
+            }
+            let db = try Database(path: dbPath, options: .init(create: false))
+            XCTAssertEqual(try db.stats().interactions, 300_001)
+            XCTAssertTrue(try db.verify().isClean)
+        }
+    }
+
+    func testReaderSlotsOfKilledProcessesAreCleared() throws {
+        let db = try makeDatabase()
+        try db.importInteractions(from: try writeBigCSV("e.csv", rows: 400_000))
+        // Exports hold one read transaction while they write; kill them in the middle.
+        var killed: [Int32] = []
+        for k in 0..<6 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: rdbctl)
+            process.arguments = ["export", "interactions", path("db"), path("out\(k).csv")]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: 0.25)
+            if process.isRunning { killed.append(process.processIdentifier) }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        XCTAssertFalse(killed.isEmpty, "every export finished before it could be killed: make the data bigger")
+        func deadSlots() -> [Int32] { db.environment.readerSlotProcessIDs().filter { kill($0, 0) != 0 && errno == ESRCH } }
+        XCTAssertFalse(deadSlots().isEmpty, "no export was killed inside its read transaction")
+        // Any process that opens the database clears the slots of the dead.
+        let (status, _, err) = try runProcess(rdbctl, ["stats", path("db"), "--json"])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertEqual(deadSlots(), [])
+        XCTAssertEqual(db.environment.clearStaleReaders(), 0)
     }
 
     func testAMapGrownByAnotherProcessIsAdopted() throws {
