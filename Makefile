@@ -4,7 +4,7 @@
 SWIFT ?= swift
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build demo test bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
+.PHONY: deps build demo test stress bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
 
 deps:
 	@scripts/install-deps.sh
@@ -25,6 +25,10 @@ bench: deps bench-import bench-serve bench-index bench-encoder bench-learn
 
 bench-import: deps
 	@scripts/bench-import.sh
+
+# Long concurrency stress (issue #11): ROUNDS=100 multi-process rounds, then both reproductions TRIALS=20 times.
+stress: deps
+	@scripts/stress.sh
 
 bench-serve: deps
 	$(SWIFT) run -c release serve-bench

@@ -99,6 +99,8 @@ extension Database {
         let index = try makeIndex(factory: chosen, dimension: space.dimension, metric: chosenMetric, ids: ids, vectors: vectors)
         if let searchParameters { try wrapIndex { try index.setDefaultSearchParameters(searchParameters) } }
         let defaults = index.defaultSearchParameters
+        // Room for the serialized index (its vectors and graph links), so the commit cannot outgrow the map.
+        try reserve(bytes: 2 * (vectors.count * MemoryLayout<Float>.stride + ids.count * 512) + (16 << 20))
         return try write { tx in
             guard let current = try tx.space(named: name), current.id == space.id else { throw RecDBError.unknownSpace(name) }
             let info = try tx.storeIndex(index, space: space.name, factory: chosen, metric: chosenMetric, dimension: space.dimension,

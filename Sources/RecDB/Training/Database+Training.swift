@@ -157,6 +157,12 @@ extension Database {
         let defaults = index.defaultSearchParameters
         let parameters = result.model.exportParameters()
 
+        // Room in the map for everything the commit writes, so it cannot outgrow the map after a long
+        // training: the tensors, the item vectors (as a tensor and as a space), the index (its vectors
+        // and HNSW links), twice over for B-tree pages and copy-on-write.
+        let tensorBytes = parameters.values.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.stride }
+        try reserve(bytes: 2 * (tensorBytes + 3 * rows.count * MemoryLayout<Float>.stride + n * 512) + (16 << 20))
+
         // 3. One write transaction: version, weights, item vectors, index, active pointer.
         return try write { tx in
             var header = try tx.modelHeader(request.model)
