@@ -82,6 +82,7 @@ public final class WriteTransaction: ReadTransaction {
         // model-space vectors.
         try database.embedOnInsert(self)
         try database.applyColdStart(self)
+        try database.compactVectorLogs(self)  // after every vector write of the transaction
         for key in dirtyCounters { try meta.setU64(key, counters[key]!) }
         dirtyCounters.removeAll()
         for name in dirtySpaces {
