@@ -350,4 +350,38 @@ final class IsolationTests: DatabaseTestCase {
         try db.buildIndex(space: "plain")
         XCTAssertEqual(try db.nearest(to: query, k: 10, space: "plain").map(\.id), bruteForce(current, query, k: 10))
     }
+
+    /// A `VectorView` cannot leave the closure it was lent to: each way out fails to compile, while
+    /// reading the view inside does. (Swift 6.3.1 rejects capturing the view in an escaping closure by
+    /// crashing instead of with a diagnostic; either way nothing is built.)
+    func testAVectorViewCannotLeaveItsClosure() throws {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let candidates = [exe.deletingLastPathComponent(), exe.deletingLastPathComponent().deletingLastPathComponent()]
+        guard let build = candidates.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent("Modules/RecDB.swiftmodule").path) }),
+              FileManager.default.fileExists(atPath: build.appendingPathComponent("CFaiss.build/module.modulemap").path) else {
+            throw XCTSkip("the built RecDB module was not found next to \(exe.path)")
+        }
+        func compiles(_ body: String) throws -> Bool {
+            let file = path("snippet-\(UUID().uuidString).swift")
+            try "import RecDB\nnonisolated(unsafe) var kept: (() -> Int)? = nil\nfunc f(_ db: Database) throws {\n\(body)\n}\n"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let (status, _, _) = try runProcess("/usr/bin/env", [
+                "swiftc", "-c", "-o", "/dev/null", file, "-I", build.appendingPathComponent("Modules").path,
+                "-I", packageRoot.appendingPathComponent("Sources/CLMDB").path, "-I", packageRoot.appendingPathComponent("Sources/COpenBLAS").path,
+                "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CFaiss.build/module.modulemap").path,
+            ])
+            return status == 0
+        }
+        XCTAssertTrue(try compiles("_ = try db.read { tx in try tx.withVector(space: \"s\", entity: 1) { $0.toArray() } }"),
+                      "the snippet set-up compiles when nothing escapes")
+        let escapes = [
+            "let v: VectorView? = try db.read { tx in try tx.withVector(space: \"s\", entity: 1) { $0 } }",
+            "_ = try db.read { tx in try tx.withVector(space: \"s\", entity: 1) { view in return view } }",
+            "var v: VectorView? = nil\ntry db.read { tx in _ = try tx.withVector(space: \"s\", entity: 1) { view in v = view } }",
+            "try db.read { tx in try tx.forEachVector(space: \"s\") { _, view in let copy = view; return true } }",
+            "_ = try db.read { tx in try tx.withVector(space: \"s\", entity: 1) { $0.raw } }",
+            "try db.read { tx in _ = try tx.withVector(space: \"s\", entity: 1) { view in kept = { view.count } } }",
+        ]
+        for snippet in escapes { XCTAssertFalse(try compiles(snippet), snippet) }
+    }
 }
