@@ -78,24 +78,33 @@ final class LiveIndex: @unchecked Sendable {
     /// transaction's own (uncommitted) vectors are never applied to the shared index — they would
     /// stay there if the transaction rolled back — but reported as differing rows instead.
     func withSnapshot<R>(_ tx: ReadTransaction, space: EmbeddingSpace, _ body: ([UInt32]) throws -> R) throws -> R {
-        if !(tx is WriteTransaction) {
-            let behind = lock.shared { !isBroken && space.version > info.spaceVersion + UInt64(applied.count) }
-            if behind { try lock.exclusive { try catchUp(tx, space: space) } }
-        }
-        return try lock.shared {
-            guard !isBroken else { throw RecDBError.index("the in-memory index of space '\(space.name)' failed to update; retry") }
-            let appliedVersion = info.spaceVersion + UInt64(applied.count)
-            if space.version == appliedVersion { return try body([]) }
-            if space.version < appliedVersion {
-                // Vectors this process applied after the snapshot was taken.
-                guard space.version >= info.spaceVersion else {
-                    throw RecDBError.index("space '\(space.name)' at version \(space.version) is older than its index (\(info.spaceVersion))")
+        // One shared lock in the common case; a snapshot ahead of the index catches up first.
+        while true {
+            let outcome = try lock.shared { () throws -> SnapshotOutcome<R> in
+                guard !isBroken else { throw RecDBError.index("the in-memory index of space '\(space.name)' failed to update; retry") }
+                let appliedVersion = info.spaceVersion + UInt64(applied.count)
+                if space.version == appliedVersion { return .done(try body([])) }
+                if space.version < appliedVersion {
+                    // Vectors this process applied after the snapshot was taken.
+                    guard space.version >= info.spaceVersion else {
+                        throw RecDBError.index("space '\(space.name)' at version \(space.version) is older than its index (\(info.spaceVersion))")
+                    }
+                    return .done(try body(Array(applied[Int(space.version - info.spaceVersion)...])))
                 }
-                return try body(Array(applied[Int(space.version - info.spaceVersion)...]))
+                guard tx is WriteTransaction else { return .behind }
+                // A write transaction ahead of the index: the vectors written since are pending.
+                return .done(try body(try Self.changes(tx, space: space, after: appliedVersion)))
             }
-            // A write transaction ahead of the index: the vectors written since are pending.
-            return try body(try Self.changes(tx, space: space, after: appliedVersion))
+            switch outcome {
+            case .done(let result): return result
+            case .behind: try lock.exclusive { try catchUp(tx, space: space) }
+            }
         }
+    }
+
+    private enum SnapshotOutcome<R> {
+        case done(R)
+        case behind
     }
 
     /// Applies the snapshot's vectors written after the index's version. Runs under the exclusive lock.
