@@ -346,9 +346,31 @@ final class IsolationTests: DatabaseTestCase {
         XCTAssertEqual(live.info.spaceVersion, 60 + 1200)
         XCTAssertEqual(live.appliedVersion, 60 + 2000)
 
-        // An index built on the unindexed space after its log was cleared is complete.
-        try db.buildIndex(space: "plain")
-        XCTAssertEqual(try db.nearest(to: query, k: 10, space: "plain").map(\.id), bruteForce(current, query, k: 10))
+        // Indexes built while vectors are written: with the log intact the build applies the entries
+        // written meanwhile; when the log was cleared meanwhile (more than 1,024 writes to an unindexed
+        // space) it rebuilds in its commit. Either way the stored index is the commit's state.
+        try db.write { tx in
+            for (id, v) in current { try tx.putVector(space: "plain", entity: id, v) }  // identical: no entries
+            try tx.createSpace(EmbeddingSpace(name: "plain2", kind: .item, dimension: d))
+            for (id, v) in current { try tx.putVector(space: "plain2", entity: id, v) }
+        }
+        for (name, writes) in [("plain", 100), ("plain2", 1100)] {
+            let info = try db.buildIndex(space: name, factory: nil, metric: nil, searchParameters: nil) {
+                try db.write { tx in
+                    for _ in 0..<writes {
+                        let id = UInt32.random(in: 1...60, using: &rng)
+                        let v = random()
+                        try tx.putVector(space: name, entity: id, v)
+                        current[id] = v
+                    }
+                }
+                let logged = try db.read { try $0.vectorChanges(space: name, after: 0).count }
+                XCTAssertEqual(logged, name == "plain" ? 900 : 0, "log kept (plain) or cleared (plain2) while building")
+            }
+            XCTAssertEqual(info.spaceVersion, try db.read { try $0.requireSpace(name).version })
+            db.runtime.removeAll(prefix: "")
+            XCTAssertEqual(try db.nearest(to: query, k: 60, space: name).map(\.id), bruteForce(current, query, k: 60), name)
+        }
     }
 
     /// Readers on several threads search while a writer moves, adds and deletes items, and while

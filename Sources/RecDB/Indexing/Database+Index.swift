@@ -53,6 +53,12 @@ extension Database {
     @discardableResult
     public func buildIndex(space name: String, factory: String? = nil, metric: VectorMetric? = nil,
                            searchParameters: SearchParameters? = nil) throws -> IndexInfo {
+        try buildIndex(space: name, factory: factory, metric: metric, searchParameters: searchParameters, whileBuilding: nil)
+    }
+
+    /// `whileBuilding` runs between the snapshot and the commit (tests write there).
+    func buildIndex(space name: String, factory: String?, metric: VectorMetric?, searchParameters: SearchParameters?,
+                    whileBuilding: (() throws -> Void)?) throws -> IndexInfo {
         let (space, ids, vectors, eventVersion) = try read { tx -> (EmbeddingSpace, [UInt32], [Float], UInt64) in
             let space = try tx.requireSpace(name)
             let (ids, vectors) = try Self.allVectors(tx, space: space)
@@ -62,13 +68,15 @@ extension Database {
         let chosenMetric = metric ?? space.metric
         var index = try makeIndex(factory: chosen, dimension: space.dimension, metric: chosenMetric, ids: ids, vectors: vectors)
         if let searchParameters { try wrapIndex { try index.setDefaultSearchParameters(searchParameters) } }
+        try whileBuilding?()
         return try write { tx in
             guard let current = try tx.space(named: name), current.id == space.id else { throw RecDBError.unknownSpace(name) }
             // Vectors written while the index was built are applied here, so the stored index is
             // current and needs no log before this transaction. When the log was pruned meanwhile
             // (spaces without an index keep a bounded log), the index is rebuilt from this transaction.
             if current.version != space.version {
-                if let changes = try? LiveIndex.changes(tx, space: current, after: space.version) {
+                let changes = try tx.vectorChanges(space: name, after: space.version)
+                if UInt64(changes.count) == current.version - space.version {
                     try Self.apply(changes, of: current, from: tx, to: index)
                 } else {
                     let (ids, vectors) = try Self.allVectors(tx, space: current)
