@@ -7,14 +7,24 @@ import Glibc
 import Darwin
 #endif
 
-/// A readers-writer lock whose pthread lock lives in its own allocation (it must never move).
+/// A readers-writer lock whose pthread lock lives in its own allocation (it must never move); writers
+/// are preferred, so waiting readers cannot starve a writer.
 final class SharedExclusiveLock: @unchecked Sendable {
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
     init() {
         lock = .allocate(capacity: 1)
         lock.initialize(to: pthread_rwlock_t())
-        let status = pthread_rwlock_init(lock, nil)
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        defer { pthread_rwlockattr_destroy(&attributes) }
+        #if os(Linux)
+        // glibc prefers readers by default: a steady stream of overlapping searches (batch
+        // recommendations on every core) could starve a catch-up forever. Nothing takes the shared
+        // lock recursively, so the non-recursive writer preference is safe.
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        #endif
+        let status = pthread_rwlock_init(lock, &attributes)
         precondition(status == 0, "pthread_rwlock_init failed: \(status)")
     }
 
