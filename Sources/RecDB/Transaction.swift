@@ -37,8 +37,8 @@ public final class WriteTransaction: ReadTransaction {
     private var counters: [MetaKey: UInt64] = [:]
     private var dirtyCounters: Set<MetaKey> = []
     var dirtySpaces: Set<String> = []
-    /// Items created or whose availability changed in this transaction (live indexes and
-    /// cold-start vectors follow them at commit).
+    /// Items created, revived, or whose embedding text (title, text, attributes) changed in this
+    /// transaction: embed-on-insert embeds them at commit. Availability alone changes no text.
     var changedItems: Set<UInt32> = []
     /// Users whose profile text was written in this transaction.
     var changedProfiles: Set<UInt32> = []
@@ -82,6 +82,7 @@ public final class WriteTransaction: ReadTransaction {
         // model-space vectors.
         try database.embedOnInsert(self)
         try database.applyColdStart(self)
+        try database.compactVectorLogs(self)  // after every vector write of the transaction
         for key in dirtyCounters { try meta.setU64(key, counters[key]!) }
         dirtyCounters.removeAll()
         for name in dirtySpaces {

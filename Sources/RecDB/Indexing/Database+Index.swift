@@ -28,33 +28,6 @@ public struct SearchFilter: Sendable {
     }
 }
 
-/// The in-process, searchable copy of a stored index, kept up to date with the space's vector log.
-final class LiveIndex: @unchecked Sendable {
-    let info: IndexInfo
-    let index: VectorIndex
-    private let lock = NSLock()
-    private(set) var appliedVersion: UInt64
-
-    init(info: IndexInfo, index: VectorIndex) {
-        self.info = info
-        self.index = index
-        appliedVersion = info.spaceVersion
-    }
-
-    /// Applies every vector written after `appliedVersion` up to the snapshot's space version.
-    func catchUp(_ tx: ReadTransaction, space: EmbeddingSpace) throws {
-        guard space.version > appliedVersion else { return }
-        lock.lock(); defer { lock.unlock() }
-        guard space.version > appliedVersion else { return }
-        var seen = Set<UInt32>()
-        for entity in try tx.vectorChanges(space: space.name, after: appliedVersion).reversed() where seen.insert(entity).inserted {
-            guard let v = try tx.vector(space: space.name, entity: entity) else { continue }
-            do { try index.update(id: entity, vector: v) } catch { throw RecDBError.index("updating \(space.name)/#\(entity): \(error)") }
-        }
-        appliedVersion = space.version
-    }
-}
-
 extension VectorMetric {
     var indexMetric: Metric {
         switch self {
@@ -80,32 +53,72 @@ extension Database {
     @discardableResult
     public func buildIndex(space name: String, factory: String? = nil, metric: VectorMetric? = nil,
                            searchParameters: SearchParameters? = nil) throws -> IndexInfo {
+        try buildIndex(space: name, factory: factory, metric: metric, searchParameters: searchParameters, whileBuilding: nil)
+    }
+
+    /// `whileBuilding` runs between the snapshot and the commit (tests write there).
+    func buildIndex(space name: String, factory: String?, metric: VectorMetric?, searchParameters: SearchParameters?,
+                    whileBuilding: (() throws -> Void)?) throws -> IndexInfo {
         try requireNoTransaction("building an index")
         let (space, ids, vectors, eventVersion) = try read { tx -> (EmbeddingSpace, [UInt32], [Float], UInt64) in
             let space = try tx.requireSpace(name)
-            var ids: [UInt32] = []
-            var vectors: [Float] = []
-            ids.reserveCapacity(space.count)
-            vectors.reserveCapacity(space.count * space.dimension)
-            try tx.forEachVector(space: name) { entity, view in
-                ids.append(entity)
-                for i in 0..<view.count { vectors.append(view[i]) }
-                return true
-            }
+            let (ids, vectors) = try Self.allVectors(tx, space: space)
             return (space, ids, vectors, try tx.eventVersion())
         }
         let chosen = factory ?? Database.defaultIndexFactory(vectorCount: ids.count)
         let chosenMetric = metric ?? space.metric
-        let index = try makeIndex(factory: chosen, dimension: space.dimension, metric: chosenMetric, ids: ids, vectors: vectors)
+        var index = try makeIndex(factory: chosen, dimension: space.dimension, metric: chosenMetric, ids: ids, vectors: vectors)
         if let searchParameters { try wrapIndex { try index.setDefaultSearchParameters(searchParameters) } }
-        let defaults = index.defaultSearchParameters
         // Room for the serialized index (its vectors and graph links), so the commit cannot outgrow the map.
         try reserve(bytes: 2 * (vectors.count * MemoryLayout<Float>.stride + ids.count * 512) + (16 << 20))
+        try whileBuilding?()
         return try write { tx in
             guard let current = try tx.space(named: name), current.id == space.id else { throw RecDBError.unknownSpace(name) }
-            let info = try tx.storeIndex(index, space: space.name, factory: chosen, metric: chosenMetric, dimension: space.dimension,
-                                          spaceVersion: space.version, eventVersion: eventVersion, vectors: ids.count, defaults: defaults)
-            return info
+            // Vectors written while the index was built are applied here, so the stored index is
+            // current and needs no log before this transaction. When the log was pruned meanwhile
+            // (spaces without an index keep a bounded log), the index is rebuilt from this transaction.
+            if current.version != space.version {
+                let changes = try tx.vectorChanges(space: name, after: space.version)
+                if UInt64(changes.count) == current.version - space.version {
+                    try Self.apply(changes, of: current, from: tx, to: index)
+                } else {
+                    let (ids, vectors) = try Self.allVectors(tx, space: current)
+                    index = try makeIndex(factory: chosen, dimension: space.dimension, metric: chosenMetric, ids: ids, vectors: vectors)
+                    if let searchParameters { try wrapIndex { try index.setDefaultSearchParameters(searchParameters) } }
+                }
+            }
+            return try tx.storeIndex(index, space: space.name, factory: chosen, metric: chosenMetric, dimension: space.dimension,
+                                     spaceVersion: current.version, eventVersion: eventVersion, vectors: index.count,
+                                     defaults: index.defaultSearchParameters)
+        }
+    }
+
+    /// Every vector of `space` in the snapshot `tx`: ids ascending and their rows.
+    static func allVectors(_ tx: ReadTransaction, space: EmbeddingSpace) throws -> ([UInt32], [Float]) {
+        var ids: [UInt32] = []
+        var vectors: [Float] = []
+        ids.reserveCapacity(space.count)
+        vectors.reserveCapacity(space.count * space.dimension)
+        let d = space.dimension
+        try tx.forEachVector(space: space.name) { entity, view in
+            guard view.count == d else {
+                throw RecDBError.corrupt("vector \(space.name)/#\(entity) has \(view.count) components, expected \(d)")
+            }
+            ids.append(entity)
+            let start = vectors.count
+            vectors.append(contentsOf: repeatElement(0, count: d))
+            vectors.withUnsafeMutableBufferPointer { view.copy(into: UnsafeMutableBufferPointer(rebasing: $0[start..<(start + d)])) }
+            return true
+        }
+        return (ids, vectors)
+    }
+
+    /// Sets the rows of `changes` (log entities, oldest first) to their vectors in `tx`.
+    static func apply(_ changes: [UInt32], of space: EmbeddingSpace, from tx: ReadTransaction, to index: VectorIndex) throws {
+        var seen = Set<UInt32>()
+        for entity in changes.reversed() where seen.insert(entity).inserted {
+            guard let v = try tx.vector(space: space.name, entity: entity) else { continue }
+            do { try index.update(id: entity, vector: v) } catch { throw RecDBError.index("updating \(space.name)/#\(entity): \(error)") }
         }
     }
 
@@ -121,28 +134,37 @@ extension Database {
         }
     }
 
-    /// The live index of `space` for the snapshot `tx`: loaded (and checksum-verified) on first use,
-    /// reloaded when another build replaced it, caught up with vectors written since it was stored.
+    /// The generation of `space`'s index that the snapshot `tx` stores: loaded (and checksum-verified)
+    /// on first use. Readers of a snapshot taken before a rebuild keep the generation of their snapshot.
     func liveIndex(space: EmbeddingSpace, tx: ReadTransaction) throws -> LiveIndex {
         guard let info = try tx.indexInfo(space: space.name) else {
             throw RecDBError.unknownIndex("space '\(space.name)' (build one with `rdbctl index build DB --space \(space.name)`)")
         }
         let key = "index:\(space.name)"
-        var live = runtime.value(key, as: LiveIndex.self)
-        if live == nil || live!.info != info {
-            let loaded = try tx.raw.withValue(.indexes, key: IndexKeys.blob(space: space.name)) { bytes -> VectorIndex in
-                let sum = Checksum.fnv1a64(bytes)
-                guard bytes.count == info.bytes, sum == info.checksum else {
-                    throw RecDBError.index("the stored index of space '\(space.name)' is damaged (\(bytes.count) bytes, checksum \(sum); expected \(info.bytes) bytes, \(info.checksum)); rebuild it with `rdbctl index build DB --space \(space.name)`")
-                }
-                return try wrapIndex { try VectorIndex(serializedBuffer: bytes) }
-            }
-            guard let loaded else { throw RecDBError.index("the index of space '\(space.name)' has a header but no data; rebuild it") }
-            live = LiveIndex(info: info, index: loaded)
-            runtime.set(key, live)
+        let generations: IndexGenerations
+        if let existing = runtime.value(key, as: IndexGenerations.self) {
+            generations = existing
+            if let live = generations.find(info), !live.broken { return live }
+        } else {
+            generations = IndexGenerations()
+            runtime.set(key, generations)
         }
-        try live!.catchUp(tx, space: space)
-        return live!
+        let live = LiveIndex(info: info, index: try loadStoredIndex(tx, info: info))
+        generations.insert(live)
+        return live
+    }
+
+    /// Deserializes the index blob `info` describes from `tx`, refusing it when size or checksum differ.
+    func loadStoredIndex(_ tx: ReadTransaction, info: IndexInfo) throws -> VectorIndex {
+        let loaded = try tx.raw.withValue(.indexes, key: IndexKeys.blob(space: info.space)) { bytes -> VectorIndex in
+            let sum = Checksum.fnv1a64(bytes)
+            guard bytes.count == info.bytes, sum == info.checksum else {
+                throw RecDBError.index("the stored index of space '\(info.space)' is damaged (\(bytes.count) bytes, checksum \(sum); expected \(info.bytes) bytes, \(info.checksum)); rebuild it with `rdbctl index build DB --space \(info.space)`")
+            }
+            return try wrapIndex { try VectorIndex(serializedBuffer: bytes) }
+        }
+        guard let loaded else { throw RecDBError.index("the index of space '\(info.space)' has a header but no data; rebuild it") }
+        return loaded
     }
 
     func wrapIndex<T>(_ body: () throws -> T) throws -> T {
@@ -193,14 +215,52 @@ extension Database {
         }
     }
 
-    /// One filtered search in the snapshot `tx`.
+    /// One filtered search in the snapshot `tx`: the results are those of the snapshot's own vectors,
+    /// whatever the shared index has applied since (see `LiveIndex`).
     func search(_ tx: ReadTransaction, space: EmbeddingSpace, query: [Float], k: Int, filter: SearchFilter,
                 extraExcluded: [UInt32], titles: Bool) throws -> [ScoredItem] {
         guard k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
         let live = try liveIndex(space: space, tx: tx)
-        let idFilter = try makeFilter(tx, kind: space.kind, filter: filter, extraExcluded: extraExcluded)
-        let neighbors = try wrapIndex { try live.index.search(query, k: k, filter: idFilter) }
-        return try describe(tx, kind: space.kind, neighbors.map { ($0.id, $0.score) }, titles: titles)
+        let parts = try filterParts(tx, kind: space.kind, filter: filter, extraExcluded: extraExcluded)
+        let hits = try live.withSnapshot(tx, space: space) { stale -> [(UInt32, Float)] in
+            let idFilter = parts.filter()
+            if stale.isEmpty {
+                return try wrapIndex { try live.index.search(query, k: k, filter: idFilter) }.map { ($0.id, $0.score) }
+            }
+            // Rows written after the snapshot: left out of the index search, and scored from the
+            // snapshot's own vectors (an exact Flat scan of those few rows, with the index's metric, so
+            // scores are computed as the index computes them).
+            let fromIndex = try wrapIndex { try live.index.search(query, k: k, filter: parts.filter(alsoExcluding: stale)) }
+            var ids: [UInt32] = []
+            var rows: [Float] = []
+            for entity in Set(stale).sorted() where idFilter?.permits(entity) ?? true {
+                guard let v = try tx.vector(space: space.name, entity: entity) else { continue }  // not in the snapshot
+                ids.append(entity)
+                rows += v
+            }
+            var fromSnapshot: [Neighbor] = []
+            if !ids.isEmpty {
+                let exact = try makeIndex(factory: "Flat", dimension: space.dimension, metric: live.info.metric, ids: ids, vectors: rows)
+                fromSnapshot = try wrapIndex { try exact.search(query, k: min(k, ids.count)) }
+            }
+            return Self.merge(fromIndex, fromSnapshot, k: k, ascending: live.info.metric == .l2)
+        }
+        return try describe(tx, kind: space.kind, hits, titles: titles)
+    }
+
+    /// The best `k` of two best-first lists (ties: the first list first).
+    static func merge(_ a: [Neighbor], _ b: [Neighbor], k: Int, ascending: Bool) -> [(UInt32, Float)] {
+        var out: [(UInt32, Float)] = []
+        out.reserveCapacity(min(k, a.count + b.count))
+        var i = 0, j = 0
+        while out.count < k && (i < a.count || j < b.count) {
+            let takeA: Bool
+            if i == a.count { takeA = false } else if j == b.count { takeA = true } else {
+                takeA = ascending ? a[i].score <= b[j].score : a[i].score >= b[j].score
+            }
+            if takeA { out.append((a[i].id, a[i].score)); i += 1 } else { out.append((b[j].id, b[j].score)); j += 1 }
+        }
+        return out
     }
 
     func describe(_ tx: ReadTransaction, kind: EntityKind, _ hits: [(UInt32, Float)], titles: Bool) throws -> [ScoredItem] {
@@ -217,9 +277,15 @@ extension Database {
 
     /// Combines "never serve deleted/unavailable items", explicit exclusions, allow-lists and
     /// attribute filters into one Faiss id filter (applied inside the search, no over-fetching).
-    /// `extraExcluded` may repeat ids. Exclusions are gathered in an array (the filter sorts and deduplicates
-    /// them once): building a hash set per request cost more than the rest of the filter.
+    /// `extraExcluded` may repeat ids.
     func makeFilter(_ tx: ReadTransaction, kind: EntityKind, filter: SearchFilter, extraExcluded: [UInt32]) throws -> IDFilter? {
+        try filterParts(tx, kind: kind, filter: filter, extraExcluded: extraExcluded).filter()
+    }
+
+    /// The parts of a search filter, gathered from the snapshot `tx`. Exclusions are gathered in an
+    /// array (the filter sorts and deduplicates them once): building a hash set per request cost more
+    /// than the rest of the filter.
+    func filterParts(_ tx: ReadTransaction, kind: EntityKind, filter: SearchFilter, extraExcluded: [UInt32]) throws -> FilterParts {
         var excluded = extraExcluded
         var allowed: Set<UInt32>?
         if kind == .item {
@@ -236,7 +302,21 @@ extension Database {
             for external in filter.excludeItems { if let id = try tx.userID(for: external) { excluded.append(id) } }
             if let allow = filter.allowItems { allowed = Set(try allow.compactMap { try tx.userID(for: $0) }) }
         }
-        if let allowed { return .allowing(excluded.isEmpty ? allowed : allowed.subtracting(excluded)) }
-        return excluded.isEmpty ? nil : .excluding(excluded)
+        return FilterParts(excluded: excluded, allowed: allowed)
+    }
+}
+
+/// Exclusions and allow-list of one search, before they become a Faiss filter.
+struct FilterParts {
+    var excluded: [UInt32]
+    var allowed: Set<UInt32>?
+
+    func filter(alsoExcluding more: [UInt32] = []) -> IDFilter? {
+        if let allowed {
+            let out = excluded.isEmpty && more.isEmpty ? allowed : allowed.subtracting(excluded).subtracting(more)
+            return .allowing(out)
+        }
+        if more.isEmpty { return excluded.isEmpty ? nil : .excluding(excluded) }
+        return .excluding(excluded + more)
     }
 }

@@ -1,11 +1,24 @@
 import Foundation
 import Index
 
-/// A cached set of item ids, valid for one item-state version.
+/// Cached sets of item ids, each valid for one item-state version. The two most recent versions are
+/// kept, so readers of an older snapshot (which must be filtered by their own snapshot's items) and of
+/// the newest one do not evict each other's set on every request.
 final class ItemSetCache: @unchecked Sendable {
-    let version: UInt64
-    let ids: Set<UInt32>
-    init(version: UInt64, ids: Set<UInt32>) { self.version = version; self.ids = ids }
+    private let lock = NSLock()
+    private var entries: [(version: UInt64, ids: Set<UInt32>)] = []
+
+    func ids(at version: UInt64) -> Set<UInt32>? {
+        lock.lock(); defer { lock.unlock() }
+        return entries.first { $0.version == version }?.ids
+    }
+
+    func store(_ ids: Set<UInt32>, at version: UInt64) {
+        lock.lock(); defer { lock.unlock() }
+        entries.removeAll { $0.version == version }
+        entries.insert((version, ids), at: 0)
+        if entries.count > 2 { entries.removeLast(entries.count - 2) }
+    }
 }
 
 extension ReadTransaction {
@@ -20,7 +33,8 @@ extension Database {
     /// Ids of items that must never be served (unavailable or deleted), cached per item-state version.
     func unservableItems(_ tx: ReadTransaction) throws -> Set<UInt32> {
         let version = try tx.itemStateVersion()
-        if let cached = runtime.value("unservable", as: ItemSetCache.self), cached.version == version { return cached.ids }
+        let cache = itemSetCache("unservable")
+        if let cached = cache.ids(at: version) { return cached }
         var ids = Set<UInt32>()
         let cursor = try tx.raw.cursor(.items)
         var step = LMDBCursor.Move.first
@@ -28,7 +42,7 @@ extension Database {
             if flags & ItemRecord.availableFlag == 0 || flags & ItemRecord.deletedFlag != 0 { ids.insert(id) }
             step = .next
         }
-        if !(tx is WriteTransaction) { runtime.set("unservable", ItemSetCache(version: version, ids: ids)) }
+        if !(tx is WriteTransaction) { cache.store(ids, at: version) }
         return ids
     }
 
@@ -36,15 +50,23 @@ extension Database {
     func itemsMatching(_ tx: ReadTransaction, attributes: [String: String]) throws -> Set<UInt32> {
         let version = try tx.itemStateVersion()
         let key = "attrs:" + attributes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1}")
-        if let cached = runtime.value(key, as: ItemSetCache.self), cached.version == version { return cached.ids }
+        let cache = itemSetCache(key)
+        if let cached = cache.ids(at: version) { return cached }
         var ids = Set<UInt32>()
         try tx.forEachItem { item in
             let attrs = item.attributes
             if attributes.allSatisfy({ name, wanted in Self.attribute(attrs[name], matches: wanted) }) { ids.insert(item.id) }
             return true
         }
-        if !(tx is WriteTransaction) { runtime.set(key, ItemSetCache(version: version, ids: ids)) }
+        if !(tx is WriteTransaction) { cache.store(ids, at: version) }
         return ids
+    }
+
+    private func itemSetCache(_ key: String) -> ItemSetCache {
+        if let cache = runtime.value(key, as: ItemSetCache.self) { return cache }
+        let cache = ItemSetCache()
+        runtime.set(key, cache)  // a concurrent first use may replace it: only a cached set is lost
+        return cache
     }
 
     static func attribute(_ value: Any?, matches wanted: String) -> Bool {
@@ -71,7 +93,13 @@ extension WriteTransaction {
                                      efSearch: defaults.efSearch, nprobe: defaults.nprobe)
                 try storeIndex(info, bytes: bytes)
                 let live = LiveIndex(info: info, index: index)
-                onCommit { [database] in database.runtime.set("index:\(space)", live) }
+                onCommit { [database] in
+                    if let generations = database.runtime.value("index:\(space)", as: IndexGenerations.self) {
+                        generations.insert(live)
+                    } else {
+                        database.runtime.set("index:\(space)", IndexGenerations(live))
+                    }
+                }
                 return info
             }
         }

@@ -134,15 +134,22 @@ extension WriteTransaction {
         try validateExternalID(input.externalID, kind: "item")
         if let attrs = input.attributesJSON { try validateJSONObject(attrs, what: "attributes of item \(input.externalID)") }
         let now = Clock.now()
-        if let id = try itemID(for: input.externalID), var item = try item(id: id) {
+        if let id = try itemID(for: input.externalID), let old = try item(id: id) {
+            var item = old
             item.title = input.title ?? item.title
             item.text = input.text ?? item.text
             item.attributesJSON = input.attributesJSON ?? item.attributesJSON
             item.isAvailable = input.isAvailable
             item.isDeleted = false
+            // Re-importing an unchanged item writes nothing: no new item state (filters stay cached)
+            // and no re-embedding (which would also grow the vector log).
+            guard item != old else { return id }
             item.updatedAt = now
             try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
-            try itemServabilityChanged(id)
+            // Only the fields an embedding template can read ({title}, {text}, {<attribute>}), or a
+            // revival (deleted items are not embedded), make embed-on-insert embed the item again.
+            let textChanged = item.title != old.title || item.text != old.text || item.attributesJSON != old.attributesJSON
+            try itemStateChanged(id, embed: textChanged || old.isDeleted)
             return id
         }
         let id = UInt32(try nextCounter(.lastItemID))
@@ -165,20 +172,30 @@ extension WriteTransaction {
     /// Marks the item available or not. Unavailable items are never served.
     public func setAvailability(item id: UInt32, _ available: Bool) throws {
         guard var item = try item(id: id) else { throw RecDBError.unknownItem("#\(id)") }
+        guard item.isAvailable != available else { return }
         item.isAvailable = available
         item.updatedAt = Clock.now()
         try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
-        try itemServabilityChanged(id)
+        try itemStateChanged(id, embed: false)
     }
 
     /// Deletes the item logically: its id and past events stay (models and logs refer to them),
     /// but it is never returned by a search or recommendation again. Upserting it revives it.
     public func deleteItem(id: UInt32) throws {
         guard var item = try item(id: id) else { throw RecDBError.unknownItem("#\(id)") }
+        guard !item.isDeleted else { return }
         item.isDeleted = true
         item.updatedAt = Clock.now()
         try raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(item))
-        try itemServabilityChanged(id)
+        try itemStateChanged(id, embed: false)
+    }
+
+    /// A stored item changed: filters built for the previous item state are stale; `embed` also
+    /// queues it for embed-on-insert (`changedItems`). Availability and deletion alone change no
+    /// embedding text.
+    private func itemStateChanged(_ id: UInt32, embed: Bool) throws {
+        if embed { changedItems.insert(id) }
+        _ = try nextCounter(.itemStateVersion)
     }
 }
 

@@ -59,13 +59,32 @@ public struct EncoderBinding: Codable, Equatable, Sendable {
     }
 }
 
-/// A borrowed view of one stored vector: LMDB's own bytes, valid only inside the closure that got it.
-public struct VectorView {
+/// A borrowed view of one stored vector: LMDB's own bytes, read in place (no copy, no conversion).
+///
+/// The bytes belong to the transaction's snapshot: LMDB unmaps or reuses them once the transaction
+/// ends. So a view cannot leave the closure that received it: it is non-copyable and handed out
+/// `borrowing`, which means it can be neither returned, stored, captured nor copied (the compiler
+/// refuses `try db.read { tx in try tx.withVector(...) { $0 } }`), and it exposes no pointer —
+/// read it through the subscript, `copy(into:)` or `toArray()`.
+///
+/// - warning: Inside a **write** transaction the bytes are LMDB's dirty page, which the next write
+///   may move or overwrite: a view is dead after the next write of that transaction. Do not write
+///   (`putVector`, imports, …) inside the closure that holds a view.
+public struct VectorView: ~Copyable {
     public let dtype: VectorDType
-    public let raw: UnsafeRawBufferPointer
+    /// Internal on purpose: a public pointer would let the bytes escape the transaction.
+    let raw: UnsafeRawBufferPointer
     public var count: Int { raw.count / dtype.byteWidth }
+    /// Size of the stored value in bytes.
+    public var byteCount: Int { raw.count }
+
+    init(dtype: VectorDType, raw: UnsafeRawBufferPointer) {
+        self.dtype = dtype
+        self.raw = raw
+    }
 
     public subscript(i: Int) -> Float {
+        precondition(i >= 0 && i < count, "component \(i) of a \(count)-component vector")
         switch dtype {
         case .f32: return Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
         case .f16: return Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))))
@@ -77,16 +96,17 @@ public struct VectorView {
         precondition(out.count >= count)
         switch dtype {
         case .f32:
-            _ = memcpy(out.baseAddress!, raw.baseAddress!, raw.count)
+            if count > 0 { _ = memcpy(out.baseAddress!, raw.baseAddress!, count * 4) }
         case .f16:
             for i in 0..<count { out[i] = self[i] }
         }
     }
 
     public func toArray() -> [Float] {
-        [Float](unsafeUninitializedCapacity: count) { buf, n in
+        let n = count
+        return [Float](unsafeUninitializedCapacity: n) { buf, initialized in
             copy(into: buf)
-            n = count
+            initialized = n
         }
     }
 }
@@ -135,8 +155,10 @@ extension ReadTransaction {
         return try names.map { try requireSpace($0) }
     }
 
-    /// Zero-copy access to a stored vector: `body` gets LMDB's bytes (no copy, no conversion).
-    public func withVector<T>(space: String, entity: UInt32, _ body: (VectorView) throws -> T) throws -> T? {
+    /// Zero-copy access to a stored vector: `body` gets LMDB's bytes (no copy, no conversion) as a
+    /// borrowed view that cannot outlive the call (see `VectorView`; in a write transaction it is
+    /// also dead after the next write).
+    public func withVector<T>(space: String, entity: UInt32, _ body: (borrowing VectorView) throws -> T) throws -> T? {
         let s = try requireSpace(space)
         return try raw.withValue(.vectors, key: Keys.pair(s.id, entity)) { buf in
             try body(VectorView(dtype: s.dtype, raw: buf))
@@ -148,8 +170,9 @@ extension ReadTransaction {
         try withVector(space: space, entity: entity) { $0.toArray() }
     }
 
-    /// Visits every vector of a space in entity-id order (borrowed views).
-    public func forEachVector(space: String, _ body: (UInt32, VectorView) throws -> Bool) throws {
+    /// Visits every vector of a space in entity-id order (borrowed views that cannot outlive their
+    /// call; see `VectorView`). Return false to stop.
+    public func forEachVector(space: String, _ body: (UInt32, borrowing VectorView) throws -> Bool) throws {
         let s = try requireSpace(space)
         let cursor = try raw.cursor(.vectors)
         var more = try cursor.seek(Keys.pair(s.id, 0)) { k, v -> Bool in
@@ -242,7 +265,17 @@ extension WriteTransaction {
             throw space.kind == .item ? RecDBError.unknownItem("#\(entity)") : RecDBError.unknownUser("#\(entity)")
         }
         let key = Keys.pair(space.id, entity)
-        let existed = try raw.contains(.vectors, key: key)
+        // Writing the value already stored changes nothing: no version, no log entry, no cold start
+        // (re-imports and re-embeddings of unchanged items would otherwise grow the vector log).
+        let stored: Bool? = try raw.withValue(.vectors, key: key) { current -> Bool in
+            guard current.count == space.bytesPerVector else { return false }
+            return withUnsafeTemporaryAllocation(byteCount: space.bytesPerVector, alignment: 4) { encoded in
+                VectorEncoding.encode(values, space: space, into: encoded)
+                return memcmp(encoded.baseAddress!, current.baseAddress!, space.bytesPerVector) == 0
+            }
+        }
+        if stored == true { return }
+        let existed = stored != nil
         try key.withUnsafeBytes { k in
             try raw.putReserved(.vectors, key: k, count: space.bytesPerVector) { out in
                 VectorEncoding.encode(values, space: space, into: out)
@@ -256,6 +289,35 @@ extension WriteTransaction {
         spaceCache[name] = space
         dirtySpaces.insert(name)
         changedVectors[name, default: []].insert(entity)
+    }
+}
+
+extension ReadTransaction {
+    /// The oldest version still in the vector log of `space` (entries are consecutive from there to
+    /// `space.version`), or nil when the log holds none.
+    func firstLoggedVersion(_ space: EmbeddingSpace) throws -> UInt64? {
+        let cursor = try raw.cursor(.vectorLog)
+        var start = ByteWriter(capacity: 12); start.beU32(space.id); start.beU64(0)
+        return try cursor.seek(start.bytes) { k, _ -> UInt64? in
+            guard Keys.readU32(k) == space.id else { return nil }
+            var r = ByteReader(UnsafeRawBufferPointer(rebasing: k[4...]), what: "vector log key")
+            return try r.beU64()
+        } ?? nil
+    }
+}
+
+extension WriteTransaction {
+    /// Deletes the vector log entries of `space` up to and including `version`.
+    func pruneVectorLog(_ space: EmbeddingSpace, through version: UInt64) throws {
+        let log = try raw.cursor(.vectorLog)
+        var start = ByteWriter(capacity: 12); start.beU32(space.id); start.beU64(0)
+        while try log.seek(start.bytes, { k, _ -> Bool in
+            guard Keys.readU32(k) == space.id else { return false }
+            var r = ByteReader(UnsafeRawBufferPointer(rebasing: k[4...]), what: "vector log key")
+            return try r.beU64() <= version
+        }) == true {
+            try log.deleteCurrent()
+        }
     }
 }
 

@@ -255,7 +255,7 @@ enum BundledSchemas {
       "name": "vector_log",
       "key": {"encoding": "binary", "fields": ["u32_be space_id", "u64_be space_version"], "bytes": 12},
       "value": {"encoding": "u32_le", "fields": ["entity_id"], "bytes": 4},
-      "notes": "Which entity's vector changed at each space version, so an index stored at version V catches up without a rebuild."
+      "notes": "Which entity's vector changed at each space version, so an index stored at version V catches up without a rebuild. Versions are consecutive from the oldest kept entry; entries up to a stored index's version are pruned, and the index is re-saved when more than max(1024, vectors/8) accumulate past it (a space without an index keeps at most 1024)."
     },
     {
       "name": "profiles",
@@ -265,7 +265,8 @@ enum BundledSchemas {
     {
       "name": "models",
       "key": {"encoding": "prefixed", "forms": ["m/<name>", "v/<name>/<u32_be version>", "t/<name>/<u32_be version>/<tensor name>"]},
-      "value": {"encoding": "by_prefix", "forms": {"m/": "json model header", "v/": "json version record", "t/": "tensor: u32_le rank, rank × u32_le dims, f32_le data"}}
+      "value": {"encoding": "by_prefix", "forms": {"m/": "json model header", "v/": "json version record", "t/": "tensor: u32_le rank, rank × u32_le dims, f32_le data"}},
+      "notes": "Tensor names starting with '@' are not weights: '@item_vectors', '@popularity', and for text/text+id versions '@text_inputs' (the frozen text rows the version was trained with; serving and eval read them instead of the text space)."
     },
     {
       "name": "indexes",

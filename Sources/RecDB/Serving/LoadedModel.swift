@@ -56,11 +56,7 @@ extension Database {
         let key = "model:\(info.model)@\(info.version)"
         if let cached = runtime.value(key, as: LoadedModel.self) { return cached }
         let parameters = try tx.parameters(model: info.model, version: info.version)
-        var textTable: TextTable?
-        if let space = info.textSpace {
-            let (values, d, _) = try tx.denseTable(space: space, count: info.numItems)
-            do { textTable = try TextTable(numItems: info.numItems, dimension: d, values: values) } catch { throw RecDBError.training("\(error)") }
-        }
+        let textTable = try tx.textTable(of: info)  // the rows it was trained with, not today's text space
         let recommender: SequentialRecommender
         do {
             recommender = try SequentialRecommender(configuration: info.configuration, numItems: info.numItems,

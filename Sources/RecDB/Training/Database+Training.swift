@@ -160,7 +160,8 @@ extension Database {
         // Room in the map for everything the commit writes, so it cannot outgrow the map after a long
         // training: the tensors, the item vectors (as a tensor and as a space), the index (its vectors
         // and HNSW links), twice over for B-tree pages and copy-on-write.
-        let tensorBytes = parameters.values.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.stride }
+        let tensorBytes = (parameters.values.reduce(0) { $0 + $1.values.count } + (snapshot.textTable?.values.count ?? 0))
+            * MemoryLayout<Float>.stride
         try reserve(bytes: 2 * (tensorBytes + 3 * rows.count * MemoryLayout<Float>.stride + n * 512) + (16 << 20))
 
         // 3. One write transaction: version, weights, item vectors, index, active pointer.
@@ -173,6 +174,12 @@ extension Database {
             try tx.storeTensor(model: request.model, version: version, name: ModelTensor.popularity,
                                Tensor(shape: [n + 1], values: snapshot.popularity))
             try tx.storeTensor(model: request.model, version: version, name: ModelTensor.itemVectors, itemVectors)
+            if let text = snapshot.textTable {
+                // The version's own copy of its text inputs: re-embedding the text space later must not
+                // change what this version serves or how it evaluates.
+                try tx.storeTensor(model: request.model, version: version, name: ModelTensor.textInputs,
+                                   Tensor(shape: [text.numItems + 1, text.dimension], values: text.values))
+            }
             if try tx.space(named: spaceName) != nil { try tx.dropSpace(spaceName) }
             try tx.createSpace(EmbeddingSpace(name: spaceName, kind: .item, dimension: d, dtype: .f32, metric: .innerProduct,
                                               normalized: false, provenance: "item vectors of model \(request.model) version \(version)"))
@@ -209,13 +216,15 @@ extension Database {
     public func evaluate(model: String, version: UInt32? = nil, split: ModelConfiguration.Split? = nil) throws -> EvaluationOutcome {
         let (info, recommender, snapshot) = try read { tx -> (ModelVersionInfo, SequentialRecommender, TrainingSnapshot) in
             let info = try tx.modelVersion(model, version: version)
-            let snapshot = try tx.trainingSnapshot(textSpace: info.textSpace, profileSpace: nil, upToEvent: info.eventVersion, numItems: info.numItems)
+            // The text rows stored with the version, not the text space's current ones.
+            let snapshot = try tx.trainingSnapshot(textSpace: nil, profileSpace: nil, upToEvent: info.eventVersion, numItems: info.numItems)
+            let textTable = try tx.textTable(of: info)
             var configuration = info.configuration
             if let split { configuration.split = split }
             let parameters = try tx.parameters(model: info.model, version: info.version)
             do {
                 return (info, try SequentialRecommender(configuration: configuration, numItems: info.numItems,
-                                                        parameters: parameters, textTable: snapshot.textTable), snapshot)
+                                                        parameters: parameters, textTable: textTable), snapshot)
             } catch { throw RecDBError.training("cannot load \(model)@\(info.version): \(error)") }
         }
         let metrics: (valid: RankingMetrics, test: RankingMetrics)

@@ -104,6 +104,22 @@ extension ReadTransaction {
         }
     }
 
+    /// The text table a `text` / `text+id` version serves and evaluates with: the rows stored with the
+    /// version, or — for versions stored before those were kept — the text space's current rows.
+    func textTable(of info: ModelVersionInfo) throws -> TextTable? {
+        guard let space = info.textSpace else { return nil }
+        if let stored = try tensor(model: info.model, version: info.version, name: ModelTensor.textInputs) {
+            guard stored.shape.count == 2, stored.shape[0] == info.numItems + 1 else {
+                throw RecDBError.corrupt("text inputs of \(info.model)@\(info.version) have shape \(stored.shape), expected [\(info.numItems + 1), d]")
+            }
+            do { return try TextTable(numItems: info.numItems, dimension: stored.shape[1], values: stored.values) } catch {
+                throw RecDBError.corrupt("text inputs of \(info.model)@\(info.version): \(error)")
+            }
+        }
+        let (values, d, _) = try denseTable(space: space, count: info.numItems)
+        do { return try TextTable(numItems: info.numItems, dimension: d, values: values) } catch { throw RecDBError.training("\(error)") }
+    }
+
     /// All tensors of a version except the serving-side ones.
     func parameters(model: String, version: UInt32) throws -> [String: Tensor] {
         let prefix = ModelKeys.tensorPrefix(model, version)
@@ -123,7 +139,13 @@ enum ModelTensor {
     static let itemVectors = "@item_vectors"
     /// `[numItems + 1]`: interaction counts in the training snapshot (popularity fallback).
     static let popularity = "@popularity"
-    static let servingOnly: Set<String> = [itemVectors, popularity]
+    /// `[numItems + 1, textDimension]`: the frozen text rows (`text` / `text+id` items) the version was
+    /// trained with. Serving and evaluation read them, never the text space, which may be re-embedded
+    /// later: a version computes exactly what it was trained and committed with. Versions stored
+    /// before this tensor existed have none and read the text space (as they always did).
+    static let textInputs = "@text_inputs"
+    /// Tensors stored beside the parameters (not model weights).
+    static let servingOnly: Set<String> = [itemVectors, popularity, textInputs]
 }
 
 extension WriteTransaction {
