@@ -51,9 +51,7 @@ public final class Database: @unchecked Sendable {
     ///   when it was written by an incompatible version, `.storage` for LMDB failures.
     public init(path: String, options: Options = Options()) throws {
         self.path = path
-        // Before any BLAS call of this process (Faiss's flat search uses it too): fast kernels for this CPU,
-        // and one OpenBLAS thread, since RecDB parallelises over users and batches itself.
-        LearnEngine.prepare()
+        // No process-wide set-up here (OpenBLAS kernels/threads belong to the host): see `Database.configureProcess()`.
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         if !fm.fileExists(atPath: path, isDirectory: &isDirectory) {

@@ -8,6 +8,8 @@ import XCTest
 @testable import Learn
 
 final class SentenceEncoderModelTests: XCTestCase {
+    /// Opt into the process-wide OpenBLAS set-up the library never does itself (see `LearnEngine`).
+    override class func setUp() { super.setUp(); LearnEngine.configureProcess() }
     struct Spec {
         var hidden = 16, layers = 2, heads = 4, intermediate = 32, maxPositions = 24
         var activation = "gelu"
