@@ -23,7 +23,7 @@ import Learn
 /// - warning: A write closure may run more than once: when the memory map is full RecDB aborts,
 ///   grows the map and runs the closure again. Keep side effects out of it.
 /// - warning: Long read closures keep old pages from being reused; copy out what you need and return.
-public final class Database: @unchecked Sendable {
+public final class Database: Sendable {
     /// The on-disk format this build writes and reads.
     public static let formatVersion = 1
 

@@ -17,6 +17,9 @@ enum BLAS {
         return String(cString: p)
     }
 
+    /// OpenBLAS's process-wide thread count (read only: the library never sets it; see `LearnEngine`).
+    static var threadCount: Int { Int(openblas_get_num_threads()) }
+
     /// C[m×n] = alpha · op(A) · op(B) + beta · C, row-major.
     /// `op(A)` is m×k (A stored k×m when `transA`), `op(B)` is k×n (B stored n×k when `transB`).
     @inline(__always)

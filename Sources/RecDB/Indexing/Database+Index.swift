@@ -29,6 +29,7 @@ public struct SearchFilter: Sendable {
 }
 
 /// The in-process, searchable copy of a stored index, kept up to date with the space's vector log.
+// Unchecked: `index` is a thread-safe VectorIndex and `appliedVersion` is advanced only under `lock`.
 final class LiveIndex: @unchecked Sendable {
     let info: IndexInfo
     let index: VectorIndex

@@ -2,7 +2,7 @@ import Foundation
 import Index
 
 /// A cached set of item ids, valid for one item-state version.
-final class ItemSetCache: @unchecked Sendable {
+final class ItemSetCache: Sendable {
     let version: UInt64
     let ids: Set<UInt32>
     init(version: UInt64, ids: Set<UInt32>) { self.version = version; self.ids = ids }

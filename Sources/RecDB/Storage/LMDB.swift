@@ -13,6 +13,7 @@ import CLMDB
 import Foundation
 
 /// One LMDB environment (a database directory with data.mdb and lock.mdb).
+// Unchecked: `env` is thread-safe under MDB_NOTLS, `dbis` is written only during init, and map resizes hold `resizeLock`.
 final class LMDBEnvironment: @unchecked Sendable {
     private let env: OpaquePointer
     private var dbis: [Table: MDB_dbi] = [:]
