@@ -1,10 +1,11 @@
 # RecDB — two commands do all setup on a fresh Debian machine:
 #   make demo   import MovieLens-100K → train → recommend (the main job)
 #   make test   the test suite (optimised build: numeric code is too slow unoptimised)
+#   make test-tsan   the thread and process tests under ThreadSanitizer (debug build in .build-tsan)
 SWIFT ?= swift
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build demo test stress bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
+.PHONY: deps build demo test test-tsan stress bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
 
 deps:
 	@scripts/install-deps.sh
@@ -18,6 +19,10 @@ demo: deps
 test: deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing
+
+# Races are failures: see scripts/test-tsan.sh for the tests it runs (TSAN_FILTER=... to choose others).
+test-tsan: deps
+	SWIFT=$(SWIFT) scripts/test-tsan.sh
 
 # Benchmarks run in release and compare against a peer in the same run; all but bench-import need ../shared
 # (and the PyTorch peers a Python venv with torch: PYTHON=... or $$HOME/refvenv/bin/python).
@@ -52,4 +57,4 @@ schemas:
 	@tools/bundle-schemas.sh
 
 clean:
-	rm -rf .build .cache
+	rm -rf .build .build-tsan .cache

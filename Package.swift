@@ -1,4 +1,4 @@
-// swift-tools-version:5.9
+// swift-tools-version:6.0
 // RecDB — an embedded, storage-centric recommendation database.
 // Dependencies run one way: rdbctl → RecDB → {Index, Learn}; Index and Learn never import each other.
 import PackageDescription
@@ -68,5 +68,7 @@ let package = Package(
         .testTarget(name: "LearnTests", dependencies: ["Learn"], path: "Tests/LearnTests"),
     ],
     // No unsafeFlags anywhere: apps must be able to depend on RecDB by version.
+    // Swift 6 language mode (complete concurrency checking) for every target, benchmarks and tests included.
+    swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17
 )

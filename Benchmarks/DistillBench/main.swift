@@ -14,6 +14,10 @@
 import Foundation
 import RecDB
 
+// This executable owns its process: opt into the OpenBLAS set-up the library never does itself (kernels for this
+// CPU, one OpenBLAS thread; see `Database.configureProcess()`).
+Database.configureProcess()
+
 var shared = "../shared"
 var seeds: [UInt64] = [0, 1, 2]
 var heldOutCount = 4000
@@ -55,6 +59,7 @@ guard FileManager.default.fileExists(atPath: beauty), FileManager.default.fileEx
 try? FileManager.default.removeItem(atPath: work)
 try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
 
+@MainActor  // reads the command-line settings, which are top-level (main-actor) variables
 func makeDatabase(_ name: String, sequences: String, extraUsers: [String] = []) throws -> Database {
     let db = try Database(path: "\(work)/\(name)")
     try db.importInteractions(from: sequences, options: InteractionImportOptions(format: .sequences))
@@ -66,6 +71,7 @@ func makeDatabase(_ name: String, sequences: String, extraUsers: [String] = []) 
     return db
 }
 
+@MainActor  // reads the command-line settings
 func configuration(seed: UInt64, distill: Bool) -> ModelConfiguration {
     var c = ModelConfiguration()
     c.seed = seed
@@ -80,6 +86,7 @@ func configuration(seed: UInt64, distill: Bool) -> ModelConfiguration {
     return c
 }
 
+@MainActor
 func train(_ db: Database, _ name: String, seed: UInt64, distill: Bool) throws -> TrainingOutcome {
     var request = TrainingRequest(model: name, configuration: configuration(seed: seed, distill: distill))
     if distill { request.profileSpace = "profile" }

@@ -123,8 +123,9 @@ func runPeer(_ o: Options) -> PeerResult? {
 let options = Options(arguments: CommandLine.arguments)
 let titles = try readTitles(options.items, limit: options.limit)
 let loadStart = Date()
+// This executable owns its process: opt into the OpenBLAS set-up the library never does itself (see `LearnEngine`).
+log("\(LearnEngine.configureProcess())")
 let encoder = try SentenceEncoder(modelDirectory: URL(fileURLWithPath: options.model), threadCount: options.threads)
-log("\(OpenBLASCoreSelection.ensureOptimizedKernels())")
 log("loaded \(options.model) in \(String(format: "%.2f", Date().timeIntervalSince(loadStart))) s; \(titles.count) titles, batch \(options.batchSize), \(options.threads) threads")
 let tokenCounts = titles.map { encoder.tokenIDs($0).count }
 log("tokens per title: mean \(String(format: "%.1f", Double(tokenCounts.reduce(0, +)) / Double(titles.count))), max \(tokenCounts.max() ?? 0), total \(tokenCounts.reduce(0, +))")

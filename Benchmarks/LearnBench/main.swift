@@ -33,8 +33,11 @@ func jsonLine(_ object: [String: Any]) -> String {
 
 func now() -> Double { Date().timeIntervalSinceReferenceDate }
 
+// This executable owns its process: opt into the OpenBLAS set-up the library itself never does (kernels for this
+// CPU, one OpenBLAS thread; --peak then sets the thread count it measures).
+LearnEngine.configureProcess()
+
 if flags.contains("peak") {
-    LearnEngine.prepare()
     var out: [String: Any] = ["openblas_core": LearnEngine.blasCoreName]
     for threads in [1, 2] {
         openblas_set_num_threads(Int32(threads))

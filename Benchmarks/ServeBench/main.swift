@@ -7,6 +7,10 @@ import Foundation
 import Index
 import RecDB
 
+// This executable owns its process: opt into the OpenBLAS set-up the library never does itself (kernels for this
+// CPU, one OpenBLAS thread; see `Database.configureProcess()`).
+Database.configureProcess()
+
 var shared = "../shared"
 var queries = 20_000
 var python = ProcessInfo.processInfo.environment["HOME"].map { "\($0)/refvenv/bin/python" } ?? "python3"

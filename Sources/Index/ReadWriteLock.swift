@@ -7,6 +7,7 @@ import Darwin
 /// A readers-writer lock: any number of concurrent readers, or one writer.
 ///
 /// The pthread lock lives in its own allocation because it must never move in memory.
+// Unchecked: the only state is the pthread rwlock, which is made to be shared between threads (and never moves).
 final class ReadWriteLock: @unchecked Sendable {
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 

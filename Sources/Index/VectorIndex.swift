@@ -27,6 +27,7 @@ import Foundation
 ///
 /// **Failure.** Data errors throw ``IndexError`` (Faiss's own message for Faiss failures); no C++ exception
 /// reaches Swift.
+// Unchecked: the Faiss handle is a C pointer; every use of it holds `lock` (shared for reads, exclusive for writes).
 public final class VectorIndex: @unchecked Sendable {
     /// What is needed to create an empty index; stored by RecDB as the index's metadata.
     public struct Configuration: Codable, Sendable, Hashable {

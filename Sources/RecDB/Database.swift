@@ -29,7 +29,7 @@ import Learn
 ///   `RecDBError.nestedTransaction` at once when the calling thread is inside a transaction of the same
 ///   database (a second writer would wait for the first forever). Reads may nest inside reads and writes.
 /// - warning: Long read closures keep old pages from being reused; copy out what you need and return.
-public final class Database: @unchecked Sendable {
+public final class Database: Sendable {
     /// The on-disk format this build writes and reads.
     public static let formatVersion = 1
 
@@ -62,9 +62,7 @@ public final class Database: @unchecked Sendable {
     ///   when it was written by an incompatible version, `.storage` for LMDB failures.
     public init(path: String, options: Options = Options()) throws {
         self.path = path
-        // Before any BLAS call of this process (Faiss's flat search uses it too): fast kernels for this CPU,
-        // and one OpenBLAS thread, since RecDB parallelises over users and batches itself.
-        LearnEngine.prepare()
+        // No process-wide set-up here (OpenBLAS kernels/threads belong to the host): see `Database.configureProcess()`.
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         if !fm.fileExists(atPath: path, isDirectory: &isDirectory) {

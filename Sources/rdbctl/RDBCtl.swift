@@ -13,4 +13,11 @@ struct RDBCtl: ParsableCommand {
             IndexCommand.self, Similar.self, Train.self, Models.self, Eval.self, Recommend.self,
         ]
     )
+
+    /// rdbctl owns its process, so it opts into the process-wide OpenBLAS set-up that the library never does
+    /// itself (kernels for this CPU, one OpenBLAS thread) before any command runs.
+    static func main() {
+        Database.configureProcess()
+        main(nil)
+    }
 }

@@ -1,5 +1,6 @@
 import XCTest
 import Index
+import Synchronization
 
 final class VectorIndexTests: XCTestCase {
     let d = 16
@@ -455,6 +456,7 @@ final class VectorIndexTests: XCTestCase {
     // MARK: - Threads
 
     func testConcurrentSearchesWithWrites() throws {
+        let d = self.d  // the workers below capture values, not the (non-Sendable) test case
         let (ids, vectors) = makeData(n: 2000, seed: 21)
         let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: .l2)
         try index.add(ids: Array(ids.prefix(1000)), vectors: Array(vectors.prefix(1000 * d)))
@@ -483,10 +485,9 @@ final class VectorIndexTests: XCTestCase {
 }
 
 /// A tiny lock-protected counter for the concurrency test.
-final class Atomic: @unchecked Sendable {
-    private var storage: Int
-    private let lock = NSLock()
-    init(_ value: Int) { storage = value }
-    func add(_ delta: Int) { lock.lock(); storage += delta; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return storage }
+final class Atomic: Sendable {
+    private let storage: Mutex<Int>
+    init(_ value: Int) { storage = Mutex(value) }
+    func add(_ delta: Int) { storage.withLock { $0 += delta } }
+    var value: Int { storage.withLock { $0 } }
 }

@@ -4,7 +4,9 @@ import XCTest
 /// Every backward pass against central finite differences. Losses are L = Σ w ⊙ output with fixed
 /// random weights w, so dL/doutput = w.
 final class GradientTests: XCTestCase {
-    override func setUp() { LearnEngine.prepare(); Parallel.parts = 2 }
+    override func setUp() { LearnEngine.configureProcess() }
+    /// Work split in 2 parts for every test (a task-local binding, as `Trainer.train` does).
+    override func invokeTest() { Parallel.$parts.withValue(2) { super.invokeTest() } }
 
     private func weightedSum(_ y: UnsafePointer<Float>, _ w: [Float]) -> Double {
         var s = 0.0; for i in 0..<w.count { s += Double(y[i]) * Double(w[i]) }; return s
@@ -144,9 +146,7 @@ final class GradientTests: XCTestCase {
         let n = 100_000
         let a = Buffer(n), b = Buffer(n)
         DropoutMask.fill(a.p, count: n, p: 0.2, key: 7)
-        Parallel.parts = 1
-        DropoutMask.fill(b.p, count: n, p: 0.2, key: 7)
-        Parallel.parts = 2
+        Parallel.$parts.withValue(1) { DropoutMask.fill(b.p, count: n, p: 0.2, key: 7) }
         var dropped = 0
         for i in 0..<n {
             XCTAssertEqual(a.p[i], b.p[i])

@@ -1,10 +1,11 @@
+import Synchronization
 import XCTest
 @testable import Learn
 
 /// Training, the trained-model API (export/import, user and item vectors, cold start, warm start,
 /// evaluation, thread safety) on small synthetic data.
 final class ModelTests: XCTestCase {
-    override func setUp() { LearnEngine.prepare() }
+    override func setUp() { LearnEngine.configureProcess() }
 
     func testSASRecAndBERT4RecLearnTheSyntheticPattern() throws {
         let data = try syntheticDataset()
@@ -175,12 +176,14 @@ final class ModelTests: XCTestCase {
                 for j in 0..<16 { XCTAssertEqual(batch.values[k * 16 + j], s[j], accuracy: 1e-5) }
             }
             XCTAssertEqual(model.userRepresentation([41, 3]), model.userRepresentation([3]), "unknown ids are skipped")
-            let results = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: histories.count * 8)
-            results.initialize(repeating: [])
-            defer { results.deallocate() }
+            let shared = Mutex([[Float]](repeating: [], count: histories.count * 8))
             DispatchQueue.concurrentPerform(iterations: 8) { t in
-                for (k, h) in histories.enumerated() { results[t * histories.count + k] = model.userRepresentation(h) }
+                for (k, h) in histories.enumerated() {
+                    let vector = model.userRepresentation(h)  // computed concurrently; only the store is locked
+                    shared.withLock { $0[t * histories.count + k] = vector }
+                }
             }
+            let results = shared.withLock { $0 }
             for t in 0..<8 { for k in 0..<histories.count { XCTAssertEqual(results[t * histories.count + k], serial[k]) } }
         }
     }

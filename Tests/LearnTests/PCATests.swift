@@ -3,6 +3,8 @@ import XCTest
 
 /// Reference values from numpy (`tools/pca_reference.py`).
 final class PCATests: XCTestCase {
+    /// Opt into the process-wide OpenBLAS set-up the library never does itself (see `LearnEngine`).
+    override class func setUp() { super.setUp(); LearnEngine.configureProcess() }
     let x: [[Float]] = [[2.5, 2.4, 0.5, 1.0], [0.5, 0.7, 1.5, -1.0], [2.2, 2.9, 0.1, 0.3], [1.9, 2.2, 0.8, 0.0],
                         [3.1, 3.0, -0.4, 2.0], [2.3, 2.7, 0.3, 0.5], [2.0, 1.6, 1.1, -0.2], [1.0, 1.1, 1.9, -0.7]]
 

@@ -22,7 +22,9 @@ final class ReferenceTests: XCTestCase {
     static let histories: [[Int32]] = [[3, 1, 4, 1, 5, 9, 2, 6], [7, 2]]
     static let train: [[Int32]] = [[1, 2, 3, 4, 5], [6, 7, 8], [9, 1, 9, 2, 9, 3, 9, 4, 9]]
 
-    override func setUp() { LearnEngine.prepare(); Parallel.parts = 2 }
+    override func setUp() { LearnEngine.configureProcess() }
+    /// Work split in 2 parts for every test (a task-local binding, as `Trainer.train` does).
+    override func invokeTest() { Parallel.$parts.withValue(2) { super.invokeTest() } }
 
     func textTable() throws -> TextTable {
         var v = [Float](repeating: 0, count: (Self.n + 1) * Self.textDim)

@@ -4,10 +4,13 @@
 // the tanh GELU and ReLU, and the loader's errors. Also checks the vectorised erf/exp against libm.
 
 import Foundation
+import Synchronization
 import XCTest
 @testable import Learn
 
 final class SentenceEncoderModelTests: XCTestCase {
+    /// Opt into the process-wide OpenBLAS set-up the library never does itself (see `LearnEngine`).
+    override class func setUp() { super.setUp(); LearnEngine.configureProcess() }
     struct Spec {
         var hidden = 16, layers = 2, heads = 4, intermediate = 32, maxPositions = 24
         var activation = "gelu"
@@ -173,6 +176,31 @@ final class SentenceEncoderModelTests: XCTestCase {
                 let worst = zip(vector, expected).map { abs($0 - $1) }.max()!
                 XCTAssertLessThan(worst, 2e-4, "batch \(batchSize), \(text.debugDescription): max |Δ| \(worst)", file: file, line: line)
             }
+        }
+    }
+
+    /// A lone batch of ≥ 128 tokens splits its products and attention over the encoder's own lanes: the vectors still
+    /// match the reference, and OpenBLAS's process-wide thread count is the same during the call as before it (the
+    /// encoder used to raise it to its lane count for the call).
+    func testOneLargeBatchUsesItsOwnLanesAndLeavesOpenBLASThreadsAlone() throws {
+        let spec = Spec()
+        let (folder, weights) = try makeModel(spec)
+        let encoder = try SentenceEncoder(modelDirectory: folder, threadCount: 2)
+        let texts = (0 ..< 30).map { Self.texts[$0 % Self.texts.count] + " red hair oil" }
+        let tokens = texts.reduce(0) { $0 + encoder.tokenIDs($1).count }
+        XCTAssertGreaterThanOrEqual(tokens, SentenceEncoder.minimumTokensForIntraBatchThreads, "must take the lanes path")
+        let before = BLAS.threadCount
+        let during = Mutex<[Int]>([])
+        let vectors = try encoder.encode(texts, batchSize: texts.count) { _, _ in
+            let now = BLAS.threadCount
+            during.withLock { $0.append(now) }
+        }
+        XCTAssertEqual(during.withLock { $0 }, [before], "one progress call, with OpenBLAS's thread count unchanged")
+        XCTAssertEqual(BLAS.threadCount, before)
+        for (text, vector) in zip(texts, vectors) {
+            let expected = reference(encoder.tokenIDs(text), weights, spec)
+            let worst = zip(vector, expected).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(worst, 2e-4, "\(text.debugDescription): max |Δ| \(worst)")
         }
     }
 

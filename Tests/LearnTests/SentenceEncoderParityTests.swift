@@ -21,16 +21,13 @@ enum SentenceEncoderTestPaths {
 }
 
 final class SentenceEncoderParityTests: XCTestCase {
+    /// Opt into the process-wide OpenBLAS set-up the library never does itself (see `LearnEngine`).
+    override class func setUp() { super.setUp(); LearnEngine.configureProcess() }
     struct Item { var text: String; var ids: [Int]; var embedding: [Float] }
 
     /// The encoder is loaded once for the whole class (90 MB of weights).
-    static var cachedEncoder: SentenceEncoder?
-    func encoder() throws -> SentenceEncoder {
-        if let e = Self.cachedEncoder { return e }
-        let e = try SentenceEncoder(modelDirectory: SentenceEncoderTestPaths.miniLM)
-        Self.cachedEncoder = e
-        return e
-    }
+    static let loadedEncoder = Result { try SentenceEncoder(modelDirectory: SentenceEncoderTestPaths.miniLM) }
+    func encoder() throws -> SentenceEncoder { try Self.loadedEncoder.get() }
 
     func fixture() throws -> [Item] {
         try SentenceEncoderTestPaths.requireMiniLM()

@@ -30,13 +30,12 @@ final class WordPieceTokenizerTests: XCTestCase {
         ("x1y2z3 123456789 3.14159 e=mc\u{B2}", [101, 1060, 2487, 2100, 2475, 2480, 2509, 13138, 19961, 2575, 2581, 2620, 2683, 1017, 1012, 15471, 28154, 1041, 1027, 11338, 10701, 102]),
     ]
 
-    static var cachedTokenizer: WordPieceTokenizer?
+    static let loadedTokenizer = Result {
+        try WordPieceTokenizer(vocabularyFile: SentenceEncoderTestPaths.miniLM.appendingPathComponent("vocab.txt"))
+    }
     func miniLMTokenizer() throws -> WordPieceTokenizer {
         try SentenceEncoderTestPaths.requireMiniLM()
-        if let t = Self.cachedTokenizer { return t }
-        let t = try WordPieceTokenizer(vocabularyFile: SentenceEncoderTestPaths.miniLM.appendingPathComponent("vocab.txt"))
-        Self.cachedTokenizer = t
-        return t
+        return try Self.loadedTokenizer.get()
     }
 
     func testMatchesHuggingFaceOnTrickyStrings() throws {

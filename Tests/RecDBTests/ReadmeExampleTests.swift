@@ -32,6 +32,8 @@ func readmeExample(directory: String) throws -> Recommendations {
 // README-EXAMPLE-END
 
 final class ReadmeExampleTests: XCTestCase {
+    /// Opt into the process-wide OpenBLAS set-up RecDB never does itself (see `Database.configureProcess()`).
+    override class func setUp() { super.setUp(); Database.configureProcess() }
     func testTheReadmeExampleRunsAndIsWhatTheReadmeShows() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("readme-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }

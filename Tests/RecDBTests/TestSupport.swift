@@ -6,6 +6,9 @@ import XCTest
 class DatabaseTestCase: XCTestCase {
     var directory: URL!
 
+    /// Opt into the process-wide OpenBLAS set-up RecDB never does itself (see `Database.configureProcess()`).
+    override class func setUp() { super.setUp(); Database.configureProcess() }
+
     override func setUpWithError() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("recdb-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

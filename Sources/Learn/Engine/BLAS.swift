@@ -6,30 +6,19 @@ import Foundation
 /// All C calls of the Learn engine go through this file, so no C type leaks into the rest of the module.
 /// Matrices are row-major and contiguous in their leading dimension (`ld*` = elements between rows).
 ///
-/// Threading: Learn parallelises over the batch itself (see `Parallel`) and wants each product to run
-/// on the calling thread only; `BLAS.useSingleThreadedKernels()` sets OpenBLAS to one thread, once per
-/// process. Calling `gemm` concurrently from several threads is then safe.
+/// Threading: Learn parallelises over the batch itself (see `Parallel`) and calls these from several threads at
+/// once. That is correct whatever OpenBLAS's thread count is (the pthread build serialises its own pool between
+/// callers), and fastest when OpenBLAS runs each product on the calling thread: the opt-in
+/// `LearnEngine.configureProcess()` sets that up for a whole process. The library never changes the count itself.
 enum BLAS {
-    /// Selects the right OpenBLAS kernels (see `selectKernels`) and sets OpenBLAS to one thread.
-    /// Idempotent and thread-safe (a lazy global initialiser); call before the first product.
-    static func useSingleThreadedKernels() { _ = singleThreadOnce }
-    private static let singleThreadOnce: Void = {
-        selectKernels()
-        openblas_set_num_threads(1)
-    }()
-
     /// The OpenBLAS kernel family in use (e.g. "SkylakeX").
     static var coreName: String {
         guard let p = openblas_get_corename() else { return "unknown" }
         return String(cString: p)
     }
 
-    /// OpenBLAS 0.3.21 falls back to its SSE3 "Prescott" kernels on CPUs it does not know (3–5× slower);
-    /// `OpenBLASCoreSelection` (shared with the text encoder) switches to the family the CPU supports.
-    private static func selectKernels() { OpenBLASCoreSelection.ensureOptimizedKernels() }
-
-    /// Sets the number of OpenBLAS threads (used only by the peak-GFLOP/s benchmark).
-    static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    /// OpenBLAS's process-wide thread count (read only: the library never sets it; see `LearnEngine`).
+    static var threadCount: Int { Int(openblas_get_num_threads()) }
 
     /// C[m×n] = alpha · op(A) · op(B) + beta · C, row-major.
     /// `op(A)` is m×k (A stored k×m when `transA`), `op(B)` is k×n (B stored n×k when `transB`).

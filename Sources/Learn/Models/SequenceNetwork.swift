@@ -69,7 +69,6 @@ final class SequenceNetwork {
     /// U(±1/√fan_in) as `nn.Linear`; LayerNorm γ 1, β 0; [MASK] N(0, 0.02); padding rows 0).
     init(configuration c: ModelConfiguration, numItems: Int, text: TextTable?, profileDimension: Int? = nil) throws {
         try c.validate()
-        BLAS.useSingleThreadedKernels()
         if c.items.usesText {
             guard let text else { throw LearnError.missingTextTable }
             guard text.numItems >= numItems else {

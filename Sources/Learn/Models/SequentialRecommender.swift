@@ -9,6 +9,7 @@ import Foundation
 /// - Thread safety: an instance is immutable after creation; every query method may be called
 ///   concurrently from any number of threads (each call borrows a private scratch workspace from a
 ///   small locked pool, so steady-state queries do not allocate buffers).
+// Unchecked: `network` (a non-Sendable class) is never mutated after init; queries take scratch from the locked `pool`.
 public final class SequentialRecommender: @unchecked Sendable {
     public let configuration: ModelConfiguration
     let network: SequenceNetwork
@@ -193,6 +194,7 @@ public final class SequentialRecommender: @unchecked Sendable {
 }
 
 /// A tiny locked free-list of inference workspaces (one per concurrently running query).
+// Unchecked: `free` is read and written only under `lock`, and each workspace is lent to one caller at a time.
 final class WorkspacePool: @unchecked Sendable {
     private let lock = NSLock()
     private var free: [SequenceNetwork.Workspace] = []

@@ -34,7 +34,6 @@ public struct PCA: Codable, Equatable, Sendable {
         for r in 0..<count { for c in 0..<dimension { centered[r * dimension + c] -= mean[c] } }
         // Covariance (dimension × dimension) = Xᵀ X / (n − 1).
         var cov = [Float](repeating: 0, count: dimension * dimension)
-        BLAS.useSingleThreadedKernels()
         centered.withUnsafeBufferPointer { x in
             cov.withUnsafeMutableBufferPointer { c in
                 BLAS.gemm(transA: true, m: dimension, n: dimension, k: count, alpha: 1 / Float(count - 1),

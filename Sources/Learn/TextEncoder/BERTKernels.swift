@@ -20,11 +20,24 @@ enum BERTKernels {
     // MARK: - Products
 
     /// `out[rows, n] = a[rows, k] · w[n, k]ᵀ + beta · out` (row-major; `w` in PyTorch `Linear` layout [out, in]).
+    /// With `lanes` > 1 the rows are cut into `lanes` contiguous blocks, one sgemm each on its own thread: the
+    /// encoder threads its products itself instead of changing OpenBLAS's process-wide thread count.
     @inline(__always)
     static func linear(_ a: UnsafePointer<Float>, rows: Int, inFeatures k: Int, weight w: UnsafePointer<Float>,
-                       outFeatures n: Int, into out: UnsafeMutablePointer<Float>, beta: Float = 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k),
-                    1, a, Int32(k), w, Int32(k), beta, out, Int32(n))
+                       outFeatures n: Int, into out: UnsafeMutablePointer<Float>, beta: Float = 0, lanes: Int = 1) {
+        let blocks = min(lanes, rows)
+        if blocks <= 1 {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k),
+                        1, a, Int32(k), w, Int32(k), beta, out, Int32(n))
+            return
+        }
+        // Each block reads shared inputs and writes only its own rows of `out`; concurrentPerform returns after all.
+        nonisolated(unsafe) let a = a, w = w, out = out
+        DispatchQueue.concurrentPerform(iterations: blocks) { block in
+            let r0 = rows * block / blocks, r1 = rows * (block + 1) / blocks
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(r1 - r0), Int32(n), Int32(k),
+                        1, a + r0 * k, Int32(k), w, Int32(k), beta, out + r0 * n, Int32(n))
+        }
     }
 
     /// General row-major sgemm with leading dimensions, for the per-head attention products on strided views.
@@ -212,13 +225,5 @@ enum BERTKernels {
         for i in 0 ..< count { sum += x[i] * x[i] }
         let norm = Swift.max(sum.squareRoot(), 1e-12)
         for i in 0 ..< count { x[i] /= norm }
-    }
-
-    // MARK: - OpenBLAS threads
-
-    /// OpenBLAS's worker-thread count (process-global).
-    static var blasThreadCount: Int {
-        get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
     }
 }

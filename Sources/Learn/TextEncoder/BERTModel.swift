@@ -19,7 +19,7 @@ import Foundation
 
 /// Weights and forward pass of a BERT encoder. Immutable after loading; `forward` may run concurrently from
 /// several threads as long as each uses its own `BERTWorkspace`.
-final class BERTModel: @unchecked Sendable {
+final class BERTModel: Sendable {
     struct Layer {
         var qkvWeight: [Float]     // [3H, H]: query rows, then key rows, then value rows
         var qkvBias: [Float]       // [3H]
@@ -108,9 +108,8 @@ final class BERTModel: @unchecked Sendable {
     ///
     /// - Parameters:
     ///   - sentences: token ids per sentence (each non-empty, at most `maxPositionEmbeddings` long, ids < V).
-    ///   - attentionLanes: how many threads share the attention of this batch (1 = the calling thread only).
-    ///     Use more than 1 only while no other thread runs OpenBLAS: the lanes temporarily set OpenBLAS to one
-    ///     thread (process-global) and restore the previous count afterwards.
+    ///   - attentionLanes: how many threads share the products and the attention of this batch (1 = the calling
+    ///     thread only). The lanes are this call's own threads; OpenBLAS's process-wide thread count is never changed.
     func forward(_ sentences: [[Int]], workspace: BERTWorkspace, pooling: SentenceEncoderPooling, attentionLanes: Int,
                  output: UnsafeMutablePointer<Float>) {
         let c = configuration
@@ -154,7 +153,8 @@ final class BERTModel: @unchecked Sendable {
             // Q, K, V in one product; the bias is pre-filled so sgemm (beta = 1) adds onto it.
             layer.qkvBias.withUnsafeBufferPointer { BERTKernels.broadcastRows($0.baseAddress!, rows: T, width: 3 * H, into: qkv) }
             layer.qkvWeight.withUnsafeBufferPointer {
-                BERTKernels.linear(x, rows: T, inFeatures: H, weight: $0.baseAddress!, outFeatures: 3 * H, into: qkv, beta: 1)
+                BERTKernels.linear(x, rows: T, inFeatures: H, weight: $0.baseAddress!, outFeatures: 3 * H, into: qkv, beta: 1,
+                                   lanes: attentionLanes)
             }
 
             // Attention, one task per (sentence, head); each lane owns a scores scratch of longest² floats.
@@ -177,19 +177,18 @@ final class BERTModel: @unchecked Sendable {
                 }
             }
             if attentionLanes > 1 {
-                // The per-head products are small: run them single-threaded inside each lane, so OpenBLAS does not
-                // try to thread them from two callers at once; the big projections get their threads back after.
-                let blasThreads = BERTKernels.blasThreadCount
-                BERTKernels.blasThreadCount = 1
+                // Lanes own disjoint tasks (their own scores scratch, their own context columns); concurrentPerform
+                // returns only when every lane is done.
+                nonisolated(unsafe) let attend = attend
                 DispatchQueue.concurrentPerform(iterations: attentionLanes) { lane in attend(lane, attentionLanes) }
-                BERTKernels.blasThreadCount = blasThreads
             } else {
                 attend(0, 1)
             }
 
             // Attention output projection, residual, LayerNorm.
             layer.outputWeight.withUnsafeBufferPointer {
-                BERTKernels.linear(context, rows: T, inFeatures: H, weight: $0.baseAddress!, outFeatures: H, into: projected)
+                BERTKernels.linear(context, rows: T, inFeatures: H, weight: $0.baseAddress!, outFeatures: H, into: projected,
+                                   lanes: attentionLanes)
             }
             layer.outputBias.withUnsafeBufferPointer { bias in
                 layer.attentionNormGamma.withUnsafeBufferPointer { g in
@@ -202,13 +201,15 @@ final class BERTModel: @unchecked Sendable {
 
             // Feed-forward.
             layer.intermediateWeight.withUnsafeBufferPointer {
-                BERTKernels.linear(x, rows: T, inFeatures: H, weight: $0.baseAddress!, outFeatures: I, into: intermediate)
+                BERTKernels.linear(x, rows: T, inFeatures: H, weight: $0.baseAddress!, outFeatures: I, into: intermediate,
+                                   lanes: attentionLanes)
             }
             layer.intermediateBias.withUnsafeBufferPointer {
                 BERTKernels.addBiasActivate(intermediate, bias: $0.baseAddress!, rows: T, width: I, activation: activation)
             }
             layer.ffnOutputWeight.withUnsafeBufferPointer {
-                BERTKernels.linear(intermediate, rows: T, inFeatures: I, weight: $0.baseAddress!, outFeatures: H, into: projected)
+                BERTKernels.linear(intermediate, rows: T, inFeatures: I, weight: $0.baseAddress!, outFeatures: H, into: projected,
+                                   lanes: attentionLanes)
             }
             layer.ffnOutputBias.withUnsafeBufferPointer { bias in
                 layer.outputNormGamma.withUnsafeBufferPointer { g in

@@ -18,7 +18,8 @@ import Glibc
 ///
 /// Thread safety: `ensureOptimizedKernels()` runs its work once per process (later calls return the cached
 /// result). It must not run while another thread is inside an OpenBLAS call, so call it early (before training or
-/// encoding threads start); `SentenceEncoder.init` calls it.
+/// encoding threads start). It changes process-wide state (OpenBLAS's kernels, the environment for a moment), so the
+/// library never calls it: executables opt in through `LearnEngine.configureProcess()`.
 public enum OpenBLASCoreSelection {
     /// The kernel family OpenBLAS currently uses (e.g. "SkylakeX", "Haswell", "Prescott").
     public static var coreName: String {

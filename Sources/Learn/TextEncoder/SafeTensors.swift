@@ -57,7 +57,7 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
 /// A parsed SafeTensors file. The file is memory-mapped; tensors are converted to `[Float]` on request.
 ///
 /// Thread safety: immutable after `init`; `floats(_:)` may be called from any thread.
-public struct SafeTensorsFile: @unchecked Sendable {
+public struct SafeTensorsFile: Sendable {
     /// One tensor's header entry.
     public struct Entry: Sendable, Equatable {
         public var dtype: SafeTensorsDType

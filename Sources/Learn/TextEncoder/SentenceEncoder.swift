@@ -4,6 +4,7 @@
 // all as configured by the folder itself. First target: all-MiniLM-L6-v2; BAAI bge-*-v1.5 (CLS pooling) also fits.
 
 import Foundation
+import Synchronization
 
 /// Errors of loading a model folder. Weight-file and vocabulary problems are thrown as `SafeTensorsError` and
 /// `WordPieceTokenizerError`, which also name the file.
@@ -32,18 +33,19 @@ public enum SentenceEncoderError: Error, Equatable, CustomStringConvertible {
 /// ```
 ///
 /// Performance: sentences are tokenised, sorted by token count and cut into batches of `batchSize`; each batch is
-/// packed without padding. With more than one batch, one worker per core runs whole batches with single-threaded
-/// OpenBLAS (no synchronisation inside a batch, no oversubscription); a single batch instead uses multithreaded
-/// OpenBLAS products and spreads attention over (sentence, head) with `DispatchQueue.concurrentPerform`.
+/// packed without padding. With more than one batch, each of `threadCount` workers runs whole batches (no
+/// synchronisation inside a batch); a single batch instead splits its products by rows and its attention by
+/// (sentence, head) over `threadCount` lanes with `DispatchQueue.concurrentPerform`. Either way the encoder's
+/// threads are its own: it never changes OpenBLAS's process-wide thread count. It is fastest with OpenBLAS on one
+/// thread and kernels that match the CPU, which executables opt into with `LearnEngine.configureProcess()`.
 ///
 /// Memory: the weights as Float (≈ 90 MB for MiniLM-L6) plus one activation workspace per worker, kept between
 /// calls and sized by the largest batch seen: 3H + max(3H, I) floats per token (10.5 KB for MiniLM), i.e. ≈ 7 MB
 /// for 32 titles of 20 tokens and ≈ 86 MB for 32 sentences of 256 tokens. `releaseWorkspaces()` frees them.
 ///
 /// Thread safety: the encoder is immutable after `init` and `encode` may be called from any thread. Calls are
-/// serialised internally (each one already uses every core), and during a call the process-global OpenBLAS thread
-/// count is set as described above and restored afterwards; code that runs OpenBLAS concurrently on other threads
-/// (e.g. a training loop) will see that setting for the duration.
+/// serialised internally (each one already uses `threadCount` threads); no process-wide setting is touched.
+// Unchecked: the only mutable state, `workspaces`, is read and written only while `callLock` is held.
 public final class SentenceEncoder: @unchecked Sendable {
     /// The folder's configuration (transformer, tokenizer, pooling, normalisation).
     public let configuration: SentenceEncoderConfiguration
@@ -69,8 +71,6 @@ public final class SentenceEncoder: @unchecked Sendable {
     /// - Throws: `SentenceEncoderError` (missing file, bad or unsupported configuration), `SafeTensorsError`
     ///   (bad header, truncated tensor, missing weight, shape mismatch), `WordPieceTokenizerError`.
     public init(modelDirectory: URL, threadCount: Int? = nil) throws {
-        // Unknown (newer) CPUs otherwise get OpenBLAS's SSE3 fallback kernels: 5× slower here.
-        OpenBLASCoreSelection.ensureOptimizedKernels()
         let fm = FileManager.default
         func file(_ relative: String) -> URL { modelDirectory.appendingPathComponent(relative) }
         func require(_ relative: String) throws -> URL {
@@ -250,14 +250,17 @@ public final class SentenceEncoder: @unchecked Sendable {
         let width = dimension
         let workers = min(threadCount, batches.count)
         while workspaces.count < max(1, workers) { workspaces.append(BERTWorkspace()) }
-        let workspaces = self.workspaces
-        let previousBLASThreads = BERTKernels.blasThreadCount
-        defer { BERTKernels.blasThreadCount = previousBLASThreads }
+        // Worker i uses workspaces[i] alone (a workspace is not thread-safe), and all workers finish before return.
+        nonisolated(unsafe) let workspaces = self.workspaces
 
         let progressLock = NSLock()
-        var done = 0
+        // Guarded by `progressLock`; the workers below are joined before this function returns.
+        nonisolated(unsafe) var done = 0
         let outputAddress = UnsafeMutableSendablePointer(pointer: output)
-        func run(_ batch: [Int], workspace: BERTWorkspace, scratch: inout [Float], lanes: Int) {
+        // Called under `progressLock` only and only before `encode` returns (the caller is blocked meanwhile), so the
+        // caller's non-Sendable closure never runs concurrently with itself or with the caller.
+        nonisolated(unsafe) let progress = progress
+        @Sendable func run(_ batch: [Int], workspace: BERTWorkspace, scratch: inout [Float], lanes: Int) {
             let sentences = batch.map { ids[$0] }
             if scratch.count < batch.count * width { scratch = [Float](repeating: 0, count: batch.count * width) }
             scratch.withUnsafeMutableBufferPointer { pooled in
@@ -282,12 +285,10 @@ public final class SentenceEncoder: @unchecked Sendable {
             // batch is so small that waking threads costs more than it saves (a single short title on insert).
             let tokens = ids.reduce(0) { $0 + $1.count }
             let lanes = tokens >= Self.minimumTokensForIntraBatchThreads ? threadCount : 1
-            BERTKernels.blasThreadCount = lanes
             var scratch: [Float] = []
             for batch in batches { run(batch, workspace: workspaces[0], scratch: &scratch, lanes: lanes) }
         } else {
-            // Several batches: whole batches per worker, single-threaded OpenBLAS in each.
-            BERTKernels.blasThreadCount = 1
+            // Several batches: whole batches per worker, one lane each.
             let next = BatchCounter()
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 let workspace = workspaces[worker]
@@ -302,18 +303,18 @@ public final class SentenceEncoder: @unchecked Sendable {
 
 /// Hands out batch indices to workers (longest batches first, since `order` is sorted by decreasing length,
 /// which also balances the tail).
-private final class BatchCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var next = 0
+private final class BatchCounter: Sendable {
+    private let next = Mutex(0)
     func take(below limit: Int) -> Int? {
-        lock.lock(); defer { lock.unlock() }
-        guard next < limit else { return nil }
-        next += 1
-        return next - 1
+        next.withLock { next in
+            guard next < limit else { return nil }
+            next += 1
+            return next - 1
+        }
     }
 }
 
-/// A raw output pointer shared by workers that write disjoint rows.
+// Unchecked: a raw pointer is not Sendable; the workers write disjoint rows and are joined before `encode` returns.
 private struct UnsafeMutableSendablePointer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
 }

@@ -68,7 +68,7 @@ public struct TrainingReport: Codable, Sendable {
 }
 
 /// A trained model with its report.
-public struct TrainingResult: @unchecked Sendable {
+public struct TrainingResult: Sendable {
     public let model: SequentialRecommender
     public let report: TrainingReport
 }
@@ -92,9 +92,18 @@ public enum Trainer {
                              progress: ((EpochProgress) -> Void)? = nil,
                              shouldStop: (() -> Bool)? = nil) throws -> TrainingResult {
         try configuration.validate()
-        BLAS.useSingleThreadedKernels()
-        if configuration.threads > 0 { Parallel.parts = configuration.threads }
-        else { Parallel.parts = ProcessInfo.processInfo.activeProcessorCount }
+        // The work split is bound for this call only (a task-local value), never set process-wide.
+        let parts = configuration.threads > 0 ? configuration.threads : ProcessInfo.processInfo.activeProcessorCount
+        return try Parallel.$parts.withValue(parts) {
+            try trainValidated(dataset: dataset, textTable: textTable, profiles: profiles, configuration: configuration,
+                               initialModel: initialModel, progress: progress, shouldStop: shouldStop)
+        }
+    }
+
+    private static func trainValidated(dataset: SequenceDataset, textTable: TextTable?, profiles: ProfileTable?,
+                                       configuration: ModelConfiguration, initialModel: SequentialRecommender?,
+                                       progress: ((EpochProgress) -> Void)?,
+                                       shouldStop: (() -> Bool)?) throws -> TrainingResult {
         let split = try DatasetSplit.make(dataset, configuration: configuration)
         let distill = configuration.distillation
         if distill != nil {

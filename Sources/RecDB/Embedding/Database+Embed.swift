@@ -45,7 +45,7 @@ public struct EmbedOutcome: Codable, Sendable {
 }
 
 /// A loaded encoder, shared by the process (loading reads ~90 MB of weights).
-final class EncoderBox: @unchecked Sendable {
+final class EncoderBox: Sendable {
     let encoder: SentenceEncoder
     init(_ encoder: SentenceEncoder) { self.encoder = encoder }
 }

@@ -165,7 +165,7 @@ struct JSONObjectStream {
             }
             guard n > 0 else { throw fail("expected a number in the vector of \"\(key.prefix(40))\"") }
             token[n] = 0
-            let text = String(cString: token)
+            let text = token.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }  // NUL-terminated above
             guard let v = Float(text) else { throw fail("'\(text)' is not a number (vector of \"\(key.prefix(40))\", component \(out.count))") }
             guard v.isFinite else { throw fail("component \(out.count) of \"\(key.prefix(40))\" is \(text)") }
             out.append(v)

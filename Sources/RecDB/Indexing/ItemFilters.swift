@@ -4,6 +4,7 @@ import Index
 /// Cached sets of item ids, each valid for one item-state version. The two most recent versions are
 /// kept, so readers of an older snapshot (which must be filtered by their own snapshot's items) and of
 /// the newest one do not evict each other's set on every request.
+// Unchecked: `entries` is read and written only under `lock`.
 final class ItemSetCache: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [(version: UInt64, ids: Set<UInt32>)] = []

@@ -9,6 +9,7 @@ import Darwin
 
 /// A readers-writer lock whose pthread lock lives in its own allocation (it must never move); writers
 /// are preferred, so waiting readers cannot starve a writer.
+// Unchecked: the only state is the pthread rwlock, made to be shared between threads (heap-allocated, never moves).
 final class SharedExclusiveLock: @unchecked Sendable {
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
@@ -59,6 +60,7 @@ final class SharedExclusiveLock: @unchecked Sendable {
 /// search leaves them out of the index search and scores their snapshot vectors exactly instead
 /// (`Database.search`). A snapshot at the index's own version — the common case — pays only the
 /// shared lock.
+// Unchecked: `index` is a thread-safe VectorIndex; `appliedVersion` and `applied` change only under `lock` held exclusively.
 final class LiveIndex: @unchecked Sendable {
     let info: IndexInfo
     let index: VectorIndex
@@ -149,6 +151,7 @@ final class LiveIndex: @unchecked Sendable {
 /// The loaded generations of one space's index in this process, most recently used first. Two are
 /// kept so that readers of snapshots from both sides of an index rebuild or re-save are served
 /// without reloading on every alternate request.
+// Unchecked: the list of generations is read and written only under `lock`.
 final class IndexGenerations: @unchecked Sendable {
     static let capacity = 2
     private let lock = NSLock()

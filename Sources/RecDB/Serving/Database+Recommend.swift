@@ -1,5 +1,6 @@
 import Foundation
 import Learn
+import Synchronization
 
 /// How a recommendation list was produced.
 public enum RecommendationSource: String, Codable, Sendable {
@@ -64,9 +65,8 @@ extension Database {
 
     /// Recommendations for many users, spread over all cores (each worker reads its own snapshot).
     public func recommend(users: [String], k: Int, options: RecommendOptions = RecommendOptions()) throws -> [Recommendations] {
-        var results = [Result<Recommendations, Error>?](repeating: nil, count: users.count)
+        let results = Mutex([Result<Recommendations, Error>?](repeating: nil, count: users.count))
         let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, users.count))
-        let lock = NSLock()
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var i = worker
             var local: [(Int, Result<Recommendations, Error>)] = []
@@ -74,11 +74,9 @@ extension Database {
                 local.append((i, Result { try self.recommend(user: users[i], k: k, options: options) }))
                 i += workers
             }
-            lock.lock()
-            for (index, result) in local { results[index] = result }
-            lock.unlock()
+            results.withLock { for (index, result) in local { $0[index] = result } }
         }
-        return try results.map { try $0!.get() }
+        return try results.withLock { $0 }.map { try $0!.get() }
     }
 
     func recommend(_ tx: ReadTransaction, user: UInt32?, externalUser: String?, sequence: [UInt32]?, k: Int,

@@ -2,7 +2,7 @@ import Foundation
 import Learn
 
 /// A decoded model version, cached per process (models are immutable once stored).
-final class LoadedModel: @unchecked Sendable {
+final class LoadedModel: Sendable {
     let info: ModelVersionInfo
     let recommender: SequentialRecommender
     /// Items of the training catalogue by descending interaction count (popularity fallback).
@@ -21,7 +21,7 @@ final class LoadedModel: @unchecked Sendable {
 
 /// A decoded record together with the raw bytes it came from: reused while the stored bytes are
 /// identical, so hot paths do not decode JSON per call.
-final class DecodedRecord<T>: @unchecked Sendable {
+final class DecodedRecord<T: Sendable>: Sendable {
     let bytes: [UInt8]
     let value: T
     init(bytes: [UInt8], value: T) { self.bytes = bytes; self.value = value }

@@ -25,8 +25,8 @@ import CLMDB
 import Foundation
 
 /// One LMDB environment (a database directory with data.mdb and lock.mdb).
-// Sendable by construction: the handle and the dbi table are immutable after init, LMDB's environment
-// is safe to share between threads with MDB_NOTLS, and the mutable bits are guarded by `resizeLock`/`stateLock`.
+// Unchecked: the handle and the dbi table are immutable after init, LMDB's environment is safe to share
+// between threads with MDB_NOTLS, and the mutable state is guarded by `resizeLock` and `stateLock`.
 final class LMDBEnvironment: @unchecked Sendable {
     private let env: OpaquePointer
     private let dbis: [Table: MDB_dbi]

@@ -67,6 +67,7 @@ struct MetaStore {
 
 /// In-process state derived from committed data: decoded models, live vector indexes.
 /// Guarded by a lock; entries are keyed by what they were derived from, so a stale entry is never served.
+// Unchecked: `entries` is read and written only under `lock`; the cached objects themselves are immutable.
 final class RuntimeCache: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [String: AnyObject] = [:]
@@ -88,7 +89,7 @@ final class RuntimeCache: @unchecked Sendable {
 extension ReadTransaction {
     /// Decodes the JSON record at `key`, reusing the process-wide decoded value while the stored bytes
     /// are unchanged (hot paths read the same catalogue records on every call).
-    func cachedJSON<T: Decodable>(_ type: T.Type, table: Table, key: [UInt8], what: String) throws -> T? {
+    func cachedJSON<T: Decodable & Sendable>(_ type: T.Type, table: Table, key: [UInt8], what: String) throws -> T? {
         let cacheKey = "json:\(table.rawValue):" + String(decoding: key, as: UTF8.self)
         return try raw.withValue(table, key: key) { buf -> T in
             if let cached = database.runtime.value(cacheKey, as: DecodedRecord<T>.self), cached.bytes.elementsEqual(buf) {
