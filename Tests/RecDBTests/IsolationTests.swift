@@ -55,7 +55,7 @@ final class IsolationTests: DatabaseTestCase {
         var sessions: [[ScoredItem]] = []
     }
 
-    func observe(_ db: Database, _ tx: ReadTransaction, queries: [[Float]]) throws -> Observation {
+    static func observe(_ db: Database, _ tx: ReadTransaction, queries: [[Float]]) throws -> Observation {
         var o = Observation()
         let text = try tx.requireSpace("text")
         for q in queries {
@@ -97,10 +97,10 @@ final class IsolationTests: DatabaseTestCase {
         let reader = Thread {
             do {
                 try db.read { tx in
-                    baseline = try self.observe(db, tx, queries: queries)
+                    baseline = try Self.observe(db, tx, queries: queries)
                     baselineTaken.signal()
                     writesDone.wait()
-                    again = try self.observe(db, tx, queries: queries)
+                    again = try Self.observe(db, tx, queries: queries)
                 }
             } catch {
                 readerError = error
@@ -135,7 +135,7 @@ final class IsolationTests: DatabaseTestCase {
         }
         XCTAssertEqual(try db.read { try $0.space(named: "m@1")?.version }, UInt64(Self.itemCount + queries.count + 1),
                        "cold start gave the new items model-space vectors")
-        let current = try db.read { try observe(db, $0, queries: queries) }
+        let current = try db.read { try Self.observe(db, $0, queries: queries) }
         XCTAssertNotEqual(current.searches, old.searches)
         XCTAssertNotEqual(current.recommendations, old.recommendations)
         XCTAssertFalse(current.recommendations.joined().contains { $0.id == hidden || $0.id == deleted })
@@ -158,10 +158,10 @@ final class IsolationTests: DatabaseTestCase {
         let second = Thread {
             do {
                 try db.read { tx in
-                    before = try self.observe(db, tx, queries: queries)
+                    before = try Self.observe(db, tx, queries: queries)
                     rebuildBaseline.signal()
                     rebuilt.wait()
-                    after = try self.observe(db, tx, queries: queries)
+                    after = try Self.observe(db, tx, queries: queries)
                 }
             } catch {
                 readerError = error

@@ -108,7 +108,8 @@ final class ProcessTests: DatabaseTestCase {
             let importer = Box<StressTests.Outcome?>(nil)
             let done = DispatchSemaphore(value: 0)
             let file = trial == 0 ? big : try writeBigCSV("big\(trial).csv", rows: 400_000 + trial)
-            Thread { importer.value = StressTests.run(self.rdbctl, "import", ["import", "interactions", dbPath, file, "--json"]); done.signal() }.start()
+            let rdbctl: String = self.rdbctl
+            Thread { importer.value = StressTests.run(rdbctl, "import", ["import", "interactions", dbPath, file, "--json"]); done.signal() }.start()
             Thread.sleep(forTimeInterval: 0.1)
             let add = StressTests.run(rdbctl, "add-event", ["add-event", dbPath, "u-\(trial)", "item0", "--timestamp", "5"])
             done.wait()
@@ -130,10 +131,11 @@ final class ProcessTests: DatabaseTestCase {
             let results = Box<[StressTests.Outcome]>([])
             let lock = NSLock()
             let group = DispatchGroup()
+            let rdbctl: String = self.rdbctl
             for file in [a, b] {
                 group.enter()
                 Thread {
-                    let outcome = StressTests.run(self.rdbctl, "import", ["import", "interactions", dbPath, file, "--json"])
+                    let outcome = StressTests.run(rdbctl, "import", ["import", "interactions", dbPath, file, "--json"])
                     lock.withLock { results.value.append(outcome) }
                     group.leave()
                 }.start()

@@ -51,10 +51,9 @@ final class TransactionNestingTests: DatabaseTestCase {
         var configuration = ModelConfiguration(architecture: .sasrec, items: .id)
         configuration.hiddenSize = 8
         configuration.maxEpochs = 50
-        let request = TrainingRequest(model: "m", configuration: configuration)
         let result = Box<Error?>(nil)
-        withinASecond("train inside write") {
-            do { try db.write { _ in _ = try db.train(request) } } catch { result.value = error }
+        withinASecond("train inside write") { [configuration] in
+            do { try db.write { _ in _ = try db.train(TrainingRequest(model: "m", configuration: configuration)) } } catch { result.value = error }
         }
         assertNested(result.value, mentions: "train cannot run inside a write transaction")
         XCTAssertTrue(try db.models().isEmpty)
@@ -103,7 +102,7 @@ final class TransactionNestingTests: DatabaseTestCase {
                 defer { group.leave() }
                 for w in 0..<writesPerThread {
                     do {
-                        try db.write { tx in try tx.appendEvent(user: 1, item: 1, timestamp: Int64(1_000 + t * writesPerThread + w)) }
+                        _ = try db.write { tx in try tx.appendEvent(user: 1, item: 1, timestamp: Int64(1_000 + t * writesPerThread + w)) }
                         // Readers on the same threads interleave with the writers.
                         _ = try db.read { try $0.eventCount() }
                     } catch {
@@ -141,7 +140,7 @@ final class TransactionNestingTests: DatabaseTestCase {
         let writer = expectation(description: "writes that grow the map finish while readers never pause")
         Thread {
             for round in 0..<20 {
-                try? db.write { tx in
+                _ = try? db.write { tx in
                     try tx.createSpace(EmbeddingSpace(name: "s\(round)", kind: .item, dimension: 512))
                     for i in 1...4 { try tx.putVector(space: "s\(round)", entity: UInt32(i), [Float](repeating: 1, count: 512)) }
                     for i in 0..<400 { _ = try tx.upsertItem(ItemInput(externalID: "r\(round)-\(i)", title: String(repeating: "x", count: 200))) }
