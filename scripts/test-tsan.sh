@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}
 # Threads: training next to serving, concurrent user vectors, concurrent index searches with writes, the encoder's
 # workers and lanes, database training/recommend-for-many-users/embedding. Processes: ProcessTests, and the training
-# tests that run rdbctl next to a writer.
-FILTER=${TSAN_FILTER:-'LearnTests.ConcurrencyTests|LearnTests.ModelTests/testConcurrentUserRepresentationsMatchSerial|LearnTests.SentenceEncoderModelTests|IndexTests.VectorIndexTests/testConcurrentSearchesWithWrites|RecDBTests.ProcessTests|RecDBTests.TrainingTests|RecDBTests.EmbeddingTests'}
+# tests that run rdbctl next to a writer; nested and concurrent transactions; snapshot-exact searches while writers write.
+FILTER=${TSAN_FILTER:-'LearnTests.ConcurrencyTests|LearnTests.ModelTests/testConcurrentUserRepresentationsMatchSerial|LearnTests.SentenceEncoderModelTests|IndexTests.VectorIndexTests/testConcurrentSearchesWithWrites|RecDBTests.ProcessTests|RecDBTests.TrainingTests|RecDBTests.EmbeddingTests|RecDBTests.TransactionNestingTests|RecDBTests.IsolationTests'}
 
 "$SWIFT" build --build-tests --sanitize=thread --scratch-path .build-tsan
 log=$(mktemp)
