@@ -39,7 +39,7 @@ struct RecordImporter {
         self.format = format
         self.options = options
         self.tx = tx
-        reader = try LineReader(path: path)
+        reader = try LineReader(path: path, maxLineBytes: options.maxLineBytes)
         summary = ImportSummary(file: path, kind: kind == .item ? "items" : "users", format: format.rawValue)
     }
 
@@ -49,7 +49,7 @@ struct RecordImporter {
     mutating func run() throws -> ImportSummary {
         switch format {
         case .jsonl:
-            let schema = JSONSchema.bundled(kind == .item ? "import/items.jsonl.schema.json" : "import/users.jsonl.schema.json")
+            let schema = try JSONSchema.bundled(kind == .item ? "import/items.jsonl.schema.json" : "import/users.jsonl.schema.json")
             while let line = try nextLine() {
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
