@@ -196,7 +196,8 @@ extension Database {
         guard k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
         let live = try liveIndex(space: space, tx: tx)
         let idFilter = try makeFilter(tx, kind: space.kind, filter: filter, extraExcluded: extraExcluded)
-        let neighbors = try wrapIndex { try live.index.search(query, k: k, filter: idFilter) }
+        // No search returns more than the index holds: an absurd k must not size any buffer.
+        let neighbors = try wrapIndex { try live.index.search(query, k: min(k, max(1, live.index.count)), filter: idFilter) }
         return try describe(tx, kind: space.kind, neighbors.map { ($0.id, $0.score) }, titles: titles)
     }
 
