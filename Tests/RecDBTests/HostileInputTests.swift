@@ -239,3 +239,23 @@ final class HostileInputTests: DatabaseTestCase {
         }
     }
 }
+
+/// Regression inputs found by `make fuzz` (Fuzz/README.md).
+final class FuzzRegressionTests: DatabaseTestCase {
+    /// fuzz-store, first input: an empty data.mdb made LMDBEnvironment close its environment twice
+    /// (double free, SIGABRT) when the open failed.
+    func testAnEmptyOrGarbageDataFileIsAnErrorNotADoubleFree() throws {
+        for contents in [Data(), Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) })] {
+            let dir = path("damaged-\(contents.count)")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            _ = FileManager.default.createFile(atPath: dir + "/data.mdb", contents: contents)
+            // (A writable open of an empty data.mdb is LMDB creating a new environment; whether that must be
+            // refused is the integrity checks' business, not this regression's.)
+            for readOnly in contents.isEmpty ? [true] : [true, false] {
+                XCTAssertThrowsError(try Database(path: dir, options: .init(readOnly: readOnly, create: false))) { error in
+                    XCTAssertNotNil(error as? RecDBError, "\(error)")
+                }
+            }
+        }
+    }
+}

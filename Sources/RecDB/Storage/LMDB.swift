@@ -38,7 +38,9 @@ final class LMDBEnvironment: @unchecked Sendable {
             try LMDBEnvironment.check(mdb_env_open(env, path, flags, 0o644), "opening \(path)")
             try openTables()
         } catch {
-            mdb_env_close(env)
+            // No mdb_env_close here: every stored property is set, so a throw from here on still runs
+            // deinit, which closes the environment (closing it here too was a double free, found by
+            // fuzzing with an empty data.mdb).
             throw error
         }
     }
