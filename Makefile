@@ -1,10 +1,12 @@
 # RecDB — two commands do all setup on a fresh Debian machine:
 #   make demo   import MovieLens-100K → train → recommend (the main job)
 #   make test   the test suite (optimised build: numeric code is too slow unoptimised)
+#   make fuzz   libFuzzer targets for every parser, FUZZ_SECONDS (default 60) each, one at a time
+#               (FUZZ_TARGETS="csv npy" for some); not part of `make test` (see Fuzz/README.md)
 SWIFT ?= swift
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build demo test bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
+.PHONY: deps build demo test fuzz bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
 
 deps:
 	@scripts/install-deps.sh
@@ -18,6 +20,11 @@ demo: deps
 test: deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh $(FUZZ_TARGETS)
 
 # Benchmarks run in release and compare against a peer in the same run; all but bench-import need ../shared
 # (and the PyTorch peers a Python venv with torch: PYTHON=... or $$HOME/refvenv/bin/python).
