@@ -37,6 +37,8 @@ struct InteractionImporter {
     var keyScratch = [UInt8](repeating: 0, count: 20)
     var valueScratch = [UInt8](repeating: 0, count: 32)
     var fingerprint = FNV64()
+    /// One formatter per import: creating one per ISO-8601 timestamp cost more than the rest of the row.
+    let isoDates = ISO8601DateFormatter()
 
     init(path: String, format: InteractionFormat, options: InteractionImportOptions, tx: WriteTransaction) throws {
         self.path = path
@@ -179,7 +181,7 @@ struct InteractionImporter {
     private func parseTimestamp(_ text: String) throws -> Int64 {
         if let v = Int64(text) { return try checked(v, text) }
         if let d = Double(text) { return try timestamp(fromNumber: d) }
-        if let date = ISO8601DateFormatter().date(from: text) {
+        if let date = isoDates.date(from: text) {
             return try timestamp(fromNumber: date.timeIntervalSince1970.rounded(.down))
         }
         throw reader.error("timestamp '\(text.prefix(40))' is neither a number nor an ISO-8601 date")
