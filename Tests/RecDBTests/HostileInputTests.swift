@@ -259,3 +259,16 @@ final class FuzzRegressionTests: DatabaseTestCase {
         }
     }
 }
+
+extension HostileInputTests {
+    func testAJSONVectorWiderThanAnySpaceStopsWhileParsing() throws {
+        let db = try makeDatabase()
+        try db.write { tx in _ = try tx.upsertItem(ItemInput(externalID: "a")) }
+        let before = try fingerprint(db)
+        let file = try writeFile("wide.json", "{\n\"a\": [" + Array(repeating: "0.5", count: 65_537).joined(separator: ",") + "]}")
+        assertImportError(file: file, line: 2, contains: "the vector of \"a\" has more than 65536 components") {
+            try db.importEmbeddings(from: file, options: .init(space: "w", kind: .item))
+        }
+        XCTAssertEqual(try fingerprint(db), before)
+    }
+}
