@@ -242,6 +242,23 @@ final class HostileInputTests: DatabaseTestCase {
 
 /// Regression inputs found by `make fuzz` (Fuzz/README.md).
 final class FuzzRegressionTests: DatabaseTestCase {
+    /// fuzz-jsonl, its own seed: a JSON boolean for the availability reached JSONSerialization.data(withJSONObject:),
+    /// which traps (SIGILL) on a top-level scalar.
+    func testBooleanAvailabilityInItemsJSONLinesIsReadNotATrap() throws {
+        let db = try makeDatabase()
+        let file = try writeFile("items.jsonl", """
+            {"item": "0", "title": "Red", "tags": ["a", "b"], "price": 3.5, "available": true}
+            {"item": "1", "available": false, "new": true}
+            {"id": "2", "name": "x"}
+
+            """)
+        XCTAssertEqual(try db.importItems(from: file).rows, 3)
+        let items = try db.read { tx in try ["0", "1", "2"].map { try tx.item(id: tx.itemID(for: $0)!)! } }
+        XCTAssertEqual(items.map(\.isAvailable), [true, false, true])
+        XCTAssertEqual(items[1].attributesJSON, #"{"new":true}"#)
+        XCTAssertEqual(items[0].attributesJSON, #"{"price":3.5,"tags":["a","b"]}"#)
+    }
+
     /// fuzz-store, first input: an empty data.mdb made LMDBEnvironment close its environment twice
     /// (double free, SIGABRT) when the open failed.
     func testAnEmptyOrGarbageDataFileIsAnErrorNotADoubleFree() throws {

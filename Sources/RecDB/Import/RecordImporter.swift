@@ -103,9 +103,13 @@ struct RecordImporter {
         switch value {
         case let s as String: return s.isEmpty ? nil : s
         case is NSNull: return nil
+        case let n as NSNumber where String(cString: n.objCType) == "c": return n.boolValue ? "true" : "false"
         default:
             if let n = jsonNumber(value) { return n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : String(n) }
-            guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else { return nil }
+            // data(withJSONObject:) traps (it does not throw) on anything but an array or object at the top:
+            // check first (found by fuzz-jsonl with "available": true).
+            guard JSONSerialization.isValidJSONObject(value),
+                  let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else { return nil }
             return String(decoding: data, as: UTF8.self)
         }
     }
