@@ -2,10 +2,12 @@
 #   make demo   import MovieLens-100K → train → recommend (the main job)
 #   make test   the test suite (optimised build: numeric code is too slow unoptimised)
 #   make test-tsan   the thread and process tests under ThreadSanitizer (debug build in .build-tsan)
+#   make fuzz   libFuzzer targets for every parser, FUZZ_SECONDS (default 60) each, one at a time
+#               (FUZZ_TARGETS="csv npy" for some); not part of `make test` (see Fuzz/README.md)
 SWIFT ?= swift
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build demo test test-tsan stress bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
+.PHONY: deps build demo test test-tsan stress fuzz bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
 
 deps:
 	@scripts/install-deps.sh
@@ -23,6 +25,11 @@ test: deps
 # Races are failures: see scripts/test-tsan.sh for the tests it runs (TSAN_FILTER=... to choose others).
 test-tsan: deps
 	SWIFT=$(SWIFT) scripts/test-tsan.sh
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh $(FUZZ_TARGETS)
 
 # Benchmarks run in release and compare against a peer in the same run; all but bench-import need ../shared
 # (and the PyTorch peers a Python venv with torch: PYTHON=... or $$HOME/refvenv/bin/python).

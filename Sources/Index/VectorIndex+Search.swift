@@ -23,6 +23,7 @@ extension VectorIndex {
             throw IndexError(.dimensionMismatch, "query has \(query.count) floats, index dimension is \(dimension)")
         }
         guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
+        let k = clamped(k)
         return try query.withUnsafeBufferPointer { queryBuffer in
             try withUnsafeTemporaryAllocation(of: UInt32.self, capacity: k) { ids in
                 try withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { scores in
@@ -45,8 +46,10 @@ extension VectorIndex {
                        parameters: SearchParameters = .default) throws -> [[Neighbor]] {
         let n = try rowCount(of: queries.count, what: "batch queries")
         guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
-        var ids = [UInt32](repeating: 0, count: n * k)
-        var scores = [Float](repeating: 0, count: n * k)
+        let k = clamped(k)
+        let slots = try resultSlots(n, k)
+        var ids = [UInt32](repeating: 0, count: slots)
+        var scores = [Float](repeating: 0, count: slots)
         try queries.withUnsafeBufferPointer { queryBuffer in
             try ids.withUnsafeMutableBufferPointer { idBuffer in
                 try scores.withUnsafeMutableBufferPointer { scoreBuffer in
@@ -67,9 +70,11 @@ extension VectorIndex {
             throw IndexError(.invalidArgument, "\(n) queries but \(filters.count) filters")
         }
         guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
+        let k = clamped(k)
+        let slots = try resultSlots(n, k)
         var raw = try parameters.cValue()
-        var ids = [UInt32](repeating: 0, count: n * k)
-        var scores = [Float](repeating: 0, count: n * k)
+        var ids = [UInt32](repeating: 0, count: slots)
+        var scores = [Float](repeating: 0, count: slots)
         try queries.withUnsafeBufferPointer { queryBuffer in
             try ids.withUnsafeMutableBufferPointer { idBuffer in
                 try scores.withUnsafeMutableBufferPointer { scoreBuffer in
@@ -97,7 +102,8 @@ extension VectorIndex {
                        ids: UnsafeMutableBufferPointer<UInt32>, scores: UnsafeMutableBufferPointer<Float>) throws {
         let n = try rowCount(of: queries.count, what: "queries")
         guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
-        precondition(ids.count >= n * k && scores.count >= n * k, "result buffers need n * k = \(n * k) slots")
+        let slots = try resultSlots(n, k)
+        precondition(ids.count >= slots && scores.count >= slots, "result buffers need n * k = \(slots) slots")
         guard n > 0 else { return }
         var raw = try parameters.cValue()
         try withOptionalCFilter(filter) { cFilter in
@@ -107,6 +113,17 @@ extension VectorIndex {
                           "search in '\(factory)' failed")
             }
         }
+    }
+
+    /// `k` capped at the number of stored vectors (at least 1): no search returns more, and an absurd
+    /// `k` from a caller (`-k 1000000000000`) must not size the result buffers or Faiss's heaps.
+    private func clamped(_ k: Int) -> Int { min(k, max(1, count)) }
+
+    /// `n × k`, overflow-checked.
+    private func resultSlots(_ n: Int, _ k: Int) throws -> Int {
+        let (slots, overflow) = n.multipliedReportingOverflow(by: k)
+        guard !overflow else { throw IndexError(.invalidArgument, "\(n) queries × k = \(k) results overflow") }
+        return slots
     }
 
     private func withOptionalCFilter<R>(_ filter: IDFilter?,

@@ -16,7 +16,7 @@ final class PCATests: XCTestCase {
         let expected: [Float] = [0.491922, 0.497342, -0.443299, 0.56049, 0.165038, -0.639477, 0.322857, 0.677934]
         for (a, b) in zip(pca.components, expected) { XCTAssertEqual(a, b, accuracy: tolerance) }
         XCTAssertEqual(pca.explainedVarianceRatio, 0.974939, accuracy: 1e-4)
-        let t = pca.transform(x[0])
+        let t = try pca.transform(x[0])
         XCTAssertEqual(t[0], 0.965459, accuracy: tolerance)
         XCTAssertEqual(t[1], 0.329286, accuracy: tolerance)
     }

@@ -280,6 +280,34 @@ final class SentenceEncoderModelTests: XCTestCase {
         }
     }
 
+    func testTokenizerAndSentenceConfigsWithWrongValueTypesAreRefused() throws {
+        let (folder, _) = try makeModel(Spec())
+        for (file, object, reason) in [
+            ("tokenizer_config.json", ["do_lower_case": "false"] as [String: Any], "\"do_lower_case\" must be true or false"),
+            ("tokenizer_config.json", ["do_lower_case": 1] as [String: Any], "\"do_lower_case\" must be true or false"),
+            ("tokenizer_config.json", ["model_max_length": "512"] as [String: Any], "\"model_max_length\" must be a number"),
+            ("tokenizer_config.json", ["unk_token": 7] as [String: Any], "\"unk_token\" must be a string or {\"content\": string}"),
+            ("tokenizer_config.json", ["tokenizer_class": ["Bert"]] as [String: Any], "\"tokenizer_class\" must be a string"),
+            ("sentence_bert_config.json", ["max_seq_length": "12"] as [String: Any], "\"max_seq_length\" must be an integer"),
+            ("sentence_bert_config.json", ["do_lower_case": "no"] as [String: Any], "\"do_lower_case\" must be true or false"),
+        ] {
+            let url = folder.appendingPathComponent(file)
+            let original = try Data(contentsOf: url)
+            try JSONSerialization.data(withJSONObject: object).write(to: url)
+            XCTAssertThrowsError(try SentenceEncoder(modelDirectory: folder)) { error in
+                guard case let .badConfiguration(path, text)? = error as? SentenceEncoderError else { return XCTFail("\(error)") }
+                XCTAssertEqual(path, url.path)
+                XCTAssertTrue(text.hasPrefix(reason), text)
+            }
+            try original.write(to: url)
+        }
+        let modulesURL = folder.appendingPathComponent("modules.json")
+        try JSONSerialization.data(withJSONObject: [["idx": 0, "type": 5]]).write(to: modulesURL)
+        XCTAssertThrowsError(try SentenceEncoder(modelDirectory: folder)) { error in
+            XCTAssertEqual(error as? SentenceEncoderError, .badConfiguration(file: modulesURL.path, reason: "module 0 needs a string \"type\" (and \"path\" a string when present)"))
+        }
+    }
+
     // MARK: - Kernels
 
     func testVectorisedErfAndExpAgainstLibm() {

@@ -54,6 +54,54 @@ final class EmbeddingTests: DatabaseTestCase {
         return folder.path
     }
 
+    /// Overwrites element 3 of `tensor` in the folder's model.safetensors with NaN.
+    func poison(_ folder: String, tensor: String) throws {
+        let url = URL(fileURLWithPath: folder).appendingPathComponent("model.safetensors")
+        var data = try Data(contentsOf: url)
+        let file = try SafeTensorsFile(data: data, fileName: url.path)
+        let headerLength = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let at = 8 + headerLength + file.entries[tensor]!.dataRange.lowerBound + 3 * 4
+        withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { data.replaceSubrange(at..<at + 4, with: $0) }
+        try data.write(to: url)
+    }
+
+    func testNaNWeightsNameTheTensorAndFileAndLeaveNothingBehind() throws {
+        let encoderPath = try makeTinyEncoder()
+        try poison(encoderPath, tensor: "encoder.layer.0.intermediate.dense.weight")
+        let db = try makeDatabase()
+        _ = try db.write { tx in try tx.upsertItem(ItemInput(externalID: "a", title: "red lipstick")) }
+        let before = try fingerprint(db)
+        XCTAssertThrowsError(try db.embed(EmbedRequest(space: "tiny", encoderDirectory: encoderPath))) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("tensor 'encoder.layer.0.intermediate.dense.weight' holds a non-finite value (nan) at element 3"), text)
+            XCTAssertTrue(text.contains(encoderPath + "/model.safetensors"), text)
+        }
+        XCTAssertEqual(try fingerprint(db), before)
+        XCTAssertNil(try db.read { try $0.space(named: "tiny") })
+    }
+
+    func testTextsWithoutLettersAreEmbeddedAndOnlyBlankOnesSkipped() throws {
+        let encoderPath = try makeTinyEncoder()
+        let db = try makeDatabase()
+        try db.write { tx in
+            try tx.upsertItem(ItemInput(externalID: "p", title: "!!!???...,,,;;;"))
+            try tx.upsertItem(ItemInput(externalID: "m", title: "∑ ∫ √ ∞ ≈ ≠ ≤ ≥"))
+            try tx.upsertItem(ItemInput(externalID: "w", title: " \t "))
+            try tx.upsertItem(ItemInput(externalID: "n"))
+        }
+        var request = EmbedRequest(space: "tiny", encoderDirectory: encoderPath)
+        request.template = "{title}. {category}"
+        let outcome = try db.embed(request)
+        XCTAssertEqual(outcome.embedded, 2)
+        XCTAssertEqual(outcome.skipped, 2)  // whitespace-only title and no title: every field blank
+        let encoder = try SentenceEncoder(modelDirectory: URL(fileURLWithPath: encoderPath))
+        let stored = try XCTUnwrap(db.read { tx in try tx.vector(space: "tiny", entity: tx.itemID(for: "m")!) })
+        for (x, y) in zip(stored, try encoder.encode(["∑ ∫ √ ∞ ≈ ≠ ≤ ≥."])[0]) { XCTAssertEqual(x, y, accuracy: 1e-6) }
+        XCTAssertEqual(TextTemplate.render("{title}", item: nil, profile: nil), nil)
+        XCTAssertEqual(TextTemplate.render("just text", item: nil, profile: nil), "just text")
+        XCTAssertEqual(TextTemplate.render("{profile}", item: nil, profile: "?!"), "?!")
+    }
+
     func testEmbedFillsASpaceResumesAndEmbedsOnInsert() throws {
         let encoderPath = try makeTinyEncoder()
         let db = try makeDatabase()

@@ -61,22 +61,22 @@ final class SchemaTests: DatabaseTestCase {
         }
         let raw = try db.read { try $0.raw.get(.spaces, key: Array("s".utf8)) }!
         let object = try JSONSerialization.jsonObject(with: Data(raw))
-        XCTAssertNil(JSONSchema.bundled("space.schema.json").violation(of: object))
+        XCTAssertNil(try JSONSchema.bundled("space.schema.json").violation(of: object))
         // And the validator does reject what the schema forbids.
         var broken = object as! [String: Any]
         broken["dtype"] = "f64"
-        XCTAssertEqual(JSONSchema.bundled("space.schema.json").violation(of: broken), "$.dtype must be one of f32, f16, is f64")
+        XCTAssertEqual(try JSONSchema.bundled("space.schema.json").violation(of: broken), "$.dtype must be one of f32, f16, is f64")
     }
 
-    func testValidatorCoversTheKeywordsTheSchemasUse() {
-        let items = JSONSchema.bundled("import/items.jsonl.schema.json")
+    func testValidatorCoversTheKeywordsTheSchemasUse() throws {
+        let items = try JSONSchema.bundled("import/items.jsonl.schema.json")
         XCTAssertNil(items.violation(of: ["item": "a", "title": "x"]))
         XCTAssertNotNil(items.violation(of: ["title": "x"]))
         XCTAssertNotNil(items.violation(of: ["item": ["nested"]]))
-        let embeddings = JSONSchema.bundled("import/embeddings.json.schema.json")
+        let embeddings = try JSONSchema.bundled("import/embeddings.json.schema.json")
         XCTAssertNil(embeddings.violation(of: ["u": [0.5, 1]]))
         XCTAssertEqual(embeddings.violation(of: ["u": [0.5, "x"]]), "$.u[1] must be number, is string")
         XCTAssertEqual(embeddings.violation(of: ["u": [Double]()]), "$.u needs at least 1 items, has 0")
-        XCTAssertEqual(JSONSchema.bundled("import/profiles.json.schema.json").violation(of: ["u": 3]), "$.u must be string, is integer")
+        XCTAssertEqual(try JSONSchema.bundled("import/profiles.json.schema.json").violation(of: ["u": 3]), "$.u must be string, is integer")
     }
 }

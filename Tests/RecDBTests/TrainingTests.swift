@@ -201,7 +201,7 @@ final class TrainingTests: DatabaseTestCase {
                 let parameters = try tx.parameters(model: "kd", version: info.version)
                 XCTAssertEqual(parameters["profile_proj.weight"]?.shape, [16, 16])
                 let model = try SequentialRecommender(configuration: info.configuration, numItems: info.numItems, parameters: parameters)
-                let h = try model.userRepresentation(profile: info.profileReduction!.transform(profile))
+                let h = try model.userRepresentation(profile: try info.profileReduction!.transform(profile))
                 let vectors = try XCTUnwrap(tx.tensor(model: "kd", version: info.version, name: ModelTensor.itemVectors)).values
                 let scores = (1...info.numItems).map { i in (0..<16).reduce(Float(0)) { $0 + h[$1] * vectors[i * 16 + $1] } }
                 return try (0..<info.numItems).sorted { scores[$0] > scores[$1] }.prefix(5).map { try tx.item(id: UInt32($0 + 1))!.externalID }

@@ -108,8 +108,15 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// Checks ranges; throws `LearnError.invalidConfiguration`.
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw LearnError.invalidConfiguration(m) }
-        if hiddenSize < 1 { try fail("hiddenSize must be ≥ 1") }
-        if blocks < 1 { try fail("blocks must be ≥ 1") }
+        // Upper bounds too: these sizes come from arguments and size allocations (products of them are
+        // formed unchecked in the engine), so each is kept far below overflow and far above any real model.
+        if !(1...16_384).contains(hiddenSize) { try fail("hiddenSize must be in 1...16384") }
+        if !(1...256).contains(blocks) { try fail("blocks must be in 1...256") }
+        if resolvedHeads > hiddenSize { try fail("heads must be ≤ hiddenSize") }
+        if resolvedFeedForwardMultiplier > 64 { try fail("feedForwardMultiplier must be ≤ 64") }
+        if maxLength > 65_536 { try fail("maxLength must be ≤ 65536") }
+        if batchSize > 1 << 20 { try fail("batchSize must be ≤ 1048576") }
+        if maxEpochs > 1_000_000 { try fail("maxEpochs must be ≤ 1000000") }
         if resolvedHeads < 1 || hiddenSize % resolvedHeads != 0 { try fail("hiddenSize must be divisible by heads") }
         if resolvedFeedForwardMultiplier < 1 { try fail("feedForwardMultiplier must be ≥ 1") }
         if let a = activation, Kernels.Activation(rawValue: a) == nil { try fail("activation must be relu or gelu") }

@@ -73,8 +73,17 @@ public struct PCA: Codable, Equatable, Sendable {
     }
 
     /// Projects one vector (`inputDimension` floats) to `outputDimension` floats.
-    public func transform(_ x: [Float]) -> [Float] {
-        precondition(x.count == inputDimension, "PCA.transform: \(x.count) values, expected \(inputDimension)")
+    /// - Throws: `LearnError.invalidData` when `x` has another length (e.g. the profile space was
+    ///   recreated with another dimension after the reduction was fitted): data, not a programming error.
+    public func transform(_ x: [Float]) throws -> [Float] {
+        guard x.count == inputDimension else {
+            throw LearnError.invalidData("PCA.transform: \(x.count) values, expected \(inputDimension) (the reduction was fitted on \(inputDimension)-d vectors)")
+        }
+        // A decoded (stored) PCA is data too: its arrays must agree with its dimensions before indexing.
+        let (size, overflow) = outputDimension.multipliedReportingOverflow(by: inputDimension)
+        guard inputDimension >= 0, outputDimension >= 0, !overflow, mean.count == inputDimension, components.count == size else {
+            throw LearnError.invalidData("PCA.transform: stored reduction is inconsistent (\(mean.count) means, \(components.count) components for \(outputDimension)×\(inputDimension))")
+        }
         var out = [Float](repeating: 0, count: outputDimension)
         for r in 0..<outputDimension {
             var s: Float = 0

@@ -66,7 +66,14 @@ final class BERTModel: Sendable {
         let prefix = file.contains("embeddings.word_embeddings.weight") || !file.contains("bert.embeddings.word_embeddings.weight") ? "" : "bert."
         let H = c.hiddenSize, I = c.intermediateSize
         func tensor(_ name: String, _ shape: [Int]) throws -> [Float] {
-            try file.floats(prefix + name, expectedShape: shape)
+            let values = try file.floats(prefix + name, expectedShape: shape)
+            // A NaN/Inf weight would only surface later as "component 0 of the vector is nan" for every
+            // text; name the tensor and the file instead, before anything is written.
+            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                throw SentenceEncoderError.badConfiguration(file: file.fileName,
+                    reason: "tensor '\(prefix + name)' holds a non-finite value (\(values[bad])) at element \(bad)")
+            }
+            return values
         }
         func norm(_ base: String) throws -> ([Float], [Float]) {
             if file.contains(prefix + base + ".weight") || !file.contains(prefix + base + ".gamma") {

@@ -108,8 +108,10 @@ public final class SentenceEncoder: @unchecked Sendable {
                 throw SentenceEncoderError.badConfiguration(file: modulesURL.path, reason: "expected a JSON array of modules")
             }
             var sawPooling = false
-            for module in modules {
-                let type = module["type"] as? String ?? ""
+            for (index, module) in modules.enumerated() {
+                guard let type = module["type"] as? String, module["path"] == nil || module["path"] is String else {
+                    throw SentenceEncoderError.badConfiguration(file: modulesURL.path, reason: "module \(index) needs a string \"type\" (and \"path\" a string when present)")
+                }
                 let path = module["path"] as? String ?? ""
                 switch type.split(separator: ".").last.map(String.init) ?? "" {
                 case "Transformer":
@@ -152,20 +154,39 @@ public final class SentenceEncoder: @unchecked Sendable {
             guard let raw = try jsonObject(tokenizerConfigURL) as? [String: Any] else {
                 throw SentenceEncoderError.badConfiguration(file: tokenizerConfigURL.path, reason: "expected a JSON object")
             }
-            if let lower = raw["do_lower_case"] as? Bool { tokenizerConfiguration.lowercase = lower }
-            if let strip = raw["strip_accents"] as? Bool { tokenizerConfiguration.stripAccents = strip }
-            if let chinese = raw["tokenize_chinese_chars"] as? Bool { tokenizerConfiguration.tokenizeChineseCharacters = chinese }
-            // Some configs store a huge sentinel (1e30) meaning "no limit"; NSNumber covers both int and float.
-            if let length = raw["model_max_length"] as? NSNumber, length.doubleValue < 1e9 { modelMaxLength = length.intValue }
-            func special(_ key: String) -> String? {
-                if let s = raw[key] as? String { return s }
-                return (raw[key] as? [String: Any])?["content"] as? String
+            // A key that is present with the wrong type is an error naming it: ignoring it would silently
+            // change tokenisation (e.g. "do_lower_case": "false" read as absent, i.e. lower-casing).
+            let path = tokenizerConfigURL.path
+            func wrongType(_ key: String, _ expected: String) -> SentenceEncoderError {
+                .badConfiguration(file: path, reason: "\"\(key)\" must be \(expected), is \(String(describing: raw[key]!).prefix(40))")
             }
-            if let s = special("unk_token") { tokenizerConfiguration.unknownToken = s }
-            if let s = special("cls_token") { tokenizerConfiguration.classifierToken = s }
-            if let s = special("sep_token") { tokenizerConfiguration.separatorToken = s }
-            if let s = special("pad_token") { tokenizerConfiguration.paddingToken = s }
-            if let s = special("mask_token") { tokenizerConfiguration.maskToken = s }
+            func bool(_ key: String) throws -> Bool? {
+                guard let value = raw[key], !(value is NSNull) else { return nil }
+                guard let n = value as? NSNumber, String(cString: n.objCType) == "c" else { throw wrongType(key, "true or false") }
+                return n.boolValue
+            }
+            if let lower = try bool("do_lower_case") { tokenizerConfiguration.lowercase = lower }
+            if let strip = try bool("strip_accents") { tokenizerConfiguration.stripAccents = strip }
+            if let chinese = try bool("tokenize_chinese_chars") { tokenizerConfiguration.tokenizeChineseCharacters = chinese }
+            // Some configs store a huge sentinel (1e30) meaning "no limit"; NSNumber covers both int and float.
+            if let value = raw["model_max_length"], !(value is NSNull) {
+                guard let length = value as? NSNumber, String(cString: length.objCType) != "c", length.doubleValue.isFinite else {
+                    throw wrongType("model_max_length", "a number")
+                }
+                if length.doubleValue < 1e9 { modelMaxLength = length.intValue }
+            }
+            func special(_ key: String) throws -> String? {
+                guard let value = raw[key], !(value is NSNull) else { return nil }
+                if let s = value as? String { return s }
+                if let s = (value as? [String: Any])?["content"] as? String { return s }
+                throw wrongType(key, "a string or {\"content\": string}")
+            }
+            if let s = try special("unk_token") { tokenizerConfiguration.unknownToken = s }
+            if let s = try special("cls_token") { tokenizerConfiguration.classifierToken = s }
+            if let s = try special("sep_token") { tokenizerConfiguration.separatorToken = s }
+            if let s = try special("pad_token") { tokenizerConfiguration.paddingToken = s }
+            if let s = try special("mask_token") { tokenizerConfiguration.maskToken = s }
+            if let value = raw["tokenizer_class"], !(value is NSNull), !(value is String) { throw wrongType("tokenizer_class", "a string") }
             if let tokenizerClass = raw["tokenizer_class"] as? String, !tokenizerClass.hasPrefix("Bert") {
                 throw SentenceEncoderError.unsupportedModel(file: tokenizerConfigURL.path, reason: "tokenizer_class '\(tokenizerClass)' is not a BERT WordPiece tokenizer")
             }
@@ -177,8 +198,18 @@ public final class SentenceEncoder: @unchecked Sendable {
             guard let raw = try jsonObject(sentenceConfigURL) as? [String: Any] else {
                 throw SentenceEncoderError.badConfiguration(file: sentenceConfigURL.path, reason: "expected a JSON object")
             }
-            if let length = raw["max_seq_length"] as? Int { maxSequenceLength = min(length, bert.maxPositionEmbeddings) }
-            lowercaseInput = raw["do_lower_case"] as? Bool ?? false
+            if let value = raw["max_seq_length"], !(value is NSNull) {
+                guard let n = value as? NSNumber, String(cString: n.objCType) != "c", let length = Int(exactly: n.doubleValue) else {
+                    throw SentenceEncoderError.badConfiguration(file: sentenceConfigURL.path, reason: "\"max_seq_length\" must be an integer")
+                }
+                maxSequenceLength = min(length, bert.maxPositionEmbeddings)
+            }
+            if let value = raw["do_lower_case"], !(value is NSNull) {
+                guard let n = value as? NSNumber, String(cString: n.objCType) == "c" else {
+                    throw SentenceEncoderError.badConfiguration(file: sentenceConfigURL.path, reason: "\"do_lower_case\" must be true or false")
+                }
+                lowercaseInput = n.boolValue
+            }
         }
         guard maxSequenceLength >= 2 else {
             throw SentenceEncoderError.badConfiguration(file: sentenceConfigURL.path, reason: "max_seq_length \(maxSequenceLength) leaves no room for [CLS] and [SEP]")

@@ -51,21 +51,29 @@ final class EncoderBox: Sendable {
 }
 
 enum TextTemplate {
-    /// Renders `{title}`, `{text}`, `{profile}` and `{<attribute>}` placeholders; nil when nothing but
-    /// separators remains.
+    /// Renders `{title}`, `{text}`, `{profile}` and `{<attribute>}` placeholders; nil only when the text
+    /// is blank once the fields are filled — every placeholder empty (what remains is the template's own
+    /// separators) or, for a template without placeholders, nothing but whitespace. Any other text is
+    /// embedded, punctuation or symbols only included ("!!!", "∑ ∫ √"), as sentence-transformers does.
     static func render(_ template: String, item: Item?, profile: String?) -> String? {
         var out = ""
         var rest = Substring(template)
+        var placeholders = 0, filled = 0
         while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
             out += rest[..<open]
             let key = String(rest[rest.index(after: open)..<close])
-            out += value(key, item: item, profile: profile)
+            let v = value(key, item: item, profile: profile)
+            placeholders += 1
+            if !isBlank(v) { filled += 1 }
+            out += v
             rest = rest[rest.index(after: close)...]
         }
         out += rest
-        let meaningful = out.unicodeScalars.contains { CharacterSet.alphanumerics.contains($0) }
-        return meaningful ? out.trimmingCharacters(in: .whitespacesAndNewlines) : nil
+        if placeholders > 0 ? filled == 0 : isBlank(out) { return nil }
+        return out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
+
+    private static func isBlank(_ s: String) -> Bool { s.unicodeScalars.allSatisfy { $0.properties.isWhitespace } }
 
     private static func value(_ key: String, item: Item?, profile: String?) -> String {
         switch key {
@@ -105,12 +113,14 @@ extension Database {
         guard request.batchSize > 0 else { throw RecDBError.invalidArgument("batch size must be positive") }
         let binding = EncoderBinding(modelDirectory: URL(fileURLWithPath: request.encoderDirectory).standardizedFileURL.path,
                                      template: request.template, embedOnInsert: request.embedOnInsert)
-        // Create or check the space, attach the encoder.
-        try write { tx in
+        // Create or check the space and attach the encoder in the same transaction as the first batch's
+        // vectors: a run that fails before its first commit (bad weights, NaN vectors) leaves nothing behind.
+        func prepareSpace(_ tx: WriteTransaction) throws {
             if var space = try tx.space(named: request.space) {
                 guard space.kind == request.kind, space.dimension == encoder.dimension else {
                     throw RecDBError.invalidArgument("space '\(request.space)' is \(space.kind.rawValue) × \(space.dimension); the encoder gives \(request.kind.rawValue) × \(encoder.dimension)")
                 }
+                guard space.encoder != binding else { return }
                 space.encoder = binding
                 try tx.updateSpace(space)
             } else {
@@ -120,13 +130,17 @@ extension Database {
                                                   encoder: binding))
             }
         }
-        // The work list, from one snapshot.
+        // The work list, from one snapshot (checked against an existing space first, so a mismatch fails early).
         let (work, skipped) = try read { tx -> ([(UInt32, String)], Int) in
+            let existing = try tx.space(named: request.space)
+            if let space = existing, space.kind != request.kind || space.dimension != encoder.dimension {
+                throw RecDBError.invalidArgument("space '\(request.space)' is \(space.kind.rawValue) × \(space.dimension); the encoder gives \(request.kind.rawValue) × \(encoder.dimension)")
+            }
             var work: [(UInt32, String)] = []
             var skipped = 0
             func consider(_ id: UInt32, _ text: String?) throws {
                 guard let text else { skipped += 1; return }
-                if !request.recomputeAll, try tx.raw.contains(.vectors, key: Keys.pair(try tx.requireSpace(request.space).id, id)) {
+                if !request.recomputeAll, let space = existing, try tx.raw.contains(.vectors, key: Keys.pair(space.id, id)) {
                     skipped += 1
                     return
                 }
@@ -150,6 +164,7 @@ extension Database {
         // Encode and commit batch by batch.
         var done = 0
         request.progress?(0, work.count)
+        if work.isEmpty { try write(prepareSpace) }
         while done < work.count {
             let batch = work[done..<min(work.count, done + request.batchSize)]
             let vectors: [[Float]]
@@ -157,7 +172,12 @@ extension Database {
                 throw RecDBError.invalidArgument("encoding failed: \(error)")
             }
             try write { tx in
-                for ((id, _), vector) in zip(batch, vectors) { try tx.putVector(space: request.space, entity: id, vector) }
+                try prepareSpace(tx)
+                for ((id, text), vector) in zip(batch, vectors) {
+                    do { try tx.putVector(space: request.space, entity: id, vector) } catch let error as RecDBError {
+                        throw RecDBError.invalidArgument("the encoder in \(request.encoderDirectory) gave an unusable vector for \(request.kind.rawValue) #\(id) (text \(text.prefix(60).debugDescription)): \(error)")
+                    }
+                }
             }
             done += batch.count
             request.progress?(done, work.count)

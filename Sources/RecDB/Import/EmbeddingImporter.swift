@@ -57,7 +57,7 @@ extension Database {
         let space = try prepareSpace(tx, options: options, dimension: npy.columns, fileDType: npy.dtype, path: path)
         var ids: [String]?
         if let idsFile = options.idsFile {
-            let reader = try LineReader(path: idsFile)
+            let reader = try LineReader(path: idsFile, maxLineBytes: options.maxLineBytes)
             var list: [String] = []
             while let line = try reader.next() {
                 guard UTF8Check.isValid(line) else { throw reader.error("not valid UTF-8") }
@@ -138,8 +138,8 @@ extension Database {
                 }
             }
             if isJSONL {
-                let reader = try LineReader(path: path)
-                let schema = JSONSchema.bundled("import/profiles.jsonl.schema.json")
+                let reader = try LineReader(path: path, maxLineBytes: options.maxLineBytes)
+                let schema = try JSONSchema.bundled("import/profiles.jsonl.schema.json")
                 let defaultKeys = options.userKey == "user" && options.textKey == "text"
                 while let line = try reader.next() {
                     guard UTF8Check.isValid(line) else { throw reader.error("not valid UTF-8") }

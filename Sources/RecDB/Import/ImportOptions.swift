@@ -68,6 +68,8 @@ public struct InteractionImportOptions {
     public var eventType: String?
     /// Allow importing a file whose exact contents were imported before (duplicating its events).
     public var allowDuplicateImport = false
+    /// Longest accepted line in bytes (default 1 MiB); a longer line stops the import with FILE:LINE.
+    public var maxLineBytes = ImportLimits.defaultMaxLineBytes
     public var progress: ImportProgressHandler?
 
     public init(format: InteractionFormat? = nil) { self.format = format }
@@ -85,6 +87,8 @@ public struct RecordImportOptions {
     public var attributeColumns: [String]?
     /// Column holding availability (`0/1`, `true/false`); absent means available.
     public var availabilityColumn: String?
+    /// Longest accepted line in bytes (default 1 MiB); a longer line stops the import with FILE:LINE.
+    public var maxLineBytes = ImportLimits.defaultMaxLineBytes
     public var progress: ImportProgressHandler?
 
     public init(format: RecordFormat? = nil) { self.format = format }
@@ -105,6 +109,8 @@ public struct EmbeddingImportOptions {
     /// by position never create users).
     public var createMissingUsers = true
     public var provenance: String?
+    /// Longest accepted line of `idsFile` in bytes (default 1 MiB).
+    public var maxLineBytes = ImportLimits.defaultMaxLineBytes
     public var progress: ImportProgressHandler?
 
     public init(space: String, kind: EntityKind) { self.space = space; self.kind = kind }
@@ -114,8 +120,22 @@ public struct ProfileImportOptions {
     /// JSON Lines keys (JSON files are `{"user": "text"}` objects).
     public var userKey = "user"
     public var textKey = "text"
+    /// Longest accepted JSON Lines line in bytes (default 1 MiB).
+    public var maxLineBytes = ImportLimits.defaultMaxLineBytes
     public var progress: ImportProgressHandler?
     public init() {}
+}
+
+/// Limits every import applies to its input (documented in the README's import section).
+public enum ImportLimits {
+    /// Default longest line (1 MiB). Reading never buffers more than the limit, whatever the file.
+    public static let defaultMaxLineBytes = LineReader.defaultMaxLineBytes
+    /// Accepted timestamps: 0 ... 253_402_300_799_999, i.e. 1970-01-01 up to the end of year 9999 in
+    /// seconds, and the same range in milliseconds (many logs use milliseconds). Anything outside is
+    /// a unit mistake or damage: negative values and absurd magnitudes are refused with FILE:LINE.
+    public static let timestampRange: ClosedRange<Int64> = 0...253_402_300_799_999
+    /// RecBole atomic-file field types (`name:type` in the header).
+    public static let recboleTypes: Set<String> = ["token", "token_seq", "float", "float_seq"]
 }
 
 /// What an import did.
@@ -180,10 +200,28 @@ extension LineReader {
         }
         var fields: [String] = []
         try split(line, with: splitter, into: &fields)
-        return fields.map { name in
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            if recbole, let colon = trimmed.lastIndex(of: ":") { return String(trimmed[..<colon]) }
-            return trimmed
+        var names: [String] = []
+        var seen: [String: Int] = [:]
+        for (index, field) in fields.enumerated() {
+            var name = field.trimmingCharacters(in: .whitespaces)
+            if recbole {
+                // RecBole itself refuses a field without a known type; so do we, naming the column.
+                guard let colon = name.lastIndex(of: ":") else {
+                    throw error("RecBole header field '\(name.prefix(40))' has no ':type' (one of \(ImportLimits.recboleTypes.sorted().joined(separator: ", ")))", line: 1)
+                }
+                let type = String(name[name.index(after: colon)...])
+                guard ImportLimits.recboleTypes.contains(type) else {
+                    throw error("RecBole header field '\(name.prefix(40))' has unknown type '\(type.prefix(20))' (one of \(ImportLimits.recboleTypes.sorted().joined(separator: ", ")))", line: 1)
+                }
+                name = String(name[..<colon])
+            }
+            // A repeated name would make every column lookup pick the first one silently.
+            if let first = seen[name] {
+                throw error("column '\(name.prefix(40))' appears twice in the header (columns \(first + 1) and \(index + 1))", line: 1)
+            }
+            seen[name] = index
+            names.append(name)
         }
+        return names
     }
 }

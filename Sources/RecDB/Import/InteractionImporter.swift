@@ -40,13 +40,15 @@ struct InteractionImporter {
     var fingerprint = FNV64()
     /// The header row's column names (delimited formats), part of what the ledger fingerprints.
     var headerColumns: [String] = []
+    /// One formatter per import: creating one per ISO-8601 timestamp cost more than the rest of the row.
+    let isoDates = ISO8601DateFormatter()
 
     init(path: String, format: InteractionFormat, options: InteractionImportOptions, tx: WriteTransaction) throws {
         self.path = path
         self.format = format
         self.options = options
         self.tx = tx
-        reader = try LineReader(path: path)
+        reader = try LineReader(path: path, maxLineBytes: options.maxLineBytes)
         summary = ImportSummary(file: path, kind: "interactions", format: format.rawValue)
         pending.reserveCapacity(Self.batch)
     }
@@ -96,7 +98,7 @@ struct InteractionImporter {
         // The line schema names the default keys; with renamed keys only the code's own checks apply.
         let usesDefaultKeys = options.userColumn == nil && options.itemColumn == nil && options.timeColumn == nil
             && options.typeColumn == nil && options.valueColumn == nil
-        let schema = JSONSchema.bundled("import/interactions.jsonl.schema.json")
+        let schema = try JSONSchema.bundled("import/interactions.jsonl.schema.json")
         while let line = try nextLine() {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
@@ -181,15 +183,29 @@ struct InteractionImporter {
     }
 
     private func parseTimestamp(_ text: String) throws -> Int64 {
-        if let v = Int64(text) { return v }
+        if let v = Int64(text) { return try checked(v, text) }
         if let d = Double(text) { return try timestamp(fromNumber: d) }
-        if let date = ISO8601DateFormatter().date(from: text) { return Int64(date.timeIntervalSince1970) }
+        if let date = isoDates.date(from: text) {
+            return try timestamp(fromNumber: date.timeIntervalSince1970.rounded(.down))
+        }
         throw reader.error("timestamp '\(text.prefix(40))' is neither a number nor an ISO-8601 date")
     }
 
     private func timestamp(fromNumber d: Double) throws -> Int64 {
-        guard d.isFinite, abs(d) < 9e18 else { throw reader.error("timestamp \(d) is out of range") }
+        // Compared as Double first: Int64(d) traps outside Int64's range.
+        guard d.isFinite, d >= Double(ImportLimits.timestampRange.lowerBound), d <= Double(ImportLimits.timestampRange.upperBound) else {
+            throw outOfRange("\(d)")
+        }
         return Int64(d)
+    }
+
+    private func checked(_ v: Int64, _ text: String) throws -> Int64 {
+        guard ImportLimits.timestampRange.contains(v) else { throw outOfRange(text) }
+        return v
+    }
+
+    private func outOfRange(_ text: String) -> RecDBError {
+        reader.error("timestamp \(text.prefix(40)) is outside the accepted range \(ImportLimits.timestampRange.lowerBound)...\(ImportLimits.timestampRange.upperBound) (seconds or milliseconds since 1970, up to year 9999)")
     }
 
     private func parseValue(_ text: String) throws -> Float? {

@@ -10,6 +10,9 @@ struct JSONObjectStream {
         case numbers([Float])
     }
 
+    /// The widest embedding space the store accepts.
+    static let maximumComponents = 65_536
+
     let path: String
     private let data: Data
     private var offset = 0
@@ -168,6 +171,10 @@ struct JSONObjectStream {
             let text = token.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }  // NUL-terminated above
             guard let v = Float(text) else { throw fail("'\(text)' is not a number (vector of \"\(key.prefix(40))\", component \(out.count))") }
             guard v.isFinite else { throw fail("component \(out.count) of \"\(key.prefix(40))\" is \(text)") }
+            // No space is wider than this: stop before a damaged file grows one vector without bound.
+            guard out.count < Self.maximumComponents else {
+                throw fail("the vector of \"\(key.prefix(40))\" has more than \(Self.maximumComponents) components")
+            }
             out.append(v)
             skipWhitespace(p)
             guard offset < p.count else { throw fail("unexpected end of file inside a vector (truncated?)") }

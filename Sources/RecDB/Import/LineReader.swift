@@ -3,9 +3,18 @@ import Foundation
 import Glibc
 #endif
 
-/// Streams a text file line by line with bounded memory (one read buffer, grown only for a line
-/// longer than it). Lines are handed out as byte buffers valid until the next call.
+/// Streams a text file line by line with bounded memory: one read buffer, grown only for a line
+/// longer than it and never beyond `maxLineBytes` (so `/dev/zero` or a file without line breaks is
+/// an error naming the line, not an allocation that grows until the process aborts). Lines end at
+/// `\n`, `\r\n` or a lone `\r` (classic Mac files would otherwise read as one header line and import
+/// nothing). Lines are handed out as byte buffers valid until the next call.
 final class LineReader {
+    /// Default cap on one line's length (1 MiB): far above any real CSV/JSONL row, small enough that a
+    /// parser's per-line working set stays bounded.
+    static let defaultMaxLineBytes = 1 << 20
+    /// Hard ceiling for a configured cap (1 GiB), so the buffer size arithmetic cannot overflow.
+    static let maximumMaxLineBytes = 1 << 30
+
     let path: String
     private let fd: Int32
     private var buffer: UnsafeMutableRawBufferPointer
@@ -17,17 +26,27 @@ final class LineReader {
     /// Bytes consumed so far (for progress).
     private(set) var bytesConsumed = 0
     let totalBytes: Int
+    let maxLineBytes: Int
 
-    init(path: String, bufferSize: Int = 1 << 20) throws {
+    init(path: String, maxLineBytes: Int = LineReader.defaultMaxLineBytes, bufferSize: Int = 1 << 20) throws {
         self.path = path
+        guard (1...Self.maximumMaxLineBytes).contains(maxLineBytes) else {
+            throw RecDBError.invalidArgument("the maximum line length must be in 1...\(Self.maximumMaxLineBytes) bytes, got \(maxLineBytes)")
+        }
+        self.maxLineBytes = maxLineBytes
         fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             throw RecDBError.importFailed(ImportError(file: path, line: nil, problem: "cannot open: \(String(cString: strerror(errno)))"))
         }
         var st = stat()
         fstat(fd, &st)
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            close(fd)
+            throw RecDBError.importFailed(ImportError(file: path, line: nil, problem: "is a directory, not a file"))
+        }
         totalBytes = Int(st.st_size)
-        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+        // A line plus its CR LF must fit; no need for more than that.
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(max(bufferSize, 1), maxLineBytes + 2), alignment: 16)
     }
 
     deinit {
@@ -35,7 +54,11 @@ final class LineReader {
         buffer.deallocate()
     }
 
-    /// Reads more bytes, keeping the unread tail at the front; grows the buffer when it is full.
+    /// The most bytes the buffer may hold: the longest allowed line and its CR LF.
+    private var bufferLimit: Int { maxLineBytes + 2 }
+
+    /// Reads more bytes, keeping the unread tail at the front; grows the buffer (up to `bufferLimit`)
+    /// when it is full. Throws when the current line already exceeds `maxLineBytes`.
     private func fill() throws {
         if start > 0 {
             let n = end - start
@@ -43,8 +66,11 @@ final class LineReader {
             end = n
             start = 0
         }
+        // A partial line may end in a CR whose LF is still unread, hence the + 1.
+        if end > maxLineBytes + 1 { throw tooLong() }
         if end == buffer.count {
-            let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count * 2, alignment: 16)
+            let size = min(buffer.count * 2, bufferLimit)
+            let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
             bigger.copyMemory(from: UnsafeRawBufferPointer(buffer))
             buffer.deallocate()
             buffer = bigger
@@ -57,31 +83,46 @@ final class LineReader {
         end += n
     }
 
-    /// The next line without its `\n` (and without a trailing `\r`), or nil at the end of the file.
+    private func tooLong() -> RecDBError {
+        error("line is longer than \(maxLineBytes) bytes (the limit; raise it with --max-line-bytes / maxLineBytes if the file is right)",
+              line: lineNumber + 1)
+    }
+
+    /// Hands out bytes `start..<lineEnd` as the next line and moves past the terminator ending at `next`.
+    private func take(lineEnd: Int, next: Int) throws -> UnsafeRawBufferPointer {
+        guard lineEnd - start <= maxLineBytes else { throw tooLong() }
+        let line = UnsafeRawBufferPointer(start: buffer.baseAddress! + start, count: lineEnd - start)
+        bytesConsumed += next - start
+        start = next
+        lineNumber += 1
+        return line
+    }
+
+    /// The next line without its terminator (`\n`, `\r\n` or `\r`), or nil at the end of the file.
     func next() throws -> UnsafeRawBufferPointer? {
         var scanFrom = start
         while true {
-            if let nl = memchr(buffer.baseAddress! + scanFrom, 0x0A, end - scanFrom) {
-                let nlIndex = buffer.baseAddress!.distance(to: UnsafeMutableRawPointer(nl))
-                var lineEnd = nlIndex
-                if lineEnd > start && buffer[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-                let line = UnsafeRawBufferPointer(start: buffer.baseAddress! + start, count: lineEnd - start)
-                bytesConsumed += nlIndex + 1 - start
-                start = nlIndex + 1
-                lineNumber += 1
-                return line
+            let base = buffer.baseAddress!
+            let nl = memchr(base + scanFrom, 0x0A, end - scanFrom).map { base.distance(to: UnsafeMutableRawPointer($0)) }
+            // A CR before the first LF (or anywhere in the scanned bytes when there is none) ends the line
+            // by itself unless an LF follows it directly.
+            let crLimit = nl ?? end
+            if let crPointer = memchr(base + scanFrom, 0x0D, crLimit - scanFrom) {
+                let cr = base.distance(to: UnsafeMutableRawPointer(crPointer))
+                if cr + 1 < end || eof {
+                    let crlf = cr + 1 < end && buffer[cr + 1] == 0x0A
+                    return try take(lineEnd: cr, next: crlf ? cr + 2 : cr + 1)
+                }
+                // The CR is the last byte read: whether an LF follows is not known yet.
+            } else if let nl {
+                return try take(lineEnd: nl, next: nl + 1)
             }
             if eof {
                 guard end > start else { return nil }
-                var lineEnd = end
-                if buffer[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-                let line = UnsafeRawBufferPointer(start: buffer.baseAddress! + start, count: lineEnd - start)
-                bytesConsumed += end - start
-                start = end
-                lineNumber += 1
-                return line
+                return try take(lineEnd: end, next: end)
             }
-            let scanned = end - start
+            // Rescan the last byte when it is a CR (its LF may arrive with the next read).
+            let scanned = max(0, end - start - 1)
             try fill()
             scanFrom = start + scanned
         }

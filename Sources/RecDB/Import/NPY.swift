@@ -14,6 +14,10 @@ final class NPYReader {
     private let dataOffset: Int
     private var rowBuffer: [UInt8]
     private(set) var row = -1
+    /// numpy writes headers of a few hundred bytes; anything larger is damage.
+    static let maximumHeaderBytes = 1 << 20
+    /// Widest vector accepted (the store's own limit on a space's dimension is checked later).
+    static let maximumColumns = 1 << 16
 
     init(path: String) throws {
         self.path = path
@@ -24,6 +28,7 @@ final class NPYReader {
         fstat(handle, &st)
         let fileSize = Int(st.st_size)
         func readExactly(_ n: Int, at offset: Int) -> [UInt8]? {
+            guard n > 0 else { return n == 0 ? [] : nil }  // an empty array may have no base address
             var out = [UInt8](repeating: 0, count: n)
             let got = out.withUnsafeMutableBytes { pread(handle, $0.baseAddress!, n, off_t(offset)) }
             return got == n ? out : nil
@@ -46,8 +51,11 @@ final class NPYReader {
             close(handle)
             throw NPYReader.fail(path, nil, "unsupported .npy format version \(major)")
         }
-        guard let headerBytes = readExactly(headerLength, at: headerStart) else {
-            close(handle); throw NPYReader.fail(path, nil, "truncated header")
+        // The header length comes from the file: check it against the file before reading (a v2 header
+        // may claim 4 GB), and against the format's own sanity bound.
+        guard headerLength <= Self.maximumHeaderBytes, headerLength <= fileSize - headerStart,
+              let headerBytes = readExactly(headerLength, at: headerStart) else {
+            close(handle); throw NPYReader.fail(path, nil, "truncated or oversized header (\(headerLength) bytes declared, file has \(fileSize))")
         }
         let header = String(decoding: headerBytes, as: UTF8.self)
         func value(of key: String) -> String? {
@@ -66,21 +74,28 @@ final class NPYReader {
         guard let fortran = value(of: "fortran_order"), fortran.hasPrefix("False") else {
             close(handle); throw NPYReader.fail(path, nil, "Fortran-order arrays are not supported; save with C order")
         }
-        guard let shapeText = value(of: "shape"), let open = shapeText.firstIndex(of: "("), let shut = shapeText.firstIndex(of: ")") else {
+        guard let shapeText = value(of: "shape"), let open = shapeText.firstIndex(of: "("), let shut = shapeText.firstIndex(of: ")"), open < shut else {
             close(handle); throw NPYReader.fail(path, nil, "header has no shape")
         }
         let dims = shapeText[shapeText.index(after: open)..<shut].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard dims.count == 2, let r = Int(dims[0]), let c = Int(dims[1]), c > 0 else {
-            close(handle); throw NPYReader.fail(path, nil, "expected a 2-D array, shape is (\(dims.joined(separator: ", ")))")
+        guard dims.count == 2, let r = Int(dims[0]), let c = Int(dims[1]) else {
+            close(handle); throw NPYReader.fail(path, nil, "expected a 2-D array, shape is (\(dims.joined(separator: ", ").prefix(80)))")
+        }
+        // Every size below comes from the file: negative or absurd values are refused, and the product
+        // is overflow-checked, before anything is allocated from them.
+        guard r >= 0, (1...Self.maximumColumns).contains(c) else {
+            close(handle); throw NPYReader.fail(path, nil, "shape (\(r), \(c)) is not usable: rows must be ≥ 0 and columns in 1...\(Self.maximumColumns)")
         }
         rows = r
         columns = c
         dataOffset = headerStart + headerLength
-        let expected = dataOffset + rows * columns * dtype.byteWidth
-        if fileSize < expected {
-            let complete = (fileSize - dataOffset) / max(1, columns * dtype.byteWidth)
+        let rowBytes = c * dtype.byteWidth  // ≤ maximumColumns × 2: cannot overflow
+        let (dataBytes, overflow) = r.multipliedReportingOverflow(by: rowBytes)
+        let available = fileSize - dataOffset
+        if overflow || dataBytes > available {
+            let complete = available / rowBytes
             close(handle)
-            throw NPYReader.fail(path, complete, "truncated: the header promises \(rows) rows of \(columns) \(dtype.rawValue) but the file ends in row \(complete) (\(fileSize) of \(expected) bytes)")
+            throw NPYReader.fail(path, complete, "truncated: the header promises \(rows) rows of \(columns) \(dtype.rawValue) but the file ends in row \(complete) (\(fileSize) bytes, \(available) of them data)")
         }
         rowBuffer = [UInt8](repeating: 0, count: columns * dtype.byteWidth)
     }

@@ -39,7 +39,7 @@ struct RecordImporter {
         self.format = format
         self.options = options
         self.tx = tx
-        reader = try LineReader(path: path)
+        reader = try LineReader(path: path, maxLineBytes: options.maxLineBytes)
         summary = ImportSummary(file: path, kind: kind == .item ? "items" : "users", format: format.rawValue)
     }
 
@@ -49,7 +49,7 @@ struct RecordImporter {
     mutating func run() throws -> ImportSummary {
         switch format {
         case .jsonl:
-            let schema = JSONSchema.bundled(kind == .item ? "import/items.jsonl.schema.json" : "import/users.jsonl.schema.json")
+            let schema = try JSONSchema.bundled(kind == .item ? "import/items.jsonl.schema.json" : "import/users.jsonl.schema.json")
             while let line = try nextLine() {
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
@@ -103,9 +103,13 @@ struct RecordImporter {
         switch value {
         case let s as String: return s.isEmpty ? nil : s
         case is NSNull: return nil
+        case let n as NSNumber where String(cString: n.objCType) == "c": return n.boolValue ? "true" : "false"
         default:
             if let n = jsonNumber(value) { return n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : String(n) }
-            guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else { return nil }
+            // data(withJSONObject:) traps (it does not throw) on anything but an array or object at the top:
+            // check first (found by fuzz-jsonl with "available": true).
+            guard JSONSerialization.isValidJSONObject(value),
+                  let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else { return nil }
             return String(decoding: data, as: UTF8.self)
         }
     }

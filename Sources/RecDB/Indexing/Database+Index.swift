@@ -223,6 +223,8 @@ extension Database {
         let live = try liveIndex(space: space, tx: tx)
         let parts = try filterParts(tx, kind: space.kind, filter: filter, extraExcluded: extraExcluded)
         let hits = try live.withSnapshot(tx, space: space) { stale -> [(UInt32, Float)] in
+            // No search returns more than the snapshot can hold: an absurd k must not size any buffer.
+            let k = min(k, max(1, live.index.count + stale.count))
             let idFilter = parts.filter()
             if stale.isEmpty {
                 return try wrapIndex { try live.index.search(query, k: k, filter: idFilter) }.map { ($0.id, $0.score) }

@@ -10,7 +10,7 @@ extension Database {
     /// - returns: the number of rows written.
     @discardableResult
     public func exportInteractions(to path: String, format: ExportFormat) throws -> Int {
-        let out = try OutputFile(path: path)
+        let out = try OutputFile(path: path, database: self.path)
         if format == .csv { try out.write("user,item,timestamp,type,value\n") }
         var rows = 0
         try read { tx in
@@ -52,7 +52,7 @@ extension Database {
     /// Writes every item (id, title, text, available, attributes) to `path` from one snapshot.
     @discardableResult
     public func exportItems(to path: String, format: ExportFormat) throws -> Int {
-        let out = try OutputFile(path: path)
+        let out = try OutputFile(path: path, database: self.path)
         if format == .csv { try out.write("item,title,text,available,attributes\n") }
         var rows = 0
         try read { tx in
@@ -87,19 +87,57 @@ private func jsonLine(_ object: [String: Any]) -> String {
     return String(decoding: data, as: UTF8.self) + "\n"
 }
 
-/// A buffered output file that reports write failures (full disk) as errors.
+/// A buffered output file that reports write failures (full disk) as errors. It writes a temporary file
+/// next to `path` and renames it over `path` only in `close()`, so a failed export leaves whatever was
+/// at `path` untouched. It refuses any target inside a database directory (or any LMDB environment):
+/// `export items DB DB/data.mdb` must not replace the live store.
 final class OutputFile {
     private let handle: FileHandle
     private var buffer = Data()
     let path: String
+    private let temporaryPath: String
+    private var closed = false
 
-    init(path: String) throws {
+    init(path: String, database: String) throws {
         self.path = path
-        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+        try OutputFile.refuseDatabaseTarget(path, database: database)
+        // A device or FIFO (`/dev/stdout`) is written in place; a regular file via a temporary and a rename.
+        let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType
+        temporaryPath = type == nil || type == .typeRegular ? path + ".rdbctl-export-\(getpid())" : path
+        guard temporaryPath == path || FileManager.default.createFile(atPath: temporaryPath, contents: nil) else {
             throw RecDBError.invalidArgument("cannot create \(path)")
         }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw RecDBError.invalidArgument("cannot open \(path) for writing") }
+        guard let h = FileHandle(forWritingAtPath: temporaryPath) else {
+            if temporaryPath != path { try? FileManager.default.removeItem(atPath: temporaryPath) }
+            throw RecDBError.invalidArgument("cannot open \(path) for writing")
+        }
         handle = h
+    }
+
+    deinit {
+        if !closed {
+            try? handle.close()
+            if temporaryPath != path { try? FileManager.default.removeItem(atPath: temporaryPath) }
+        }
+    }
+
+    /// Throws when `path` is a directory, or its directory is (or lies inside) the database directory or
+    /// holds an LMDB environment (`data.mdb`/`lock.mdb`).
+    static func refuseDatabaseTarget(_ path: String, database: String) throws {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw RecDBError.invalidArgument("\(path) is a directory; give a file name to export to")
+        }
+        let target = URL(fileURLWithPath: path).standardizedFileURL
+        let parent = target.deletingLastPathComponent().resolvingSymlinksInPath().path
+        let databaseDirectory = URL(fileURLWithPath: database).standardizedFileURL.resolvingSymlinksInPath().path
+        let insideDatabase = parent == databaseDirectory || parent.hasPrefix(databaseDirectory.hasSuffix("/") ? databaseDirectory : databaseDirectory + "/")
+        let lmdbNames = ["data.mdb", "lock.mdb"]
+        let parentIsEnvironment = lmdbNames.contains { fm.fileExists(atPath: (parent as NSString).appendingPathComponent($0)) }
+        if insideDatabase || parentIsEnvironment || lmdbNames.contains(target.lastPathComponent) {
+            throw RecDBError.invalidArgument("refusing to export to \(path): it is inside a database directory (\(insideDatabase ? database : parent)); nothing was written")
+        }
     }
 
     func write(_ text: String) throws {
@@ -116,6 +154,15 @@ final class OutputFile {
 
     func close() throws {
         try flush()
-        try handle.close()
+        do {
+            if temporaryPath != path { try handle.synchronize() }
+            try handle.close()
+        } catch {
+            throw RecDBError.storage(code: -1, message: error.localizedDescription, context: "writing \(path)")
+        }
+        guard temporaryPath == path || rename(temporaryPath, path) == 0 else {
+            throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "renaming the export to \(path)")
+        }
+        closed = true
     }
 }

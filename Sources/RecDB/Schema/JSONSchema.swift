@@ -9,10 +9,14 @@ public struct JSONSchema {
     public let name: String
 
     /// The schema bundled from `schemas/<path>`.
-    public static func bundled(_ path: String) -> JSONSchema {
-        guard let text = BundledSchemas.files[path], let data = text.data(using: .utf8),
-              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            preconditionFailure("schemas/\(path) is not bundled or not a JSON object; run tools/bundle-schemas.sh")
+    /// - throws: `RecDBError.invalidArgument` naming the path when no such schema is bundled (the path is
+    ///   the caller's input: a wrong one is an error to report, not a reason to stop the process).
+    public static func bundled(_ path: String) throws -> JSONSchema {
+        guard let text = BundledSchemas.files[path] else {
+            throw RecDBError.invalidArgument("no bundled schema schemas/\(path) (bundled: \(BundledSchemas.files.keys.sorted().joined(separator: ", ")))")
+        }
+        guard let data = text.data(using: .utf8), let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw RecDBError.invalidArgument("bundled schema schemas/\(path) is not a JSON object; run tools/bundle-schemas.sh")
         }
         return JSONSchema(root: object, name: path)
     }

@@ -116,8 +116,13 @@ extension Database {
             userVector = model.recommender.userRepresentation(history.map { Int32(bitPattern: $0) })
         } else if let user, let profileSpace = info.profileSpace, model.recommender.profileDimension != nil,
                   let profile = try tx.vector(space: profileSpace, entity: user) {
-            let input = info.profileReduction.map { $0.transform(profile) } ?? profile
-            do { userVector = try model.recommender.userRepresentation(profile: input) } catch { throw RecDBError.training("\(error)") }
+            // The profile space may have been recreated with another dimension since training: an error, not a trap.
+            do {
+                let input = try info.profileReduction.map { try $0.transform(profile) } ?? profile
+                userVector = try model.recommender.userRepresentation(profile: input)
+            } catch {
+                throw RecDBError.training("profile of user in space '\(profileSpace)' (\(profile.count) values) does not fit \(info.model)@\(info.version): \(error)")
+            }
             source = .profile
         } else {
             source = .popularity

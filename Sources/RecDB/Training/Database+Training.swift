@@ -94,6 +94,8 @@ extension Database {
         try Database.validateModelName(request.model)
         var configuration = request.configuration
         do { try configuration.validate() } catch { throw RecDBError.training("\(error)") }
+        // Zero epochs would store an untrained (random) version and make it active.
+        guard configuration.maxEpochs >= 1 else { throw RecDBError.training("maxEpochs must be ≥ 1 (0 would store an untrained version)") }
         let needsText = configuration.items != .id
         if needsText && request.textSpace == nil {
             throw RecDBError.training("items '\(configuration.items.rawValue)' need a text space (--items \(configuration.items.rawValue):SPACE)")
@@ -123,6 +125,8 @@ extension Database {
                 profiles = try p.reduced(by: pca)
             } catch let error as LearnError { throw RecDBError.training("PCA of the profiles: \(error)") }
         }
+
+        try Database.checkTrainingMemory(configuration, numItems: snapshot.numItems)
 
         // 2. Train.
         var initialModel: SequentialRecommender?
@@ -290,6 +294,24 @@ extension Database {
             } else {
                 try tx.storeModelHeader(header)
             }
+        }
+    }
+}
+
+extension Database {
+    /// Refuses a configuration whose weights and optimiser state alone would not fit in this machine's
+    /// memory (`--hidden 100000000` would otherwise abort the process in an allocation). Counted in
+    /// Double: no overflow whatever the arguments.
+    static func checkTrainingMemory(_ c: ModelConfiguration, numItems: Int) throws {
+        let d = Double(c.hiddenSize), f = d * Double(c.resolvedFeedForwardMultiplier)
+        let parameters = (Double(numItems) + 2 + Double(c.maxLength)) * d + Double(c.blocks) * (4 * d * d + 2 * d * f)
+        // Weights, gradients and two AdamW moments, 4 bytes each; activations of one batch (~16 floats per
+        // position, hidden value and block).
+        let bytes = parameters * 16 + Double(c.batchSize) * Double(c.maxLength) * d * Double(c.blocks) * 64
+        let available = Double(ProcessInfo.processInfo.physicalMemory)
+        guard bytes < available else {
+            throw RecDBError.training(String(format: "this configuration needs about %.1f GB (hidden %ld, %ld blocks, %ld items, batch %ld × %ld positions) but the machine has %.1f GB",
+                                             bytes / 1e9, c.hiddenSize, c.blocks, numItems, c.batchSize, c.maxLength, available / 1e9))
         }
     }
 }

@@ -18,7 +18,7 @@ extension ProfileTable {
         var rows: [[Float]?] = []
         rows.reserveCapacity(present.count)
         for (i, present) in present.enumerated() {
-            rows.append(present ? pca.transform(Array(values[(i * dimension)..<((i + 1) * dimension)])) : nil)
+            rows.append(present ? try pca.transform(Array(values[(i * dimension)..<((i + 1) * dimension)])) : nil)
         }
         return try ProfileTable(dimension: pca.outputDimension, profiles: rows)
     }

@@ -15,6 +15,8 @@ struct Embed: ParsableCommand {
     @Option(help: "Storage type of a new space: f32 or f16.") var dtype: VectorDType = .f32
     @OptionGroup var output: OutputOptions
 
+    func validate() throws { guard (1...65_536).contains(batch) else { throw ValidationError("--batch must be in 1...65536") } }
+
     func run() throws {
         let database = try db.open()
         var request = EmbedRequest(space: space, encoderDirectory: encoder)

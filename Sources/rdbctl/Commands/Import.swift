@@ -23,6 +23,16 @@ func report(_ summary: ImportSummary, json: Bool) throws {
     print("imported \(summary.kind) from \(summary.file): \(parts.joined(separator: ", ")) in \(String(format: "%.2f", summary.seconds)) s")
 }
 
+/// `--max-line-bytes`, shared by the import subcommands.
+struct LineLimit: ParsableArguments {
+    @Option(help: "Longest accepted line in bytes; a longer one stops the import with FILE:LINE.")
+    var maxLineBytes: Int = ImportLimits.defaultMaxLineBytes
+
+    func validate() throws {
+        guard (1...(1 << 30)).contains(maxLineBytes) else { throw ValidationError("--max-line-bytes must be in 1...1073741824") }
+    }
+}
+
 func progressHandler(_ line: ProgressLine) -> ImportProgressHandler {
     { p in line.update(done: p.bytesDone, total: p.bytesTotal, unit: "\(p.rows) rows") }
 }
@@ -39,6 +49,7 @@ struct ImportInteractions: ParsableCommand {
     @Option(help: "Value column (default: value / rating when present).") var valueColumn: String?
     @Option(help: "Event type for rows without one.") var eventType: String?
     @Flag(help: "Import even if the same contents were imported before (duplicates events).") var allowDuplicate = false
+    @OptionGroup var limit: LineLimit
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -48,6 +59,7 @@ struct ImportInteractions: ParsableCommand {
         options.userColumn = userColumn; options.itemColumn = itemColumn; options.timeColumn = timeColumn
         options.typeColumn = typeColumn; options.valueColumn = valueColumn; options.eventType = eventType
         options.allowDuplicateImport = allowDuplicate
+        options.maxLineBytes = limit.maxLineBytes
         options.progress = progressHandler(progress)
         let summary = try reportingErrors { try database.importInteractions(from: file, options: options) }
         progress.finish()
@@ -62,6 +74,7 @@ struct RecordColumns: ParsableArguments {
     @Option(parsing: .upToNextOption, help: "Columns joined into the item's text.") var textColumns: [String] = []
     @Option(parsing: .upToNextOption, help: "Columns kept as attributes (default: all others).") var attributeColumns: [String] = []
     @Option(help: "Availability column (0/1, true/false).") var availabilityColumn: String?
+    @OptionGroup var limit: LineLimit
 
     /// Runs an items or users import with these columns and prints its report.
     func run(_ database: Database, file: String, kind: EntityKind, output: OutputOptions) throws {
@@ -79,6 +92,7 @@ struct RecordColumns: ParsableArguments {
         o.idColumn = idColumn; o.titleColumn = titleColumn; o.textColumns = textColumns
         o.attributeColumns = attributeColumns.isEmpty ? nil : attributeColumns
         o.availabilityColumn = availabilityColumn
+        o.maxLineBytes = limit.maxLineBytes
         o.progress = progressHandler(progress)
         return o
     }
@@ -115,6 +129,7 @@ struct ImportEmbeddings: ParsableCommand {
     @Flag(help: "L2-normalise vectors on write (new spaces).") var normalize = false
     @Option(help: "File with one external id per line for the rows of an .npy.") var ids: String?
     @Option(help: "Provenance text for a new space.") var provenance: String?
+    @OptionGroup var limit: LineLimit
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -123,6 +138,7 @@ struct ImportEmbeddings: ParsableCommand {
         var options = EmbeddingImportOptions(space: space, kind: kind)
         options.dtype = dtype; options.metric = metric; options.normalize = normalize
         options.idsFile = ids; options.provenance = provenance
+        options.maxLineBytes = limit.maxLineBytes
         options.progress = progressHandler(progress)
         let summary = try reportingErrors { try database.importEmbeddings(from: file, options: options) }
         progress.finish()
@@ -136,6 +152,7 @@ struct ImportProfiles: ParsableCommand {
     @Argument(help: "The .json or .jsonl file.") var file: String
     @Option(help: "JSONL key of the user id.") var userKey = "user"
     @Option(help: "JSONL key of the text.") var textKey = "text"
+    @OptionGroup var limit: LineLimit
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -143,6 +160,7 @@ struct ImportProfiles: ParsableCommand {
         let progress = ProgressLine("importing", quiet: output.json)
         var options = ProfileImportOptions()
         options.userKey = userKey; options.textKey = textKey
+        options.maxLineBytes = limit.maxLineBytes
         options.progress = progressHandler(progress)
         let summary = try reportingErrors { try database.importProfiles(from: file, options: options) }
         progress.finish()

@@ -18,6 +18,12 @@ struct IndexBuild: ParsableCommand {
     @Option(help: "IVF lists probed, stored as the default.") var nprobe: Int?
     @OptionGroup var output: OutputOptions
 
+    /// Stored defaults size every later search's heaps: bounded here, not at the first query.
+    func validate() throws {
+        if let efSearch, !(1...1_000_000).contains(efSearch) { throw ValidationError("--ef-search must be in 1...1000000") }
+        if let nprobe, !(1...1_000_000).contains(nprobe) { throw ValidationError("--nprobe must be in 1...1000000") }
+    }
+
     func run() throws {
         let database = try db.open()
         let progress = ProgressLine("indexing", quiet: output.json)

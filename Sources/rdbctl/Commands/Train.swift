@@ -39,6 +39,10 @@ struct Train: ParsableCommand {
             throw ValidationError("--items takes id, text:SPACE or text+id:SPACE")
         }
         guard ["pca", "none"].contains(reduce) else { throw ValidationError("--reduce takes pca or none") }
+        if let epochs, epochs < 1 { throw ValidationError("--epochs must be ≥ 1 (0 would store an untrained version)") }
+        for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience)] {
+            if let value, value < 1 { throw ValidationError("\(name) must be ≥ 1") }
+        }
         if let split { guard ["loo", "temporal"].contains(split) else { throw ValidationError("--split takes loo or temporal") } }
         if let profileWeight, !(profileWeight >= 0) { throw ValidationError("--profile-weight must be ≥ 0") }
         if distill == nil && (profileWeight != nil || profileTargets != nil) {
