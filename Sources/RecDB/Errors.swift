@@ -28,6 +28,9 @@ public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedErro
     case training(String)
     /// A serialized index failed its checksum or could not be loaded.
     case index(String)
+    /// A stored value failed its checksum (or the file is damaged around it): `table` and `key` name
+    /// it, `detail` says what failed. The value is never used.
+    case damaged(table: String, key: String, detail: String)
 
     public var description: String {
         switch self {
@@ -46,6 +49,7 @@ public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedErro
         case let .importFailed(error): return error.description
         case let .training(text): return "training: \(text)"
         case let .index(text): return "index: \(text)"
+        case let .damaged(table, key, detail): return "damaged data in table \(table), key \(key): \(detail) (run `rdbctl verify`; restore from a backup)"
         }
     }
 

@@ -18,10 +18,13 @@ enum UserRecord {
         w.leI64(user.createdAt)
         w.string(user.externalID)
         w.optionalString(user.attributesJSON)
+        Seal.append(to: &w.bytes, key: Keys.u32(user.id))  // every read checks it (see `Seal`)
         return w.bytes
     }
 
-    static func decode(id: UInt32, _ raw: UnsafeRawBufferPointer) throws -> User {
+    static func decode(id: UInt32, _ stored: UnsafeRawBufferPointer) throws -> User {
+        var key = id.bigEndian
+        let raw = try withUnsafeBytes(of: &key) { try Seal.open(stored, key: $0, table: .users) }
         var r = ByteReader(raw, what: "user \(id)")
         let v = try r.u8()
         guard v == version else { throw RecDBError.corrupt("user \(id) has record version \(v)") }
