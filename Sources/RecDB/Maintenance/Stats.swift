@@ -32,9 +32,11 @@ extension Database {
         let size = fileSize
         return try read { tx in
             DatabaseStats(
-                users: try tx.raw.count(.users),
-                items: try tx.raw.count(.items),
-                interactions: try tx.eventCount(),
+                // From the checksummed counters (ids are dense and never reused, events never removed),
+                // not LMDB's per-table entry counts, which carry no checksum; `verify` checks they agree.
+                users: try tx.userCount(),
+                items: try tx.itemCount(),
+                interactions: Int(try tx.eventVersion()),
                 profiles: try tx.profileCount(),
                 spaces: try tx.spaces().map {
                     .init(name: $0.name, kind: $0.kind, dim: $0.dimension, dtype: $0.dtype, metric: $0.metric, count: $0.count)

@@ -56,6 +56,10 @@ private struct Verifier {
                 guard more != nil else { break }
                 step = .next
             }
+            // LMDB's entry count (stored in the main tree, without a checksum) must agree with the walk.
+            if !full, let recorded = try? tx.raw.count(table), recorded != n {
+                problem("\(table.rawValue): LMDB records \(recorded) entries but the table holds \(n)")
+            }
         } catch {
             problem("\(table.rawValue): cannot walk the table after \(n) entries: \(error)")
         }
@@ -176,12 +180,13 @@ private struct Verifier {
             guard k.count == 8 else { v.problem("vectors: key of \(k.count) bytes"); return }
             let (sid, entity) = (Keys.readU32(k), Keys.readU32(k, at: 4))
             guard let space = spacesByID[sid] else { v.problem("vector #\(sid)/#\(entity) belongs to no space"); return }
+            // Counted before its checksum is checked: a damaged vector is one problem, not three.
+            vectorCounts[sid, default: 0] += 1
+            vectorKeys.insert(UInt64(sid) << 32 | UInt64(entity))
             let view = VectorView(dtype: space.dtype, raw: try VectorEncoding.open(value, key: k, space: space))
             for i in 0..<view.count where !view[i].isFinite { v.problem("vector \(space.name)/#\(entity) has component \(i) = \(view[i])"); break }
             let known = space.kind == .item ? itemExternal[entity] != nil : userExternal[entity] != nil
             if !known { v.problem("vector \(space.name)/#\(entity) refers to an unknown \(space.kind.rawValue)") }
-            vectorCounts[sid, default: 0] += 1
-            vectorKeys.insert(UInt64(sid) << 32 | UInt64(entity))
         }
         var logVersions: [UInt32: (count: Int, max: UInt64)] = [:]
         walk(.vectorLog) { v, k, value in

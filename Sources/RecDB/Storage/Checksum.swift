@@ -9,6 +9,12 @@ enum CRC32C {
     }
 
     static func checksum(_ bytes: [UInt8]) -> UInt32 { bytes.withUnsafeBytes { update(0, $0) } }
+
+    /// The table path alone, whatever the CPU (tests compare the two paths).
+    static func softwareUpdate(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
+        return recdb_crc32c_software(crc, base, bytes.count)
+    }
 }
 
 /// Sealed values: `payload ‖ u32 LE CRC-32C(key ‖ payload)`.

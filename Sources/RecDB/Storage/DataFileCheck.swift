@@ -66,6 +66,13 @@ enum DataFileCheck {
         guard second.pageSize == first.pageSize else {
             throw damaged(file, "meta pages disagree on the page size (\(first.pageSize), \(second.pageSize))")
         }
+        // LMDB writes the meta of transaction N into page N mod 2, so the two metas hold consecutive
+        // transactions (a fresh file or a copy: 0 and 0 or 1). A larger gap is a damaged txnid, which
+        // would make LMDB serve the older snapshot, or garbage, as the newest.
+        let gap = first.txnID > second.txnID ? first.txnID - second.txnID : second.txnID - first.txnID
+        guard gap <= 1 else {
+            throw damaged(file, "meta pages record transactions \(first.txnID) and \(second.txnID), which cannot both be right")
+        }
         // The meta LMDB will serve: the higher txnid, the first on a tie.
         let (picked, index) = second.txnID > first.txnID ? (second, 1) : (first, 0)
         let (needed, overflow) = (picked.lastPage &+ 1).multipliedReportingOverflow(by: UInt64(picked.pageSize))
@@ -77,8 +84,20 @@ enum DataFileCheck {
         }
         for (i, db) in picked.roots.enumerated() {
             if db.root == invalidPage { continue }
+            let tree = i == 0 ? "free-list" : "main"
             guard db.root >= 2, db.root <= picked.lastPage, db.depth >= 1, db.depth <= maxDepth, db.pages <= picked.lastPage else {
-                throw damaged(file, "meta page \(index) records \(i == 0 ? "free-list" : "main") tree root \(db.root), depth \(db.depth), \(db.pages) pages beyond its \(picked.lastPage + 1) pages")
+                throw damaged(file, "meta page \(index) records \(tree) tree root \(db.root), depth \(db.depth), \(db.pages) pages beyond its \(picked.lastPage + 1) pages")
+            }
+            // The root page must say it is that page and a tree page (a zeroed or overwritten page
+            // does not): LMDB would otherwise fail inside its open, or read garbage as a tree.
+            var header = [UInt8](repeating: 0, count: pageHeaderSize)
+            let offset = db.root * UInt64(picked.pageSize)
+            let got = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+            let pgno = header.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+            let flags = header.withUnsafeBytes { UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: 10, as: UInt16.self)) }
+            let isTreePage = flags & 0x03 != 0  // P_BRANCH | P_LEAF
+            guard got == pageHeaderSize, pgno == db.root, isTreePage, (db.depth == 1) == (flags & 0x02 != 0) else {
+                throw damaged(file, "the \(tree) tree's root page \(db.root) is not a tree page (number \(pgno), flags \(flags)): the file is damaged or zeroed there")
             }
         }
     }
