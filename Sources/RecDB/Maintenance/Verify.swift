@@ -18,8 +18,16 @@ extension Database {
     /// walking (a damaged B-tree page) are problems too. At most `maxProblems` are listed.
     public func verify(maxProblems: Int = 100) throws -> VerifyReport {
         try read { tx in
+            // First the pages themselves, read from the file: LMDB trusts what is inside a page, and a
+            // cursor walk over a damaged one could read outside the map instead of failing. Inside the
+            // read transaction, so no writer reuses a page of the newest snapshot while it is read.
+            let pages = PageCheck.run(directory: path, maxProblems: maxProblems)
+            guard pages.problems.isEmpty else {
+                return VerifyReport(checked: ["pages": pages.pages], problems: pages.problems.map { "data.mdb: \($0)" })
+            }
             var verifier = Verifier(tx: tx, maxProblems: maxProblems)
             verifier.run()
+            verifier.checked["pages"] = pages.pages
             return VerifyReport(checked: verifier.checked, problems: verifier.problems)
         }
     }

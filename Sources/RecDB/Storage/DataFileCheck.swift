@@ -32,6 +32,17 @@ enum DataFileCheck {
         var roots: [(root: UInt64, depth: Int, pages: UInt64)]
     }
 
+    /// The meta LMDB serves (after the same checks as `check`), for `PageCheck`.
+    static func newestMeta(fd: Int32, directory: String) throws -> Meta {
+        let file = directory + "/data.mdb"
+        let first = try readMeta(fd: fd, offset: 0, file: file, directory: directory)
+        guard first.pageSize >= 512, first.pageSize <= 65_536, first.pageSize & (first.pageSize - 1) == 0 else {
+            throw damaged(file, "meta page 0 records page size \(first.pageSize)")
+        }
+        let second = try readMeta(fd: fd, offset: first.pageSize, file: file, directory: directory)
+        return second.txnID > first.txnID ? second : first
+    }
+
     /// Throws `.notADatabase` when `directory/data.mdb` is not an LMDB file, `.damaged` when it is
     /// one but cannot be read safely. A missing file (and, when `mayCreate`, an empty one) is left
     /// to LMDB, which creates it.
@@ -73,8 +84,18 @@ enum DataFileCheck {
         guard gap <= 1 else {
             throw damaged(file, "meta pages record transactions \(first.txnID) and \(second.txnID), which cannot both be right")
         }
+        // A tie happens only in a new file (both 0); otherwise the older meta could be served as the newest.
+        guard first.txnID != second.txnID || first.txnID == 0 else {
+            throw damaged(file, "both meta pages record transaction \(first.txnID)")
+        }
         // The meta LMDB will serve: the higher txnid, the first on a tie.
         let (picked, index) = second.txnID > first.txnID ? (second, 1) : (first, 0)
+        let other = index == 0 ? second : first
+        // RecDB never drops its tables: a newer meta with an empty main tree after a non-empty one is a
+        // damaged txnid that would serve an empty database (and let a writer start over in it).
+        guard picked.roots[1].root != invalidPage || other.roots[1].root == invalidPage else {
+            throw damaged(file, "meta page \(index) (transaction \(picked.txnID)) has no tables while the older meta has them")
+        }
         let (needed, overflow) = (picked.lastPage &+ 1).multipliedReportingOverflow(by: UInt64(picked.pageSize))
         guard picked.lastPage >= 1, !overflow else {
             throw damaged(file, "meta page \(index) records last page \(picked.lastPage)")
