@@ -27,7 +27,7 @@ test: deps
 ASAN_FLAGS ?= -c release -Xswiftc -enable-testing --sanitize=address --scratch-path .build-asan
 test-asan: deps
 	$(SWIFT) build $(ASAN_FLAGS) --build-tests
-	ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:allocator_may_return_null=1:detect_leaks=$${ASAN_DETECT_LEAKS:-1} OMP_WAIT_POLICY=passive \
+	ASAN_OPTIONS=halt_on_error=1:allocator_may_return_null=1:detect_leaks=$${ASAN_DETECT_LEAKS:-1} OMP_WAIT_POLICY=passive \
 		$(SWIFT) test $(ASAN_FLAGS) --skip-build --disable-swift-testing
 
 # The long corruption run: single-byte flips at CORRUPTION_OFFSETS offsets of a populated database;

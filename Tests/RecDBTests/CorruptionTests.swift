@@ -91,6 +91,9 @@ final class CorruptionTests: DatabaseTestCase {
         let file = clean + "/data.mdb"
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: file)))
         let cleanDump = try Self.dump(path: clean)
+        if let keep = ProcessInfo.processInfo.environment["RECDB_CORRUPTION_KEEP"] {  // to reproduce a finding by hand
+            try Data(original).write(to: URL(fileURLWithPath: keep))
+        }
 
         let commands: [[String]] = [
             ["verify", "DB"],
@@ -146,7 +149,7 @@ final class CorruptionTests: DatabaseTestCase {
             for (i, c) in commands.enumerated() {
                 let r = try run(rdbctl, args(c))
                 let what = "flip at \(offset) (\(offset / pageSize):\(offset % pageSize)), \(c.joined(separator: " "))"
-                if r.signaled { signals.append("\(what): signal \(r.status) \(r.err.suffix(300))"); continue }
+                if r.signaled { signals.append("\(what): signal \(r.status) \(r.err.prefix(3000))"); continue }
                 if r.timedOut { hangs.append(what); continue }
                 if r.status == 0 {
                     if r.out != reference[i] { wrong.append("\(what): \(r.out.prefix(300)) instead of \(reference[i].prefix(300))") }
