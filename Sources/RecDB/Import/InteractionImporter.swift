@@ -209,7 +209,7 @@ struct InteractionImporter {
                 value.storeBytes(of: timestamp.littleEndian, toByteOffset: 4, as: Int64.self)
                 event.writePayload(into: value, at: 12)
                 let logKey = UnsafeRawBufferPointer(rebasing: key[0..<8])
-                Seal.writeTrailer(value, payloadCount: 12 + EventPayload.size, key: logKey)
+                Seal.writeTrailer(value, payloadCount: 12 + EventPayload.size, key: logKey, table: .eventLog)
                 try tx.raw.put(.eventLog, key: logKey,
                                value: UnsafeRawBufferPointer(rebasing: value[0..<12 + EventPayload.size + Seal.size]), append: true)
             }
@@ -229,7 +229,7 @@ struct InteractionImporter {
                     key.storeBytes(of: event.biasedTimestamp.bigEndian, toByteOffset: 4, as: UInt64.self)
                     key.storeBytes(of: event.sequence.bigEndian, toByteOffset: 12, as: UInt64.self)
                     event.writePayload(into: value, at: 0)
-                    Seal.writeTrailer(value, payloadCount: EventPayload.size, key: UnsafeRawBufferPointer(key))
+                    Seal.writeTrailer(value, payloadCount: EventPayload.size, key: UnsafeRawBufferPointer(key), table: .userEvents)
                     try tx.raw.put(.userEvents, key: UnsafeRawBufferPointer(key),
                                    value: UnsafeRawBufferPointer(rebasing: value[0..<EventPayload.storedSize]))
                 }

@@ -57,7 +57,7 @@ extension WriteTransaction {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let headerKey = IndexKeys.header(space: info.space)  // the header is sealed (see `Seal`); the blob has its own checksum
-        try raw.put(.indexes, key: headerKey, value: Seal.sealed(Array(try encoder.encode(info)), key: headerKey))
+        try raw.put(.indexes, key: headerKey, value: Seal.sealed(Array(try encoder.encode(info)), key: headerKey, table: .indexes))
         try IndexKeys.blob(space: info.space).withUnsafeBytes { key in
             try raw.putReserved(.indexes, key: key, count: bytes.count) { out in
                 out.copyMemory(from: bytes)

@@ -27,7 +27,7 @@ struct EventPayload {
     /// The payload of a stored `user_events` entry after checking its key length and checksum.
     @inline(__always)
     static func open(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
-        guard key.count == 20, value.count == storedSize, let body = Seal.payload(value, key: key) else {
+        guard key.count == 20, value.count == storedSize, let body = Seal.payload(value, key: key, table: .userEvents) else {
             throw Seal.damaged(table: .userEvents, key: key, value: value)
         }
         return body
@@ -203,13 +203,13 @@ extension WriteTransaction {
         var v = ByteWriter(capacity: EventPayload.storedSize)
         payload.write(to: &v)
         let key = EventKeys.userEvent(user: user, timestamp: timestamp, sequence: seq)
-        Seal.append(to: &v.bytes, key: key)
+        Seal.append(to: &v.bytes, key: key, table: .userEvents)
         try raw.put(.userEvents, key: key, value: v.bytes)
         var log = ByteWriter(capacity: 12 + EventPayload.storedSize)
         log.leU32(user); log.leI64(timestamp)
         payload.write(to: &log)
         let logKey = Keys.u64(seq)
-        Seal.append(to: &log.bytes, key: logKey)
+        Seal.append(to: &log.bytes, key: logKey, table: .eventLog)
         // Sequence numbers only grow, so the log is always appended at its end (MDB_APPEND: no search).
         try raw.put(.eventLog, key: logKey, value: log.bytes, append: true)
         return seq

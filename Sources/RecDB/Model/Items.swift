@@ -56,7 +56,7 @@ enum ItemRecord {
         w.optionalString(item.title)
         w.optionalString(item.text)
         w.optionalString(item.attributesJSON)
-        Seal.append(to: &w.bytes, key: Keys.u32(item.id))  // every read checks it (see `Seal`)
+        Seal.append(to: &w.bytes, key: Keys.u32(item.id), table: .items)  // every read checks it (see `Seal`)
         return w.bytes
     }
 

@@ -13,7 +13,7 @@ enum ProfileRecord {
     static func encode(_ p: Profile) -> [UInt8] {
         var w = ByteWriter(capacity: 16 + p.text.utf8.count)
         w.u8(version); w.leI64(p.updatedAt); w.string(p.text)
-        Seal.append(to: &w.bytes, key: Keys.u32(p.user))  // every read checks it (see `Seal`)
+        Seal.append(to: &w.bytes, key: Keys.u32(p.user), table: .profiles)  // every read checks it (see `Seal`)
         return w.bytes
     }
     static func decode(user: UInt32, _ stored: UnsafeRawBufferPointer) throws -> Profile {

@@ -18,7 +18,7 @@ enum UserRecord {
         w.leI64(user.createdAt)
         w.string(user.externalID)
         w.optionalString(user.attributesJSON)
-        Seal.append(to: &w.bytes, key: Keys.u32(user.id))  // every read checks it (see `Seal`)
+        Seal.append(to: &w.bytes, key: Keys.u32(user.id), table: .users)  // every read checks it (see `Seal`)
         return w.bytes
     }
 

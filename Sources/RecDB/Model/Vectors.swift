@@ -96,7 +96,7 @@ enum VectorEncoding {
     /// (key ‖ components) — checked on every read, so a flipped bit is an error, never a score.
     @inline(__always)
     static func open(_ value: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, space: EmbeddingSpace) throws -> UnsafeRawBufferPointer {
-        guard value.count == space.bytesPerVector + Seal.size, let body = Seal.payload(value, key: key) else {
+        guard value.count == space.bytesPerVector + Seal.size, let body = Seal.payload(value, key: key, table: .vectors) else {
             throw RecDBError.damaged(table: Table.vectors.rawValue, key: "\(space.name)/#\(key.count == 8 ? Keys.readU32(key, at: 4) : 0)",
                                      detail: value.count == space.bytesPerVector + Seal.size ? "checksum mismatch"
                                          : "\(value.count) bytes, expected \(space.bytesPerVector) + \(Seal.size)")
@@ -236,7 +236,7 @@ extension WriteTransaction {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let key = Array(space.name.utf8)
-        try raw.put(.spaces, key: key, value: Seal.sealed(Array(try encoder.encode(space)), key: key))
+        try raw.put(.spaces, key: key, value: Seal.sealed(Array(try encoder.encode(space)), key: key, table: .spaces))
     }
 
     /// Stores `values` as the vector of `entity` in `space` (replacing any earlier one).
@@ -262,14 +262,14 @@ extension WriteTransaction {
         try key.withUnsafeBytes { k in
             try raw.putReserved(.vectors, key: k, count: space.bytesPerVector + Seal.size) { out in
                 VectorEncoding.encode(values, space: space, into: out)
-                Seal.writeTrailer(out, payloadCount: space.bytesPerVector, key: k)
+                Seal.writeTrailer(out, payloadCount: space.bytesPerVector, key: k, table: .vectors)
             }
         }
         if !existed { space.count += 1 }
         space.version += 1
         var logKey = ByteWriter(capacity: 12); logKey.beU32(space.id); logKey.beU64(space.version)
         var logValue = ByteWriter(capacity: 8); logValue.leU32(entity)
-        try raw.put(.vectorLog, key: logKey.bytes, value: Seal.sealed(logValue.bytes, key: logKey.bytes))
+        try raw.put(.vectorLog, key: logKey.bytes, value: Seal.sealed(logValue.bytes, key: logKey.bytes, table: .vectorLog))
         spaceCache[name] = space
         dirtySpaces.insert(name)
         changedVectors[name, default: []].insert(entity)

@@ -29,44 +29,46 @@ enum CRC32C {
 enum Seal {
     static let size = 4
 
+    /// The checksum starts from the CRC of the table's name, so a value read through a damaged branch
+    /// page from another table's leaf (same key bytes, e.g. user #5 for item #5) fails its check.
     @inline(__always)
-    static func crc(key: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> UInt32 {
-        CRC32C.update(CRC32C.update(0, key), payload)
+    static func crc(table: Table, key: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> UInt32 {
+        CRC32C.update(CRC32C.update(table.sealSeed, key), payload)
     }
 
     /// `payload` with its trailer appended.
-    static func sealed(_ payload: [UInt8], key: [UInt8]) -> [UInt8] {
+    static func sealed(_ payload: [UInt8], key: [UInt8], table: Table) -> [UInt8] {
         var out = payload
-        append(to: &out, key: key)
+        append(to: &out, key: key, table: table)
         return out
     }
 
-    static func append(to payload: inout [UInt8], key: [UInt8]) {
-        let c = key.withUnsafeBytes { k in payload.withUnsafeBytes { crc(key: k, payload: $0) } }
+    static func append(to payload: inout [UInt8], key: [UInt8], table: Table) {
+        let c = key.withUnsafeBytes { k in payload.withUnsafeBytes { crc(table: table, key: k, payload: $0) } }
         withUnsafeBytes(of: c.littleEndian) { payload.append(contentsOf: $0) }
     }
 
     /// Writes the trailer of the first `payloadCount` bytes of `value` (which has room for it) in place.
-    static func writeTrailer(_ value: UnsafeMutableRawBufferPointer, payloadCount: Int, key: UnsafeRawBufferPointer) {
+    static func writeTrailer(_ value: UnsafeMutableRawBufferPointer, payloadCount: Int, key: UnsafeRawBufferPointer, table: Table) {
         precondition(value.count >= payloadCount + size)
-        let c = crc(key: key, payload: UnsafeRawBufferPointer(rebasing: value[0..<payloadCount]))
+        let c = crc(table: table, key: key, payload: UnsafeRawBufferPointer(rebasing: value[0..<payloadCount]))
         value.storeBytes(of: c.littleEndian, toByteOffset: payloadCount, as: UInt32.self)
     }
 
     /// The payload of a sealed value whose checksum matches, or nil.
     @inline(__always)
-    static func payload(_ value: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+    static func payload(_ value: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, table: Table) -> UnsafeRawBufferPointer? {
         guard value.count >= size else { return nil }
         let n = value.count - size
         let body = UnsafeRawBufferPointer(rebasing: value[0..<n])
         let stored = UInt32(littleEndian: value.loadUnaligned(fromByteOffset: n, as: UInt32.self))
-        return stored == crc(key: key, payload: body) ? body : nil
+        return stored == crc(table: table, key: key, payload: body) ? body : nil
     }
 
     /// The payload of a sealed value; throws `.damaged` naming table and key when the checksum fails.
     @inline(__always)
     static func open(_ value: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, table: Table) throws -> UnsafeRawBufferPointer {
-        if let body = payload(value, key: key) { return body }
+        if let body = payload(value, key: key, table: table) { return body }
         throw damaged(table: table, key: key, value: value)
     }
 
@@ -96,3 +98,24 @@ func describeKey(_ key: UnsafeRawBufferPointer) -> String {
 }
 
 func describeKey(_ key: [UInt8]) -> String { key.withUnsafeBytes { describeKey($0) } }
+
+extension Table {
+    /// CRC-32C of the table's name: the starting value of its values' checksums (see `Seal`).
+    var sealSeed: UInt32 {
+        switch self {
+        case .items: return 0x45EEF316  // CRC-32C of "items"
+        case .itemIDs: return 0xB3EECBB3  // CRC-32C of "item_ids"
+        case .users: return 0x2E526452  // CRC-32C of "users"
+        case .userIDs: return 0xAB68903F  // CRC-32C of "user_ids"
+        case .userEvents: return 0xCE322C27  // CRC-32C of "user_events"
+        case .eventLog: return 0x3E0D1EC8  // CRC-32C of "event_log"
+        case .spaces: return 0x5904551C  // CRC-32C of "spaces"
+        case .vectors: return 0xD9015F1B  // CRC-32C of "vectors"
+        case .vectorLog: return 0x1F7DE11A  // CRC-32C of "vector_log"
+        case .profiles: return 0xAD9E3DD5  // CRC-32C of "profiles"
+        case .models: return 0x8B24B81C  // CRC-32C of "models"
+        case .indexes: return 0x9F850F44  // CRC-32C of "indexes"
+        case .meta: return 0x1B071095  // CRC-32C of "meta"
+        }
+    }
+}

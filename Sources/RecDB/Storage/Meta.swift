@@ -40,7 +40,7 @@ struct MetaStore {
         var w = ByteWriter(capacity: 12)
         withUnsafeBytes(of: value.littleEndian) { w.bytes.append(contentsOf: $0) }
         let k = Array(key.utf8)
-        try raw.put(.meta, key: k, value: key == MetaKey.formatVersion.rawValue ? w.bytes : Seal.sealed(w.bytes, key: k))
+        try raw.put(.meta, key: k, value: key == MetaKey.formatVersion.rawValue ? w.bytes : Seal.sealed(w.bytes, key: k, table: .meta))
     }
     func string(_ key: String) throws -> String? {
         try bytes(key).map { String(decoding: $0, as: UTF8.self) }
@@ -55,7 +55,7 @@ struct MetaStore {
     }
     func setBytes(_ key: String, _ value: [UInt8]) throws {
         let k = Array(key.utf8)
-        try raw.put(.meta, key: k, value: Seal.sealed(value, key: k))
+        try raw.put(.meta, key: k, value: Seal.sealed(value, key: k, table: .meta))
     }
     /// All (key suffix, value) pairs whose key starts with `prefix`.
     func scan(prefix: String) throws -> [(String, [UInt8])] {

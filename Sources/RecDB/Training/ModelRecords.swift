@@ -45,7 +45,7 @@ enum TensorCodec {
         w.leU32(UInt32(t.shape.count))
         for d in t.shape { w.leU32(UInt32(d)) }
         t.values.withUnsafeBytes { w.bytes.append(contentsOf: $0) }
-        Seal.append(to: &w.bytes, key: key)
+        Seal.append(to: &w.bytes, key: key, table: .models)
         return w.bytes
     }
 
@@ -148,7 +148,7 @@ extension WriteTransaction {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let key = ModelKeys.header(header.name)
-        try raw.put(.models, key: key, value: Seal.sealed(Array(try encoder.encode(header)), key: key))
+        try raw.put(.models, key: key, value: Seal.sealed(Array(try encoder.encode(header)), key: key, table: .models))
     }
 
     func storeModelVersion(_ info: ModelVersionInfo) throws {
@@ -156,7 +156,7 @@ extension WriteTransaction {
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let key = ModelKeys.version(info.model, info.version)
-        try raw.put(.models, key: key, value: Seal.sealed(Array(try encoder.encode(info)), key: key))
+        try raw.put(.models, key: key, value: Seal.sealed(Array(try encoder.encode(info)), key: key, table: .models))
     }
 
     func deleteKeys(in table: Table, prefix: [UInt8]) throws {
