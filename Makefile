@@ -23,11 +23,13 @@ test: deps
 # halt_on_error makes the first report end the process with an error status, so a report cannot pass unseen.
 # allocator_may_return_null=1: tests feed damaged index bytes to Faiss, which trusts the sizes in them and
 # asks for tens of GB; without ASan that `new` throws bad_alloc, which the Faiss shim turns into an error —
-# ASan would instead abort on the request itself. Leak detection stays on.
+# ASan would instead abort on the request itself. Leak detection stays on, with tools/lsan.supp
+# suppressing only leaks inside Foundation itself (see the file).
 ASAN_FLAGS ?= -c release -Xswiftc -enable-testing --sanitize=address --scratch-path .build-asan
 test-asan: deps
 	$(SWIFT) build $(ASAN_FLAGS) --build-tests
-	ASAN_OPTIONS=halt_on_error=1:allocator_may_return_null=1:detect_leaks=$${ASAN_DETECT_LEAKS:-1} OMP_WAIT_POLICY=passive \
+	ASAN_OPTIONS=halt_on_error=1:allocator_may_return_null=1:detect_leaks=$${ASAN_DETECT_LEAKS:-1} \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp OMP_WAIT_POLICY=passive \
 		$(SWIFT) test $(ASAN_FLAGS) --skip-build --disable-swift-testing
 
 # The long corruption run: single-byte flips at CORRUPTION_OFFSETS offsets of a populated database;

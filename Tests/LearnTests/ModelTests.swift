@@ -177,7 +177,7 @@ final class ModelTests: XCTestCase {
             XCTAssertEqual(model.userRepresentation([41, 3]), model.userRepresentation([3]), "unknown ids are skipped")
             let results = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: histories.count * 8)
             results.initialize(repeating: [])
-            defer { results.deallocate() }
+            defer { results.deinitialize(); results.deallocate() }  // deinitialize: the arrays are released
             DispatchQueue.concurrentPerform(iterations: 8) { t in
                 for (k, h) in histories.enumerated() { results[t * histories.count + k] = model.userRepresentation(h) }
             }

@@ -78,7 +78,12 @@ extension ReadTransaction {
             }
             eventTypeNames = names
         }
-        return eventTypeNames?[code] ?? "type#\(code)"
+        // Every code an event carries was recorded with its name; a missing one is damage (a
+        // hidden meta entry), not a type to show as "type#N".
+        guard let name = eventTypeNames?[code] else {
+            throw RecDBError.damaged(table: Table.meta.rawValue, key: "\(MetaKey.eventTypePrefix.rawValue)…", detail: "no name is recorded for event type code \(code)")
+        }
+        return name
     }
 
     /// The user's last `n` events in chronological order (one cursor range scan, backwards from the end).
