@@ -24,7 +24,7 @@ test: deps
 # allocator_may_return_null=1: tests feed damaged index bytes to Faiss, which trusts the sizes in them and
 # asks for tens of GB; without ASan that `new` throws bad_alloc, which the Faiss shim turns into an error —
 # ASan would instead abort on the request itself. Leak detection stays on, with tools/lsan.supp
-# suppressing only leaks inside Foundation itself (see the file).
+# suppressing only leaks inside XCTest, Foundation and the runtime's weak references (see the file).
 ASAN_FLAGS ?= -c release -Xswiftc -enable-testing --sanitize=address --scratch-path .build-asan
 test-asan: deps
 	$(SWIFT) build $(ASAN_FLAGS) --build-tests
