@@ -112,7 +112,17 @@ extension ReadTransaction {
     }
 
     public func item(id: UInt32) throws -> Item? {
-        try raw.withValue(.items, key: Keys.u32(id)) { try ItemRecord.decode(id: id, $0) }
+        if let item = try raw.withValue(.items, key: Keys.u32(id), { try ItemRecord.decode(id: id, $0) }) { return item }
+        try requireAbsentItem(id)
+        return nil
+    }
+
+    /// Ids are dense and records never removed: a missing record below the counter is a damaged
+    /// table (a hidden node), not an absent item. Checked only when a lookup finds nothing.
+    func requireAbsentItem(_ id: UInt32) throws {
+        if id > 0, UInt64(id) <= (try meta.u64(.lastItemID) ?? 0) {
+            throw RecDBError.damaged(table: Table.items.rawValue, key: "#\(id)", detail: "the record of an existing item cannot be found")
+        }
     }
 
     public func item(externalID: String) throws -> Item? {
@@ -122,10 +132,12 @@ extension ReadTransaction {
 
     /// Whether the item may be returned by searches and recommendations (exists, available, not deleted).
     public func isServable(item id: UInt32) throws -> Bool {
-        try raw.withValue(.items, key: Keys.u32(id)) { raw -> Bool in
+        if let servable = try raw.withValue(.items, key: Keys.u32(id), { raw -> Bool in
             let f = try ItemRecord.flags(id: id, raw)
             return f & ItemRecord.availableFlag != 0 && f & ItemRecord.deletedFlag == 0
-        } ?? false
+        }) { return servable }
+        try requireAbsentItem(id)
+        return false
     }
 
     /// Calls `body` for every item in id order; stop early by returning false.
