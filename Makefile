@@ -7,7 +7,7 @@
 SWIFT ?= swift
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build demo test test-tsan stress fuzz bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
+.PHONY: deps build demo test test-tsan test-asan stress fuzz corruption bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
 
 deps:
 	@scripts/install-deps.sh
@@ -30,6 +30,27 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh $(FUZZ_TARGETS)
+
+# The whole suite under AddressSanitizer (optimised, in its own build directory): any report fails the run.
+# halt_on_error makes the first report end the process with an error status, so a report cannot pass unseen.
+# allocator_may_return_null=1: tests feed damaged index bytes to Faiss, which trusts the sizes in them and
+# asks for tens of GB; without ASan that `new` throws bad_alloc, which the Faiss shim turns into an error —
+# ASan would instead abort on the request itself. Leak detection stays on, with tools/lsan.supp
+# suppressing only leaks inside XCTest, Foundation and the runtime's weak references (see the file).
+ASAN_FLAGS ?= -c release -Xswiftc -enable-testing --sanitize=address --scratch-path .build-asan
+test-asan: deps
+	$(SWIFT) build $(ASAN_FLAGS) --build-tests
+	ASAN_OPTIONS=halt_on_error=1:allocator_may_return_null=1:detect_leaks=$${ASAN_DETECT_LEAKS:-1} \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp OMP_WAIT_POLICY=passive \
+		$(SWIFT) test $(ASAN_FLAGS) --skip-build --disable-swift-testing
+
+# The long corruption run: single-byte flips at CORRUPTION_OFFSETS offsets of a populated database;
+# every command must fail clearly or answer exactly as on the undamaged copy (see CorruptionTests).
+CORRUPTION_OFFSETS ?= 400
+corruption: deps
+	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	RECDB_CORRUPTION_OFFSETS=$(CORRUPTION_OFFSETS) OMP_WAIT_POLICY=passive \
+		$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing --filter CorruptionTests
 
 # Benchmarks run in release and compare against a peer in the same run; all but bench-import need ../shared
 # (and the PyTorch peers a Python venv with torch: PYTHON=... or $$HOME/refvenv/bin/python).

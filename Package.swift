@@ -31,7 +31,9 @@ let package = Package(
         // MARK: - Libraries
         .target(name: "Index", dependencies: ["CFaiss"], path: "Sources/Index"),
         .target(name: "Learn", dependencies: ["COpenBLAS"], path: "Sources/Learn"),
-        .target(name: "RecDB", dependencies: ["CLMDB", "Index", "Learn"], path: "Sources/RecDB"),
+        // CRC-32C of stored values (hardware instruction when the CPU has it).
+        .target(name: "CChecksum", path: "Sources/CChecksum"),
+        .target(name: "RecDB", dependencies: ["CLMDB", "CChecksum", "Index", "Learn"], path: "Sources/RecDB"),
 
         // MARK: - Command-line tool
         .executableTarget(

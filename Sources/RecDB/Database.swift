@@ -31,7 +31,7 @@ import Learn
 /// - warning: Long read closures keep old pages from being reused; copy out what you need and return.
 public final class Database: Sendable {
     /// The on-disk format this build writes and reads.
-    public static let formatVersion = 1
+    public static let formatVersion = 2
 
     public struct Options: Sendable {
         /// Open without write access (several processes may do this while one writes).
@@ -80,6 +80,7 @@ public final class Database: Sendable {
         if !options.create && !fm.fileExists(atPath: path + "/data.mdb") {
             throw RecDBError.notADatabase(path: path, reason: "no data.mdb (run `rdbctl init \(path)` first)")
         }
+        try DataFileCheck.check(directory: path, mayCreate: options.create && !options.readOnly)
         environment = try LMDBEnvironment(path: path, readOnly: options.readOnly, initialMapSize: options.initialMapSize,
                                           minimumHeadroom: options.writeHeadroom)
         // Read first: opening a database must not wait for another process's long write. Only a new
@@ -156,17 +157,53 @@ public final class Database: Sendable {
 
     /// Consistent, compacting copy into `destination` (a new or empty directory) while other
     /// threads and processes keep using the database.
+    ///
+    /// The copy is written into a temporary sibling directory (`DEST.tmp-…`), flushed to disk
+    /// (file and directory) and only then renamed to `destination`: a backup that is killed or fails
+    /// leaves no `destination` at all (and the temporary copy, whose length does not match its meta
+    /// page until the copy is complete, is refused by `Database(path:)`); the temporary is removed on failure.
     public func backup(to destination: String, compact: Bool = true) throws {
         let fm = FileManager.default
+        var destinationIsEmptyDirectory = false
         if fm.fileExists(atPath: destination) {
             let contents = (try? fm.contentsOfDirectory(atPath: destination)) ?? []
             guard contents.isEmpty else { throw RecDBError.invalidArgument("backup destination \(destination) is not empty") }
-        } else {
-            do { try fm.createDirectory(atPath: destination, withIntermediateDirectories: true) } catch {
-                throw RecDBError.storage(code: -1, message: error.localizedDescription, context: "creating \(destination)")
+            destinationIsEmptyDirectory = true
+        }
+        let trimmed = destination.hasSuffix("/") && destination.count > 1 ? String(destination.dropLast()) : destination
+        let parent = (trimmed as NSString).deletingLastPathComponent
+        if !parent.isEmpty && !fm.fileExists(atPath: parent) {
+            do { try fm.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
+                throw RecDBError.storage(code: -1, message: error.localizedDescription, context: "creating \(parent)")
             }
         }
-        try environment.copy(to: destination, compact: compact)
+        let temporary = trimmed + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do { try fm.createDirectory(atPath: temporary, withIntermediateDirectories: false) } catch {
+            throw RecDBError.storage(code: -1, message: error.localizedDescription, context: "creating \(temporary)")
+        }
+        do {
+            try environment.copy(to: temporary, compact: compact)
+            try Database.syncPath(temporary + "/data.mdb")
+            try Database.syncPath(temporary)
+            if destinationIsEmptyDirectory, rmdir(trimmed) != 0 {
+                throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "replacing the empty directory \(trimmed)")
+            }
+            guard rename(temporary, trimmed) == 0 else {
+                throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "renaming \(temporary) to \(trimmed)")
+            }
+            try Database.syncPath(parent.isEmpty ? "." : parent)
+        } catch {
+            try? fm.removeItem(atPath: temporary)
+            throw error
+        }
+    }
+
+    /// fsync of a file or directory (a directory's entries — a rename — are durable only after it).
+    private static func syncPath(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "opening \(path) to sync it") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "syncing \(path)") }
     }
 }
 

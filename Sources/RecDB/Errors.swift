@@ -36,6 +36,9 @@ public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedErro
     case mapFull(path: String, mapSize: Int)
     /// This exact interactions file was imported before (the import ledger holds its fingerprint).
     case alreadyImported(file: String, fingerprint: String)
+    /// A stored value failed its checksum (or the file is damaged around it): `table` and `key` name
+    /// it, `detail` says what failed. The value is never used.
+    case damaged(table: String, key: String, detail: String)
 
     public var description: String {
         switch self {
@@ -59,6 +62,7 @@ public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedErro
             return "the write transaction outgrew the memory map of \(path) and was rolled back; the map is now \(mapSize) bytes, run it again"
         case let .alreadyImported(file, fingerprint):
             return "\(file): this exact file was already imported (fingerprint \(fingerprint)); pass --allow-duplicate to import it again"
+        case let .damaged(table, key, detail): return "damaged data in table \(table), key \(key): \(detail) (run `rdbctl verify`; restore from a backup)"
         }
     }
 

@@ -87,11 +87,14 @@ final class IndexStoreTests: DatabaseTestCase {
             XCTAssertTrue(message.contains("damaged"), message)
             XCTAssertTrue(message.contains("rdbctl index build"), message)
         }
-        // The database is otherwise usable, and a rebuild repairs the index.
+        // The database is otherwise usable, verify names the damaged index, and a rebuild repairs it.
         XCTAssertEqual(try reopened.stats().items, 300)
-        XCTAssertTrue(try reopened.verify().isClean)
+        let damaged = try reopened.verify()
+        XCTAssertEqual(damaged.problems.count, 1, "\(damaged.problems)")
+        XCTAssertTrue(damaged.problems.first?.hasPrefix("index of emb: stored bytes") == true, "\(damaged.problems)")
         try reopened.buildIndex(space: "emb")
         XCTAssertEqual(try reopened.similarItems(to: "i1", k: 3, space: "emb").count, 3)
+        XCTAssertTrue(try reopened.verify().isClean)
     }
 
     func testVectorsWrittenAfterTheBuildAreFoundAndDeletedItemsNeverAre() throws {

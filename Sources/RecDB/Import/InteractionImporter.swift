@@ -228,8 +228,10 @@ struct InteractionImporter {
                 value.storeBytes(of: userID.littleEndian, toByteOffset: 0, as: UInt32.self)
                 value.storeBytes(of: timestamp.littleEndian, toByteOffset: 4, as: Int64.self)
                 event.writePayload(into: value, at: 12)
-                try tx.raw.put(.eventLog, key: UnsafeRawBufferPointer(rebasing: key[0..<8]),
-                               value: UnsafeRawBufferPointer(rebasing: value[0..<12 + EventPayload.size]), append: true)
+                let logKey = UnsafeRawBufferPointer(rebasing: key[0..<8])
+                Seal.writeTrailer(value, payloadCount: 12 + EventPayload.size, key: logKey, table: .eventLog)
+                try tx.raw.put(.eventLog, key: logKey,
+                               value: UnsafeRawBufferPointer(rebasing: value[0..<12 + EventPayload.size + Seal.size]), append: true)
             }
         }
         pending.append(event)
@@ -247,8 +249,9 @@ struct InteractionImporter {
                     key.storeBytes(of: event.biasedTimestamp.bigEndian, toByteOffset: 4, as: UInt64.self)
                     key.storeBytes(of: event.sequence.bigEndian, toByteOffset: 12, as: UInt64.self)
                     event.writePayload(into: value, at: 0)
+                    Seal.writeTrailer(value, payloadCount: EventPayload.size, key: UnsafeRawBufferPointer(key), table: .userEvents)
                     try tx.raw.put(.userEvents, key: UnsafeRawBufferPointer(key),
-                                   value: UnsafeRawBufferPointer(rebasing: value[0..<EventPayload.size]))
+                                   value: UnsafeRawBufferPointer(rebasing: value[0..<EventPayload.storedSize]))
                 }
             }
         }

@@ -41,13 +41,13 @@ enum Checksum {
 extension ReadTransaction {
     /// The stored index of `space`, if any.
     public func indexInfo(space: String) throws -> IndexInfo? {
-        try cachedJSON(IndexInfo.self, table: .indexes, key: IndexKeys.header(space: space), what: "index header of \(space)")
+        try cachedJSON(IndexInfo.self, table: .indexes, key: IndexKeys.header(space: space), what: "index header of \(space)", sealed: true)
     }
 
     /// All stored indexes.
     public func indexes() throws -> [IndexInfo] {
         try keys(in: .indexes, prefix: IndexKeys.headerPrefix).compactMap { key in
-            try raw.withValue(.indexes, key: key) { try JSONDecoder().decode(IndexInfo.self, from: Data($0)) }
+            try raw.withValue(.indexes, key: key) { try JSONDecoder().decode(IndexInfo.self, from: Data(try Seal.open($0, key: key, table: .indexes))) }
         }
     }
 }
@@ -56,7 +56,8 @@ extension WriteTransaction {
     func storeIndex(_ info: IndexInfo, bytes: UnsafeRawBufferPointer) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try raw.put(.indexes, key: IndexKeys.header(space: info.space), value: Array(try encoder.encode(info)))
+        let headerKey = IndexKeys.header(space: info.space)  // the header is sealed (see `Seal`); the blob has its own checksum
+        try raw.put(.indexes, key: headerKey, value: Seal.sealed(Array(try encoder.encode(info)), key: headerKey, table: .indexes))
         try IndexKeys.blob(space: info.space).withUnsafeBytes { key in
             try raw.putReserved(.indexes, key: key, count: bytes.count) { out in
                 out.copyMemory(from: bytes)

@@ -39,7 +39,7 @@ extension Database {
         var ids = Set<UInt32>()
         let cursor = try tx.raw.cursor(.items)
         var step = LMDBCursor.Move.first
-        while let (id, flags) = try cursor.move(step, { k, v in (Keys.readU32(k), ItemRecord.flags(v)) }) {
+        while let (id, flags) = try cursor.move(step, { k, v in (Keys.readU32(k), try ItemRecord.flags(id: Keys.readU32(k), v)) }) {
             if flags & ItemRecord.availableFlag == 0 || flags & ItemRecord.deletedFlag != 0 { ids.insert(id) }
             step = .next
         }

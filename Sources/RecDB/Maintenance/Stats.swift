@@ -32,18 +32,41 @@ extension Database {
         let size = fileSize
         return try read { tx in
             DatabaseStats(
-                users: try tx.raw.count(.users),
-                items: try tx.raw.count(.items),
-                interactions: try tx.eventCount(),
+                // From the checksummed counters (ids are dense and never reused, events never removed),
+                // not LMDB's per-table entry counts, which carry no checksum; `verify` checks they agree.
+                users: try tx.userCount(),
+                items: try tx.itemCount(),
+                interactions: Int(try tx.eventVersion()),
                 profiles: try tx.profileCount(),
                 spaces: try tx.spaces().map {
                     .init(name: $0.name, kind: $0.kind, dim: $0.dimension, dtype: $0.dtype, metric: $0.metric, count: $0.count)
                 },
-                models: try tx.modelNames().count,
-                indexes: try tx.indexes().count,
+                models: try tx.countKeys(.models, prefix: "m/", known: ["m/", "v/", "t/"]),
+                indexes: try tx.countKeys(.indexes, prefix: "h/", known: ["h/", "b/"]),
                 eventVersion: try tx.eventVersion(),
                 fileBytes: size,
                 formatVersion: Database.formatVersion)
         }
+    }
+}
+
+extension ReadTransaction {
+    /// Keys of `table` starting with `prefix`, after checking that every key has one of the `known`
+    /// prefixes: a flipped prefix byte would otherwise hide a model or an index from the count.
+    func countKeys(_ table: Table, prefix: String, known: [String]) throws -> Int {
+        let p = Array(prefix.utf8), forms = known.map { Array($0.utf8) }
+        let cursor = try raw.cursor(table)
+        var n = 0
+        var step = LMDBCursor.Move.first
+        while let matched = try cursor.move(step, { k, _ -> Bool in
+            guard forms.contains(where: { k.starts(with: $0) }) else {
+                throw RecDBError.damaged(table: table.rawValue, key: describeKey(k), detail: "a key of no known form")
+            }
+            return k.starts(with: p)
+        }) {
+            if matched { n += 1 }
+            step = .next
+        }
+        return n
     }
 }

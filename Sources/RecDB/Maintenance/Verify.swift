@@ -1,4 +1,5 @@
 import Foundation
+import Learn
 
 /// What `verify` found. `problems` is empty for a sound database.
 public struct VerifyReport: Codable, Sendable {
@@ -8,86 +9,300 @@ public struct VerifyReport: Codable, Sendable {
 }
 
 extension Database {
-    /// Checks the structural invariants in one snapshot: id maps are bijective, every event refers to
-    /// an existing user and item and appears in both the per-user table and the global log, every
-    /// vector has its space's byte size and refers to an existing entity, counters cover every id.
-    /// At most `maxProblems` problems are listed.
+    /// Checks the whole database in one snapshot: it walks every table with a cursor and checks
+    /// every entry's key shape and checksum (records, events, vectors, tensors, catalogue JSON,
+    /// counters; index blobs against the checksum in their header), then every cross-reference: id
+    /// maps both ways, events against users, items and the other event table, vectors and the
+    /// vector log against spaces and entities, profiles against users, model versions against their
+    /// header and tensors, active pointers, indexes against their spaces. LMDB errors met while
+    /// walking (a damaged B-tree page) are problems too. At most `maxProblems` are listed.
     public func verify(maxProblems: Int = 100) throws -> VerifyReport {
         try read { tx in
-            var problems: [String] = []
-            var checked: [String: Int] = [:]
-            func problem(_ text: String) { if problems.count < maxProblems { problems.append(text) } }
-            let raw = tx.raw
-            let lastItem = UInt32(try tx.meta.u64(.lastItemID) ?? 0)
-            let lastUser = UInt32(try tx.meta.u64(.lastUserID) ?? 0)
-
-            // Items ↔ item_ids.
-            var itemCount = 0
-            try tx.forEachItem { item in
-                itemCount += 1
-                if item.id == 0 || item.id > lastItem { problem("item #\(item.id) is beyond the id counter \(lastItem)") }
-                if try tx.itemID(for: item.externalID) != item.id { problem("item #\(item.id) '\(item.externalID)' is not mapped back by item_ids") }
-                return true
+            // First the pages themselves, read from the file: LMDB trusts what is inside a page, and a
+            // cursor walk over a damaged one could read outside the map instead of failing. Inside the
+            // read transaction, so no writer reuses a page of the newest snapshot while it is read.
+            let pages = PageCheck.run(directory: path, maxProblems: maxProblems)
+            guard pages.problems.isEmpty else {
+                return VerifyReport(checked: ["pages": pages.pages], problems: pages.problems.map { "data.mdb: \($0)" })
             }
-            if try raw.count(.itemIDs) != itemCount { problem("item_ids has \(try raw.count(.itemIDs)) entries but items has \(itemCount)") }
-            checked["items"] = itemCount
+            var verifier = Verifier(tx: tx, maxProblems: maxProblems)
+            verifier.run()
+            verifier.checked["pages"] = pages.pages
+            return VerifyReport(checked: verifier.checked, problems: verifier.problems)
+        }
+    }
+}
 
-            var userCount = 0
-            try tx.forEachUser { user in
-                userCount += 1
-                if user.id == 0 || user.id > lastUser { problem("user #\(user.id) is beyond the id counter \(lastUser)") }
-                if try tx.userID(for: user.externalID) != user.id { problem("user #\(user.id) '\(user.externalID)' is not mapped back by user_ids") }
-                return true
-            }
-            if try raw.count(.userIDs) != userCount { problem("user_ids has \(try raw.count(.userIDs)) entries but users has \(userCount)") }
-            checked["users"] = userCount
+/// One pass of `verify`. Each table is walked independently; a failure in one (an LMDB error on a
+/// damaged page) is recorded and the walk goes on with the next table.
+private struct Verifier {
+    let tx: ReadTransaction
+    let maxProblems: Int
+    var problems: [String] = []
+    var checked: [String: Int] = [:]
 
-            // Events: both tables agree and refer to existing rows.
-            var perUser = 0
-            let lastSeq = try tx.meta.u64(.lastEventSequence) ?? 0
-            try tx.forEachUserEvent { user, item, _ in
-                perUser += 1
-                if user == 0 || user > lastUser { problem("an event refers to unknown user #\(user)") }
-                if item == 0 || item > lastItem { problem("an event of user #\(user) refers to unknown item #\(item)") }
-                return problems.count < maxProblems
-            }
-            var logged = 0
-            try tx.forEachEvent { event in
-                logged += 1
-                if event.sequence > lastSeq { problem("event \(event.sequence) is beyond the sequence counter \(lastSeq)") }
-                let key = EventKeys.userEvent(user: event.user, timestamp: event.timestamp, sequence: event.sequence)
-                if try !raw.contains(.userEvents, key: key) { problem("event \(event.sequence) is in the log but not in user \(event.user)'s history") }
-                return problems.count < maxProblems
-            }
-            if logged != perUser { problem("event_log has \(logged) events but user_events has \(perUser)") }
-            checked["events"] = logged
+    init(tx: ReadTransaction, maxProblems: Int) {
+        self.tx = tx
+        self.maxProblems = maxProblems
+    }
 
-            // Vectors.
-            var vectors = 0
-            for space in try tx.spaces() {
-                var n = 0
-                let limit = space.kind == .item ? lastItem : lastUser
-                try tx.forEachVector(space: space.name) { entity, view in
+    mutating func problem(_ text: String) { if problems.count < maxProblems { problems.append(text) } }
+    var full: Bool { problems.count >= maxProblems }
+
+    /// Visits every entry of `table` in key order; errors (LMDB's or `body`'s) become problems.
+    mutating func walk(_ table: Table, _ body: (inout Verifier, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) {
+        var n = 0
+        do {
+            let cursor = try tx.raw.cursor(table)
+            var step = LMDBCursor.Move.first
+            while !full {
+                let more = try cursor.move(step) { k, v -> Bool in
                     n += 1
-                    if view.raw.count != space.bytesPerVector { problem("vector \(space.name)/#\(entity) has \(view.raw.count) bytes, expected \(space.bytesPerVector)") }
-                    if entity == 0 || entity > limit { problem("vector \(space.name)/#\(entity) refers to an unknown \(space.kind.rawValue)") }
+                    do { try body(&self, k, v) } catch { problem("\(table.rawValue) \(describeKey(k)): \(error)") }
                     return true
                 }
-                if n != space.count { problem("space \(space.name) records \(space.count) vectors but holds \(n)") }
-                vectors += n
+                guard more != nil else { break }
+                step = .next
             }
-            checked["vectors"] = vectors
-
-            var profiles = 0
-            try tx.forEachProfile { p in
-                profiles += 1
-                if p.user == 0 || p.user > lastUser { problem("a profile refers to unknown user #\(p.user)") }
-                return true
+            // LMDB's entry count (stored in the main tree, without a checksum) must agree with the walk.
+            if !full, let recorded = try? tx.raw.count(table), recorded != n {
+                problem("\(table.rawValue): LMDB records \(recorded) entries but the table holds \(n)")
             }
-            checked["profiles"] = profiles
-
-            try tx.verifyModelsAndIndexes(problem: problem, checked: &checked)
-            return VerifyReport(checked: checked, problems: problems)
+        } catch {
+            problem("\(table.rawValue): cannot walk the table after \(n) entries: \(error)")
         }
+        checked[table.rawValue] = n
+    }
+
+    /// Runs a check whose error is a problem rather than the end of `verify`.
+    mutating func guarded(_ what: String, _ body: (inout Verifier) throws -> Void) {
+        do { try body(&self) } catch { problem("\(what): \(error)") }
+    }
+
+    mutating func run() {
+        var lastItem: UInt64 = 0, lastUser: UInt64 = 0, lastSeq: UInt64 = 0, lastSpace: UInt64 = 0
+        var eventTypes: Set<UInt16> = [0]
+
+        // meta: every value sealed (format_version bare), counters 8 bytes.
+        walk(.meta) { v, k, value in
+            let key = String(decoding: k, as: UTF8.self)
+            if key == MetaKey.formatVersion.rawValue {
+                guard value.count == 8, UInt64(littleEndian: value.loadUnaligned(as: UInt64.self)) == UInt64(Database.formatVersion) else {
+                    v.problem("meta format_version is not \(Database.formatVersion)"); return
+                }
+                return
+            }
+            let body = try Seal.open(value, key: k, table: .meta)
+            if key.hasPrefix(MetaKey.eventTypePrefix.rawValue) {
+                guard body.count == 2 else { v.problem("meta \(key): \(body.count) bytes, expected 2"); return }
+                eventTypes.insert(UInt16(body[0]) | UInt16(body[1]) << 8)
+            } else if !key.hasPrefix(MetaKey.importPrefix.rawValue) {
+                guard body.count == 8 else { v.problem("meta \(key): \(body.count) bytes, expected 8"); return }
+                let n = UInt64(littleEndian: body.loadUnaligned(as: UInt64.self))
+                switch MetaKey(rawValue: key) {
+                case .lastItemID?: lastItem = n
+                case .lastUserID?: lastUser = n
+                case .lastEventSequence?: lastSeq = n
+                case .lastSpaceID?: lastSpace = n
+                case .createdAt?, .itemStateVersion?: break
+                default: v.problem("meta has an unknown key '\(key)'")
+                }
+            }
+        }
+
+        // items ↔ item_ids, users ↔ user_ids: both directions.
+        var itemExternal: [UInt32: String] = [:]
+        walk(.items) { v, k, value in
+            guard k.count == 4 else { v.problem("items: key of \(k.count) bytes"); return }
+            let item = try ItemRecord.decode(id: Keys.readU32(k), value)
+            if item.id == 0 || UInt64(item.id) > lastItem { v.problem("item #\(item.id) is beyond the id counter \(lastItem)") }
+            itemExternal[item.id] = item.externalID
+            if try v.tx.itemID(for: item.externalID) != item.id { v.problem("item #\(item.id) '\(item.externalID)' is not mapped back by item_ids") }
+        }
+        walk(.itemIDs) { v, k, value in
+            guard value.count == 4 else { v.problem("item_ids '\(describeKey(k))': value of \(value.count) bytes"); return }
+            let id = Keys.readU32(value)
+            if itemExternal[id] != String(decoding: k, as: UTF8.self) { v.problem("item_ids maps '\(describeKey(k))' to #\(id), whose record says '\(itemExternal[id] ?? "(none)")'") }
+        }
+        if UInt64(itemExternal.count) != lastItem { problem("items holds \(itemExternal.count) records but the id counter is \(lastItem)") }
+        var userExternal: [UInt32: String] = [:]
+        walk(.users) { v, k, value in
+            guard k.count == 4 else { v.problem("users: key of \(k.count) bytes"); return }
+            let user = try UserRecord.decode(id: Keys.readU32(k), value)
+            if user.id == 0 || UInt64(user.id) > lastUser { v.problem("user #\(user.id) is beyond the id counter \(lastUser)") }
+            userExternal[user.id] = user.externalID
+            if try v.tx.userID(for: user.externalID) != user.id { v.problem("user #\(user.id) '\(user.externalID)' is not mapped back by user_ids") }
+        }
+        walk(.userIDs) { v, k, value in
+            guard value.count == 4 else { v.problem("user_ids '\(describeKey(k))': value of \(value.count) bytes"); return }
+            let id = Keys.readU32(value)
+            if userExternal[id] != String(decoding: k, as: UTF8.self) { v.problem("user_ids maps '\(describeKey(k))' to #\(id), whose record says '\(userExternal[id] ?? "(none)")'") }
+        }
+        if UInt64(userExternal.count) != lastUser { problem("users holds \(userExternal.count) records but the id counter is \(lastUser)") }
+
+        // Events: the per-user table and the global log hold the same events.
+        var perUser: [UInt64: (user: UInt32, timestamp: Int64, payload: [UInt8])] = [:]
+        walk(.userEvents) { v, k, value in
+            let payload = try EventPayload.open(key: k, value: value)
+            let key = EventKeys.decodeUserEvent(k)
+            var r = ByteReader(payload, what: "event")
+            let p = try EventPayload.read(&r)
+            if userExternal[key.user] == nil { v.problem("user_events: event \(key.sequence) refers to unknown user #\(key.user)") }
+            if itemExternal[p.item] == nil { v.problem("user_events: event \(key.sequence) of user #\(key.user) refers to unknown item #\(p.item)") }
+            if !eventTypes.contains(p.typeCode) { v.problem("user_events: event \(key.sequence) has unknown type code \(p.typeCode)") }
+            if key.sequence == 0 || key.sequence > lastSeq { v.problem("user_events: event \(key.sequence) is beyond the sequence counter \(lastSeq)") }
+            if perUser[key.sequence] != nil { v.problem("user_events: sequence \(key.sequence) appears twice") }
+            perUser[key.sequence] = (key.user, key.timestamp, Array(payload))
+        }
+        var logged = 0
+        walk(.eventLog) { v, k, value in
+            guard k.count == 8 else { v.problem("event_log: key of \(k.count) bytes"); return }
+            let seq = Keys.readU64(k)
+            let body = try Seal.open(value, key: k, table: .eventLog)
+            guard body.count == 12 + EventPayload.size else { v.problem("event_log \(seq): \(body.count) bytes"); return }
+            logged += 1
+            let user = UInt32(littleEndian: body.loadUnaligned(as: UInt32.self))
+            let ts = Int64(littleEndian: body.loadUnaligned(fromByteOffset: 4, as: Int64.self))
+            guard let twin = perUser[seq] else { v.problem("event \(seq) is in the log but not in user #\(user)'s history"); return }
+            if twin.user != user || twin.timestamp != ts || !twin.payload.elementsEqual(body[12...]) {
+                v.problem("event \(seq) differs between event_log and user_events")
+            }
+        }
+        if logged != perUser.count { problem("event_log has \(logged) events but user_events has \(perUser.count)") }
+        checked["events"] = logged
+
+        // Spaces, vectors and the vector log.
+        var spacesByID: [UInt32: EmbeddingSpace] = [:]
+        walk(.spaces) { v, k, value in
+            let body = try Seal.open(value, key: k, table: .spaces)
+            let space = try JSONDecoder().decode(EmbeddingSpace.self, from: Data(body))
+            if space.name != String(decoding: k, as: UTF8.self) { v.problem("spaces: record '\(describeKey(k))' names itself '\(space.name)'") }
+            if space.id == 0 || UInt64(space.id) > lastSpace { v.problem("space \(space.name) has id \(space.id) beyond the counter \(lastSpace)") }
+            if spacesByID[space.id] != nil { v.problem("space id \(space.id) is used twice") }
+            if space.dimension < 1 || space.dimension > 65_536 { v.problem("space \(space.name) has dimension \(space.dimension)") }
+            spacesByID[space.id] = space
+        }
+        var vectorCounts: [UInt32: Int] = [:]
+        var vectorKeys: Set<UInt64> = []
+        walk(.vectors) { v, k, value in
+            guard k.count == 8 else { v.problem("vectors: key of \(k.count) bytes"); return }
+            let (sid, entity) = (Keys.readU32(k), Keys.readU32(k, at: 4))
+            guard let space = spacesByID[sid] else { v.problem("vector #\(sid)/#\(entity) belongs to no space"); return }
+            // Counted before its checksum is checked: a damaged vector is one problem, not three.
+            vectorCounts[sid, default: 0] += 1
+            vectorKeys.insert(UInt64(sid) << 32 | UInt64(entity))
+            let view = VectorView(dtype: space.dtype, raw: try VectorEncoding.open(value, key: k, space: space))
+            for i in 0..<view.count where !view[i].isFinite { v.problem("vector \(space.name)/#\(entity) has component \(i) = \(view[i])"); break }
+            let known = space.kind == .item ? itemExternal[entity] != nil : userExternal[entity] != nil
+            if !known { v.problem("vector \(space.name)/#\(entity) refers to an unknown \(space.kind.rawValue)") }
+        }
+        var logVersions: [UInt32: (count: Int, max: UInt64)] = [:]
+        walk(.vectorLog) { v, k, value in
+            guard k.count == 12 else { v.problem("vector_log: key of \(k.count) bytes"); return }
+            let sid = Keys.readU32(k), version = Keys.readU64(k, at: 4)
+            let body = try Seal.open(value, key: k, table: .vectorLog)
+            guard body.count == 4 else { v.problem("vector_log #\(sid)/\(version): \(body.count) bytes"); return }
+            let entity = UInt32(littleEndian: body.loadUnaligned(as: UInt32.self))
+            guard let space = spacesByID[sid] else { v.problem("vector_log entry #\(sid)/\(version) belongs to no space"); return }
+            if !vectorKeys.contains(UInt64(sid) << 32 | UInt64(entity)) { v.problem("vector_log \(space.name)/\(version) names #\(entity), which has no vector") }
+            let seen = logVersions[sid] ?? (0, 0)
+            logVersions[sid] = (seen.count + 1, max(seen.max, version))
+        }
+        for space in spacesByID.values.sorted(by: { $0.id < $1.id }) {
+            let n = vectorCounts[space.id] ?? 0
+            if n != space.count { problem("space \(space.name) records \(space.count) vectors but holds \(n)") }
+            let log = logVersions[space.id] ?? (0, 0)
+            if UInt64(log.count) != space.version || log.max != space.version {
+                problem("space \(space.name) is at version \(space.version) but its vector log has \(log.count) entries up to \(log.max)")
+            }
+        }
+        checked["vectors"] = vectorCounts.values.reduce(0, +)
+
+        walk(.profiles) { v, k, value in
+            guard k.count == 4 else { v.problem("profiles: key of \(k.count) bytes"); return }
+            let p = try ProfileRecord.decode(user: Keys.readU32(k), value)
+            if userExternal[p.user] == nil { v.problem("a profile refers to unknown user #\(p.user)") }
+        }
+
+        // Models: headers, versions and tensors, each sealed; versions ↔ headers ↔ tensors ↔ item spaces.
+        var headers: [String: ModelHeader] = [:]
+        var versions: [String: [UInt32: ModelVersionInfo]] = [:]
+        var tensors: [String: Set<String>] = [:]  // "name/version" → tensor names
+        walk(.models) { v, k, value in
+            let body = try Seal.open(value, key: k, table: .models)
+            let key = Array(k)
+            if key.starts(with: Array("m/".utf8)) {
+                let header = try JSONDecoder().decode(ModelHeader.self, from: Data(body))
+                let name = String(decoding: key.dropFirst(2), as: UTF8.self)
+                if header.name != name { v.problem("models: header '\(name)' names itself '\(header.name)'") }
+                headers[name] = header
+            } else if key.starts(with: Array("v/".utf8)) {
+                let info = try JSONDecoder().decode(ModelVersionInfo.self, from: Data(body))
+                if ModelKeys.version(info.model, info.version) != key { v.problem("models: version record \(describeKey(k)) describes \(info.model)/\(info.version)") }
+                versions[info.model, default: [:]][info.version] = info
+            } else if key.starts(with: Array("t/".utf8)) {
+                _ = try TensorCodec.decode(value, key: key, what: "tensor \(describeKey(k))")
+                // t/<name>/<u32 BE version>/<tensor>: the name may contain '/', the version is 4 raw bytes.
+                guard let slash = key.lastIndex(of: UInt8(ascii: "/")), slash >= 7, key[slash - 5] == UInt8(ascii: "/") else {
+                    v.problem("models: malformed tensor key \(describeKey(k))"); return
+                }
+                let name = String(decoding: key[2..<(slash - 5)], as: UTF8.self)
+                let version = key.withUnsafeBytes { Keys.readU32($0, at: slash - 4) }
+                tensors["\(name)/\(version)", default: []].insert(String(decoding: key[(slash + 1)...], as: UTF8.self))
+            } else {
+                v.problem("models: unknown key \(describeKey(k))")
+            }
+        }
+        for (name, header) in headers.sorted(by: { $0.key < $1.key }) {
+            let stored = versions[name] ?? [:]
+            if let active = header.activeVersion, stored[active] == nil { problem("model \(name) points at version \(active), which does not exist") }
+            for v in header.previousActive where stored[v] == nil { problem("model \(name) keeps version \(v) for rollback, which does not exist") }
+            if let top = stored.keys.max(), top >= header.nextVersion { problem("model \(name) has version \(top) but numbers the next \(header.nextVersion)") }
+        }
+        for (name, byVersion) in versions.sorted(by: { $0.key < $1.key }) {
+            if headers[name] == nil { problem("model \(name) has versions but no header") }
+            for (version, info) in byVersion.sorted(by: { $0.key < $1.key }) {
+                let names = tensors["\(name)/\(version)"] ?? []
+                for required in ModelTensor.servingOnly where !names.contains(required) { problem("model \(name)/\(version) has no \(required) tensor") }
+                if names.subtracting(ModelTensor.servingOnly).isEmpty { problem("model \(name)/\(version) has no parameters") }
+                let space = Database.itemSpaceName(model: name, version: version)
+                if !spacesByID.values.contains(where: { $0.name == space }) { problem("model \(name)/\(version) has no item space \(space)") }
+                if info.numItems < 0 || UInt64(info.numItems) > lastItem { problem("model \(name)/\(version) trained on \(info.numItems) items, beyond the id counter \(lastItem)") }
+            }
+        }
+        for key in tensors.keys.sorted() {
+            let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+            let (name, version) = (parts.dropLast().joined(separator: "/"), UInt32(parts.last ?? "") ?? 0)
+            if versions[name]?[version] == nil { problem("tensors of \(name)/\(version) belong to no version record") }
+        }
+        checked["model_versions"] = versions.values.reduce(0) { $0 + $1.count }
+
+        // Indexes: sealed headers; each blob matches the size and FNV-1a checksum its header records.
+        var indexHeaders: [String: IndexInfo] = [:]
+        var blobs: [String: (bytes: Int, checksum: String)] = [:]
+        walk(.indexes) { v, k, value in
+            let key = String(decoding: k, as: UTF8.self)
+            if key.hasPrefix("h/space:") {
+                let info = try JSONDecoder().decode(IndexInfo.self, from: Data(try Seal.open(value, key: k, table: .indexes)))
+                indexHeaders[String(key.dropFirst(8))] = info
+            } else if key.hasPrefix("b/space:") {
+                blobs[String(key.dropFirst(8))] = (value.count, Checksum.fnv1a64(value))
+            } else {
+                v.problem("indexes: unknown key \(describeKey(k))")
+            }
+        }
+        for (space, info) in indexHeaders.sorted(by: { $0.key < $1.key }) {
+            if info.space != space { problem("index of \(space) names its space '\(info.space)'") }
+            guard let stored = spacesByID.values.first(where: { $0.name == space }) else { problem("index of \(space) serves no existing space"); continue }
+            if info.dimension != stored.dimension { problem("index of \(space) has dimension \(info.dimension), its space \(stored.dimension)") }
+            if info.spaceVersion > stored.version { problem("index of \(space) is at space version \(info.spaceVersion), beyond the space's \(stored.version)") }
+            if info.eventVersion > lastSeq { problem("index of \(space) records event version \(info.eventVersion), beyond \(lastSeq)") }
+            guard let blob = blobs[space] else { problem("index of \(space) has no stored bytes"); continue }
+            if blob.bytes != info.bytes || blob.checksum != info.checksum {
+                problem("index of \(space): stored bytes (\(blob.bytes), checksum \(blob.checksum)) do not match the header (\(info.bytes), \(info.checksum))")
+            }
+        }
+        for space in blobs.keys.sorted() where indexHeaders[space] == nil { problem("index bytes of \(space) have no header") }
+        checked["indexes"] = indexHeaders.count
     }
 }

@@ -21,6 +21,23 @@ struct EventPayload {
     var value: Float?
 
     static let size = 11
+    /// A `user_events` value: the payload and its checksum trailer (CRC-32C of key ‖ payload).
+    static let storedSize = size + Seal.size
+
+    /// The payload of a stored `user_events` entry after checking its key length and checksum.
+    @inline(__always)
+    static func open(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
+        guard key.count == 20, value.count == storedSize, let body = Seal.payload(value, key: key, table: .userEvents) else {
+            throw Seal.damaged(table: .userEvents, key: key, value: value)
+        }
+        return body
+    }
+
+    /// The item id of a stored `user_events` entry, checked (the serving hot path reads only it).
+    @inline(__always)
+    static func checkedItem(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> UInt32 {
+        UInt32(littleEndian: try open(key: key, value: value).loadUnaligned(as: UInt32.self))
+    }
 
     func write(to w: inout ByteWriter) {
         w.leU32(item)
@@ -61,7 +78,12 @@ extension ReadTransaction {
             }
             eventTypeNames = names
         }
-        return eventTypeNames?[code] ?? "type#\(code)"
+        // Every code an event carries was recorded with its name; a missing one is damage (a
+        // hidden meta entry), not a type to show as "type#N".
+        guard let name = eventTypeNames?[code] else {
+            throw RecDBError.damaged(table: Table.meta.rawValue, key: "\(MetaKey.eventTypePrefix.rawValue)…", detail: "no name is recorded for event type code \(code)")
+        }
+        return name
     }
 
     /// The user's last `n` events in chronological order (one cursor range scan, backwards from the end).
@@ -85,8 +107,8 @@ extension ReadTransaction {
         var step: LMDBCursor.Move = positioned ? .previous : .last
         while out.count < n {
             let item: UInt32?? = try cursor.move(step) { k, v -> UInt32? in
-                guard Keys.readU32(k) == user else { return nil }
-                return UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+                guard k.count >= 4, Keys.readU32(k) == user else { return nil }
+                return try EventPayload.checkedItem(key: k, value: v)
             }
             guard let found = item, let id = found else { break }
             out.append(id)
@@ -104,8 +126,9 @@ extension ReadTransaction {
         var step: LMDBCursor.Move = hasNext ? .previous : .last
         while true {
             let decoded: (UInt32, Int64, UInt64, EventPayload)? = try cursor.move(step) { k, v in
+                let payload = try EventPayload.open(key: k, value: v)
                 let key = EventKeys.decodeUserEvent(k)
-                var r = ByteReader(v, what: "event of user \(key.user)")
+                var r = ByteReader(payload, what: "event of user \(key.user)")
                 return (key.user, key.timestamp, key.sequence, try EventPayload.read(&r))
             }
             guard let (u, ts, seq, payload) = decoded, u == user else { return }
@@ -122,8 +145,9 @@ extension ReadTransaction {
         let cursor = try raw.cursor(.userEvents)
         var step = LMDBCursor.Move.first
         while let keep = try cursor.move(step, { k, v -> Bool in
+            let item = try EventPayload.checkedItem(key: k, value: v)
             let key = EventKeys.decodeUserEvent(k)
-            return try body(key.user, UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)), key.timestamp)
+            return try body(key.user, item, key.timestamp)
         }) {
             guard keep else { return }
             step = .next
@@ -137,8 +161,9 @@ extension ReadTransaction {
         while true {
             let event: Event? = try {
                 let decode: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Event = { k, v in
+                    guard k.count == 8 else { throw Seal.damaged(table: .eventLog, key: k, value: v) }
                     let seq = Keys.readU64(k)
-                    var r = ByteReader(v, what: "event \(seq)")
+                    var r = ByteReader(try Seal.open(v, key: k, table: .eventLog), what: "event \(seq)")
                     let user = try r.leU32()
                     let ts = try r.leI64()
                     let p = try EventPayload.read(&r)
@@ -161,8 +186,7 @@ extension WriteTransaction {
         _ = try eventTypeName(0)  // loads the table
         if let code = eventTypeNames?.first(where: { $0.value == name })?.key { return code }
         let code = UInt16((eventTypeNames?.keys.max() ?? 0) + 1)
-        try raw.put(.meta, key: Array((MetaKey.eventTypePrefix.rawValue + name).utf8),
-                    value: [UInt8(code & 0xff), UInt8(code >> 8)])
+        try meta.setBytes(MetaKey.eventTypePrefix.rawValue + name, [UInt8(code & 0xff), UInt8(code >> 8)])
         eventTypeNames?[code] = name
         return code
     }
@@ -181,14 +205,18 @@ extension WriteTransaction {
     func appendEventUnchecked(user: UInt32, item: UInt32, timestamp: Int64, typeCode: UInt16, value: Float?) throws -> UInt64 {
         let seq = try nextCounter(.lastEventSequence)
         let payload = EventPayload(item: item, typeCode: typeCode, value: value)
-        var v = ByteWriter(capacity: EventPayload.size)
+        var v = ByteWriter(capacity: EventPayload.storedSize)
         payload.write(to: &v)
-        try raw.put(.userEvents, key: EventKeys.userEvent(user: user, timestamp: timestamp, sequence: seq), value: v.bytes)
-        var log = ByteWriter(capacity: 12 + EventPayload.size)
+        let key = EventKeys.userEvent(user: user, timestamp: timestamp, sequence: seq)
+        Seal.append(to: &v.bytes, key: key, table: .userEvents)
+        try raw.put(.userEvents, key: key, value: v.bytes)
+        var log = ByteWriter(capacity: 12 + EventPayload.storedSize)
         log.leU32(user); log.leI64(timestamp)
         payload.write(to: &log)
+        let logKey = Keys.u64(seq)
+        Seal.append(to: &log.bytes, key: logKey, table: .eventLog)
         // Sequence numbers only grow, so the log is always appended at its end (MDB_APPEND: no search).
-        try raw.put(.eventLog, key: Keys.u64(seq), value: log.bytes, append: true)
+        try raw.put(.eventLog, key: logKey, value: log.bytes, append: true)
         return seq
     }
 }

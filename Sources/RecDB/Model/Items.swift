@@ -56,10 +56,18 @@ enum ItemRecord {
         w.optionalString(item.title)
         w.optionalString(item.text)
         w.optionalString(item.attributesJSON)
+        Seal.append(to: &w.bytes, key: Keys.u32(item.id), table: .items)  // every read checks it (see `Seal`)
         return w.bytes
     }
 
-    static func decode(id: UInt32, _ raw: UnsafeRawBufferPointer) throws -> Item {
+    /// The record without its checksum trailer; throws `.damaged` when the checksum fails.
+    static func payload(id: UInt32, _ raw: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
+        var key = id.bigEndian
+        return try withUnsafeBytes(of: &key) { try Seal.open(raw, key: $0, table: .items) }
+    }
+
+    static func decode(id: UInt32, _ stored: UnsafeRawBufferPointer) throws -> Item {
+        let raw = try payload(id: id, stored)
         var r = ByteReader(raw, what: "item \(id)")
         let v = try r.u8()
         guard v == version else { throw RecDBError.corrupt("item \(id) has record version \(v)") }
@@ -72,8 +80,8 @@ enum ItemRecord {
     }
 
     /// Reads only the external id and, when asked, the title (hot path for search results).
-    static func externalIDAndTitle(id: UInt32, _ raw: UnsafeRawBufferPointer, title wantTitle: Bool) throws -> (String, String?) {
-        var r = ByteReader(raw, what: "item \(id)")
+    static func externalIDAndTitle(id: UInt32, _ stored: UnsafeRawBufferPointer, title wantTitle: Bool) throws -> (String, String?) {
+        var r = ByteReader(try payload(id: id, stored), what: "item \(id)")
         let v = try r.u8()
         guard v == version else { throw RecDBError.corrupt("item \(id) has record version \(v)") }
         _ = try r.u8(); _ = try r.leI64(); _ = try r.leI64()
@@ -81,8 +89,13 @@ enum ItemRecord {
         return (external, wantTitle ? try r.optionalString() : nil)
     }
 
-    /// Reads only the flags byte (hot path for filters).
-    static func flags(_ raw: UnsafeRawBufferPointer) -> UInt8 { raw.count > 1 ? raw[1] : 0 }
+    /// Reads only the flags byte (hot path for filters), after checking the record's checksum: a
+    /// flipped flag would otherwise serve a deleted item.
+    static func flags(id: UInt32, _ stored: UnsafeRawBufferPointer) throws -> UInt8 {
+        let raw = try payload(id: id, stored)
+        guard raw.count > 1 else { throw RecDBError.corrupt("item \(id): record truncated") }
+        return raw[1]
+    }
 }
 
 /// External ids are LMDB keys: non-empty, at most 500 bytes of UTF-8, not blank and without control
@@ -104,7 +117,17 @@ extension ReadTransaction {
     }
 
     public func item(id: UInt32) throws -> Item? {
-        try raw.withValue(.items, key: Keys.u32(id)) { try ItemRecord.decode(id: id, $0) }
+        if let item = try raw.withValue(.items, key: Keys.u32(id), { try ItemRecord.decode(id: id, $0) }) { return item }
+        try requireAbsentItem(id)
+        return nil
+    }
+
+    /// Ids are dense and records never removed: a missing record below the counter is a damaged
+    /// table (a hidden node), not an absent item. Checked only when a lookup finds nothing.
+    func requireAbsentItem(_ id: UInt32) throws {
+        if id > 0, UInt64(id) <= (try meta.u64(.lastItemID) ?? 0) {
+            throw RecDBError.damaged(table: Table.items.rawValue, key: "#\(id)", detail: "the record of an existing item cannot be found")
+        }
     }
 
     public func item(externalID: String) throws -> Item? {
@@ -114,10 +137,12 @@ extension ReadTransaction {
 
     /// Whether the item may be returned by searches and recommendations (exists, available, not deleted).
     public func isServable(item id: UInt32) throws -> Bool {
-        try raw.withValue(.items, key: Keys.u32(id)) { raw -> Bool in
-            let f = ItemRecord.flags(raw)
+        if let servable = try raw.withValue(.items, key: Keys.u32(id), { raw -> Bool in
+            let f = try ItemRecord.flags(id: id, raw)
             return f & ItemRecord.availableFlag != 0 && f & ItemRecord.deletedFlag == 0
-        } ?? false
+        }) { return servable }
+        try requireAbsentItem(id)
+        return false
     }
 
     /// Calls `body` for every item in id order; stop early by returning false.

@@ -53,7 +53,9 @@ struct ModelHeader: Codable, Equatable {
 
 extension ReadTransaction {
     func modelHeader(_ name: String) throws -> ModelHeader? {
-        try raw.withValue(.models, key: ModelKeys.header(name)) { buf in
+        let key = ModelKeys.header(name)
+        return try raw.withValue(.models, key: key) { stored in
+            let buf = try Seal.open(stored, key: key, table: .models)
             do { return try JSONDecoder().decode(ModelHeader.self, from: Data(buf)) } catch {
                 throw RecDBError.corrupt("model \(name): \(error)")
             }

@@ -13,9 +13,12 @@ enum ProfileRecord {
     static func encode(_ p: Profile) -> [UInt8] {
         var w = ByteWriter(capacity: 16 + p.text.utf8.count)
         w.u8(version); w.leI64(p.updatedAt); w.string(p.text)
+        Seal.append(to: &w.bytes, key: Keys.u32(p.user), table: .profiles)  // every read checks it (see `Seal`)
         return w.bytes
     }
-    static func decode(user: UInt32, _ raw: UnsafeRawBufferPointer) throws -> Profile {
+    static func decode(user: UInt32, _ stored: UnsafeRawBufferPointer) throws -> Profile {
+        var key = user.bigEndian
+        let raw = try withUnsafeBytes(of: &key) { try Seal.open(stored, key: $0, table: .profiles) }
         var r = ByteReader(raw, what: "profile of user \(user)")
         let v = try r.u8()
         guard v == version else { throw RecDBError.corrupt("profile of user \(user) has record version \(v)") }

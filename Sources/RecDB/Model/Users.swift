@@ -18,10 +18,13 @@ enum UserRecord {
         w.leI64(user.createdAt)
         w.string(user.externalID)
         w.optionalString(user.attributesJSON)
+        Seal.append(to: &w.bytes, key: Keys.u32(user.id), table: .users)  // every read checks it (see `Seal`)
         return w.bytes
     }
 
-    static func decode(id: UInt32, _ raw: UnsafeRawBufferPointer) throws -> User {
+    static func decode(id: UInt32, _ stored: UnsafeRawBufferPointer) throws -> User {
+        var key = id.bigEndian
+        let raw = try withUnsafeBytes(of: &key) { try Seal.open(stored, key: $0, table: .users) }
         var r = ByteReader(raw, what: "user \(id)")
         let v = try r.u8()
         guard v == version else { throw RecDBError.corrupt("user \(id) has record version \(v)") }
@@ -36,7 +39,12 @@ extension ReadTransaction {
     }
 
     public func user(id: UInt32) throws -> User? {
-        try raw.withValue(.users, key: Keys.u32(id)) { try UserRecord.decode(id: id, $0) }
+        if let user = try raw.withValue(.users, key: Keys.u32(id), { try UserRecord.decode(id: id, $0) }) { return user }
+        // Ids are dense and records never removed: a missing one below the counter is damage.
+        if id > 0, UInt64(id) <= (try meta.u64(.lastUserID) ?? 0) {
+            throw RecDBError.damaged(table: Table.users.rawValue, key: "#\(id)", detail: "the record of an existing user cannot be found")
+        }
+        return nil
     }
 
     public func user(externalID: String) throws -> User? {

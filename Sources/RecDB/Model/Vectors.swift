@@ -112,6 +112,18 @@ public struct VectorView: ~Copyable {
 }
 
 enum VectorEncoding {
+    /// A stored vector's components: `dimension × dtype` bytes followed by the CRC-32C of
+    /// (key ‖ components) — checked on every read, so a flipped bit is an error, never a score.
+    @inline(__always)
+    static func open(_ value: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, space: EmbeddingSpace) throws -> UnsafeRawBufferPointer {
+        guard value.count == space.bytesPerVector + Seal.size, let body = Seal.payload(value, key: key, table: .vectors) else {
+            throw RecDBError.damaged(table: Table.vectors.rawValue, key: "\(space.name)/#\(key.count == 8 ? Keys.readU32(key, at: 4) : 0)",
+                                     detail: value.count == space.bytesPerVector + Seal.size ? "checksum mismatch"
+                                         : "\(value.count) bytes, expected \(space.bytesPerVector) + \(Seal.size)")
+        }
+        return body
+    }
+
     /// Encodes `values` as the space's dtype (little-endian), normalising when the space asks for it.
     static func encode(_ values: UnsafeBufferPointer<Float>, space: EmbeddingSpace, into out: UnsafeMutableRawBufferPointer) {
         var scale: Float = 1
@@ -133,7 +145,7 @@ extension ReadTransaction {
     /// The space named `name`, or nil.
     public func space(named name: String) throws -> EmbeddingSpace? {
         if let cached = spaceCache[name] { return cached }
-        let space = try cachedJSON(EmbeddingSpace.self, table: .spaces, key: Array(name.utf8), what: "space \(name)")
+        let space = try cachedJSON(EmbeddingSpace.self, table: .spaces, key: Array(name.utf8), what: "space \(name)", sealed: true)
         if let space { spaceCache[name] = space }
         return space
     }
@@ -155,13 +167,16 @@ extension ReadTransaction {
         return try names.map { try requireSpace($0) }
     }
 
-    /// Zero-copy access to a stored vector: `body` gets LMDB's bytes (no copy, no conversion) as a
-    /// borrowed view that cannot outlive the call (see `VectorView`; in a write transaction it is
-    /// also dead after the next write).
+    /// Zero-copy access to a stored vector: `body` gets LMDB's bytes (no copy, no conversion), after
+    /// their checksum was verified (a damaged vector throws `.damaged`), as a borrowed view that cannot
+    /// outlive the call (see `VectorView`; in a write transaction it is also dead after the next write).
     public func withVector<T>(space: String, entity: UInt32, _ body: (borrowing VectorView) throws -> T) throws -> T? {
         let s = try requireSpace(space)
-        return try raw.withValue(.vectors, key: Keys.pair(s.id, entity)) { buf in
-            try body(VectorView(dtype: s.dtype, raw: buf))
+        let key = Keys.pair(s.id, entity)
+        return try key.withUnsafeBytes { k in
+            try raw.withValue(.vectors, key: k) { buf in
+                try body(VectorView(dtype: s.dtype, raw: try VectorEncoding.open(buf, key: k, space: s)))
+            }
         }
     }
 
@@ -176,13 +191,13 @@ extension ReadTransaction {
         let s = try requireSpace(space)
         let cursor = try raw.cursor(.vectors)
         var more = try cursor.seek(Keys.pair(s.id, 0)) { k, v -> Bool in
-            guard Keys.readU32(k) == s.id else { return false }
-            return try body(Keys.readU32(k, at: 4), VectorView(dtype: s.dtype, raw: v))
+            guard k.count == 8, Keys.readU32(k) == s.id else { return false }
+            return try body(Keys.readU32(k, at: 4), VectorView(dtype: s.dtype, raw: try VectorEncoding.open(v, key: k, space: s)))
         } ?? false
         while more {
             more = try cursor.move(.next) { k, v -> Bool in
-                guard Keys.readU32(k) == s.id else { return false }
-                return try body(Keys.readU32(k, at: 4), VectorView(dtype: s.dtype, raw: v))
+                guard k.count == 8, Keys.readU32(k) == s.id else { return false }
+                return try body(Keys.readU32(k, at: 4), VectorView(dtype: s.dtype, raw: try VectorEncoding.open(v, key: k, space: s)))
             } ?? false
         }
     }
@@ -193,17 +208,16 @@ extension ReadTransaction {
         let cursor = try raw.cursor(.vectorLog)
         var w = ByteWriter(capacity: 12); w.beU32(s.id); w.beU64(version &+ 1)
         var out: [UInt32] = []
-        var more = try cursor.seek(w.bytes) { k, v -> Bool in
-            guard Keys.readU32(k) == s.id else { return false }
-            out.append(UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
+        let visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool = { k, v in
+            guard k.count >= 4, Keys.readU32(k) == s.id else { return false }
+            let entity = try Seal.open(v, key: k, table: .vectorLog)
+            guard entity.count == 4 else { throw Seal.damaged(table: .vectorLog, key: k, value: v) }
+            out.append(UInt32(littleEndian: entity.loadUnaligned(as: UInt32.self)))
             return true
-        } ?? false
+        }
+        var more = try cursor.seek(w.bytes, visit) ?? false
         while more {
-            more = try cursor.move(.next) { k, v -> Bool in
-                guard Keys.readU32(k) == s.id else { return false }
-                out.append(UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
-                return true
-            } ?? false
+            more = try cursor.move(.next, visit) ?? false
         }
         return out
     }
@@ -243,7 +257,8 @@ extension WriteTransaction {
     func storeSpace(_ space: EmbeddingSpace) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try raw.put(.spaces, key: Array(space.name.utf8), value: Array(try encoder.encode(space)))
+        let key = Array(space.name.utf8)
+        try raw.put(.spaces, key: key, value: Seal.sealed(Array(try encoder.encode(space)), key: key, table: .spaces))
     }
 
     /// Stores `values` as the vector of `entity` in `space` (replacing any earlier one).
@@ -277,15 +292,16 @@ extension WriteTransaction {
         if stored == true { return }
         let existed = stored != nil
         try key.withUnsafeBytes { k in
-            try raw.putReserved(.vectors, key: k, count: space.bytesPerVector) { out in
+            try raw.putReserved(.vectors, key: k, count: space.bytesPerVector + Seal.size) { out in
                 VectorEncoding.encode(values, space: space, into: out)
+                Seal.writeTrailer(out, payloadCount: space.bytesPerVector, key: k, table: .vectors)
             }
         }
         if !existed { space.count += 1 }
         space.version += 1
         var logKey = ByteWriter(capacity: 12); logKey.beU32(space.id); logKey.beU64(space.version)
-        var logValue = ByteWriter(capacity: 4); logValue.leU32(entity)
-        try raw.put(.vectorLog, key: logKey.bytes, value: logValue.bytes)
+        var logValue = ByteWriter(capacity: 8); logValue.leU32(entity)
+        try raw.put(.vectorLog, key: logKey.bytes, value: Seal.sealed(logValue.bytes, key: logKey.bytes, table: .vectorLog))
         spaceCache[name] = space
         dirtySpaces.insert(name)
         changedVectors[name, default: []].insert(entity)

@@ -203,14 +203,14 @@ enum BundledSchemas {
 """#####,
         "tables.json": #####"""
 {
-  "format_version": 1,
-  "description": "RecDB's LMDB layout: one environment (a directory with data.mdb and lock.mdb), one named sub-database per table. Integers in keys are big-endian (so key order is numeric order); integers and floats in values are little-endian. 'str' in a value is a u32 LE byte length followed by UTF-8; 'opt_str' is a u8 presence flag (0/1) followed by a str when 1. Signed timestamps in keys are stored as u64 with the sign bit flipped (order-preserving).",
+  "format_version": 2,
+  "description": "RecDB's LMDB layout: one environment (a directory with data.mdb and lock.mdb), one named sub-database per table. Integers in keys are big-endian (so key order is numeric order); integers and floats in values are little-endian. 'str' in a value is a u32 LE byte length followed by UTF-8; 'opt_str' is a u8 presence flag (0/1) followed by a str when 1. Signed timestamps in keys are stored as u64 with the sign bit flipped (order-preserving). 'crc32c' is the u32 LE CRC-32C (Castagnoli) of the table's name, the entry's key bytes and the value bytes before it (started from the CRC of the name, continued over key and value): every value except those of item_ids, user_ids, meta's format_version and the index blobs (b/, checked against the FNV-1a in their header) ends with one, and every read checks it (a mismatch is a 'damaged' error naming table and key). Format 1 (no checksums) is refused with a format-version error.",
   "tables": [
     {
       "name": "items",
       "key": {"encoding": "u32_be", "fields": ["item_id"], "bytes": 4},
       "value": {"encoding": "binary", "record_version": 1,
-                "fields": ["u8 record_version", "u8 flags (bit0 available, bit1 deleted)", "i64_le created_at", "i64_le updated_at", "str external_id", "opt_str title", "opt_str text", "opt_str attributes_json"]},
+                "fields": ["u8 record_version", "u8 flags (bit0 available, bit1 deleted)", "i64_le created_at", "i64_le updated_at", "str external_id", "opt_str title", "opt_str text", "opt_str attributes_json", "u32_le crc32c"]},
       "notes": "Internal ids are dense from 1; 0 is the models' padding row."
     },
     {
@@ -222,7 +222,7 @@ enum BundledSchemas {
       "name": "users",
       "key": {"encoding": "u32_be", "fields": ["user_id"], "bytes": 4},
       "value": {"encoding": "binary", "record_version": 1,
-                "fields": ["u8 record_version", "i64_le created_at", "str external_id", "opt_str attributes_json"]}
+                "fields": ["u8 record_version", "i64_le created_at", "str external_id", "opt_str attributes_json", "u32_le crc32c"]}
     },
     {
       "name": "user_ids",
@@ -232,55 +232,55 @@ enum BundledSchemas {
     {
       "name": "user_events",
       "key": {"encoding": "binary", "fields": ["u32_be user_id", "i64_be_biased timestamp", "u64_be sequence"], "bytes": 20},
-      "value": {"encoding": "binary", "fields": ["u32_le item_id", "u16_le event_type", "u8 has_value", "f32_le value"], "bytes": 11},
+      "value": {"encoding": "binary", "fields": ["u32_le item_id", "u16_le event_type", "u8 has_value", "f32_le value", "u32_le crc32c"], "bytes": 15},
       "notes": "One contiguous key range per user in time order: a user's last N events are one backwards cursor scan."
     },
     {
       "name": "event_log",
       "key": {"encoding": "u64_be", "fields": ["sequence"], "bytes": 8},
-      "value": {"encoding": "binary", "fields": ["u32_le user_id", "i64_le timestamp", "u32_le item_id", "u16_le event_type", "u8 has_value", "f32_le value"], "bytes": 23},
+      "value": {"encoding": "binary", "fields": ["u32_le user_id", "i64_le timestamp", "u32_le item_id", "u16_le event_type", "u8 has_value", "f32_le value", "u32_le crc32c"], "bytes": 27},
       "notes": "The global, monotonically numbered log; the last sequence number is the database's event version."
     },
     {
       "name": "spaces",
       "key": {"encoding": "utf8", "fields": ["space_name"], "max_bytes": 200},
-      "value": {"encoding": "json", "schema": "space.schema.json"}
+      "value": {"encoding": "json+crc32c", "schema": "space.schema.json", "fields": ["utf8 json", "u32_le crc32c"]}
     },
     {
       "name": "vectors",
       "key": {"encoding": "binary", "fields": ["u32_be space_id", "u32_be entity_id"], "bytes": 8},
-      "value": {"encoding": "binary", "fields": ["dim × (f32_le | f16_le) components, as the space's dtype"]}
+      "value": {"encoding": "binary", "fields": ["dim × (f32_le | f16_le) components, as the space's dtype", "u32_le crc32c"]}
     },
     {
       "name": "vector_log",
       "key": {"encoding": "binary", "fields": ["u32_be space_id", "u64_be space_version"], "bytes": 12},
-      "value": {"encoding": "u32_le", "fields": ["entity_id"], "bytes": 4},
+      "value": {"encoding": "binary", "fields": ["u32_le entity_id", "u32_le crc32c"], "bytes": 8},
       "notes": "Which entity's vector changed at each space version, so an index stored at version V catches up without a rebuild. Versions are consecutive from the oldest kept entry; entries up to a stored index's version are pruned, and the index is re-saved when more than max(1024, vectors/8) accumulate past it (a space without an index keeps at most 1024)."
     },
     {
       "name": "profiles",
       "key": {"encoding": "u32_be", "fields": ["user_id"], "bytes": 4},
-      "value": {"encoding": "binary", "record_version": 1, "fields": ["u8 record_version", "i64_le updated_at", "str text"]}
+      "value": {"encoding": "binary", "record_version": 1, "fields": ["u8 record_version", "i64_le updated_at", "str text", "u32_le crc32c"]}
     },
     {
       "name": "models",
       "key": {"encoding": "prefixed", "forms": ["m/<name>", "v/<name>/<u32_be version>", "t/<name>/<u32_be version>/<tensor name>"]},
-      "value": {"encoding": "by_prefix", "forms": {"m/": "json model header", "v/": "json version record", "t/": "tensor: u32_le rank, rank × u32_le dims, f32_le data"}},
+      "value": {"encoding": "by_prefix", "forms": {"m/": "json model header, u32_le crc32c", "v/": "json version record, u32_le crc32c", "t/": "tensor: u32_le rank, rank × u32_le dims, f32_le data, u32_le crc32c"}},
       "notes": "Tensor names starting with '@' are not weights: '@item_vectors', '@popularity', and for text/text+id versions '@text_inputs' (the frozen text rows the version was trained with; serving and eval read them instead of the text space)."
     },
     {
       "name": "indexes",
       "key": {"encoding": "prefixed", "forms": ["h/<owner>", "b/<owner>"]},
-      "value": {"encoding": "by_prefix", "forms": {"h/": "json index header (space, factory, metric, built_at, version, checksum, bytes)", "b/": "serialized Faiss index bytes"}},
+      "value": {"encoding": "by_prefix", "forms": {"h/": "json index header (space, factory, metric, built_at, version, checksum, bytes), u32_le crc32c", "b/": "serialized Faiss index bytes"}},
       "notes": "owner is 'space:<name>' for a space index or 'model:<name>/<version>' for a model's item index."
     },
     {
       "name": "meta",
       "key": {"encoding": "utf8", "fields": ["key"]},
       "value": {"encoding": "by_key",
-                "keys": {"format_version": "u64_le", "created_at": "u64_le (i64 seconds)", "last_item_id": "u64_le", "last_user_id": "u64_le",
-                         "last_event_seq": "u64_le", "last_space_id": "u64_le", "item_state_version": "u64_le", "event_type:<name>": "u16_le code",
-                         "import:<fnv64 hex>-<bytes>": "utf8 ledger text"}}
+                "keys": {"format_version": "u64_le (no checksum)", "created_at": "u64_le (i64 seconds), u32_le crc32c", "last_item_id": "u64_le, u32_le crc32c", "last_user_id": "u64_le, u32_le crc32c",
+                         "last_event_seq": "u64_le, u32_le crc32c", "last_space_id": "u64_le, u32_le crc32c", "item_state_version": "u64_le, u32_le crc32c", "event_type:<name>": "u16_le code, u32_le crc32c",
+                         "import:<fnv64 hex>-<bytes>": "utf8 ledger text, u32_le crc32c"}}
     }
   ]
 }

@@ -92,14 +92,14 @@ extension Database {
             if let user {
                 let cursor = try tx.raw.cursor(.userEvents)
                 var more = try cursor.seek(Keys.u32(user)) { k, v -> Bool in
-                    guard Keys.readU32(k) == user else { return false }
-                    excluded.append(UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
+                    guard k.count >= 4, Keys.readU32(k) == user else { return false }
+                    excluded.append(try EventPayload.checkedItem(key: k, value: v))
                     return true
                 } ?? false
                 while more {
                     more = try cursor.move(.next) { k, v -> Bool in
-                        guard Keys.readU32(k) == user else { return false }
-                        excluded.append(UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
+                        guard k.count >= 4, Keys.readU32(k) == user else { return false }
+                        excluded.append(try EventPayload.checkedItem(key: k, value: v))
                         return true
                     } ?? false
                 }

@@ -31,7 +31,9 @@ extension Database {
     /// The version of `name` that serves (`version` or the active one), decoded once per process.
     func servingVersion(_ tx: ReadTransaction, model name: String, version: UInt32?) throws -> ModelVersionInfo {
         let headerKey = "header:\(name)"
-        let activeVersion: UInt32? = try tx.raw.withValue(.models, key: ModelKeys.header(name)) { buf -> UInt32? in
+        let headerRecordKey = ModelKeys.header(name)
+        let activeVersion: UInt32? = try tx.raw.withValue(.models, key: headerRecordKey) { stored -> UInt32? in
+            let buf = try Seal.open(stored, key: headerRecordKey, table: .models)  // a flipped active version must not serve another model
             if let cached = runtime.value(headerKey, as: DecodedRecord<ModelHeader>.self), cached.bytes.elementsEqual(buf) {
                 return cached.value.activeVersion
             }

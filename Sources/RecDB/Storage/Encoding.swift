@@ -75,11 +75,15 @@ enum Keys {
     static func u32(_ v: UInt32) -> [UInt8] { var w = ByteWriter(capacity: 4); w.beU32(v); return w.bytes }
     static func u64(_ v: UInt64) -> [UInt8] { var w = ByteWriter(capacity: 8); w.beU64(v); return w.bytes }
     static func pair(_ a: UInt32, _ b: UInt32) -> [UInt8] { var w = ByteWriter(capacity: 8); w.beU32(a); w.beU32(b); return w.bytes }
+    /// Reads a big-endian id from a key; 0 (never a valid id) when a damaged key is too short,
+    /// instead of reading past it — the checksum of the value, which covers the key, then fails.
     static func readU32(_ raw: UnsafeRawBufferPointer, at offset: Int = 0) -> UInt32 {
-        UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+        guard offset >= 0, raw.count >= offset + 4 else { return 0 }
+        return UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
     static func readU64(_ raw: UnsafeRawBufferPointer, at offset: Int = 0) -> UInt64 {
-        UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        guard offset >= 0, raw.count >= offset + 8 else { return 0 }
+        return UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 }
 

@@ -27,39 +27,49 @@ struct MetaStore {
 
     func u64(_ key: MetaKey) throws -> UInt64? { try u64(key.rawValue) }
     func u64(_ key: String) throws -> UInt64? {
-        try raw.withValue(.meta, key: Array(key.utf8)) { buf -> UInt64 in
-            guard buf.count == 8 else { throw RecDBError.corrupt("meta \(key) has \(buf.count) bytes") }
-            return UInt64(littleEndian: buf.loadUnaligned(as: UInt64.self))
+        let k = Array(key.utf8)
+        return try raw.withValue(.meta, key: k) { buf -> UInt64 in
+            // format_version is stored bare: every build must read it to report a mismatch.
+            let body = key == MetaKey.formatVersion.rawValue ? buf : try Seal.open(buf, key: k, table: .meta)
+            guard body.count == 8 else { throw RecDBError.damaged(table: Table.meta.rawValue, key: key, detail: "\(body.count) bytes, expected 8") }
+            return UInt64(littleEndian: body.loadUnaligned(as: UInt64.self))
         }
     }
     func setU64(_ key: MetaKey, _ value: UInt64) throws { try setU64(key.rawValue, value) }
     func setU64(_ key: String, _ value: UInt64) throws {
-        var w = ByteWriter(capacity: 8)
+        var w = ByteWriter(capacity: 12)
         withUnsafeBytes(of: value.littleEndian) { w.bytes.append(contentsOf: $0) }
-        try raw.put(.meta, key: Array(key.utf8), value: w.bytes)
+        let k = Array(key.utf8)
+        try raw.put(.meta, key: k, value: key == MetaKey.formatVersion.rawValue ? w.bytes : Seal.sealed(w.bytes, key: k, table: .meta))
     }
     func string(_ key: String) throws -> String? {
-        try raw.withValue(.meta, key: Array(key.utf8)) { String(decoding: $0, as: UTF8.self) }
+        try bytes(key).map { String(decoding: $0, as: UTF8.self) }
     }
     func setString(_ key: String, _ value: String) throws {
-        try raw.put(.meta, key: Array(key.utf8), value: Array(value.utf8))
+        try setBytes(key, Array(value.utf8))
+    }
+    /// The checked payload stored at `key`.
+    func bytes(_ key: String) throws -> [UInt8]? {
+        let k = Array(key.utf8)
+        return try raw.withValue(.meta, key: k) { Array(try Seal.open($0, key: k, table: .meta)) }
+    }
+    func setBytes(_ key: String, _ value: [UInt8]) throws {
+        let k = Array(key.utf8)
+        try raw.put(.meta, key: k, value: Seal.sealed(value, key: k, table: .meta))
     }
     /// All (key suffix, value) pairs whose key starts with `prefix`.
     func scan(prefix: String) throws -> [(String, [UInt8])] {
         let cursor = try raw.cursor(.meta)
         let p = Array(prefix.utf8)
         var out: [(String, [UInt8])] = []
-        var more = try cursor.seek(p) { k, v -> Bool in
+        let visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool = { k, v in
             guard k.starts(with: p) else { return false }
-            out.append((String(decoding: k.dropFirst(p.count), as: UTF8.self), Array(v)))
+            out.append((String(decoding: k.dropFirst(p.count), as: UTF8.self), Array(try Seal.open(v, key: k, table: .meta))))
             return true
-        } ?? false
+        }
+        var more = try cursor.seek(p, visit) ?? false
         while more {
-            more = try cursor.move(.next) { k, v -> Bool in
-                guard k.starts(with: p) else { return false }
-                out.append((String(decoding: k.dropFirst(p.count), as: UTF8.self), Array(v)))
-                return true
-            } ?? false
+            more = try cursor.move(.next, visit) ?? false
         }
         return out
     }
@@ -89,9 +99,11 @@ final class RuntimeCache: @unchecked Sendable {
 extension ReadTransaction {
     /// Decodes the JSON record at `key`, reusing the process-wide decoded value while the stored bytes
     /// are unchanged (hot paths read the same catalogue records on every call).
-    func cachedJSON<T: Decodable & Sendable>(_ type: T.Type, table: Table, key: [UInt8], what: String) throws -> T? {
+    /// `sealed` records carry a checksum trailer (see `Seal`), checked on every read.
+    func cachedJSON<T: Decodable & Sendable>(_ type: T.Type, table: Table, key: [UInt8], what: String, sealed: Bool = false) throws -> T? {
         let cacheKey = "json:\(table.rawValue):" + String(decoding: key, as: UTF8.self)
-        return try raw.withValue(table, key: key) { buf -> T in
+        return try raw.withValue(table, key: key) { stored -> T in
+            let buf = sealed ? try Seal.open(stored, key: key, table: table) : stored
             if let cached = database.runtime.value(cacheKey, as: DecodedRecord<T>.self), cached.bytes.elementsEqual(buf) {
                 return cached.value
             }

@@ -37,22 +37,31 @@ public struct ModelSummary: Codable, Sendable {
 }
 
 enum TensorCodec {
-    /// u32 LE rank, rank × u32 LE dims, then the f32 LE values.
-    static func encode(_ t: Tensor) -> [UInt8] {
-        var w = ByteWriter(capacity: 4 + 4 * t.shape.count + 4 * t.count)
+    /// u32 LE rank, rank × u32 LE dims, the f32 LE values, then the CRC-32C of (key ‖ all that)
+    /// (see `Seal`): a model version's weights (parameters, item vectors, popularity, T) are checked
+    /// every time they are loaded for serving, training or evaluation.
+    static func encode(_ t: Tensor, key: [UInt8]) -> [UInt8] {
+        var w = ByteWriter(capacity: 4 + 4 * t.shape.count + 4 * t.count + Seal.size)
         w.leU32(UInt32(t.shape.count))
         for d in t.shape { w.leU32(UInt32(d)) }
         t.values.withUnsafeBytes { w.bytes.append(contentsOf: $0) }
+        Seal.append(to: &w.bytes, key: key, table: .models)
         return w.bytes
     }
 
-    static func decode(_ raw: UnsafeRawBufferPointer, what: String) throws -> Tensor {
-        var r = ByteReader(raw, what: what)
+    static func decode(_ stored: UnsafeRawBufferPointer, key: [UInt8], what: String) throws -> Tensor {
+        var r = ByteReader(try Seal.open(stored, key: key, table: .models), what: what)
         let rank = Int(try r.leU32())
         guard rank <= 8 else { throw RecDBError.corrupt("\(what): tensor rank \(rank)") }
         var shape: [Int] = []
-        for _ in 0..<rank { shape.append(Int(try r.leU32())) }
-        let count = shape.reduce(1, *)
+        var count = 1
+        for _ in 0..<rank {
+            let d = Int(try r.leU32())
+            shape.append(d)
+            let (c, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow, c <= Int32.max else { throw RecDBError.corrupt("\(what): tensor shape \(shape) is too large") }
+            count = c
+        }
         let rest = try r.rest()
         guard rest.count == count * 4 else { throw RecDBError.corrupt("\(what): \(rest.count) bytes for shape \(shape)") }
         let values = [Float](unsafeUninitializedCapacity: count) { buf, n in
@@ -65,7 +74,9 @@ enum TensorCodec {
 
 extension ReadTransaction {
     func modelVersionInfo(_ name: String, _ version: UInt32) throws -> ModelVersionInfo? {
-        try raw.withValue(.models, key: ModelKeys.version(name, version)) { buf in
+        let key = ModelKeys.version(name, version)
+        return try raw.withValue(.models, key: key) { stored in
+            let buf = try Seal.open(stored, key: key, table: .models)
             do { return try JSONDecoder().decode(ModelVersionInfo.self, from: Data(buf)) } catch {
                 throw RecDBError.corrupt("model \(name) version \(version): \(error)")
             }
@@ -99,8 +110,9 @@ extension ReadTransaction {
     }
 
     func tensor(model: String, version: UInt32, name: String) throws -> Tensor? {
-        try raw.withValue(.models, key: ModelKeys.tensor(model, version, name)) {
-            try TensorCodec.decode($0, what: "tensor \(name) of \(model)/\(version)")
+        let key = ModelKeys.tensor(model, version, name)
+        return try raw.withValue(.models, key: key) {
+            try TensorCodec.decode($0, key: key, what: "tensor \(name) of \(model)/\(version)")
         }
     }
 
@@ -127,7 +139,7 @@ extension ReadTransaction {
         for key in try keys(in: .models, prefix: prefix) {
             let name = String(decoding: key[prefix.count...], as: UTF8.self)
             guard !ModelTensor.servingOnly.contains(name) else { continue }
-            out[name] = try raw.withValue(.models, key: key) { try TensorCodec.decode($0, what: "tensor \(name) of \(model)/\(version)") }
+            out[name] = try raw.withValue(.models, key: key) { try TensorCodec.decode($0, key: key, what: "tensor \(name) of \(model)/\(version)") }
         }
         return out
     }
@@ -150,20 +162,23 @@ enum ModelTensor {
 
 extension WriteTransaction {
     func storeTensor(model: String, version: UInt32, name: String, _ tensor: Tensor) throws {
-        try raw.put(.models, key: ModelKeys.tensor(model, version, name), value: TensorCodec.encode(tensor))
+        let key = ModelKeys.tensor(model, version, name)
+        try raw.put(.models, key: key, value: TensorCodec.encode(tensor, key: key))
     }
 
     func storeModelHeader(_ header: ModelHeader) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try raw.put(.models, key: ModelKeys.header(header.name), value: Array(try encoder.encode(header)))
+        let key = ModelKeys.header(header.name)
+        try raw.put(.models, key: key, value: Seal.sealed(Array(try encoder.encode(header)), key: key, table: .models))
     }
 
     func storeModelVersion(_ info: ModelVersionInfo) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        try raw.put(.models, key: ModelKeys.version(info.model, info.version), value: Array(try encoder.encode(info)))
+        let key = ModelKeys.version(info.model, info.version)
+        try raw.put(.models, key: key, value: Seal.sealed(Array(try encoder.encode(info)), key: key, table: .models))
     }
 
     func deleteKeys(in table: Table, prefix: [UInt8]) throws {

@@ -26,8 +26,9 @@ extension ReadTransaction {
         let cursor = try raw.cursor(.userEvents)
         var step = LMDBCursor.Move.first
         while try cursor.move(step, { k, v -> Bool in
+            let item = try EventPayload.checkedItem(key: k, value: v)
             let key = EventKeys.decodeUserEvent(k)
-            try body(key.user, UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)), key.timestamp, key.sequence)
+            try body(key.user, item, key.timestamp, key.sequence)
             return true
         }) != nil {
             step = .next
