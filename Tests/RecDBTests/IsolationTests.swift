@@ -475,6 +475,7 @@ final class IsolationTests: DatabaseTestCase {
                 "swiftc", "-c", "-o", "/dev/null", file, "-I", build.appendingPathComponent("Modules").path,
                 "-I", packageRoot.appendingPathComponent("Sources/CLMDB").path, "-I", packageRoot.appendingPathComponent("Sources/COpenBLAS").path,
                 "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CFaiss.build/module.modulemap").path,
+                "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CChecksum.build/module.modulemap").path,
             ])
             return status == 0
         }

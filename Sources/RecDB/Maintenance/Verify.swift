@@ -196,7 +196,7 @@ private struct Verifier {
             let known = space.kind == .item ? itemExternal[entity] != nil : userExternal[entity] != nil
             if !known { v.problem("vector \(space.name)/#\(entity) refers to an unknown \(space.kind.rawValue)") }
         }
-        var logVersions: [UInt32: (count: Int, max: UInt64)] = [:]
+        var logVersions: [UInt32: (count: Int, min: UInt64, max: UInt64)] = [:]
         walk(.vectorLog) { v, k, value in
             guard k.count == 12 else { v.problem("vector_log: key of \(k.count) bytes"); return }
             let sid = Keys.readU32(k), version = Keys.readU64(k, at: 4)
@@ -205,15 +205,17 @@ private struct Verifier {
             let entity = UInt32(littleEndian: body.loadUnaligned(as: UInt32.self))
             guard let space = spacesByID[sid] else { v.problem("vector_log entry #\(sid)/\(version) belongs to no space"); return }
             if !vectorKeys.contains(UInt64(sid) << 32 | UInt64(entity)) { v.problem("vector_log \(space.name)/\(version) names #\(entity), which has no vector") }
-            let seen = logVersions[sid] ?? (0, 0)
-            logVersions[sid] = (seen.count + 1, max(seen.max, version))
+            let seen = logVersions[sid] ?? (0, UInt64.max, 0)
+            logVersions[sid] = (seen.count + 1, min(seen.min, version), max(seen.max, version))
         }
         for space in spacesByID.values.sorted(by: { $0.id < $1.id }) {
             let n = vectorCounts[space.id] ?? 0
             if n != space.count { problem("space \(space.name) records \(space.count) vectors but holds \(n)") }
-            let log = logVersions[space.id] ?? (0, 0)
-            if UInt64(log.count) != space.version || log.max != space.version {
-                problem("space \(space.name) is at version \(space.version) but its vector log has \(log.count) entries up to \(log.max)")
+            // The log is pruned from its old end (entries an index no longer needs), so what is kept must be
+            // exactly the newest versions, consecutive up to the space's; an index's catch-up is checked below.
+            let log = logVersions[space.id] ?? (0, 0, 0)
+            if log.count > 0 && (UInt64(log.count) > space.version || log.max != space.version || log.min != space.version - UInt64(log.count) + 1) {
+                problem("space \(space.name) is at version \(space.version) but its vector log has \(log.count) entries from \(log.min) to \(log.max)")
             }
         }
         checked["vectors"] = vectorCounts.values.reduce(0, +)
@@ -263,7 +265,9 @@ private struct Verifier {
             if headers[name] == nil { problem("model \(name) has versions but no header") }
             for (version, info) in byVersion.sorted(by: { $0.key < $1.key }) {
                 let names = tensors["\(name)/\(version)"] ?? []
-                for required in ModelTensor.servingOnly where !names.contains(required) { problem("model \(name)/\(version) has no \(required) tensor") }
+                // Text inputs are stored only by versions that read a text space.
+                let required = info.textSpace == nil ? ModelTensor.servingOnly.subtracting([ModelTensor.textInputs]) : ModelTensor.servingOnly
+                for tensor in required.sorted() where !names.contains(tensor) { problem("model \(name)/\(version) has no \(tensor) tensor") }
                 if names.subtracting(ModelTensor.servingOnly).isEmpty { problem("model \(name)/\(version) has no parameters") }
                 let space = Database.itemSpaceName(model: name, version: version)
                 if !spacesByID.values.contains(where: { $0.name == space }) { problem("model \(name)/\(version) has no item space \(space)") }
@@ -296,6 +300,10 @@ private struct Verifier {
             guard let stored = spacesByID.values.first(where: { $0.name == space }) else { problem("index of \(space) serves no existing space"); continue }
             if info.dimension != stored.dimension { problem("index of \(space) has dimension \(info.dimension), its space \(stored.dimension)") }
             if info.spaceVersion > stored.version { problem("index of \(space) is at space version \(info.spaceVersion), beyond the space's \(stored.version)") }
+            let kept = UInt64(logVersions[stored.id]?.count ?? 0)
+            if info.spaceVersion <= stored.version && stored.version - info.spaceVersion > kept {
+                problem("index of \(space) is at space version \(info.spaceVersion), but the vector log keeps only the last \(kept) of the \(stored.version - info.spaceVersion) changes since")
+            }
             if info.eventVersion > lastSeq { problem("index of \(space) records event version \(info.eventVersion), beyond \(lastSeq)") }
             guard let blob = blobs[space] else { problem("index of \(space) has no stored bytes"); continue }
             if blob.bytes != info.bytes || blob.checksum != info.checksum {

@@ -282,11 +282,15 @@ extension WriteTransaction {
         let key = Keys.pair(space.id, entity)
         // Writing the value already stored changes nothing: no version, no log entry, no cold start
         // (re-imports and re-embeddings of unchanged items would otherwise grow the vector log).
-        let stored: Bool? = try raw.withValue(.vectors, key: key) { current -> Bool in
-            guard current.count == space.bytesPerVector else { return false }
-            return withUnsafeTemporaryAllocation(byteCount: space.bytesPerVector, alignment: 4) { encoded in
-                VectorEncoding.encode(values, space: space, into: encoded)
-                return memcmp(encoded.baseAddress!, current.baseAddress!, space.bytesPerVector) == 0
+        // A stored value whose checksum fails is never "the same": it is rewritten.
+        let stored: Bool? = try key.withUnsafeBytes { k in
+            try raw.withValue(.vectors, key: k) { current -> Bool in
+                guard current.count == space.bytesPerVector + Seal.size,
+                      let body = Seal.payload(current, key: k, table: .vectors), body.count == space.bytesPerVector else { return false }
+                return withUnsafeTemporaryAllocation(byteCount: space.bytesPerVector, alignment: 4) { encoded in
+                    VectorEncoding.encode(values, space: space, into: encoded)
+                    return memcmp(encoded.baseAddress!, body.baseAddress!, space.bytesPerVector) == 0
+                }
             }
         }
         if stored == true { return }
