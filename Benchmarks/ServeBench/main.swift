@@ -38,6 +38,13 @@ guard FileManager.default.fileExists(atPath: beauty) else {
     log("serve-bench needs \(beauty) (the shared Amazon Beauty data)"); exit(2)
 }
 let dbPath = "\(workDir)/beauty.recdb"
+// A database left by a build with another on-disk format is rebuilt, not an error.
+if FileManager.default.fileExists(atPath: dbPath + "/data.mdb") {
+    do { _ = try Database(path: dbPath, options: .init(create: false)) } catch RecDBError.formatVersion {
+        log("rebuilding \(dbPath): it was written in another format")
+        try FileManager.default.removeItem(atPath: dbPath)
+    }
+}
 if !FileManager.default.fileExists(atPath: dbPath + "/data.mdb") {
     try? FileManager.default.removeItem(atPath: dbPath)
     let db = try Database(path: dbPath)
