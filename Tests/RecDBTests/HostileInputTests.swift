@@ -278,6 +278,26 @@ final class FuzzRegressionTests: DatabaseTestCase {
 }
 
 extension HostileInputTests {
+    /// The `store` fuzz target's truncated data.mdb (its meta names pages past the end of the file): liblmdb
+    /// read past its mapping (SIGBUS) before the data file was checked ahead of mapping it.
+    func testTheFuzzedTruncatedDataFileIsAnErrorNotSIGBUS() throws {
+        let input = packageRoot.appendingPathComponent("Fuzz/regressions/store-truncated-data.mdb").path
+        let contents = try XCTUnwrap(FileManager.default.contents(atPath: input), "the committed fuzz input \(input) is missing")
+        let dir = path("truncated")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: dir + "/data.mdb", contents: contents)
+        for readOnly in [true, false] {
+            XCTAssertThrowsError(try Database(path: dir, options: .init(readOnly: readOnly, create: false))) { error in
+                guard let error = error as? RecDBError else { return XCTFail("\(error)") }
+                switch error {
+                case .notADatabase, .damaged: XCTAssertTrue("\(error)".contains(dir), "\(error)")
+                default: XCTFail("expected notADatabase or damaged, got \(error)")
+                }
+            }
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/data.mdb"), contents, "a refused file is left as it was")
+    }
+
     func testAJSONVectorWiderThanAnySpaceStopsWhileParsing() throws {
         let db = try makeDatabase()
         try db.write { tx in _ = try tx.upsertItem(ItemInput(externalID: "a")) }
