@@ -180,7 +180,7 @@ final class HostileInputTests: DatabaseTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("db") + "/items.csv"))
         // Elsewhere it works, and leaves no temporary file behind.
         XCTAssertEqual(try db.exportItems(to: path("items.csv"), format: .csv), 1)
-        XCTAssertEqual(try String(contentsOfFile: path("items.csv")), "item,title,text,available,attributes\na,A,,1,\n")
+        XCTAssertEqual(try String(contentsOfFile: path("items.csv"), encoding: .utf8), "item,title,text,available,attributes\na,A,,1,\n")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains("rdbctl-export") }, [])
     }
 
