@@ -12,11 +12,14 @@ SWIFTC=${SWIFTC:-swiftc}
 BUILD=.build/fuzz
 OUT=$BUILD/modules
 mkdir -p "$OUT" "$BUILD/bin"
-# The C++ Faiss shim, built by SwiftPM (plain release flags).
+# The C++ Faiss shim and the C CRC-32C, built by SwiftPM (plain release flags).
 "$SWIFT" build -c release --build-path "$BUILD/spm" --target CFaiss >/dev/null
+"$SWIFT" build -c release --build-path "$BUILD/spm" --target CChecksum >/dev/null
 CFAISS=$(find "$BUILD/spm" -path '*release/CFaiss.build' -type d | head -1)
+CCHECKSUM=$(find "$BUILD/spm" -path '*release/CChecksum.build' -type d | head -1)
 FLAGS=(-O -wmo -parse-as-library -sanitize=fuzzer,address -enable-testing -I "$OUT" -I Sources/CLMDB -I Sources/COpenBLAS
-       -Xcc -fmodule-map-file="$CFAISS/module.modulemap" -I Sources/CFaiss/include)
+       -Xcc -fmodule-map-file="$CFAISS/module.modulemap" -I Sources/CFaiss/include
+       -Xcc -fmodule-map-file="$CCHECKSUM/module.modulemap" -I Sources/CChecksum/include)
 module() {  # name, sources…: rebuilt only when a source is newer than the object
     local name=$1; shift
     local newest
@@ -37,7 +40,7 @@ fi
 for t in "${targets[@]}"; do
     echo "fuzz: building $t"
     "$SWIFTC" "${FLAGS[@]}" -module-name "Fuzz_$t" Fuzz/Support.swift "Fuzz/Targets/$t.swift" \
-        "$OUT/RecDB.o" "$OUT/Index.o" "$OUT/Learn.o" "$CFAISS"/*.o \
+        "$OUT/RecDB.o" "$OUT/Index.o" "$OUT/Learn.o" "$CFAISS"/*.o "$CCHECKSUM"/*.o \
         -llmdb -lfaiss -lgomp -llapack -lblas -lopenblas -lstdc++ \
         -o "$BUILD/bin/fuzz-$t" 2> >(grep -v "Cannot export local symbol" >&2)
 done
