@@ -47,7 +47,7 @@ print(f"{dataset} {arch} id windows={windows} seeds={len(runs)}")
 print(f"  test NDCG@10 {ms([x['test']['ndcg@10'] for x in p])}   Recall@10 {ms([x['test']['recall@10'] for x in p])}")
 print(f"  test NDCG@10 excluding seen {ms([x['test']['ndcg@10'] for x in s])}   Recall@10 {ms([x['test']['recall@10'] for x in s])}")
 print(f"  valid NDCG@10 {ms([x['valid']['ndcg@10'] for x in t])}")
-print(f"  per seed NDCG@10: {' '.join(f'{x['test']['ndcg@10']:.4f}' for x in p)}")
+print("  per seed NDCG@10: " + " ".join("%.4f" % x["test"]["ndcg@10"] for x in p))
 print(f"  train examples {t[0].get('train_examples')}  epochs {[x['epochs'] for x in t]}  best {[x['best_epoch'] for x in t]}  steps {[x.get('steps') for x in t]}")
 print(f"  s/epoch {ms([x['seconds_per_epoch'] for x in t])}")
 PY

@@ -133,6 +133,17 @@ final class HistoryTrainingTests: XCTestCase {
         XCTAssertThrowsError(try bad.validate())
     }
 
+    func testTrainingCostCountsEveryWindow() throws {
+        // One user of 23 events: training part 21 items (20 targets), maxLength 5 → `all` ends 21, 16, 11, 6:
+        // four full windows of 5 rows each (the `last` window alone is one of them).
+        let data = try SequenceDataset(sequences: [Array(1...23)], numItems: 23)
+        var c = smallConfiguration(.sasrec); c.maxLength = 5; c.blocks = 1
+        let last = try TrainingCost.flopsPerEpoch(dataset: data, configuration: c)
+        c.windows = .all
+        let all = try TrainingCost.flopsPerEpoch(dataset: data, configuration: c)
+        XCTAssertEqual(all, 4 * last, accuracy: 1e-6 * all)
+    }
+
     // MARK: training
 
     func testAllWindowsTrainMoreExamplesAndStayDeterministic() throws {
@@ -215,6 +226,15 @@ final class HistoryTrainingTests: XCTestCase {
         XCTAssertEqual(top.map(\.item), [2, 4, 0], "1-based id 2 is item 1")
         row.withUnsafeBufferPointer { RankingEvaluator.topItems($0.baseAddress!, 5, 9, excluding: [], into: &top) }
         XCTAssertEqual(top.map(\.item), [1, 2, 4, 0, 3])
+        // The deep-list path (a sort) agrees with the insertion path.
+        let long = randomFloats(300, seed: 4).map { ($0 * 8).rounded() }  // many ties
+        var shallow: [(score: Float, item: Int)] = [], deep: [(score: Float, item: Int)] = []
+        long.withUnsafeBufferPointer {
+            RankingEvaluator.topItems($0.baseAddress!, 300, 64, excluding: [7, 9], into: &shallow)
+            RankingEvaluator.topItems($0.baseAddress!, 300, 200, excluding: [7, 9], into: &deep)
+        }
+        XCTAssertEqual(deep.prefix(64).map(\.item), shallow.map(\.item))
+        XCTAssertFalse(deep.contains { $0.item == 6 || $0.item == 8 })
     }
 
     func testEvaluationOptionsAgreeWithTheStandardMetricsAndCoverage() throws {

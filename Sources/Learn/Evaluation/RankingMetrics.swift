@@ -203,6 +203,13 @@ struct RankingEvaluator {
     static func topItems(_ row: UnsafePointer<Float>, _ n: Int, _ depth: Int, excluding: Set<Int32>,
                          into top: inout [(score: Float, item: Int)]) {
         top.removeAll(keepingCapacity: true)
+        if depth > 64 && depth * 8 > n {
+            // Deep lists: one sort (n log n) instead of insertions that cost O(depth) each.
+            for i in 0..<n where excluding.isEmpty || !excluding.contains(Int32(i + 1)) { top.append((row[i], i)) }
+            top.sort { $0.score > $1.score || ($0.score == $1.score && $0.item < $1.item) }
+            if top.count > depth { top.removeLast(top.count - depth) }
+            return
+        }
         for i in 0..<n {
             let v = row[i]
             if top.count == depth && !(v > top[depth - 1].score) { continue }
