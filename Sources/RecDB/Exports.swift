@@ -9,6 +9,8 @@ import Learn
 public typealias ModelConfiguration = Learn.ModelConfiguration
 public typealias DistillationConfiguration = Learn.DistillationConfiguration
 public typealias RankingMetrics = Learn.RankingMetrics
+public typealias EvaluationOptions = Learn.EvaluationOptions
+public typealias TrainingWindows = Learn.TrainingWindows
 public typealias EpochProgress = Learn.EpochProgress
 public typealias TrainingReport = Learn.TrainingReport
 public typealias PCA = Learn.PCA

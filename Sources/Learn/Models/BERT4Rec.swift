@@ -3,7 +3,8 @@
 ///
 /// Network (`SequenceNetwork` with `causal = false`): bidirectional self-attention over the real
 /// positions, 2 heads, d→4d GELU feed-forward, a trainable [MASK] item (id numItems + 1, never scored).
-/// Objective (Cloze): input = the last `maxLength` training items, each replaced by [MASK] with
+/// Objective (Cloze): input = the last `maxLength` training items of each window (`TrainingWindows`:
+/// by default one per user, ending at the newest training item), each replaced by [MASK] with
 /// probability `maskProbability` (a window without any mask gets its last item masked); full-softmax
 /// cross-entropy at the masked positions (mean over them). Evaluation appends [MASK] to the last
 /// `maxLength − 1` history items and scores that position.
@@ -18,13 +19,14 @@ struct BERT4Rec: WindowedObjective {
     let maskItem: Int32
     let windows: [[Int32]]
     let users: [Int]
+    let ends: [Int]
 
     init(train: [[Int32]], configuration: ModelConfiguration, numItems: Int) {
         maxLength = configuration.maxLength
         heads = configuration.resolvedHeads
         maskProbability = configuration.maskProbability
         maskItem = Int32(numItems + 1)
-        (windows, users) = Self.eligibleWindows(train, minimumLength: 1)
+        (windows, users, ends) = Self.trainingWindows(train, selection: configuration.windows, maxLength: maxLength, minimumEnd: 1)
     }
 
     func fillBatch(_ batch: ArraySlice<Int>, into ws: SequenceNetwork.Workspace, scoredRows: inout [Int32],
@@ -33,8 +35,8 @@ struct BERT4Rec: WindowedObjective {
         scoredRows.removeAll(keepingCapacity: true)
         targets.removeAll(keepingCapacity: true)
         for e in batch {
-            let s = windows[e]
-            let window = s.suffix(maxLength)
+            let s = windows[e], t = ends[e]
+            let window = s[max(0, t - maxLength)..<t]
             let row0 = ws.items.count
             ws.append(window: window, maxLength: maxLength, heads: heads)
             var masked = false

@@ -67,8 +67,18 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var gradientClipNorm: Float? = nil
     /// Upper bound on training epochs.
     public var maxEpochs: Int = 200
-    /// Early stopping: stop after this many epochs without a better validation NDCG@10.
+    /// Early stopping: stop after this many validations without a better validation NDCG@10 (one
+    /// validation per epoch, or per `evaluateEvery` steps).
     public var patience: Int = 10
+    /// Which windows of each user's training part are trained (`TrainingWindows`); absent in a
+    /// stored configuration = `.last`, the only behaviour before this option existed.
+    public var windows: TrainingWindows = .last
+    /// Validate every this many optimiser steps instead of after every epoch (nil = per epoch). On
+    /// small data an epoch is a handful of steps, so epoch-counted patience stops before the model
+    /// has trained; counting in steps makes the cadence independent of the data size.
+    public var evaluateEvery: Int? = nil
+    /// Early stopping never ends a run before this many optimiser steps (0 = no minimum).
+    public var minimumSteps: Int = 0
     /// Seed of every random choice (initialisation, shuffling, masking, dropout).
     public var seed: UInt64 = 0
     /// BERT4Rec: probability of masking each real position.
@@ -125,6 +135,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if batchSize < 1 { try fail("batchSize must be ≥ 1") }
         if !(learningRate > 0) { try fail("learningRate must be > 0") }
         if maxEpochs < 0 || patience < 1 { try fail("maxEpochs must be ≥ 0 and patience ≥ 1") }
+        if case .stride(let n) = windows, n < 1 { try fail("windows stride must be ≥ 1") }
+        if let e = evaluateEvery, e < 1 { try fail("evaluateEvery must be ≥ 1") }
+        if minimumSteps < 0 { try fail("minimumSteps must be ≥ 0") }
         if !(maskProbability > 0 && maskProbability < 1) { try fail("maskProbability must be in (0, 1)") }
         if !(temporalValidQuantile > 0 && temporalValidQuantile < temporalTestQuantile && temporalTestQuantile < 1) {
             try fail("need 0 < temporalValidQuantile < temporalTestQuantile < 1")
@@ -141,6 +154,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         case layerNormEpsilon, batchSize, learningRate, weightDecay, beta1, beta2, adamEpsilon, gradientClipNorm
         case maxEpochs, patience, seed, maskProbability, split, temporalValidQuantile, temporalTestQuantile
         case maskSeen, threads, lossChunkRows, evaluationBatchSize, distillation
+        case windows, evaluateEvery, minimumSteps
     }
 
     public init(from decoder: Decoder) throws {
@@ -176,6 +190,11 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         lossChunkRows = try get(.lossChunkRows, d.lossChunkRows)
         evaluationBatchSize = try get(.evaluationBatchSize, d.evaluationBatchSize)
         distillation = try c.decodeIfPresent(DistillationConfiguration.self, forKey: .distillation)
+        // Absent in configurations stored before whole-history training: they decode to what those
+        // models were trained with (last window, per-epoch validation, no minimum).
+        windows = try c.decodeIfPresent(TrainingWindows.self, forKey: .windows) ?? .last
+        evaluateEvery = try c.decodeIfPresent(Int.self, forKey: .evaluateEvery)
+        minimumSteps = try c.decodeIfPresent(Int.self, forKey: .minimumSteps) ?? 0
     }
 }
 

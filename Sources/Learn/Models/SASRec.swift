@@ -4,8 +4,9 @@
 /// Network (`SequenceNetwork` with `causal = true`): item embeddings × √d plus learned positions,
 /// pre-LayerNorm causal self-attention blocks with a d→d ReLU feed-forward, final LayerNorm, output
 /// scores = hidden · item-tableᵀ (tied).
-/// Objective: one window per user, input = train[..<n−1], target = train[1...], both the last `maxLength`
-/// items; full-softmax cross-entropy over the whole catalogue at EVERY real position (mean over positions).
+/// Objective: per window ending at t (`TrainingWindows`: the last one per user by default), input =
+/// train[..<t−1], target = train[1..<t], both the last `maxLength` items; full-softmax cross-entropy
+/// over the whole catalogue at EVERY real position (mean over positions).
 ///
 /// NOTE: the paper trains with one sampled negative and binary cross-entropy; like the reference
 /// (`../shared/reference/seqrec_ref.py`) and recent re-evaluations we use full-softmax cross-entropy,
@@ -15,14 +16,15 @@
 struct SASRec: WindowedObjective {
     let maxLength: Int
     let heads: Int
-    /// Training parts of the users with at least two training items.
+    /// Training parts of the users with at least two training items, one entry per window.
     let windows: [[Int32]]
     let users: [Int]
+    let ends: [Int]
 
     init(train: [[Int32]], configuration: ModelConfiguration) {
         maxLength = configuration.maxLength
         heads = configuration.resolvedHeads
-        (windows, users) = Self.eligibleWindows(train, minimumLength: 2)
+        (windows, users, ends) = Self.trainingWindows(train, selection: configuration.windows, maxLength: maxLength, minimumEnd: 2)
     }
 
     func fillBatch(_ batch: ArraySlice<Int>, into ws: SequenceNetwork.Workspace, scoredRows: inout [Int32],
@@ -31,10 +33,10 @@ struct SASRec: WindowedObjective {
         scoredRows.removeAll(keepingCapacity: true)
         targets.removeAll(keepingCapacity: true)
         for e in batch {
-            let s = windows[e]
-            let n = min(s.count - 1, maxLength)
-            ws.append(window: s[(s.count - 1 - n)..<(s.count - 1)], maxLength: maxLength, heads: heads)
-            targets.append(contentsOf: s[(s.count - n)...])
+            let s = windows[e], t = ends[e]
+            let n = min(t - 1, maxLength)
+            ws.append(window: s[(t - 1 - n)..<(t - 1)], maxLength: maxLength, heads: heads)
+            targets.append(contentsOf: s[(t - n)..<t])
         }
     }
 }

@@ -191,6 +191,22 @@ public final class SequentialRecommender: @unchecked Sendable {
         let split = try DatasetSplit.make(dataset, configuration: configuration)
         return (evaluate(split.valid), evaluate(split.test))
     }
+
+    /// Full-ranking metrics with the extra cutoffs, coverage and seen-item choice of `options`.
+    /// - Throws: `LearnError.invalidConfiguration` for a cutoff outside 1...numItems.
+    public func evaluate(_ cases: [EvaluationCase], options: EvaluationOptions) throws -> RankingMetrics {
+        for k in options.cutoffs where !(1...numItems).contains(k) {
+            throw LearnError.invalidConfiguration("cutoff \(k) must be in 1...\(numItems)")
+        }
+        return RankingEvaluator(network: network, batchSize: configuration.evaluationBatchSize,
+                                maskSeen: options.excludeSeen ?? configuration.maskSeen).evaluate(cases, options: options)
+    }
+
+    /// `evaluate(dataset:)` with `options`.
+    public func evaluate(dataset: SequenceDataset, options: EvaluationOptions) throws -> (valid: RankingMetrics, test: RankingMetrics) {
+        let split = try DatasetSplit.make(dataset, configuration: configuration)
+        return (try evaluate(split.valid, options: options), try evaluate(split.test, options: options))
+    }
 }
 
 /// A tiny locked free-list of inference workspaces (one per concurrently running query).

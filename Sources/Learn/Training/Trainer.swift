@@ -44,6 +44,8 @@ public struct EpochProgress: Sendable {
     public var trainSeconds: Double
     public var evaluationSeconds: Double
     public var bestEpoch: Int
+    /// Optimiser steps so far.
+    public var step: Int = 0
 }
 
 /// The outcome of a training run (Codable; encode with `JSONEncoder` for the JSON form).
@@ -60,11 +62,16 @@ public struct TrainingReport: Codable, Sendable {
     /// Validation metrics at the best epoch; test metrics with the best weights.
     public var valid: RankingMetrics
     public var test: RankingMetrics
-    /// Median training seconds per epoch (excluding validation).
+    /// Median training seconds per completed epoch (excluding validation).
     public var secondsPerEpoch: Double
     public var evaluationSecondsPerEpoch: Double
-    /// Per epoch: [epoch, mean train loss, valid NDCG@10, valid Recall@10].
+    /// Per validation: [epoch, mean train loss since the previous validation, valid NDCG@10, valid
+    /// Recall@10, optimiser steps so far] (one row per epoch unless `evaluateEvery` is set; reports
+    /// stored before the step column existed have 4 columns).
     public var curve: [[Double]]
+    /// Optimiser steps run, and the step whose weights were kept (nil in reports stored before these existed).
+    public var steps: Int?
+    public var bestStep: Int?
 }
 
 /// A trained model with its report.
@@ -140,49 +147,80 @@ public enum Trainer {
         let evaluator = RankingEvaluator(network: network, batchSize: configuration.evaluationBatchSize,
                                          maskSeen: configuration.maskSeen)
         var rng = Xoshiro256(seed: configuration.seed &+ 0x7EA1)
-        var best = -1.0, bestEpoch = 0
+        var best = -1.0, bestEpoch = 0, bestStep = 0, bestEvaluation = 0
         var bestValid = RankingMetrics()
         var bestState: [[Float]]? = nil
         var curve: [[Double]] = []
         var trainTimes: [Double] = [], evalTimes: [Double] = []
         var stopReason = "maxEpochs"
-        var epoch = 0
+        var epoch = 0, steps = 0, evaluations = 0
+        // Index of the last validation that ran while distillation was on (patience counts from it).
+        var lastDistillEvaluation = 0
         var order = Array(0..<objective.exampleCount)
+        // Loss sums since the last validation (its curve point reports their mean).
+        var lossSum = 0.0, distillSum = 0.0, profileSum = 0.0, batches = 0
+        var trainSeconds = 0.0, epochSeconds = 0.0
+        var epochTimes: [Double] = []
+        /// Validates, records the curve point and the best weights; returns true when training must stop.
+        func validate(useDistill: Bool) -> Bool {
+            let t1 = Date()
+            let valid = evaluator.evaluate(split.valid)
+            evalTimes.append(Date().timeIntervalSince(t1))
+            trainTimes.append(trainSeconds); trainSeconds = 0
+            evaluations += 1
+            let meanLoss = lossSum / Double(max(batches, 1))
+            curve.append([Double(epoch), meanLoss, valid.ndcg10, valid.recall10, Double(steps)])
+            let distillMean = distillSum / Double(max(batches, 1)), profileMean = profileSum / Double(max(batches, 1))
+            lossSum = 0; distillSum = 0; profileSum = 0; batches = 0
+            if !meanLoss.isFinite { stopReason = "nonFinite"; return true }
+            if valid.ndcg10 > best {
+                best = valid.ndcg10; bestEpoch = epoch; bestStep = steps; bestEvaluation = evaluations; bestValid = valid
+                bestState = network.snapshot()
+            }
+            if useDistill { lastDistillEvaluation = evaluations }
+            progress?(EpochProgress(epoch: epoch, loss: meanLoss, distillationLoss: useDistill ? distillMean : nil,
+                                    profileRecommendationLoss: session.profileRecommendation != nil ? profileMean : nil,
+                                    valid: valid, trainSeconds: trainTimes.last!, evaluationSeconds: evalTimes.last!,
+                                    bestEpoch: bestEpoch, step: steps))
+            // NOTE: while distillation is on, validation NDCG collapses by design (the KD term dominates; the
+            // PyTorch reference behaves the same) and recovers once it switches off, so patience counts only
+            // from the first validation without distillation — otherwise a run can stop before it ever trains plainly.
+            let patienceStart = max(bestEvaluation, lastDistillEvaluation)
+            if evaluations - patienceStart >= configuration.patience && steps >= configuration.minimumSteps {
+                stopReason = "patience"; return true
+            }
+            return false
+        }
         epochLoop: while epoch < configuration.maxEpochs {
             epoch += 1
-            let t0 = Date()
+            var t0 = Date()
+            epochSeconds = 0
             order.shuffle(using: &rng)
             let useDistill = distill.map { epoch <= $0.distillEpochs } ?? false
-            var lossSum = 0.0, distillSum = 0.0, profileSum = 0.0, batches = 0
             var start = 0
             while start < order.count {
                 if shouldStop?() == true { stopReason = "stopped"; epoch -= 1; break epochLoop }
                 let end = min(order.count, start + configuration.batchSize)
                 let losses = session.step(order[start..<end], distill: useDistill, rng: &rng)
                 lossSum += losses.crossEntropy; distillSum += losses.distillation; profileSum += losses.profileRecommendation
-                batches += 1
+                batches += 1; steps += 1
                 start = end
+                if let every = configuration.evaluateEvery, steps % every == 0 {
+                    let dt = Date().timeIntervalSince(t0)
+                    trainSeconds += dt; epochSeconds += dt
+                    if validate(useDistill: useDistill) { break epochLoop }
+                    t0 = Date()
+                }
             }
-            let t1 = Date()
-            trainTimes.append(t1.timeIntervalSince(t0))
-            let valid = evaluator.evaluate(split.valid)
-            evalTimes.append(Date().timeIntervalSince(t1))
-            let meanLoss = lossSum / Double(max(batches, 1))
-            curve.append([Double(epoch), meanLoss, valid.ndcg10, valid.recall10])
-            if !meanLoss.isFinite { stopReason = "nonFinite"; break }
-            if valid.ndcg10 > best {
-                best = valid.ndcg10; bestEpoch = epoch; bestValid = valid
-                bestState = network.snapshot()
-            }
-            progress?(EpochProgress(epoch: epoch, loss: meanLoss, distillationLoss: useDistill ? distillSum / Double(max(batches, 1)) : nil,
-                                    profileRecommendationLoss: session.profileRecommendation != nil ? profileSum / Double(max(batches, 1)) : nil,
-                                    valid: valid, trainSeconds: trainTimes.last!, evaluationSeconds: evalTimes.last!,
-                                    bestEpoch: bestEpoch))
-            // NOTE: while distillation is on, validation NDCG collapses by design (the KD term dominates; the
-            // PyTorch reference behaves the same) and recovers once it switches off, so patience counts only
-            // from the first epoch without distillation — otherwise a run can stop before it ever trains plainly.
-            let patienceStart = max(bestEpoch, distill.map { $0.distillEpochs } ?? 0)
-            if epoch - patienceStart >= configuration.patience { stopReason = "patience"; break }
+            let dt = Date().timeIntervalSince(t0)
+            trainSeconds += dt; epochSeconds += dt
+            epochTimes.append(epochSeconds)
+            if configuration.evaluateEvery == nil, validate(useDistill: useDistill) { break }
+        }
+        // A step-cadence run that ended between validations validates its last steps too, so the
+        // final weights are considered.
+        if configuration.evaluateEvery != nil, batches > 0, stopReason != "stopped", stopReason != "nonFinite" {
+            _ = validate(useDistill: distill.map { epoch <= $0.distillEpochs } ?? false)
         }
         if let bestState { network.restore(bestState) }
         let test = evaluator.evaluate(split.test)
@@ -194,8 +232,9 @@ public enum Trainer {
                                     trainExamples: objective.exampleCount,
                                     parameterCount: network.parameters.reduce(0) { $0 + $1.count },
                                     bestEpoch: bestEpoch, epochsRun: epoch, stopReason: stopReason,
-                                    valid: bestValid, test: test, secondsPerEpoch: median(trainTimes),
-                                    evaluationSecondsPerEpoch: median(evalTimes), curve: curve)
+                                    valid: bestValid, test: test, secondsPerEpoch: median(epochTimes),
+                                    evaluationSecondsPerEpoch: median(evalTimes), curve: curve,
+                                    steps: steps, bestStep: bestStep)
         return TrainingResult(model: SequentialRecommender(network: network), report: report)
     }
 }

@@ -3,24 +3,25 @@
 /// forward plus both backward products of every matrix product; element-wise work is not counted.
 public enum TrainingCost {
     /// - Returns: FLOPs per epoch of matrix products (output layer, transformer blocks, attention,
-    ///   text adapter). For BERT4Rec the scored positions are the expected number of masked ones.
+    ///   text adapter), over every training window (`ModelConfiguration.windows`). For BERT4Rec the scored positions are the expected number of masked ones.
     public static func flopsPerEpoch(dataset: SequenceDataset, configuration c: ModelConfiguration,
                                      textDimension: Int? = nil) throws -> Double {
         let split = try DatasetSplit.make(dataset, configuration: c)
         let d = Double(c.hiddenSize), f = d * Double(c.resolvedFeedForwardMultiplier), n = Double(dataset.numItems)
         var rows = 0.0, scored = 0.0, attention = 0.0, examples = 0
+        let sasrec = c.architecture == .sasrec
         for s in split.train {
-            let len: Int
-            if c.architecture == .sasrec { guard s.count >= 2 else { continue }; len = min(s.count - 1, c.maxLength) }
-            else { guard s.count >= 1 else { continue }; len = min(s.count, c.maxLength) }
-            examples += 1
-            rows += Double(len)
-            attention += Double(len * len)
-            if c.architecture == .sasrec { scored += Double(len) }
-            else {
-                let p = Double(c.maskProbability)
-                // expected masked positions, plus the forced mask when none was drawn
-                scored += Double(len) * p + pow1m(p, len)
+            for t in c.windows.ends(count: s.count, maxLength: c.maxLength, minimumEnd: sasrec ? 2 : 1) {
+                let len = sasrec ? min(t - 1, c.maxLength) : min(t, c.maxLength)
+                examples += 1
+                rows += Double(len)
+                attention += Double(len * len)
+                if c.architecture == .sasrec { scored += Double(len) }
+                else {
+                    let p = Double(c.maskProbability)
+                    // expected masked positions, plus the forced mask when none was drawn
+                    scored += Double(len) * p + pow1m(p, len)
+                }
             }
         }
         let blocks = Double(c.blocks)

@@ -45,11 +45,20 @@ public struct TrainingOutcome: Codable, Sendable {
     public var users: Int
     public var itemSpace: String
     public var indexFactory: String
+    /// Training windows per epoch, optimiser steps run and the step whose weights were kept.
+    public var trainExamples: Int = 0
+    public var steps: Int = 0
+    public var bestStep: Int = 0
+    /// Median validation seconds.
+    public var evaluationSecondsPerEpoch: Double = 0
+    /// Per validation: [epoch, mean train loss, valid NDCG@10, valid Recall@10, steps] (`TrainingReport.curve`).
+    public var curve: [[Double]] = []
 
     enum CodingKeys: String, CodingKey {
-        case model, version, epochs, valid, test, items, users
+        case model, version, epochs, valid, test, items, users, steps, curve
         case bestEpoch = "best_epoch", secondsPerEpoch = "seconds_per_epoch", stopReason = "stop_reason"
         case eventVersion = "event_version", itemSpace = "item_space", indexFactory = "index_factory"
+        case trainExamples = "train_examples", bestStep = "best_step", evaluationSecondsPerEpoch = "evaluation_seconds_per_epoch"
     }
 }
 
@@ -208,16 +217,24 @@ extension Database {
             }
             header.nextVersion = version + 1
             try tx.storeModelHeader(header)
-            return TrainingOutcome(model: request.model, version: version, epochs: result.report.epochsRun, bestEpoch: result.report.bestEpoch,
+            var outcome = TrainingOutcome(model: request.model, version: version, epochs: result.report.epochsRun, bestEpoch: result.report.bestEpoch,
                                    secondsPerEpoch: result.report.secondsPerEpoch, valid: result.report.valid, test: result.report.test,
                                    stopReason: result.report.stopReason, eventVersion: snapshot.eventVersion, items: n,
                                    users: snapshot.userIDs.count, itemSpace: spaceName, indexFactory: factory)
+            outcome.trainExamples = result.report.trainExamples
+            outcome.steps = result.report.steps ?? 0
+            outcome.bestStep = result.report.bestStep ?? 0
+            outcome.evaluationSecondsPerEpoch = result.report.evaluationSecondsPerEpoch
+            outcome.curve = result.report.curve
+            return outcome
         }
     }
 
     /// Re-evaluates a stored version on the data it was trained on (events up to its event version)
     /// with Learn's protocol; with the training split this reproduces the recorded metrics.
-    public func evaluate(model: String, version: UInt32? = nil, split: ModelConfiguration.Split? = nil) throws -> EvaluationOutcome {
+    /// `options` adds cutoffs, coverage and seen-item exclusion (the defaults reproduce the recorded metrics).
+    public func evaluate(model: String, version: UInt32? = nil, split: ModelConfiguration.Split? = nil,
+                         options: EvaluationOptions = EvaluationOptions()) throws -> EvaluationOutcome {
         let (info, recommender, snapshot) = try read { tx -> (ModelVersionInfo, SequentialRecommender, TrainingSnapshot) in
             let info = try tx.modelVersion(model, version: version)
             // The text rows stored with the version, not the text space's current ones.
@@ -232,7 +249,10 @@ extension Database {
             } catch { throw RecDBError.training("cannot load \(model)@\(info.version): \(error)") }
         }
         let metrics: (valid: RankingMetrics, test: RankingMetrics)
-        do { metrics = try recommender.evaluate(dataset: snapshot.dataset) } catch { throw RecDBError.training("\(error)") }
+        do {
+            metrics = options == EvaluationOptions() ? try recommender.evaluate(dataset: snapshot.dataset)
+                                                     : try recommender.evaluate(dataset: snapshot.dataset, options: options)
+        } catch { throw RecDBError.training("\(error)") }
         return EvaluationOutcome(model: info.model, version: info.version, split: (split ?? info.configuration.split).rawValue,
                                  epochs: info.report.epochsRun, secondsPerEpoch: info.report.secondsPerEpoch,
                                  valid: metrics.valid, test: metrics.test, recordedValid: info.report.valid, recordedTest: info.report.test)

@@ -6,19 +6,37 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a new model version inside the database (SASRec or BERT4Rec).")
     @OptionGroup var db: DatabaseArgument
     @Option(help: "Model name.") var model: String
-    @Option(help: "sasrec or bert4rec.") var arch: ModelConfiguration.Architecture = .sasrec
-    @Option(help: "id, text:SPACE or text+id:SPACE.") var items: String = "id"
-    @Option(help: "Maximum epochs.") var epochs: Int?
-    @Option(help: "Early-stopping patience (epochs without a better validation NDCG@10).") var patience: Int?
-    @Option(help: "Hidden size.") var hidden: Int?
-    @Option(help: "Transformer blocks.") var blocks: Int?
-    @Option(help: "Attention heads.") var heads: Int?
-    @Option(help: "Sequence window.") var maxlen: Int?
-    @Option(help: "Batch size.") var batch: Int?
-    @Option(help: "Learning rate.") var lr: Float?
-    @Option(help: "Dropout.") var dropout: Float?
-    @Option(help: "Random seed.") var seed: UInt64?
-    @Option(help: "loo (leave-one-out) or temporal.") var split: String?
+    @Option(help: "sasrec or bert4rec (default sasrec, or the --config file's).") var arch: ModelConfiguration.Architecture?
+    @Option(help: "id, text:SPACE or text+id:SPACE (default id, or the --config file's items with text:SPACE).") var items: String?
+    @Option(help: "Start from this model configuration (JSON, schemas/model-configuration.schema.json); the options below override it.")
+    var config: String?
+    @Option(help: "Maximum epochs (default 200).") var epochs: Int?
+    @Option(help: "Early-stopping patience: validations without a better validation NDCG@10 (default 10).") var patience: Int?
+    @Option(help: "Training windows per user: last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch) or stride:N (default last).")
+    var windows: String?
+    @Option(help: "Validate every N optimiser steps instead of every epoch; patience then counts these validations (default: per epoch).")
+    var evalEvery: Int?
+    @Option(help: "Early stopping never stops before this many optimiser steps (default 0).") var minSteps: Int?
+    @Option(help: "Hidden size (default 64).") var hidden: Int?
+    @Option(help: "Transformer blocks (default 2).") var blocks: Int?
+    @Option(help: "Attention heads (default 1 SASRec, 2 BERT4Rec).") var heads: Int?
+    @Option(help: "Feed-forward inner size as a multiple of the hidden size (default 1 SASRec, 4 BERT4Rec).") var ffnMult: Int?
+    @Option(help: "Feed-forward activation: relu or gelu (default relu SASRec, gelu BERT4Rec).") var activation: String?
+    @Option(help: "LayerNorm epsilon (default 1e-8).") var lnEps: Float?
+    @Option(help: "Sequence window (default 50).") var maxlen: Int?
+    @Option(help: "Batch size (default 256).") var batch: Int?
+    @Option(help: "Learning rate (default 1e-3).") var lr: Float?
+    @Option(help: "AdamW weight decay (default 1e-4).") var weightDecay: Float?
+    @Option(help: "AdamW beta1 (default 0.9).") var beta1: Float?
+    @Option(help: "AdamW beta2 (default 0.98).") var beta2: Float?
+    @Option(help: "AdamW epsilon (default 1e-8).") var adamEps: Float?
+    @Option(help: "Clip gradients to this global L2 norm (default: no clipping).") var clip: Float?
+    @Option(help: "Dropout (default 0.2).") var dropout: Float?
+    @Option(help: "BERT4Rec mask probability (default 0.2).") var maskProb: Float?
+    @Option(help: "Worker threads (default 0 = all cores; results are reproducible for a seed and thread count).") var threads: Int?
+    @Flag(help: "Exclude each user's history items when ranking during validation and test (default off).") var excludeSeen = false
+    @Option(help: "Random seed (default 0).") var seed: UInt64?
+    @Option(help: "loo (leave-one-out) or temporal (default loo).") var split: String?
     @Option(help: "Faiss factory of the item index (default: Flat below 50k items, HNSW32 above).") var index: String?
     @Flag(help: "Warm-start from the active version on the current data.") var resume = false
     @Option(help: "Distil user profiles from this user space (ECIR'26).") var distill: String?
@@ -35,7 +53,7 @@ struct Train: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard items == "id" || items.hasPrefix("text:") || items.hasPrefix("text+id:") else {
+        if let items, !(items == "id" || items.hasPrefix("text:") || items.hasPrefix("text+id:")) {
             throw ValidationError("--items takes id, text:SPACE or text+id:SPACE")
         }
         guard ["pca", "none"].contains(reduce) else { throw ValidationError("--reduce takes pca or none") }
@@ -43,6 +61,8 @@ struct Train: ParsableCommand {
         for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience)] {
             if let value, value < 1 { throw ValidationError("\(name) must be ≥ 1") }
         }
+        if let windows, TrainingWindows(windows) == nil { throw ValidationError("--windows takes last, all or stride:N (N ≥ 1)") }
+        if let activation { guard ["relu", "gelu"].contains(activation) else { throw ValidationError("--activation takes relu or gelu") } }
         if let split { guard ["loo", "temporal"].contains(split) else { throw ValidationError("--split takes loo or temporal") } }
         if let profileWeight, !(profileWeight >= 0) { throw ValidationError("--profile-weight must be ≥ 0") }
         if distill == nil && (profileWeight != nil || profileTargets != nil) {
@@ -50,9 +70,39 @@ struct Train: ParsableCommand {
         }
     }
 
-    func request() -> TrainingRequest {
-        var c = ModelConfiguration(architecture: arch, items: items == "id" ? .id : items.hasPrefix("text+id:") ? .textAndID : .text)
+    /// The configuration file's contents (schema-checked), or the defaults.
+    func baseConfiguration() throws -> ModelConfiguration {
+        guard let config else { return ModelConfiguration() }
+        guard let data = FileManager.default.contents(atPath: config) else { throw ValidationError("cannot read --config \(config)") }
+        let json: Any
+        do { json = try JSONSerialization.jsonObject(with: data) } catch { throw ValidationError("--config \(config): not JSON: \(error.localizedDescription)") }
+        if let v = JSONSchema.bundled("model-configuration.schema.json").violation(of: json) {
+            throw ValidationError("--config \(config): \(v)")
+        }
+        do { return try JSONDecoder().decode(ModelConfiguration.self, from: data) } catch {
+            throw ValidationError("--config \(config): \(error)")
+        }
+    }
+
+    func request() throws -> TrainingRequest {
+        var c = try baseConfiguration()
+        if let arch { c.architecture = arch }
+        if let items { c.items = items == "id" ? .id : items.hasPrefix("text+id:") ? .textAndID : .text }
         if let epochs { c.maxEpochs = epochs }
+        if let windows { c.windows = TrainingWindows(windows)! }
+        if let evalEvery { c.evaluateEvery = evalEvery }
+        if let minSteps { c.minimumSteps = minSteps }
+        if let ffnMult { c.feedForwardMultiplier = ffnMult }
+        if let activation { c.activation = activation }
+        if let lnEps { c.layerNormEpsilon = lnEps }
+        if let weightDecay { c.weightDecay = weightDecay }
+        if let beta1 { c.beta1 = beta1 }
+        if let beta2 { c.beta2 = beta2 }
+        if let adamEps { c.adamEpsilon = adamEps }
+        if let clip { c.gradientClipNorm = clip }
+        if let maskProb { c.maskProbability = maskProb }
+        if let threads { c.threads = threads }
+        if excludeSeen { c.maskSeen = true }
         if let patience { c.patience = patience }
         if let hidden { c.hiddenSize = hidden }
         if let blocks { c.blocks = blocks }
@@ -75,7 +125,7 @@ struct Train: ParsableCommand {
             c.distillation = d
         }
         var r = TrainingRequest(model: model, configuration: c)
-        if let colon = items.firstIndex(of: ":") { r.textSpace = String(items[items.index(after: colon)...]) }
+        if let items, let colon = items.firstIndex(of: ":") { r.textSpace = String(items[items.index(after: colon)...]) }
         r.profileSpace = distill
         r.reduceProfilesWithPCA = reduce == "pca"
         r.resume = resume
@@ -85,7 +135,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let database = try db.open()
-        var r = request()
+        var r = try request()
         let maxEpochs = r.configuration.maxEpochs
         let quiet = output.json
         if !quiet || isatty(2) != 0 {
