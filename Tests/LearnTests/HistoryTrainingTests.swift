@@ -3,7 +3,7 @@ import XCTest
 
 /// Whole-history training windows, step-based validation cadence, and the extra ranking metrics.
 final class HistoryTrainingTests: XCTestCase {
-    override func setUp() { LearnEngine.prepare() }
+    override func setUp() { LearnEngine.configureProcess() }
 
     // MARK: window cutting
 

@@ -73,10 +73,13 @@ struct Train: ParsableCommand {
     /// The configuration file's contents (schema-checked), or the defaults.
     func baseConfiguration() throws -> ModelConfiguration {
         guard let config else { return ModelConfiguration() }
-        guard let data = FileManager.default.contents(atPath: config) else { throw ValidationError("cannot read --config \(config)") }
+        // A configuration is a few hundred bytes; a bound keeps a wrong path (a data file, /dev/zero) from being read whole.
+        let size = (try? FileManager.default.attributesOfItem(atPath: config)[.size] as? Int) ?? 0
+        guard size <= 1 << 20 else { throw ValidationError("--config \(config): \(size) bytes; a configuration file is at most 1 MiB") }
+        guard let data = FileManager.default.contents(atPath: config), data.count <= 1 << 20 else { throw ValidationError("cannot read --config \(config)") }
         let json: Any
         do { json = try JSONSerialization.jsonObject(with: data) } catch { throw ValidationError("--config \(config): not JSON: \(error.localizedDescription)") }
-        if let v = JSONSchema.bundled("model-configuration.schema.json").violation(of: json) {
+        if let v = try JSONSchema.bundled("model-configuration.schema.json").violation(of: json) {
             throw ValidationError("--config \(config): \(v)")
         }
         do { return try JSONDecoder().decode(ModelConfiguration.self, from: data) } catch {
