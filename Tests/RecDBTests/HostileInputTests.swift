@@ -278,12 +278,18 @@ final class FuzzRegressionTests: DatabaseTestCase {
 }
 
 extension HostileInputTests {
-    /// The `store` fuzz target's truncated data.mdb (its meta names pages past the end of the file): liblmdb
-    /// read past its mapping (SIGBUS) before the data file was checked ahead of mapping it.
-    func testTheFuzzedTruncatedDataFileIsAnErrorNotSIGBUS() throws {
-        let input = packageRoot.appendingPathComponent("Fuzz/regressions/store-truncated-data.mdb").path
+    /// The `store` fuzz target's damaged data files: a truncated one (its meta names pages past the end of
+    /// the file), and one with a changed byte in a leaf page of the `meta` table. liblmdb read past its
+    /// mapping (SIGBUS) on both while opening, before the data file and its small trees were checked first.
+    func testTheFuzzedDamagedDataFilesAreErrorsNotSIGBUS() throws {
+        for name in ["store-truncated-data.mdb", "store-meta-leaf-offsets.mdb"] {
+            try assertRefusedDataFile(packageRoot.appendingPathComponent("Fuzz/regressions/\(name)").path)
+        }
+    }
+
+    func assertRefusedDataFile(_ input: String) throws {
         let contents = try XCTUnwrap(FileManager.default.contents(atPath: input), "the committed fuzz input \(input) is missing")
-        let dir = path("truncated")
+        let dir = path("damaged-\(URL(fileURLWithPath: input).lastPathComponent)")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: dir + "/data.mdb", contents: contents)
         for readOnly in [true, false] {

@@ -121,6 +121,14 @@ enum DataFileCheck {
                 throw damaged(file, "the \(tree) tree's root page \(db.root) is not a tree page (number \(pgno), flags \(flags)): the file is damaged or zeroed there")
             }
         }
+        // LMDB trusts the offsets and sizes inside a page, so a damaged page on the path of a lookup can
+        // make it read outside the file. Every open reads the table directory and the `meta` table (the
+        // format version, counters): those few pages are checked from the file first, as `verify` does
+        // for all of them. (The other tables are not walked here: that would cost a read of the file.)
+        if picked.roots[1].root != invalidPage {
+            let pages = PageCheck.run(directory: directory, tables: [Table.meta.rawValue], maxProblems: 1)
+            if let problem = pages.problems.first { throw damaged(file, problem) }
+        }
     }
 
     private static func damaged(_ file: String, _ detail: String) -> RecDBError {

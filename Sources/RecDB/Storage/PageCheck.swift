@@ -24,13 +24,16 @@ struct PageCheck {
     var problems: [String] = []
     var visited = Set<UInt64>()
     var pagesChecked = 0
+    /// The named tables to walk (nil: all of them).
+    var tables: Set<String>?
 
     static let pBranch: UInt16 = 0x01, pLeaf: UInt16 = 0x02, pOverflow: UInt16 = 0x04, pLeaf2: UInt16 = 0x20
     static let fBigData: UInt16 = 0x01, fSubData: UInt16 = 0x02, fDupData: UInt16 = 0x04
     static let header = 16
 
-    /// Checks every tree of the database at `directory`; returns the problems found (empty when sound).
-    static func run(directory: String, maxProblems: Int = 20) -> (problems: [String], pages: Int) {
+    /// Checks every tree of the database at `directory` (only `tables` among the named ones, when given);
+    /// returns the problems found (empty when sound).
+    static func run(directory: String, tables: Set<String>? = nil, maxProblems: Int = 20) -> (problems: [String], pages: Int) {
         let file = directory + "/data.mdb"
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return (["cannot open \(file): \(String(cString: strerror(errno)))"], 0) }
@@ -39,6 +42,7 @@ struct PageCheck {
             return (["the meta pages of \(file) are damaged (see `Database(path:)`'s error)"], 0)
         }
         var check = PageCheck(fd: fd, pageSize: meta.pageSize, lastPage: meta.lastPage)
+        check.tables = tables
         let main = meta.roots[1]
         if main.root != DataFileCheck.invalidPage {
             check.tree(root: main.root, depth: main.depth, name: "main", isMain: true, maxProblems: maxProblems)
@@ -117,7 +121,7 @@ struct PageCheck {
                         let d = dataStart
                         let subDepth = u16(d + 6), subRoot = u64(d + 40)
                         let subName = String(decoding: key, as: UTF8.self)
-                        if subRoot != DataFileCheck.invalidPage { subtrees.append((subRoot, subDepth, subName)) }
+                        if subRoot != DataFileCheck.invalidPage, tables?.contains(subName) ?? true { subtrees.append((subRoot, subDepth, subName)) }
                     }
                 }
             }
