@@ -15,6 +15,7 @@ final class ReadWriteLock: @unchecked Sendable {
         lock = .allocate(capacity: 1)
         lock.initialize(to: pthread_rwlock_t())
         let status = pthread_rwlock_init(lock, nil)
+        // Not input: pthread_rwlock_init fails only when the system is out of resources.
         precondition(status == 0, "pthread_rwlock_init failed: \(status)")
     }
 

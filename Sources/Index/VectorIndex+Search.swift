@@ -103,6 +103,7 @@ extension VectorIndex {
         let n = try rowCount(of: queries.count, what: "queries")
         guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
         let slots = try resultSlots(n, k)
+        // A programmer error: the public search wrappers size these buffers from the same n and k.
         precondition(ids.count >= slots && scores.count >= slots, "result buffers need n * k = \(slots) slots")
         guard n > 0 else { return }
         var raw = try parameters.cValue()

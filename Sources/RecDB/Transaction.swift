@@ -72,10 +72,6 @@ public final class WriteTransaction: ReadTransaction {
         changedItems.insert(id)
         _ = try nextCounter(.itemStateVersion)
     }
-    func itemServabilityChanged(_ id: UInt32) throws {
-        changedItems.insert(id)
-        _ = try nextCounter(.itemStateVersion)
-    }
 
     func flush() throws {
         // Order matters: embedding new items writes text vectors, which cold start turns into

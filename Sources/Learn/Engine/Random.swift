@@ -53,6 +53,7 @@ public struct Xoshiro256: RandomNumberGenerator {
 enum DropoutMask {
     /// Fills `mask[0..<count]` with 0 (dropped) or `1/(1-p)` (kept).
     static func fill(_ mask: UnsafeMutablePointer<Float>, count: Int, p: Float, key: UInt64) {
+        // Unreachable from input: `ModelConfiguration.validate` keeps dropout and mask probability in [0, 1).
         precondition(p >= 0 && p < 1)
         let threshold = UInt64((p * 65536).rounded())
         let scale = 1 / (1 - p)

@@ -8,6 +8,7 @@ public struct Tensor: Codable, Equatable, Sendable {
 
     /// Creates a tensor; `values.count` must equal the product of `shape`.
     public init(shape: [Int], values: [Float]) {
+        // Unreachable from input: the decoders (TensorCodec, SafeTensors) check shapes against the data first.
         precondition(shape.reduce(1, *) == values.count, "Tensor: \(values.count) values for shape \(shape)")
         self.shape = shape
         self.values = values
@@ -68,6 +69,7 @@ final class Parameter {
 
     /// Copies values from a tensor of the same shape.
     func load(_ t: Tensor) {
+        // Unreachable from input: `importParameters` compares shapes first and throws `shapeMismatch`.
         precondition(t.shape == shape, "parameter \(name): shape \(t.shape) ≠ \(shape)")
         t.values.withUnsafeBufferPointer { value.p.update(from: $0.baseAddress!, count: count) }
     }
@@ -78,6 +80,7 @@ final class Parameter {
     /// Grows the leading dimension to `rows` (for warm starts on a larger catalogue). Old rows are kept,
     /// new rows are filled by `fill(row, pointer-to-row)`; optimiser state restarts from zero.
     func growRows(to rows: Int, fill: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        // Unreachable from input: only `growCatalogue` calls this, and catalogues only grow.
         precondition(shape.count == 2 && rows >= shape[0])
         let width = shape[1], old = count
         let newValue = Buffer(rows * width)

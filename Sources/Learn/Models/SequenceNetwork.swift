@@ -198,6 +198,7 @@ final class SequenceNetwork {
     /// normal with the original fan), text modes read their new rows from `text`.
     func growCatalogue(to newCount: Int, text newText: TextTable?, seed: UInt64) throws {
         servingWeights = nil
+        // Unreachable from input: resume grows to the snapshot's catalogue, and item ids are never reused.
         precondition(newCount >= numItems)
         if configuration.items.usesText {
             guard let newText else { throw LearnError.missingTextTable }
@@ -252,6 +253,7 @@ final class SequenceNetwork {
         /// Appends one window (its real items only, at most maxLength, oldest first).
         func append<C: Collection>(window: C, maxLength: Int, heads: Int) where C.Element == Int32 {
             let n = window.count
+            // Unreachable from input: the objectives and `appendEvaluationWindow` cut windows to maxLength.
             precondition(n <= maxLength)
             layout.append(length: n, heads: heads)
             items.append(contentsOf: window)
@@ -301,6 +303,7 @@ final class SequenceNetwork {
         let d = width, f = feedForwardWidth, rows = ws.layout.rows
         let p = configuration.dropout
         let dropout = training && p > 0
+        // A programmer error: computing the last rows only is an inference shortcut.
         precondition(!(training && lastRowsOnly))
         ws.reserve(rows: max(rows, ws.layout.count), attention: max(ws.layout.attentionSize, rows),
                    d: d, f: f, training: training)

@@ -68,6 +68,7 @@ public final class SequentialRecommender: @unchecked Sendable {
 
     /// Allocation-free variant of `userRepresentation(_:)`: writes `hiddenSize` floats into `out`.
     public func userRepresentation(_ history: [Int32], into out: UnsafeMutableBufferPointer<Float>) {
+        // A programmer error: the caller's buffer (RecDB passes hiddenSize floats).
         precondition(out.count >= hiddenSize)
         let ws = pool.take { network.makeWorkspace() }
         defer { pool.give(ws) }

@@ -124,6 +124,7 @@ final class BERTModel: Sendable {
         var offsets = [Int](repeating: 0, count: sentences.count + 1)
         var longest = 0
         for (s, ids) in sentences.enumerated() {
+            // Unreachable from input: SentenceEncoder.init caps the tokenizer's length at max_position_embeddings.
             precondition(!ids.isEmpty && ids.count <= c.maxPositionEmbeddings, "sentence length \(ids.count) out of range")
             offsets[s + 1] = offsets[s] + ids.count
             longest = max(longest, ids.count)
@@ -139,6 +140,7 @@ final class BERTModel: Sendable {
                 tokenTypeEmbedding.withUnsafeBufferPointer { type in
                     for (s, ids) in sentences.enumerated() {
                         for (p, id) in ids.enumerated() {
+                            // Unreachable from input: SentenceEncoder.init refuses a vocab.txt larger than vocab_size.
                             precondition(id >= 0 && id < c.vocabularySize, "token id \(id) outside the vocabulary")
                             let row = x + (offsets[s] + p) * H
                             let w = word.baseAddress! + id * H, pe = position.baseAddress! + p * H, te = type.baseAddress!

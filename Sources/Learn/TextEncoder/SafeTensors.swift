@@ -259,6 +259,7 @@ public enum SafeTensorsWriter {
         public var values: [Float]
         public var dtype: SafeTensorsDType
         public init(name: String, shape: [Int], values: [Float], dtype: SafeTensorsDType = .float32) {
+            // The writer side (tests and tools build these in code); files are read by the checked reader above.
             precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not match \(values.count) values")
             precondition([.float32, .float16, .bfloat16].contains(dtype), "writer supports F32, F16 and BF16")
             self.name = name; self.shape = shape; self.values = values; self.dtype = dtype

@@ -257,6 +257,7 @@ public final class SentenceEncoder: @unchecked Sendable {
     /// - Throws: nothing for valid input today; `throws` is kept so that input validation or cancellation can be
     ///   added without breaking callers.
     public func encode(_ texts: [String], batchSize: Int = 32, progress: ((Int, Int) -> Void)? = nil) throws -> [[Float]] {
+        // Unreachable from input: Database.embed refuses a batch size below 1 before encoding.
         precondition(batchSize > 0, "batchSize must be positive")
         let width = dimension
         var flat = [Float](repeating: 0, count: texts.count * width)
@@ -268,6 +269,7 @@ public final class SentenceEncoder: @unchecked Sendable {
     /// `texts.count × dimension` matrix at `output`; avoids one array per sentence for large jobs.
     public func encode(_ texts: [String], batchSize: Int = 32, into output: UnsafeMutablePointer<Float>,
                        progress: ((Int, Int) -> Void)? = nil) {
+        // Unreachable from input: Database.embed refuses a batch size below 1 before encoding.
         precondition(batchSize > 0, "batchSize must be positive")
         if texts.isEmpty { return }
         callLock.lock()

@@ -69,6 +69,7 @@ public struct WordPieceTokenizer: Sendable {
     /// Builds a tokenizer from the vocabulary in order (id = position).
     /// - Throws: `WordPieceTokenizerError` when the vocabulary is empty or lacks [CLS]/[SEP]/[UNK]/[PAD].
     public init(vocabulary tokens: [String], configuration: Configuration = Configuration(), sourceName: String = "vocabulary") throws {
+        // Unreachable from input: SentenceEncoder.init refuses max_seq_length < 2.
         precondition(configuration.maxLength >= 2, "maxLength must leave room for [CLS] and [SEP]")
         guard !tokens.isEmpty else { throw WordPieceTokenizerError.emptyVocabulary(file: sourceName) }
         var vocabulary: [String: Int] = [:]
@@ -116,6 +117,7 @@ public struct WordPieceTokenizer: Sendable {
 
     /// Token ids for one text, truncated to `maxLength` ids including [CLS] and [SEP] (`maxLength >= 2`).
     public func encode(_ text: String, maxLength: Int) -> [Int] {
+        // Unreachable from input: SentenceEncoder.init refuses max_seq_length < 2; other callers pass constants.
         precondition(maxLength >= 2, "maxLength must leave room for [CLS] and [SEP]")
         var ids = [classifierID]
         ids.reserveCapacity(min(maxLength, text.utf8.count + 2))

@@ -26,6 +26,7 @@ final class SharedExclusiveLock: @unchecked Sendable {
         pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
         #endif
         let status = pthread_rwlock_init(lock, &attributes)
+        // Not input: pthread_rwlock_init fails only when the system is out of resources.
         precondition(status == 0, "pthread_rwlock_init failed: \(status)")
     }
 

@@ -84,6 +84,7 @@ public struct VectorView: ~Copyable {
     }
 
     public subscript(i: Int) -> Float {
+        // A programmer error, like an array index: stored views are checked against their space's dimension.
         precondition(i >= 0 && i < count, "component \(i) of a \(count)-component vector")
         switch dtype {
         case .f32: return Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
@@ -93,6 +94,7 @@ public struct VectorView: ~Copyable {
 
     /// Converts into `out` (which must hold `count` floats).
     public func copy(into out: UnsafeMutableBufferPointer<Float>) {
+        // A programmer error: the caller's buffer.
         precondition(out.count >= count)
         switch dtype {
         case .f32:

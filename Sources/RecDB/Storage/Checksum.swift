@@ -50,6 +50,7 @@ enum Seal {
 
     /// Writes the trailer of the first `payloadCount` bytes of `value` (which has room for it) in place.
     static func writeTrailer(_ value: UnsafeMutableRawBufferPointer, payloadCount: Int, key: UnsafeRawBufferPointer, table: Table) {
+        // A programmer error: every writer reserves payload + trailer.
         precondition(value.count >= payloadCount + size)
         let c = crc(table: table, key: key, payload: UnsafeRawBufferPointer(rebasing: value[0..<payloadCount]))
         value.storeBytes(of: c.littleEndian, toByteOffset: payloadCount, as: UInt32.self)

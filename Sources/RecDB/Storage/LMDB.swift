@@ -196,34 +196,21 @@ final class LMDBEnvironment: @unchecked Sendable {
         if !outer.isIdle {
             // This thread already holds `resizeLock` shared through its outer transaction: taking it again
             // could deadlock behind a waiting resize, and a resize cannot happen under our own transaction.
-            let resized = RecDBError.nestedTransaction("another process grew the database while this thread holds a transaction of it; "
-                + "end the outer transaction and read again (\(path))")
-            guard let txn = try beginTransaction(readOnly: true, onResized: { throw resized }) else { throw resized }
+            guard let txn = try beginTransaction(readOnly: true) else {
+                throw RecDBError.nestedTransaction("another process grew the database while this thread holds a transaction of it; "
+                    + "end the outer transaction and read again (\(path))")
+            }
             threadState = ThreadState(writing: outer.writing, reads: outer.reads + 1)
             defer { threadState = outer }
             return try run(txn, readOnly: true, body)
         }
-        while true {
-            pthread_rwlock_rdlock(resizeLock)
-            let txn: OpaquePointer
-            do {
-                guard let begun = try beginTransaction(readOnly: true, onResized: nil) else {
-                    pthread_rwlock_unlock(resizeLock)
-                    try adoptGrownMap()
-                    continue
-                }
-                txn = begun
-            } catch {
-                pthread_rwlock_unlock(resizeLock)
-                throw error
-            }
-            threadState = ThreadState(writing: false, reads: 1)
-            defer {
-                threadState = outer
-                pthread_rwlock_unlock(resizeLock)
-            }
-            return try run(txn, readOnly: true, body)
+        let txn = try beginHoldingResizeLock(readOnly: true)
+        threadState = ThreadState(writing: false, reads: 1)
+        defer {
+            threadState = outer
+            pthread_rwlock_unlock(resizeLock)
         }
+        return try run(txn, readOnly: true, body)
     }
 
     /// Runs `body` in the write transaction, committing when it returns and aborting when it throws.
@@ -235,50 +222,49 @@ final class LMDBEnvironment: @unchecked Sendable {
         try requireNoTransactionOnThisThread("a write")
         clearStaleReadersPeriodically()
         try ensureHeadroom()
+        let txn = try beginHoldingResizeLock(readOnly: false)
+        threadState = ThreadState(writing: true, reads: 0)
+        let outcome: Result<T, Error>
+        do {
+            outcome = .success(try run(txn, readOnly: false, body))
+        } catch {
+            outcome = .failure(error)
+        }
+        threadState = ThreadState(writing: false, reads: 0)
+        pthread_rwlock_unlock(resizeLock)
+        if case .failure(let error) = outcome, let full = error as? MapFull {
+            let grown = try grow(toAtLeast: full.mapSize * 2)
+            throw RecDBError.mapFull(path: path, mapSize: grown)
+        }
+        return try outcome.get()
+    }
+
+    /// Begins an outermost transaction and returns it with `resizeLock` held shared (the caller unlocks
+    /// after ending it). When another process grew the map, its size is adopted (and, for a write, room
+    /// made again) and the transaction begun anew.
+    private func beginHoldingResizeLock(readOnly: Bool) throws -> OpaquePointer {
         while true {
             pthread_rwlock_rdlock(resizeLock)
-            let txn: OpaquePointer
             do {
-                guard let begun = try beginTransaction(readOnly: false, onResized: nil) else {
-                    pthread_rwlock_unlock(resizeLock)
-                    try adoptGrownMap()
-                    try ensureHeadroom()
-                    continue
-                }
-                txn = begun
+                if let txn = try beginTransaction(readOnly: readOnly) { return txn }
             } catch {
                 pthread_rwlock_unlock(resizeLock)
                 throw error
             }
-            threadState = ThreadState(writing: true, reads: 0)
-            let outcome: Result<T, Error>
-            do {
-                outcome = .success(try run(txn, readOnly: false, body))
-            } catch {
-                outcome = .failure(error)
-            }
-            threadState = ThreadState(writing: false, reads: 0)
             pthread_rwlock_unlock(resizeLock)
-            if case .failure(let error) = outcome, let full = error as? MapFull {
-                let grown = try grow(toAtLeast: full.mapSize * 2)
-                throw RecDBError.mapFull(path: path, mapSize: grown)
-            }
-            return try outcome.get()
+            try adoptGrownMap()
+            if !readOnly { try ensureHeadroom() }
         }
     }
 
     /// Internal signal: LMDB reported MDB_MAP_FULL in this write (the transaction is unusable).
     private struct MapFull: Error { let mapSize: Int }
 
-    /// Begins a transaction; nil means another process grew the map (adopt it, then begin again),
-    /// unless `onResized` decides otherwise.
-    private func beginTransaction(readOnly: Bool, onResized: (() throws -> Void)?) throws -> OpaquePointer? {
+    /// Begins a transaction; nil means another process grew the map (adopt its size, then begin again).
+    private func beginTransaction(readOnly: Bool) throws -> OpaquePointer? {
         var txnPtr: OpaquePointer?
         let rc = mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txnPtr)
-        if rc == MDB_MAP_RESIZED {
-            if let onResized { try onResized() }
-            return nil
-        }
+        if rc == MDB_MAP_RESIZED { return nil }
         try LMDBEnvironment.check(rc, readOnly ? "beginning a read transaction" : "beginning a write transaction")
         guard let txn = txnPtr else { throw RecDBError.storage(code: -1, message: "no transaction handle", context: path) }
         return txn
