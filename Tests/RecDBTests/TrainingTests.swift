@@ -99,6 +99,19 @@ final class TrainingTests: DatabaseTestCase {
         XCTAssertEqual(batch.map { $0.items.map(\.item) }, try ["u1", "u2", "u3"].map { try db.recommend(user: $0, k: 4).items.map(\.item) })
     }
 
+    /// A version is immutable, so its number is never given to other weights: not even after the whole
+    /// model was dropped and a new one trained under the same name (readers and caches may hold the old one).
+    func testAModelDroppedWholeNeverReusesItsVersionNumbers() throws {
+        let db = try makeDatabase()
+        try fill(db)
+        XCTAssertEqual(try db.train(TrainingRequest(model: "gone", configuration: smallConfiguration(epochs: 1))).version, 1)
+        try db.dropModel("gone")
+        XCTAssertTrue(try db.models().isEmpty)
+        XCTAssertEqual(try db.train(TrainingRequest(model: "gone", configuration: smallConfiguration(epochs: 1))).version, 2)
+        XCTAssertEqual(try db.models().first?.versions.map(\.version), [2])
+        XCTAssertTrue(try db.verify().isClean)
+    }
+
     func testVersionsActivateRollbackDropAndResume() throws {
         let db = try makeDatabase()
         try fill(db)

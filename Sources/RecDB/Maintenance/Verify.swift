@@ -96,6 +96,8 @@ private struct Verifier {
             if key.hasPrefix(MetaKey.eventTypePrefix.rawValue) {
                 guard body.count == 2 else { v.problem("meta \(key): \(body.count) bytes, expected 2"); return }
                 eventTypes.insert(UInt16(body[0]) | UInt16(body[1]) << 8)
+            } else if key.hasPrefix(MetaKey.droppedModelPrefix.rawValue) {
+                if UInt32(String(decoding: body, as: UTF8.self)).map({ $0 >= 1 }) != true { v.problem("meta \(key): not a version number") }
             } else if !key.hasPrefix(MetaKey.importPrefix.rawValue) {
                 guard body.count == 8 else { v.problem("meta \(key): \(body.count) bytes, expected 8"); return }
                 let n = UInt64(littleEndian: body.loadUnaligned(as: UInt64.self))

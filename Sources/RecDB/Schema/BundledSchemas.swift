@@ -283,7 +283,8 @@ enum BundledSchemas {
       "value": {"encoding": "by_key",
                 "keys": {"format_version": "u64_le (no checksum)", "created_at": "u64_le (i64 seconds), u32_le crc32c", "last_item_id": "u64_le, u32_le crc32c", "last_user_id": "u64_le, u32_le crc32c",
                          "last_event_seq": "u64_le, u32_le crc32c", "last_space_id": "u64_le, u32_le crc32c", "item_state_version": "u64_le, u32_le crc32c", "event_type:<name>": "u16_le code, u32_le crc32c",
-                         "import:<fnv64 hex>-<bytes>": "utf8 ledger text, u32_le crc32c"}}
+                         "import:<fnv64 hex of the lines>-<fnv64 hex of format, header and column options>-<bytes>": "utf8 ledger text, u32_le crc32c",
+                         "dropped_model:<name>": "utf8 decimal next version number of a model dropped whole (never reused), u32_le crc32c"}}
     }
   ]
 }

@@ -18,6 +18,10 @@ enum MetaKey: String {
     /// Prefix of `import:<fingerprint>` → JSON record of an interactions import (the ledger that
     /// makes re-importing the same file a clear error instead of duplicated events).
     case importPrefix = "import:"
+    /// Prefix of `dropped_model:<name>` → the next version number (decimal text) of a model that was
+    /// dropped whole, so a model trained later under the same name never reuses a version number
+    /// (a version is immutable: readers and caches may still hold the old one).
+    case droppedModelPrefix = "dropped_model:"
 }
 
 /// Typed access to the `meta` table inside one transaction.

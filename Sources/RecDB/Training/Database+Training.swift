@@ -180,7 +180,8 @@ extension Database {
         // 3. One write transaction: version, weights, item vectors, index, active pointer.
         return try write { tx in
             var header = try tx.modelHeader(request.model)
-                ?? ModelHeader(name: request.model, activeVersion: nil, previousActive: [], nextVersion: 1, createdAt: Clock.now())
+                ?? ModelHeader(name: request.model, activeVersion: nil, previousActive: [],
+                               nextVersion: try tx.firstVersionNumber(model: request.model), createdAt: Clock.now())
             let version = header.nextVersion
             let spaceName = Database.itemSpaceName(model: request.model, version: version)
             for (name, tensor) in parameters { try tx.storeTensor(model: request.model, version: version, name: name, tensor) }
@@ -311,6 +312,7 @@ extension Database {
             }
             if try tx.modelVersions(model).isEmpty {
                 try tx.raw.delete(.models, key: ModelKeys.header(model))
+                try tx.meta.setString(MetaKey.droppedModelPrefix.rawValue + model, String(header.nextVersion))
             } else {
                 try tx.storeModelHeader(header)
             }
@@ -333,5 +335,17 @@ extension Database {
             throw RecDBError.training(String(format: "this configuration needs about %.1f GB (hidden %ld, %ld blocks, %ld items, batch %ld × %ld positions) but the machine has %.1f GB",
                                              bytes / 1e9, c.hiddenSize, c.blocks, numItems, c.batchSize, c.maxLength, available / 1e9))
         }
+    }
+}
+
+extension ReadTransaction {
+    /// The first version number of a model that has no header: 1, or one past the last version of a
+    /// model of that name that was dropped whole (version numbers are never reused).
+    func firstVersionNumber(model: String) throws -> UInt32 {
+        guard let text = try meta.string(MetaKey.droppedModelPrefix.rawValue + model) else { return 1 }
+        guard let next = UInt32(text), next >= 1 else {
+            throw RecDBError.damaged(table: Table.meta.rawValue, key: MetaKey.droppedModelPrefix.rawValue + model, detail: "'\(text)' is not a version number")
+        }
+        return next
     }
 }
