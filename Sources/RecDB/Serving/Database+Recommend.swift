@@ -1,6 +1,5 @@
 import Foundation
 import Learn
-import Synchronization
 
 /// How a recommendation list was produced.
 public enum RecommendationSource: String, Codable, Sendable {
@@ -65,7 +64,7 @@ extension Database {
 
     /// Recommendations for many users, spread over all cores (each worker reads its own snapshot).
     public func recommend(users: [String], k: Int, options: RecommendOptions = RecommendOptions()) throws -> [Recommendations] {
-        let results = Mutex([Result<Recommendations, Error>?](repeating: nil, count: users.count))
+        let results = ResultSlots<Recommendations>(count: users.count)
         let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, users.count))
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var i = worker
@@ -74,9 +73,9 @@ extension Database {
                 local.append((i, Result { try self.recommend(user: users[i], k: k, options: options) }))
                 i += workers
             }
-            results.withLock { for (index, result) in local { $0[index] = result } }
+            results.store(local)
         }
-        return try results.withLock { $0 }.map { try $0!.get() }
+        return try results.values.map { try $0!.get() }
     }
 
     func recommend(_ tx: ReadTransaction, user: UInt32?, externalUser: String?, sequence: [UInt32]?, k: Int,
@@ -143,4 +142,15 @@ extension Database {
         }
         return Recommendations(user: externalUser, model: info.model, version: info.version, source: source, items: items)
     }
+}
+
+/// Results gathered from worker threads by index. An `NSLock` (a pthread mutex, which ThreadSanitizer
+/// understands) rather than `Mutex`, whose uninstrumented lock TSan cannot see.
+// Unchecked: `slots` is read and written only under `lock`.
+private final class ResultSlots<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<T, Error>?]
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func store(_ results: [(Int, Result<T, Error>)]) { lock.withLock { for (index, result) in results { slots[index] = result } } }
+    var values: [Result<T, Error>?] { lock.withLock { slots } }
 }
