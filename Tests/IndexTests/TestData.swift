@@ -1,3 +1,4 @@
+import Foundation
 import Index
 
 /// Deterministic data for the index tests (SplitMix64 + Box–Muller), so failures reproduce exactly.
@@ -52,3 +53,16 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// A value shared with worker threads behind an `NSLock`. Not `Mutex`: ThreadSanitizer cannot see inside the
+/// uninstrumented Synchronization library, and reports the accesses `Mutex` protects as races.
+// Unchecked: `value` is read and written only under `lock`.
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R {
+        lock.lock(); defer { lock.unlock() }
+        return try body(&value)
+    }
+}

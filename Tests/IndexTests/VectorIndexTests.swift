@@ -486,8 +486,8 @@ final class VectorIndexTests: XCTestCase {
 
 /// A tiny lock-protected counter for the concurrency test.
 final class Atomic: Sendable {
-    private let storage: Mutex<Int>
-    init(_ value: Int) { storage = Mutex(value) }
+    private let storage: Locked<Int>
+    init(_ value: Int) { storage = Locked(value) }
     func add(_ delta: Int) { storage.withLock { $0 += delta } }
     var value: Int { storage.withLock { $0 } }
 }

@@ -29,7 +29,7 @@ final class ConcurrencyTests: XCTestCase {
         let defaultParts = Parallel.parts
         XCTAssertEqual(defaultParts, max(1, ProcessInfo.processInfo.activeProcessorCount), "no binding outside a call")
 
-        let trained = Mutex<[String: Tensor]?>(nil)
+        let trained = Locked<[String: Tensor]?>(nil)
         let finished = Atomic<Bool>(false)
         let trainer = Thread {
             let parameters = try? Trainer.train(dataset: data, configuration: trainConfiguration).model.exportParameters()

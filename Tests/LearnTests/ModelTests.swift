@@ -176,7 +176,7 @@ final class ModelTests: XCTestCase {
                 for j in 0..<16 { XCTAssertEqual(batch.values[k * 16 + j], s[j], accuracy: 1e-5) }
             }
             XCTAssertEqual(model.userRepresentation([41, 3]), model.userRepresentation([3]), "unknown ids are skipped")
-            let shared = Mutex([[Float]](repeating: [], count: histories.count * 8))
+            let shared = Locked([[Float]](repeating: [], count: histories.count * 8))
             DispatchQueue.concurrentPerform(iterations: 8) { t in
                 for (k, h) in histories.enumerated() {
                     let vector = model.userRepresentation(h)  // computed concurrently; only the store is locked

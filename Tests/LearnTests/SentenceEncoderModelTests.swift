@@ -190,7 +190,7 @@ final class SentenceEncoderModelTests: XCTestCase {
         let tokens = texts.reduce(0) { $0 + encoder.tokenIDs($1).count }
         XCTAssertGreaterThanOrEqual(tokens, SentenceEncoder.minimumTokensForIntraBatchThreads, "must take the lanes path")
         let before = BLAS.threadCount
-        let during = Mutex<[Int]>([])
+        let during = Locked<[Int]>([])
         let vectors = try encoder.encode(texts, batchSize: texts.count) { _, _ in
             let now = BLAS.threadCount
             during.withLock { $0.append(now) }

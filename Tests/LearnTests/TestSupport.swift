@@ -69,3 +69,16 @@ func smallConfiguration(_ arch: ModelConfiguration.Architecture = .sasrec,
 func syntheticTextTable(items: Int, dimension: Int = 12, seed: UInt64 = 5) throws -> TextTable {
     try TextTable(numItems: items, dimension: dimension, values: randomFloats((items + 1) * dimension, seed: seed))
 }
+
+/// A value shared with worker threads behind an `NSLock`. Not `Mutex`: ThreadSanitizer cannot see inside the
+/// uninstrumented Synchronization library, and reports the accesses `Mutex` protects as races.
+// Unchecked: `value` is read and written only under `lock`.
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R {
+        lock.lock(); defer { lock.unlock() }
+        return try body(&value)
+    }
+}
