@@ -164,3 +164,22 @@ final class PageCheckTests: DatabaseTestCase {
         XCTAssertEqual(failures, [])
     }
 }
+
+extension PageCheckTests {
+    /// Found by the `store` fuzz target once LMDB checked its pages: a `meta` table whose format version is
+    /// above Int.max trapped converting it for the error (SIGILL while opening). Now it is a format error.
+    func testAFuzzedFormatVersionAboveIntMaxIsAnErrorNotATrap() throws {
+        let input = packageRoot.appendingPathComponent("Fuzz/regressions/store-format-version-overflow.mdb").path
+        let contents = try XCTUnwrap(FileManager.default.contents(atPath: input), "the committed fuzz input \(input) is missing")
+        let dir = path("fuzzed")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: dir + "/data.mdb", contents: contents)
+        for readOnly in [true, false] {
+            XCTAssertThrowsError(try Database(path: dir, options: .init(readOnly: readOnly, create: false))) { error in
+                guard case RecDBError.formatVersion(let found, _)? = error as? RecDBError else { return XCTFail("\(error)") }
+                XCTAssertEqual(found, Int.max)
+            }
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/data.mdb"), contents, "a refused file is left as it was")
+    }
+}
