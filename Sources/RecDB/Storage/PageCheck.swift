@@ -38,6 +38,19 @@ struct PageCheck {
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return (["cannot open \(file): \(String(cString: strerror(errno)))"], 0) }
         defer { close(fd) }
+        // A commit by another process while the pages are read can show a torn state (a meta newer than
+        // the pages walked, a meta half written): problems found then are not believed unless both meta
+        // pages read the same before and after the walk.
+        for attempt in 0..<50 {
+            let before = DataFileCheck.metaBytes(fd: fd)
+            let result = walk(fd: fd, file: file, directory: directory, tables: tables, maxProblems: maxProblems)
+            if result.problems.isEmpty || DataFileCheck.metaBytes(fd: fd) == before { return result }
+            usleep(UInt32(min(200 << min(attempt, 6), 10_000)))
+        }
+        return (["\(file) changed during each of 50 walks of its pages (another process committing)"], 0)
+    }
+
+    private static func walk(fd: Int32, file: String, directory: String, tables: Set<String>?, maxProblems: Int) -> (problems: [String], pages: Int) {
         guard let meta = try? DataFileCheck.newestMeta(fd: fd, directory: directory) else {
             return (["the meta pages of \(file) are damaged (see `Database(path:)`'s error)"], 0)
         }
