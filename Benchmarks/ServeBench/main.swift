@@ -31,7 +31,10 @@ while let a = arguments.next() {
 }
 
 func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-func percentile(_ sorted: [Double], _ p: Double) -> Double { sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))] }
+/// The p-quantile of sorted samples; NaN when there are none (--nearest-only skips the recommend timings).
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))]
+}
 
 let beauty = "\(shared)/data/amazon-beauty/Beauty.txt"
 guard FileManager.default.fileExists(atPath: beauty) else {
@@ -83,7 +86,6 @@ for _ in 0..<queries {
     latencies.append(Double(t1 - t0) / 1e6)
 }
 latencies.sort()
-if latencies.isEmpty { latencies = [0] }
 let p50 = percentile(latencies, 0.5), p99 = percentile(latencies, 0.99)
 if latencyOnly {
     print(String(format: "p50 %.4f ms, p99 %.4f ms", p50, p99))
@@ -175,7 +177,9 @@ if FileManager.default.fileExists(atPath: minilm) {
                  throughDB, direct, (direct / throughDB - 1) * 100))
 }
 
-let json: [String: Any] = ["bench": "serve", "nearest_qps_through_db": throughDB, "nearest_qps_direct": direct, "items": numItems, "p50_ms": p50, "p99_ms": p99,
-                           "float_scan_p50_ms": floatScan.p50, "float_scan_p99_ms": floatScan.p99, "batch_users_per_s": throughput,
+// JSON has no NaN: a figure that was not measured (--nearest-only) is null.
+func figure(_ x: Double) -> Any { x.isNaN ? NSNull() : x }
+let json: [String: Any] = ["bench": "serve", "nearest_qps_through_db": throughDB, "nearest_qps_direct": direct, "items": numItems, "p50_ms": figure(p50), "p99_ms": figure(p99),
+                           "float_scan_p50_ms": figure(floatScan.p50), "float_scan_p99_ms": figure(floatScan.p99), "batch_users_per_s": throughput,
                            "cores": cores, "torch_p50_ms": peerP50 ?? NSNull(), "torch_p99_ms": peerP99 ?? NSNull()]
 print(String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), as: UTF8.self))
