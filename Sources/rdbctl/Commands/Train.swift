@@ -50,6 +50,7 @@ struct Train: ParsableCommand {
     @Option(help: "What the profile path learns to rank first: last (the last training item, default) or all (every training item).")
     var profileTargets: DistillationConfiguration.ProfileTargets?
     @Option(help: "Profile reduction: pca or none.") var reduce: String = "none"
+    @Option(help: "Write the training curve (loss and valid NDCG@10 per validation) as an SVG to this file.") var plot: String?
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -65,6 +66,15 @@ struct Train: ParsableCommand {
         if let activation { guard ["relu", "gelu"].contains(activation) else { throw ValidationError("--activation takes relu or gelu") } }
         if let split { guard ["loo", "temporal"].contains(split) else { throw ValidationError("--split takes loo or temporal") } }
         if let profileWeight, !(profileWeight >= 0) { throw ValidationError("--profile-weight must be ≥ 0") }
+        if let plot {
+            // Checked before training: a version is committed before the plot is written.
+            let folder = URL(fileURLWithPath: plot).deletingLastPathComponent().path
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue,
+                  FileManager.default.isWritableFile(atPath: folder) else {
+                throw ValidationError("--plot \(plot): \(folder) is not a writable folder")
+            }
+        }
         if distill == nil && (profileWeight != nil || profileTargets != nil) {
             throw ValidationError("--profile-weight and --profile-targets need --distill SPACE")
         }
@@ -151,6 +161,11 @@ struct Train: ParsableCommand {
             }
         }
         let outcome = try reportingErrors { try database.train(r) }
+        if let plot {
+            do { try writeCurvePlot(outcome.curve, title: "\(outcome.model) v\(outcome.version)", to: plot) } catch {
+                throw ValidationError("\(outcome.model) version \(outcome.version) was trained and stored, but \(error)")
+            }
+        }
         if output.json { try printJSON(outcome); return }
         print("trained \(outcome.model) version \(outcome.version): \(outcome.epochs) epochs (best \(outcome.bestEpoch), \(outcome.stopReason)), \(String(format: "%.1f", outcome.secondsPerEpoch)) s/epoch")
         print(String(format: "  valid  recall@10 %.4f  ndcg@10 %.4f", outcome.valid.recall10, outcome.valid.ndcg10))
