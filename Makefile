@@ -7,7 +7,7 @@
 SWIFT ?= swift
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build demo test test-tsan test-asan stress fuzz corruption bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
+.PHONY: deps build demo test test-tsan test-asan stress fuzz corruption bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill bench-http dashboard-check beauty-e2e schemas clean
 
 deps:
 	@scripts/install-deps.sh
@@ -65,6 +65,14 @@ stress: deps
 
 bench-serve: deps
 	$(SWIFT) run -c release serve-bench
+
+# HTTP load (wrk, 64 connections) vs in-process throughput, same run; DURATION=30 ROUNDS=2 (see the script).
+bench-http: deps
+	@scripts/bench-http.sh
+
+# Headless Chromium renders the dashboard of the `make demo` database and checks it (screenshots in .cache/dashboard).
+dashboard-check: deps
+	@scripts/dashboard-check.sh
 
 bench-learn: deps
 	$(SWIFT) run -c release learn-bench --data ../shared/data/amazon-beauty/Beauty.txt --arch sasrec --items id

@@ -15,6 +15,7 @@ var shared = "../shared"
 var queries = 20_000
 var python = ProcessInfo.processInfo.environment["HOME"].map { "\($0)/refvenv/bin/python" } ?? "python3"
 var workDir = ".cache/bench-serve"
+var throughputOnly = false
 var latencyOnly = false
 var nearestOnly = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -26,6 +27,7 @@ while let a = arguments.next() {
     case "--work": workDir = arguments.next()!
     case "--latency-only": latencyOnly = true  // for profiling the single-user path
     case "--nearest-only": nearestOnly = true  // for profiling the similarity-search path
+    case "--throughput-only": throughputOnly = true  // the in-process peer of scripts/bench-http.sh
     default: fatalError("unknown argument \(a)")
     }
 }
@@ -74,7 +76,7 @@ if try db.read({ try $0.userID(for: "bench-user") }) == nil {
 }
 
 // Warm-up: loads the model, the index and the filter caches.
-if nearestOnly { queries = 0 }
+if nearestOnly || throughputOnly { queries = 0 }
 for _ in 0..<500 { _ = try db.recommend(user: "bench-user", k: 10) }
 var latencies: [Double] = []
 latencies.reserveCapacity(queries)
@@ -120,6 +122,10 @@ let cores = ProcessInfo.processInfo.activeProcessorCount
 let t0 = Date()
 let batch = try db.recommend(users: nearestOnly ? [] : users, k: 10)
 let throughput = Double(batch.count) / Date().timeIntervalSince(t0)
+if throughputOnly {
+    print(String(format: "in-process batch recommend, %d cores: %.0f users/s over %d users", cores, throughput, users.count))
+    exit(0)
+}
 
 // The PyTorch peer, same machine, same run.
 var peer: [String: Any] = [:]

@@ -10,7 +10,7 @@ struct RDBCtl: ParsableCommand {
         subcommands: [
             Init.self, Import.self, Stats.self, Show.self, Export.self, Backup.self, Verify.self,
             PutItem.self, AddEvent.self, Embed.self,
-            IndexCommand.self, Similar.self, Train.self, Models.self, Eval.self, Recommend.self,
+            IndexCommand.self, Similar.self, Train.self, Models.self, Eval.self, Recommend.self, Serve.self,
         ]
     )
 
