@@ -13,7 +13,8 @@ R=.build/release/rdbctl; B=.build/release/serve-bench
 WORK=.cache/bench-serve; DB=$WORK/beauty.recdb
 OMP_WAIT_POLICY=passive $B --throughput-only >/dev/null   # builds the Beauty database and model once
 stat_of() { $R stats "$DB" --json | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
-USERS=$(stat_of users)
+# serve-bench adds one user ("bench-user") after Beauty's users "1"…"N": ask only for those.
+USERS=$(( $(stat_of users) - 1 ))
 LUA=$(mktemp); trap 'rm -f "$LUA"; kill $SERVER 2>/dev/null || true' EXIT
 cat > "$LUA" <<LUAEOF
 math.randomseed(7)

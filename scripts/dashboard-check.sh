@@ -23,6 +23,7 @@ check() { if grep -q -- "$2" "$OUT/$1.html"; then echo "ok   $1: $3"; else echo 
 browse "http://127.0.0.1:$PORT/" overview
 check overview 'id="models"' "the model table is rendered"
 check overview '(active)' "the active version is marked"
+check overview 'class="metric">0\.[0-9]' "the versions' test and validation metrics are shown"
 check overview '<polyline' "a training curve is drawn"
 check overview 'class="stat"' "database statistics are shown"
 browse "http://127.0.0.1:$PORT/#/user/$USER_ID" user

@@ -78,8 +78,8 @@ async function overview() {
       for (const v of model.versions.slice().reverse()) {
         const active = v.version === model.activeVersion;
         html += `<tr><td>${esc(model.name)}</td><td>${v.version}${active ? " <b>(active)</b>" : ""}</td><td>${esc(v.configuration.architecture)}</td>` +
-          `<td>${esc(v.configuration.items)}</td><td>${v.report.epochsRun}</td><td>${num(v.report.test.ndcg10, 4)}</td><td>${num(v.report.test.recall10, 4)}</td>` +
-          `<td>${num(v.report.valid.ndcg10, 4)}</td><td>` +
+          `<td>${esc(v.configuration.items)}</td><td>${v.report.epochsRun}</td><td class="metric">${num(v.report.test["ndcg@10"], 4)}</td>` +
+          `<td class="metric">${num(v.report.test["recall@10"], 4)}</td><td class="metric">${num(v.report.valid["ndcg@10"], 4)}</td><td>` +
           (active ? `<button data-rollback="${esc(model.name)}">roll back</button>` : `<button data-activate="${esc(model.name)}" data-version="${v.version}">activate</button>`) +
           ` <button data-curve="${esc(model.name)}" data-version="${v.version}">curve</button></td></tr>`;
       }
@@ -151,7 +151,7 @@ async function jobsPage() {
     html += `<section><h2>Jobs</h2><table id="jobs"><tr><th>job</th><th>model</th><th>state</th><th>epoch</th><th>loss</th><th>valid NDCG@10</th><th>result</th></tr>` +
       j.jobs.map(x => `<tr><td>${x.id}</td><td>${esc(x.model)}</td><td>${esc(x.state)}</td><td>${x.progress ? x.progress.epoch + "/" + x.progress.max_epochs : ""}</td>` +
         `<td>${x.progress ? num(x.progress.loss, 4) : ""}</td><td>${x.progress ? num(x.progress.valid_ndcg10, 4) : ""}</td>` +
-        `<td>${x.result ? "v" + x.result.version + ", test NDCG@10 " + num(x.result.test.ndcg10, 4) : esc(x.error)}</td></tr>`).join("") + `</table></section>`;
+        `<td>${x.result ? "v" + x.result.version + ", test NDCG@10 " + num(x.result.test["ndcg@10"], 4) : esc(x.error)}</td></tr>`).join("") + `</table></section>`;
     main.innerHTML = html;
     if (j.jobs.some(x => x.state === "running")) jobTimer = setTimeout(jobsPage, 2000);
   } catch (e) { main.innerHTML = html + failure(e); }
