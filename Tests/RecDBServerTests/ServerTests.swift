@@ -27,11 +27,10 @@ final class ServerTests: XCTestCase {
             for i in 1...Self.itemCount {
                 _ = try tx.upsertItem(ItemInput(externalID: "i\(i)", title: "Title \(i)", attributesJSON: i % 2 == 0 ? #"{"color":"red"}"# : #"{"color":"blue"}"#))
             }
-            var rng = SplitMix(seed: 7)
             for u in 0..<200 {
                 let user = try tx.upsertUser(externalID: "u\(u)")
-                var item = Int(rng.next() % UInt64(Self.itemCount)) + 1
-                for t in 0..<(6 + Int(rng.next() % 8)) {
+                var item = (u * 7) % Self.itemCount + 1
+                for t in 0..<(6 + (u * 5) % 8) {
                     try tx.appendEvent(user: user, item: UInt32(item), timestamp: Int64(t))
                     item = item % Self.itemCount + 1
                 }
@@ -403,17 +402,4 @@ final class Box<Value>: @unchecked Sendable {  // every access holds `lock`
     init(_ value: Value) { self.value = value }
     func get() -> Value { lock.lock(); defer { lock.unlock() }; return value }
     func set(_ newValue: Value) { lock.lock(); value = newValue; lock.unlock() }
-}
-
-/// Deterministic test data without Foundation's unseeded generators.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
