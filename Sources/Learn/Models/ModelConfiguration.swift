@@ -136,6 +136,10 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if !(learningRate > 0) { try fail("learningRate must be > 0") }
         if maxEpochs < 0 || patience < 1 { try fail("maxEpochs must be ≥ 0 and patience ≥ 1") }
         if case .stride(let n) = windows, n < 1 { try fail("windows stride must be ≥ 1") }
+        if case .prefixes(let k) = windows {
+            if k < 1 { try fail("windows prefixes:K needs K ≥ 1") }
+            if architecture != .sasrec { try fail("windows prefixes trains next-item targets (SASRec); BERT4Rec takes last, all or stride:N") }
+        }
         if let e = evaluateEvery, e < 1 { try fail("evaluateEvery must be ≥ 1") }
         if minimumSteps < 0 { try fail("minimumSteps must be ≥ 0") }
         if !(maskProbability > 0 && maskProbability < 1) { try fail("maskProbability must be in (0, 1)") }

@@ -16,7 +16,7 @@ public enum TrainingCost {
                 examples += 1
                 rows += Double(len)
                 attention += Double(len * len)
-                if c.architecture == .sasrec { scored += Double(len) }
+                if c.architecture == .sasrec { scored += Double(c.windows.scoredRows(targets: len, maxLength: c.maxLength) ?? len) }
                 else {
                     let p = Double(c.maskProbability)
                     // expected masked positions, plus the forced mask when none was drawn
