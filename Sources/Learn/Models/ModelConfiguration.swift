@@ -70,9 +70,11 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// Early stopping: stop after this many validations without a better validation NDCG@10 (one
     /// validation per epoch, or per `evaluateEvery` steps).
     public var patience: Int = 10
-    /// Which windows of each user's training part are trained (`TrainingWindows`); absent in a
-    /// stored configuration = `.last`, the only behaviour before this option existed.
-    public var windows: TrainingWindows = .last
+    /// Which windows of each user's training part are trained (`TrainingWindows`). New configurations
+    /// default to `.auto` (resolved from the data when training starts; on histories shorter than
+    /// `maxLength` it is `.last`, bit for bit); absent in a stored configuration = `.last`, the only
+    /// behaviour before this option existed.
+    public var windows: TrainingWindows = .auto
     /// Validate every this many optimiser steps instead of after every epoch (nil = per epoch). On
     /// small data an epoch is a handful of steps, so epoch-counted patience stops before the model
     /// has trained; counting in steps makes the cadence independent of the data size.

@@ -36,10 +36,14 @@ public enum TrainingWindows: Equatable, Sendable, Codable, CustomStringConvertib
     /// each with at least `maxLength − K` items of context once the history is long enough; K ≥
     /// maxLength is `all`). See `PrefixWindows.swift`.
     case prefixes(Int)
+    /// Chosen from the data when training starts (`AutomaticWindows.swift`): `last` on short
+    /// histories, whole-history training on long ones. Never stored: a version stores what it resolved to.
+    case auto
 
-    /// Parses `last`, `all`, `stride:N`, `prefixes` or `prefixes:K` (N, K ≥ 1).
+    /// Parses `auto`, `last`, `all`, `stride:N`, `prefixes` or `prefixes:K` (N, K ≥ 1).
     public init?(_ text: String) {
         switch text {
+        case "auto": self = .auto
         case "last": self = .last
         case "all": self = .all
         case "prefixes": self = .prefixes(1)
@@ -60,13 +64,14 @@ public enum TrainingWindows: Equatable, Sendable, Codable, CustomStringConvertib
         case .all: return "all"
         case .stride(let n): return "stride:\(n)"
         case .prefixes(let k): return k == 1 ? "prefixes" : "prefixes:\(k)"
+        case .auto: return "auto"
         }
     }
 
-    /// The step between window ends; nil = only the last window.
+    /// The step between window ends; nil = only the last window (also for an unresolved `auto`).
     func stride(maxLength: Int) -> Int? {
         switch self {
-        case .last: return nil
+        case .last, .auto: return nil
         case .all: return maxLength
         case .stride(let n): return n
         case .prefixes(let k): return min(k, maxLength)
@@ -76,7 +81,7 @@ public enum TrainingWindows: Equatable, Sendable, Codable, CustomStringConvertib
     public init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let v = TrainingWindows(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "windows must be last, all, stride:N, prefixes or prefixes:K, got '\(text)'"))
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "windows must be auto, last, all, stride:N, prefixes or prefixes:K, got '\(text)'"))
         }
         self = v
     }

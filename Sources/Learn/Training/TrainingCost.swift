@@ -7,6 +7,7 @@ public enum TrainingCost {
     public static func flopsPerEpoch(dataset: SequenceDataset, configuration c: ModelConfiguration,
                                      textDimension: Int? = nil) throws -> Double {
         let split = try DatasetSplit.make(dataset, configuration: c)
+        let c = c.resolvingAutomaticWindows(train: split.train)
         let d = Double(c.hiddenSize), f = d * Double(c.resolvedFeedForwardMultiplier), n = Double(dataset.numItems)
         var rows = 0.0, scored = 0.0, attention = 0.0, examples = 0
         let sasrec = c.architecture == .sasrec
