@@ -1,7 +1,7 @@
 import XCTest
 @testable import Learn
 
-/// `windows: auto`, the default: `last` on short histories (bit for bit), whole-history SASRec on long ones.
+/// `windows: auto`, the default: `last` on short histories (bit for bit), whole-history SASRec (`all`) on long ones.
 final class AutomaticWindowsTests: XCTestCase {
     override func setUp() { LearnEngine.configureProcess() }
 
@@ -12,15 +12,11 @@ final class AutomaticWindowsTests: XCTestCase {
         let short: [[Int32]] = [[1, 2, 3], [1, 2, 3, 4, 5, 6, 7], []]
         XCTAssertEqual(c.resolvingAutomaticWindows(train: short).windows, .last)
         XCTAssertEqual(c.resolvingAutomaticWindows(train: short).batchSize, 256)
-        // Mean 5.5 > 5: SASRec trains all windows in batches of 256 / 8; BERT4Rec keeps last.
+        // Mean 5.5 > 5: SASRec trains all windows; BERT4Rec keeps last.
         let long: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7]]
         let r = c.resolvingAutomaticWindows(train: long)
-        XCTAssertEqual(r.windows, .all)
-        XCTAssertEqual(r.batchSize, 32)
-        var expected = c; expected.windows = .all; expected.batchSize = 32
-        XCTAssertEqual(r, expected, "nothing else changes")
-        c.batchSize = 5
-        XCTAssertEqual(c.resolvingAutomaticWindows(train: long).batchSize, 1)
+        var expected = c; expected.windows = .all
+        XCTAssertEqual(r, expected, "only the windows change")
         let b = ModelConfiguration(architecture: .bert4rec)
         var b5 = b; b5.maxLength = 5
         XCTAssertEqual(b5.resolvingAutomaticWindows(train: long), { var x = b5; x.windows = .last; return x }())
@@ -47,9 +43,9 @@ final class AutomaticWindowsTests: XCTestCase {
         XCTAssertEqual(a.model.exportParameters(), l.model.exportParameters())
         XCTAssertEqual(a.report.configuration, last, "the report carries the resolved selection")
         XCTAssertEqual(a.model.configuration.windows, .last)
-        // Long histories (20…40 events): auto = all in batches of 64 / 8.
+        // Long histories (20…40 events): auto = all.
         let long = try syntheticDataset(users: 30, items: 30, length: 20...40)
-        var all = c; all.windows = .all; all.batchSize = 8
+        var all = c; all.windows = .all
         let b = try Trainer.train(dataset: long, configuration: c)
         let e = try Trainer.train(dataset: long, configuration: all)
         XCTAssertEqual(b.model.exportParameters(), e.model.exportParameters())

@@ -71,8 +71,8 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// validation per epoch, or per `evaluateEvery` steps).
     public var patience: Int = 10
     /// Which windows of each user's training part are trained (`TrainingWindows`). New configurations
-    /// default to `.auto` (resolved from the data when training starts; on histories shorter than
-    /// `maxLength` it is `.last`, bit for bit); absent in a stored configuration = `.last`, the only
+    /// default to `.auto` (resolved from the data when training starts, `AutomaticWindows.swift`; on
+    /// histories no longer than `maxLength` on average it is `.last`, bit for bit); absent in a stored configuration = `.last`, the only
     /// behaviour before this option existed.
     public var windows: TrainingWindows = .auto
     /// Validate every this many optimiser steps instead of after every epoch (nil = per epoch). On
