@@ -8,8 +8,8 @@
 ///   once per epoch. ml-100k test NDCG@10 0.0534 ± 0.0036 against 0.0498 ± 0.0048 with `last` (3 seeds);
 ///   ml-latest-small: the same test figure, validation 0.0197 against 0.0140.
 ///   NOTE: `all` in batches of 32 windows (~1,300 targets per optimiser step instead of ~10,000, so
-///   8× the steps) gave 0.0565 ± 0.0063 (0.0596, 0.0607, 0.0492): paired by seed +0.0031 ± 0.0095,
-///   no measured gain, so the batch stays what the user set.
+///   8× the steps) gave 0.0565 ± 0.0063 (0.0596, 0.0607, 0.0492) against 0.0534 ± 0.0036: within
+///   one std, no measured gain, so the batch stays what the user set.
 /// - Long histories, BERT4Rec: `last`, as before. Whole-history BERT4Rec only helped together with the
 ///   step cadence (`--windows all --eval-every 10 --min-steps 800`: 0.0479 ± 0.0017), and a default
 ///   validation every 10 steps would cost a full validation pass per 2,560 windows on large data.
