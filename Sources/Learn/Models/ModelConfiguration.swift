@@ -70,9 +70,11 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// Early stopping: stop after this many validations without a better validation NDCG@10 (one
     /// validation per epoch, or per `evaluateEvery` steps).
     public var patience: Int = 10
-    /// Which windows of each user's training part are trained (`TrainingWindows`); absent in a
-    /// stored configuration = `.last`, the only behaviour before this option existed.
-    public var windows: TrainingWindows = .last
+    /// Which windows of each user's training part are trained (`TrainingWindows`). New configurations
+    /// default to `.auto` (resolved from the data when training starts, `AutomaticWindows.swift`; on
+    /// histories no longer than `maxLength` on average it is `.last`, bit for bit); absent in a stored configuration = `.last`, the only
+    /// behaviour before this option existed.
+    public var windows: TrainingWindows = .auto
     /// Validate every this many optimiser steps instead of after every epoch (nil = per epoch). On
     /// small data an epoch is a handful of steps, so epoch-counted patience stops before the model
     /// has trained; counting in steps makes the cadence independent of the data size.
@@ -136,6 +138,10 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if !(learningRate > 0) { try fail("learningRate must be > 0") }
         if maxEpochs < 0 || patience < 1 { try fail("maxEpochs must be ≥ 0 and patience ≥ 1") }
         if case .stride(let n) = windows, n < 1 { try fail("windows stride must be ≥ 1") }
+        if case .prefixes(let k) = windows {
+            if k < 1 { try fail("windows prefixes:K needs K ≥ 1") }
+            if architecture != .sasrec { try fail("windows prefixes trains next-item targets (SASRec); BERT4Rec takes last, all or stride:N") }
+        }
         if let e = evaluateEvery, e < 1 { try fail("evaluateEvery must be ≥ 1") }
         if minimumSteps < 0 { try fail("minimumSteps must be ≥ 0") }
         if !(maskProbability > 0 && maskProbability < 1) { try fail("maskProbability must be in (0, 1)") }

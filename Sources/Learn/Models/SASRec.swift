@@ -6,7 +6,8 @@
 /// scores = hidden · item-tableᵀ (tied).
 /// Objective: per window ending at t (`TrainingWindows`: the last one per user by default), input =
 /// train[..<t−1], target = train[1..<t], both the last `maxLength` items; full-softmax cross-entropy
-/// over the whole catalogue at EVERY real position (mean over positions).
+/// over the whole catalogue at EVERY real position (mean over positions) — or, with `prefixes[:K]`,
+/// at the newest K positions only (RecBole's every-prefix training, `PrefixWindows.swift`).
 ///
 /// NOTE: the paper trains with one sampled negative and binary cross-entropy; like the reference
 /// (`../shared/reference/seqrec_ref.py`) and recent re-evaluations we use full-softmax cross-entropy,
@@ -20,10 +21,12 @@ struct SASRec: WindowedObjective {
     let windows: [[Int32]]
     let users: [Int]
     let ends: [Int]
+    let selection: TrainingWindows
 
     init(train: [[Int32]], configuration: ModelConfiguration) {
         maxLength = configuration.maxLength
         heads = configuration.resolvedHeads
+        selection = configuration.windows
         (windows, users, ends) = Self.trainingWindows(train, selection: configuration.windows, maxLength: maxLength, minimumEnd: 2)
     }
 
@@ -36,7 +39,13 @@ struct SASRec: WindowedObjective {
             let s = windows[e], t = ends[e]
             let n = min(t - 1, maxLength)
             ws.append(window: s[(t - 1 - n)..<(t - 1)], maxLength: maxLength, heads: heads)
-            targets.append(contentsOf: s[(t - n)..<t])
+            if let m = selection.scoredRows(targets: n, maxLength: maxLength) {
+                let end = Int32(ws.items.count)
+                for r in (end - Int32(m))..<end { scoredRows.append(r) }
+                targets.append(contentsOf: s[(t - m)..<t])
+            } else {
+                targets.append(contentsOf: s[(t - n)..<t])
+            }
         }
     }
 }

@@ -112,6 +112,8 @@ public enum Trainer {
                                        progress: ((EpochProgress) -> Void)?,
                                        shouldStop: (() -> Bool)?) throws -> TrainingResult {
         let split = try DatasetSplit.make(dataset, configuration: configuration)
+        // `windows: auto` becomes concrete here, so the network, the report and the stored version carry what was trained.
+        let configuration = configuration.resolvingAutomaticWindows(train: split.train)
         let distill = configuration.distillation
         if distill != nil {
             guard let profiles else { throw LearnError.invalidData("distillation needs a profile table") }

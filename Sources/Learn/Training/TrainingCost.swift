@@ -7,6 +7,7 @@ public enum TrainingCost {
     public static func flopsPerEpoch(dataset: SequenceDataset, configuration c: ModelConfiguration,
                                      textDimension: Int? = nil) throws -> Double {
         let split = try DatasetSplit.make(dataset, configuration: c)
+        let c = c.resolvingAutomaticWindows(train: split.train)
         let d = Double(c.hiddenSize), f = d * Double(c.resolvedFeedForwardMultiplier), n = Double(dataset.numItems)
         var rows = 0.0, scored = 0.0, attention = 0.0, examples = 0
         let sasrec = c.architecture == .sasrec
@@ -16,7 +17,7 @@ public enum TrainingCost {
                 examples += 1
                 rows += Double(len)
                 attention += Double(len * len)
-                if c.architecture == .sasrec { scored += Double(len) }
+                if c.architecture == .sasrec { scored += Double(c.windows.scoredRows(targets: len, maxLength: c.maxLength) ?? len) }
                 else {
                     let p = Double(c.maskProbability)
                     // expected masked positions, plus the forced mask when none was drawn

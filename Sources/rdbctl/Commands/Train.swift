@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
     var config: String?
     @Option(help: "Maximum epochs (default 200).") var epochs: Int?
     @Option(help: "Early-stopping patience: validations without a better validation NDCG@10 (default 10).") var patience: Int?
-    @Option(help: "Training windows per user: last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch) or stride:N (default last).")
+    @Option(help: "Training windows per user: auto (last when histories are at most maxlen on average; on longer ones SASRec trains all), last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch), stride:N, prefixes (SASRec: RecBole's one example per target with its maxlen items of context, loss at the last position) or prefixes:K (a window every K items scoring its newest K positions) (default auto).")
     var windows: String?
     @Option(help: "Validate every N optimiser steps instead of every epoch; patience then counts these validations (default: per epoch).")
     var evalEvery: Int?
@@ -62,7 +62,7 @@ struct Train: ParsableCommand {
         for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience)] {
             if let value, value < 1 { throw ValidationError("\(name) must be ≥ 1") }
         }
-        if let windows, TrainingWindows(windows) == nil { throw ValidationError("--windows takes last, all or stride:N (N ≥ 1)") }
+        if let windows, TrainingWindows(windows) == nil { throw ValidationError("--windows takes auto, last, all, stride:N, prefixes or prefixes:K (N, K ≥ 1)") }
         if let activation { guard ["relu", "gelu"].contains(activation) else { throw ValidationError("--activation takes relu or gelu") } }
         if let split { guard ["loo", "temporal"].contains(split) else { throw ValidationError("--split takes loo or temporal") } }
         if let profileWeight, !(profileWeight >= 0) { throw ValidationError("--profile-weight must be ≥ 0") }
