@@ -24,8 +24,8 @@ public class ReadTransaction {
     public func itemCount() throws -> Int { Int(try meta.u64(.lastItemID) ?? 0) }
     /// Number of users ever created (the largest internal user id).
     public func userCount() throws -> Int { Int(try meta.u64(.lastUserID) ?? 0) }
-    /// Number of stored events.
-    public func eventCount() throws -> Int { try raw.count(.eventLog) }
+    /// Number of stored events: sequences are dense from 1 and events are never removed (`verify` checks both).
+    public func eventCount() throws -> Int { Int(try eventVersion()) }
     /// When the database was created (seconds since 1970).
     public func createdAt() throws -> Int64 { Int64(bitPattern: try meta.u64(.createdAt) ?? 0) }
 }
@@ -59,6 +59,14 @@ public final class WriteTransaction: ReadTransaction {
         counters[key] = v
         dirtyCounters.insert(key)
         return v
+    }
+
+    /// Moves a counter forward to `value` (bulk paths number their rows themselves, then record the last).
+    func advanceCounter(_ key: MetaKey, to value: UInt64) throws {
+        let current = try counter(key)
+        precondition(value >= current, "counters only grow")
+        counters[key] = value
+        dirtyCounters.insert(key)
     }
 
     override public func eventVersion() throws -> UInt64 { try counter(.lastEventSequence) }
