@@ -46,6 +46,16 @@ public final class WriteTransaction: ReadTransaction {
     var changedVectors: [String: Set<UInt32>] = [:]
     /// Work to run after a successful commit (cache updates that must follow committed state only).
     var afterCommit: [() -> Void] = []
+    /// The one `user_events` cursor event writes reuse: LMDB fixes up every open cursor of a write
+    /// transaction on each put and delete, so a cursor per event made bulk merges quadratic.
+    private var userEventsCursor: LMDBCursor?
+
+    func eventsCursor() throws -> LMDBCursor {
+        if let userEventsCursor { return userEventsCursor }
+        let cursor = try raw.cursor(.userEvents)
+        userEventsCursor = cursor
+        return cursor
+    }
 
     func counter(_ key: MetaKey) throws -> UInt64 {
         if let v = counters[key] { return v }

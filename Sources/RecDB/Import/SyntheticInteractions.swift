@@ -35,6 +35,8 @@ public struct SyntheticInteractions: Sendable {
     /// Probability that the next item is the successor of the previous one in its cluster.
     public var successorProbability = 0.25
     public var startTime: Int64 = 1_600_000_000
+    /// Users are named `u<userOffset + k>`: a second file with an offset shares some users with the first.
+    public var userOffset = 0
     /// Seconds the whole log spans (two years).
     public var span: Int64 = 2 * 365 * 86_400
 
@@ -63,10 +65,11 @@ public struct SyntheticInteractions: Sendable {
         guard users >= 1, users <= Int(UInt32.max), users.multipliedReportingOverflow(by: minHistory).partialValue <= rows else {
             throw RecDBError.invalidArgument("users must be in 1...rows / \(minHistory) (every user has at least \(minHistory) events)")
         }
+        guard userOffset >= 0, userOffset <= 1 << 40 else { throw RecDBError.invalidArgument("the user offset must be in 0...2^40") }
         guard items >= 1, items <= 1 << 31 else { throw RecDBError.invalidArgument("items must be in 1...\(1 << 31)") }
         guard clusters >= 1, clusters <= items else { throw RecDBError.invalidArgument("clusters must be in 1...items") }
-        guard span >= 1, span < 1 << 32, startTime >= 0, startTime <= 253_402_300_799 - span else {
-            throw RecDBError.invalidArgument("the time span must fit in 1...2^32 seconds from a start in 0...year 9999")
+        guard span >= 1, span < 1 << 26, startTime >= 0, startTime <= 253_402_300_799 - (1 << 32) else {
+            throw RecDBError.invalidArgument("the time span must be in 1...2^26 seconds from a start in 0...year 9800")
         }
         guard historySigma.isFinite, historySigma >= 0, historySigma <= 4, zipfExponent.isFinite, zipfExponent >= 0, zipfExponent <= 4,
               successorProbability.isFinite, (0...1).contains(successorProbability) else {
@@ -94,10 +97,12 @@ public struct SyntheticInteractions: Sendable {
             while let top = heap.first {
                 let u = Int(top & 0xFFFF_FFFF), time = Int64(top >> 32)
                 let item = draw.next(&state[u])
-                out.put("u", UInt64(u), ",i", UInt64(item), ",", UInt64(startTime + time))
+                out.put("u", UInt64(userOffset + u), ",i", UInt64(item), ",", UInt64(startTime + time))
                 state[u].remaining -= 1
                 if state[u].remaining > 0 {
-                    let next = min(UInt64(span), UInt64(time) + state[u].gap())
+                    // Past the span is fine (it only sets the scale); UInt32 bounds it (a user would need
+                    // ~60× the expected time to reach it).
+                    let next = min(UInt64(UInt32.max), UInt64(time) + state[u].gap())
                     state[u].nextTime = UInt32(next)
                     heap[0] = next << 32 | UInt64(u)
                 } else {
@@ -109,7 +114,7 @@ public struct SyntheticInteractions: Sendable {
             }
         case .sequences:
             for u in 0..<users {
-                out.put("u", UInt64(u))
+                out.put("u", UInt64(userOffset + u))
                 while state[u].remaining > 0 {
                     out.put(" i", UInt64(draw.next(&state[u])))
                     state[u].remaining -= 1

@@ -389,8 +389,10 @@ extension WriteTransaction {
     func appendEventUnchecked(user: UInt32, item: UInt32, timestamp: Int64, typeCode: UInt16, value: Float?) throws -> UInt64 {
         let seq = try nextCounter(.lastEventSequence)
         let writer = UserBlockWriter(tx: self)
-        try writer.begin(user: user, existing: true, first: StoredEvent(timestamp: timestamp, sequence: seq, item: item, typeCode: typeCode, value: value))
-        try writer.add(StoredEvent(timestamp: timestamp, sequence: seq, item: item, typeCode: typeCode, value: value))
+        let event = StoredEvent(timestamp: timestamp, sequence: seq, item: item, typeCode: typeCode, value: value)
+        // Only the block the event falls into is re-packed (usually the user's last).
+        try writer.begin(user: user, existing: true, first: event, last: event)
+        try writer.add(event)
         try writer.end()
         return seq
     }
@@ -404,14 +406,15 @@ extension WriteTransaction {
 /// writes new users in ascending id order after every existing key.
 final class UserBlockWriter {
     let tx: WriteTransaction
-    private var user: UInt32 = 0
-    private var append = false
-    private var pending: [StoredEvent] = []
-    private var pendingBytes = 0
-    private var pendingPlain = true
+    // Touched for every event of a bulk import, from one thread: no dynamic exclusivity bookkeeping.
+    @exclusivity(unchecked) private var user: UInt32 = 0
+    @exclusivity(unchecked) private var append = false
+    @exclusivity(unchecked) private var pending: [StoredEvent] = []
+    @exclusivity(unchecked) private var pendingBytes = 0
+    @exclusivity(unchecked) private var pendingPlain = true
     /// Stored events after the insertion point, merged in front of new events as they come.
-    private var tail: [StoredEvent] = []
-    private var tailIndex = 0
+    @exclusivity(unchecked) private var tail: [StoredEvent] = []
+    @exclusivity(unchecked) private var tailIndex = 0
     private var value: [UInt8] = []
     private(set) var blocksWritten = 0
 
@@ -423,7 +426,9 @@ final class UserBlockWriter {
 
     /// Starts `user`. `existing`: the user may have stored events (otherwise the caller guarantees its
     /// keys sort after every key in the table).
-    func begin(user: UInt32, existing: Bool, first: StoredEvent) throws {
+    /// `last`, when known (a single event), bounds the stored blocks to re-pack: those holding
+    /// `first`…`last`; otherwise every block from `first` on (a bulk import streams its events).
+    func begin(user: UInt32, existing: Bool, first: StoredEvent, last: StoredEvent? = nil) throws {
         self.user = user
         append = !existing
         pending.removeAll(keepingCapacity: true)
@@ -431,11 +436,11 @@ final class UserBlockWriter {
         pendingPlain = true
         tail.removeAll(keepingCapacity: true)
         tailIndex = 0
-        if existing { try loadTail(from: first) }
+        if existing { try loadTail(from: first, through: last) }
     }
 
-    private func loadTail(from first: StoredEvent) throws {
-        let cursor = try tx.raw.cursor(.userEvents)
+    private func loadTail(from first: StoredEvent, through last: StoredEvent?) throws {
+        let cursor = try tx.eventsCursor()
         let key = EventBlock.key(user: user, first: first)
         let user = self.user
         let isMine: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool = { k, _ in k.count >= 4 && Keys.readU32(k) == user }
@@ -445,7 +450,8 @@ final class UserBlockWriter {
         var positioned: Bool
         if atOrAfter != nil {
             positioned = try cursor.move(.previous, isMine) ?? false
-            if !positioned { positioned = try cursor.move(.next, isMine) ?? false }
+            // Not mine, or nothing before (a failed MDB_PREV leaves the cursor where it was): seek again.
+            if !positioned { positioned = try key.withUnsafeBytes { try cursor.seek($0, isMine) } ?? false }
         } else {
             positioned = try cursor.move(.last, isMine) ?? false
         }
@@ -455,7 +461,12 @@ final class UserBlockWriter {
                 try EventBlock.decode(key: k, value: v) { tail.append($0) }
                 keys.append(Array(k))
             }
-            positioned = try cursor.move(.next, isMine) ?? false
+            positioned = try cursor.move(.next) { k, _ -> Bool in
+                guard isMine(k, k) else { return false }
+                // A later block starts after the last new event: it needs no re-packing.
+                if let last { let next = EventBlock.decodeKey(k); return !last.precedes(StoredEvent(timestamp: next.timestamp, sequence: next.sequence, item: 0, typeCode: 0, value: nil)) }
+                return true
+            } ?? false
         }
         // Deleted by key after the scan (usually one block): no reliance on where a cursor stands after a delete.
         for k in keys { _ = try k.withUnsafeBytes { try tx.raw.delete(.userEvents, key: $0) } }
@@ -470,6 +481,10 @@ final class UserBlockWriter {
     }
 
     private func push(_ e: StoredEvent) throws {
+        // Stored blocks that overlap (damage the checksums could not see) must not become a block out of order.
+        if let p = pending.last, !p.precedes(e) {
+            throw RecDBError.damaged(table: Table.userEvents.rawValue, key: "#\(user)", detail: "events overlap between blocks at sequence \(e.sequence)")
+        }
         let plain = pendingPlain && e.isPlain
         if plain != pendingPlain { pendingBytes = recount(plain: plain) }
         let size = EventBlock.encodedSize(e, after: pending.last, plain: plain)

@@ -17,12 +17,16 @@ struct Generate: ParsableCommand {
     @Option(help: "Catalogue size (default rows / 100 clamped to 50,000...1,000,000).") var items: Int?
     @Option(help: "Item clusters (default items / 500).") var clusters: Int?
     @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(help: "First timestamp (seconds since 1970).") var startTime: Int64 = 1_600_000_000
+    @Option(help: "Users are named u<offset + k> (a second file with an offset shares users with the first).") var userOffset = 0
     @Option(help: "csv (user,item,timestamp) or sequences (user item1 item2 ...).") var format: SyntheticInteractions.Output = .csv
     @OptionGroup var outputOptions: OutputOptions
 
     func run() throws {
         try reportingErrors {
-            let generator = SyntheticInteractions(rows: rows, users: users, items: items, clusters: clusters, seed: seed)
+            var generator = SyntheticInteractions(rows: rows, users: users, items: items, clusters: clusters, seed: seed)
+            generator.startTime = startTime
+            generator.userOffset = userOffset
             let summary = try generator.write(to: output, format: format)
             if outputOptions.json { try printJSON(summary); return }
             print("wrote \(output): \(summary.rows) events, \(summary.users) users, \(summary.items) items in \(summary.clusters) clusters, \(summary.bytes) bytes in \(String(format: "%.2f", summary.seconds)) s")
