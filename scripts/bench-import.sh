@@ -27,8 +27,8 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   swift build -c release --product rdbctl 2>&1 | tail -1 >&2
   swift build -c release --product scale-bench 2>&1 | tail -1 >&2
 fi
-R=.build/release/rdbctl
-B=.build/release/scale-bench
+R=${RDBCTL:-.build/release/rdbctl}
+B=${SCALE_BENCH:-.build/release/scale-bench}
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start (shared with other jobs)" >&2
 
 # measure OUT cmd...: runs cmd, samples its memory; prints "seconds peak_anon_kib peak_hwm_kib exit_code".
