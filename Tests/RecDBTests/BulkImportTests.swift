@@ -190,6 +190,18 @@ final class BulkImportTests: DatabaseTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("db")).sorted(), ["data.mdb", "lock.mdb"])
     }
 
+    func testASpillThatCannotBeWrittenFailsCleanly() throws {
+        let db = try makeDatabase()
+        let before = try fingerprint(db)
+        var options = InteractionImportOptions()
+        options.runEvents = 10
+        options.temporaryDirectory = path("no-such-directory")
+        XCTAssertThrowsError(try db.importInteractions(from: try writeFile("e.csv", csv(shuffledRows(count: 100, users: 5, items: 5, seed: 1))), options: options)) { error in
+            XCTAssertTrue("\(error)".contains("creating a temporary file in \(path("no-such-directory"))"), "\(error)")
+        }
+        XCTAssertEqual(try fingerprint(db), before)
+    }
+
     func testTheLedgerRefusesTheSameFileAgainAfterASpilledImport() throws {
         let db = try makeDatabase()
         let file = try writeFile("e.csv", csv(shuffledRows(count: 1_000, users: 30, items: 30, seed: 4)))
