@@ -131,7 +131,7 @@ kill -9 "$pid" 2>/dev/null && killed=1 || killed=0
 wait "$pid" 2>/dev/null || true
 events=$($R stats "$work/kill" --json | sed 's/.*"interactions":\([0-9]*\).*/\1/')
 verify=$($R verify "$work/kill" >/dev/null 2>&1 && echo clean || echo FAILED)
-leftover=$(ls -A "$work/kill" | grep -v -x -e data.mdb -e lock.mdb | wc -l)
+leftover=$(ls -A "$work/kill" | { grep -v -x -e data.mdb -e lock.mdb || true; } | wc -l)
 printf '{"bench":"kill-9-during-import","rows":%d,"killed_mid_import":%d,"events_after":%s,"verify":"%s","leftover_files":%d}\n' \
   "$KILL_ROWS" "$killed" "$events" "$verify" "$leftover"
 [ "$verify" = clean ] && [ "$leftover" = 0 ] && { [ "$events" = 0 ] || [ "$events" = "$KILL_ROWS" ]; } || { echo "kill -9 trial FAILED" >&2; exit 1; }
