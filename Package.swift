@@ -56,6 +56,7 @@ let package = Package(
                          exclude: ["compare_speed.sh", "RESULTS.md"]),
         .executableTarget(name: "serve-bench", dependencies: ["RecDB", "Index"], path: "Benchmarks/ServeBench", exclude: ["torch_serve.py"]),
         .executableTarget(name: "distill-bench", dependencies: ["RecDB"], path: "Benchmarks/DistillBench"),
+        .executableTarget(name: "scale-bench", dependencies: ["RecDB"], path: "Benchmarks/ScaleBench"),
         .executableTarget(name: "EncoderBench", dependencies: ["Learn"], path: "Benchmarks/EncoderBench", exclude: ["st_peer.py"]),
         .executableTarget(
             name: "IndexBench", dependencies: ["Index", "IndexBenchDirect"], path: "Benchmarks/IndexBench",

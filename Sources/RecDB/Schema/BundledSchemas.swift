@@ -1841,8 +1841,8 @@ enum BundledSchemas {
 """#####,
         "tables.json": #####"""
 {
-  "format_version": 2,
-  "description": "RecDB's LMDB layout: one environment (a directory with data.mdb and lock.mdb), one named sub-database per table. Integers in keys are big-endian (so key order is numeric order); integers and floats in values are little-endian. 'str' in a value is a u32 LE byte length followed by UTF-8; 'opt_str' is a u8 presence flag (0/1) followed by a str when 1. Signed timestamps in keys are stored as u64 with the sign bit flipped (order-preserving). 'crc32c' is the u32 LE CRC-32C (Castagnoli) of the table's name, the entry's key bytes and the value bytes before it (started from the CRC of the name, continued over key and value): every value except those of item_ids, user_ids, meta's format_version and the index blobs (b/, checked against the FNV-1a in their header) ends with one, and every read checks it (a mismatch is a 'damaged' error naming table and key). Format 1 (no checksums) is refused with a format-version error.",
+  "format_version": 3,
+  "description": "RecDB's LMDB layout: one environment (a directory with data.mdb and lock.mdb), one named sub-database per table. Integers in keys are big-endian (so key order is numeric order); integers and floats in values are little-endian. 'str' in a value is a u32 LE byte length followed by UTF-8; 'opt_str' is a u8 presence flag (0/1) followed by a str when 1. Signed timestamps in keys are stored as u64 with the sign bit flipped (order-preserving). 'crc32c' is the u32 LE CRC-32C (Castagnoli) of the table's name, the entry's key bytes and the value bytes before it (started from the CRC of the name, continued over key and value): every value except those of item_ids, user_ids, meta's format_version and the index blobs (b/, checked against the FNV-1a in their header) ends with one, and every read checks it (a mismatch is a 'damaged' error naming table and key). Older formats are refused with a format-version error (1: no checksums; 2: one entry per event in user_events plus a global event_log).",
   "tables": [
     {
       "name": "items",
@@ -1869,15 +1869,12 @@ enum BundledSchemas {
     },
     {
       "name": "user_events",
-      "key": {"encoding": "binary", "fields": ["u32_be user_id", "i64_be_biased timestamp", "u64_be sequence"], "bytes": 20},
-      "value": {"encoding": "binary", "fields": ["u32_le item_id", "u16_le event_type", "u8 has_value", "f32_le value", "u32_le crc32c"], "bytes": 15},
-      "notes": "One contiguous key range per user in time order: a user's last N events are one backwards cursor scan."
-    },
-    {
-      "name": "event_log",
-      "key": {"encoding": "u64_be", "fields": ["sequence"], "bytes": 8},
-      "value": {"encoding": "binary", "fields": ["u32_le user_id", "i64_le timestamp", "u32_le item_id", "u16_le event_type", "u8 has_value", "f32_le value", "u32_le crc32c"], "bytes": 27},
-      "notes": "The global, monotonically numbered log; the last sequence number is the database's event version."
+      "key": {"encoding": "binary", "fields": ["u32_be user_id", "i64_be_biased first_timestamp", "u64_be first_sequence"], "bytes": 20},
+      "value": {"encoding": "event_block", "max_bytes": 2000,
+                "fields": ["u8 flags (bit0: plain block: every event has type 0 and no value, and no type field)", "varint count (>= 1)", "varint max_sequence - first_sequence",
+                           "count × event: [varint timestamp delta (>= 0), zigzag varint sequence delta (not for the first event: it is the key's)], varint item_id, [plain blocks: nothing | varint (event_type << 1 | has_value), f32_le value when has_value]",
+                           "u32_le crc32c"]},
+      "notes": "A user's history is a run of blocks in (timestamp, sequence) order; blocks of a user do not overlap (a block's events are >= its key and < the next block's key). The newest events are in the block just before the next user's first key: the latest 50 are one short backwards cursor scan. Varints are unsigned LEB128; zigzag maps a signed delta d to (d << 1) ^ (d >> 63). Sequences are unique and dense from 1 to meta last_event_seq (events are never removed), so the counter is the event count and the global order; there is no separate event log."
     },
     {
       "name": "spaces",
@@ -1918,7 +1915,7 @@ enum BundledSchemas {
       "value": {"encoding": "by_key",
                 "keys": {"format_version": "u64_le (no checksum)", "created_at": "u64_le (i64 seconds), u32_le crc32c", "last_item_id": "u64_le, u32_le crc32c", "last_user_id": "u64_le, u32_le crc32c",
                          "last_event_seq": "u64_le, u32_le crc32c", "last_space_id": "u64_le, u32_le crc32c", "item_state_version": "u64_le, u32_le crc32c", "event_type:<name>": "u16_le code, u32_le crc32c",
-                         "import:<fnv64 hex of the lines>-<fnv64 hex of format, header and column options>-<bytes>": "utf8 ledger text, u32_le crc32c",
+                         "import:<64-bit hex fingerprint of the data lines (8 bytes a step, line breaks mixed in)>-<fnv64 hex of format, header and column options>-<bytes>": "utf8 ledger text, u32_le crc32c",
                          "dropped_model:<name>": "utf8 decimal next version number of a model dropped whole (never reused), u32_le crc32c"}}
     }
   ]
