@@ -152,6 +152,25 @@ final class SampledSoftmaxTests: XCTestCase {
         XCTAssertTrue(rb.report.curve.allSatisfy { $0[1].isFinite })
     }
 
+    func testItemBlockedEvaluationEqualsTheUnblockedRanking() throws {
+        // Large catalogues are ranked in item blocks; forced here with blocks of 37 items (a partial last
+        // block, a target's own block anywhere) over 300 users (several 64-user chunks and both workers).
+        let data = try syntheticDataset(users: 300, items: 200)
+        var c = smallConfiguration(.sasrec); c.maxEpochs = 1
+        let model = try Trainer.train(dataset: data, configuration: c).model
+        let split = DatasetSplit.leaveOneOut(data)
+        for maskSeen in [false, true] {
+            let plain = RankingEvaluator(network: model.network, batchSize: 128, maskSeen: maskSeen)
+            var blocked = plain
+            blocked.itemBlock = 37
+            let a = plain.ranks(split.test, coverageDepth: 20), b = blocked.ranks(split.test, coverageDepth: 20)
+            XCTAssertEqual(a.ranks, b.ranks, "maskSeen \(maskSeen)")
+            XCTAssertEqual(a.bestPosition, b.bestPosition, "coverage, maskSeen \(maskSeen)")
+            XCTAssertEqual(blocked.blockedRanks(split.test, coverageDepth: 0).ranks, a.ranks)
+            XCTAssertGreaterThan(Set(a.ranks).count, 5, "ranks must vary for the comparison to mean something")
+        }
+    }
+
     func testAutoResolvesByCatalogueSizeAndIsRecorded() throws {
         var c = ModelConfiguration()
         XCTAssertEqual(c.loss, .auto)
