@@ -30,7 +30,7 @@ while i < args.count {
 }
 func intList(_ key: String, _ d: [Int]) -> [Int] {
     guard let s = options[key] else { return d }
-    return s.split(separator: ",").map { guard let v = Int($0), v > 0 else { fail("--\(key): \(s)") }; return v }
+    return s.split(separator: ",").map { guard let v = Int($0), v >= 0 else { fail("--\(key): \(s)") }; return v }
 }
 func int(_ key: String, _ d: Int) -> Int { intList(key, [d])[0] }
 
