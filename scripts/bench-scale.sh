@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PART=${1:-all}
 SEEDS=${SEEDS:-"0 1 2"}
-NEGATIVES=${NEGATIVES:-512}
+NEGATIVES=${NEGATIVES:-2048}
 NICE=${NICE:-10}
 SHARED=${SHARED:-../shared}
 export OMP_WAIT_POLICY=passive

@@ -1,9 +1,9 @@
 // Large-catalogue training: sampled softmax against full softmax on generated data with planted
 // structure (issue #14). Release build; run through scripts/bench-scale.sh (`make bench-scale`).
 //
-//   scale-bench quality [--items 50000] [--users 2000] [--length 100] [--epochs 8] [--seeds 0,1,2] [--negatives 512]
+//   scale-bench quality [--items 50000] [--users 2000] [--length 100] [--epochs 8] [--seeds 0,1,2] [--negatives 2048]
 //       per seed, full CE then sampled on the same data (interleaved), test NDCG@10 and the ratio
-//   scale-bench epoch [--items 50000,200000,1000000] [--users 5000] [--length 200] [--negatives 512] [--ce]
+//   scale-bench epoch [--items 50000,200000,1000000] [--users 5000] [--length 200] [--negatives 2048] [--ce]
 //       one epoch of the sampled loss per catalogue size (train s/epoch, validation s, peak RSS);
 //       --ce also times full CE at the first size, between two sampled runs (median of those)
 //
@@ -98,7 +98,7 @@ func configuration(loss: ModelConfiguration.Loss, seed: UInt64, epochs: Int) -> 
     var c = ModelConfiguration(architecture: .sasrec, items: .id)
     c.windows = .all
     c.loss = loss
-    c.negatives = int("negatives", 512)
+    c.negatives = int("negatives", 2048)
     c.seed = seed
     c.maxEpochs = epochs
     c.patience = int("patience", 3)

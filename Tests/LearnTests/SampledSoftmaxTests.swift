@@ -184,7 +184,7 @@ final class SampledSoftmaxTests: XCTestCase {
         XCTAssertEqual(try Trainer.train(dataset: data, configuration: s).model.configuration.loss, .ce)
         // A stored configuration without the keys decodes to the defaults.
         let old = try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{"seed":3}"#.utf8))
-        XCTAssertEqual(old.loss, .auto); XCTAssertEqual(old.negatives, 512)
+        XCTAssertEqual(old.loss, .auto); XCTAssertEqual(old.negatives, 2048)
         s.negatives = 0
         XCTAssertThrowsError(try s.validate())
     }

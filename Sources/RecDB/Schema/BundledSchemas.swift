@@ -139,7 +139,7 @@ enum BundledSchemas {
     "evaluateEvery": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "Validate every this many optimiser steps instead of after every epoch; null = per epoch."},
     "minimumSteps": {"type": "integer", "minimum": 0, "default": 0, "description": "Early stopping never ends a run before this many optimiser steps."},
     "loss": {"enum": ["auto", "ce", "sampled"], "default": "auto", "description": "Training loss: ce (full softmax over the catalogue, O(positions x items) per step), sampled (softmax over the positive and the negatives drawn for the batch, half from the batch's targets and half uniform, each logit corrected by -log of its inclusion probability, accidental hits masked; O(positions x negatives)) or auto (ce up to 50,000 items, sampled above; a trained version records the resolved choice)."},
-    "negatives": {"type": "integer", "minimum": 1, "maximum": 1048576, "default": 512, "description": "Sampled loss: draws per batch (distinct candidates shared by all the batch's positions)."},
+    "negatives": {"type": "integer", "minimum": 1, "maximum": 1048576, "default": 2048, "description": "Sampled loss: draws per batch (distinct candidates shared by all the batch's positions)."},
     "seed": {"type": "integer", "minimum": 0, "default": 0},
     "maskProbability": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.2, "description": "BERT4Rec masking probability."},
     "split": {"enum": ["loo", "temporal"], "default": "loo"},
