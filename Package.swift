@@ -55,6 +55,7 @@ let package = Package(
         .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench",
                          exclude: ["compare_speed.sh", "RESULTS.md"]),
         .executableTarget(name: "serve-bench", dependencies: ["RecDB", "Index"], path: "Benchmarks/ServeBench", exclude: ["torch_serve.py"]),
+        .executableTarget(name: "train-scale-bench", dependencies: ["Learn"], path: "Benchmarks/TrainScaleBench"),
         .executableTarget(name: "distill-bench", dependencies: ["RecDB"], path: "Benchmarks/DistillBench"),
         .executableTarget(name: "scale-bench", dependencies: ["RecDB"], path: "Benchmarks/ScaleBench"),
         .executableTarget(name: "EncoderBench", dependencies: ["Learn"], path: "Benchmarks/EncoderBench", exclude: ["st_peer.py"]),

@@ -186,9 +186,11 @@ final class SequenceNetwork {
         BLAS.gemv(m: width, n: w.shape[1], a: w.value.p, lda: w.shape[1], x: vector, beta: 1, y: out)
     }
 
-    func zeroGradients() {
+    /// - Parameter keepingItemEmbedding: leave the id table's gradient alone (a sampled loss writes
+    ///   only a few of its rows, and the optimiser zeroes exactly those after its row-sparse update).
+    func zeroGradients(keepingItemEmbedding: Bool = false) {
         servingWeights = nil  // a training step follows: the serving copies would go stale
-        for p in parameters { p.grad.zero(p.count) }
+        for p in parameters where !(keepingItemEmbedding && p === itemEmbedding) { p.grad.zero(p.count) }
         if configuration.items.usesText { tableGradBuffer.zero((numItems + 1) * width) }
     }
 

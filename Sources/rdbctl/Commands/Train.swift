@@ -17,6 +17,10 @@ struct Train: ParsableCommand {
     @Option(help: "Validate every N optimiser steps instead of every epoch; patience then counts these validations (default: per epoch).")
     var evalEvery: Int?
     @Option(help: "Early stopping never stops before this many optimiser steps (default 0).") var minSteps: Int?
+    @Option(help: "Training loss: ce (full softmax over the catalogue), sampled (softmax over the positive and --negatives shared draws, logQ-corrected) or auto (ce up to 50,000 items, sampled above; default auto).")
+    var loss: ModelConfiguration.Loss?
+    @Option(help: "Sampled loss: candidates drawn per batch, half from the batch's targets and half uniform (default 2048).")
+    var negatives: Int?
     @Option(help: "Hidden size (default 64).") var hidden: Int?
     @Option(help: "Transformer blocks (default 2).") var blocks: Int?
     @Option(help: "Attention heads (default 1 SASRec, 2 BERT4Rec).") var heads: Int?
@@ -59,7 +63,7 @@ struct Train: ParsableCommand {
         }
         guard ["pca", "none"].contains(reduce) else { throw ValidationError("--reduce takes pca or none") }
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be ≥ 1 (0 would store an untrained version)") }
-        for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience)] {
+        for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience), ("--negatives", negatives)] {
             if let value, value < 1 { throw ValidationError("\(name) must be ≥ 1") }
         }
         if let windows, TrainingWindows(windows) == nil { throw ValidationError("--windows takes auto, last, all, stride:N, prefixes or prefixes:K (N, K ≥ 1)") }
@@ -104,6 +108,8 @@ struct Train: ParsableCommand {
         if let epochs { c.maxEpochs = epochs }
         if let windows { c.windows = TrainingWindows(windows)! }
         if let evalEvery { c.evaluateEvery = evalEvery }
+        if let loss { c.loss = loss }
+        if let negatives { c.negatives = negatives }
         if let minSteps { c.minimumSteps = minSteps }
         if let ffnMult { c.feedForwardMultiplier = ffnMult }
         if let activation { c.activation = activation }
@@ -175,6 +181,7 @@ struct Train: ParsableCommand {
 }
 
 extension ModelConfiguration.Architecture: ExpressibleByArgument {}
+extension ModelConfiguration.Loss: ExpressibleByArgument {}
 extension DistillationConfiguration.Loss: ExpressibleByArgument {}
 extension DistillationConfiguration.Pooling: ExpressibleByArgument {}
 extension DistillationConfiguration.ProfileTargets: ExpressibleByArgument {}
