@@ -111,12 +111,12 @@ public enum Trainer {
                                        configuration: ModelConfiguration, initialModel: SequentialRecommender?,
                                        progress: ((EpochProgress) -> Void)?,
                                        shouldStop: (() -> Bool)?) throws -> TrainingResult {
-        // `auto` is resolved here, so the trained version records the loss it was trained with.
-        var configuration = configuration
-        configuration.loss = configuration.resolvedLoss(numItems: dataset.numItems)
-        let split = try DatasetSplit.make(dataset, configuration: configuration)
-        // `windows: auto` becomes concrete here, so the network, the report and the stored version carry what was trained.
-        let configuration = configuration.resolvingAutomaticWindows(train: split.train)
+        // `loss: auto` and `windows: auto` are resolved here, so the network, the report and the stored
+        // version carry what was trained.
+        var resolved = configuration
+        resolved.loss = resolved.resolvedLoss(numItems: dataset.numItems)
+        let split = try DatasetSplit.make(dataset, configuration: resolved)
+        let configuration = resolved.resolvingAutomaticWindows(train: split.train)
         let distill = configuration.distillation
         if distill != nil {
             guard let profiles else { throw LearnError.invalidData("distillation needs a profile table") }
