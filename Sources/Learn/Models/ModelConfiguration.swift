@@ -104,15 +104,16 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public init(architecture: Architecture = .sasrec, items: ItemRepresentation = .id) {
         self.architecture = architecture
         self.items = items
+        architecture.model.applyDefaults(to: &self)
     }
 
     // MARK: resolved architecture-dependent defaults
 
-    public var resolvedHeads: Int { heads ?? (architecture == .sasrec ? 1 : 2) }
-    public var resolvedFeedForwardMultiplier: Int { feedForwardMultiplier ?? (architecture == .sasrec ? 1 : 4) }
+    public var resolvedHeads: Int { heads ?? architecture.model.defaultHeads }
+    public var resolvedFeedForwardMultiplier: Int { feedForwardMultiplier ?? architecture.model.defaultFeedForwardMultiplier }
     var resolvedActivation: Kernels.Activation {
         if let a = activation, let v = Kernels.Activation(rawValue: a) { return v }
-        return architecture == .sasrec ? .relu : .gelu
+        return architecture.model.defaultActivation
     }
 
     /// Checks ranges; throws `LearnError.invalidConfiguration`.
@@ -145,6 +146,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if lossChunkRows < 1 || evaluationBatchSize < 1 || threads < 0 { try fail("chunk/batch sizes must be ≥ 1") }
         if let c = gradientClipNorm, !(c > 0) { try fail("gradientClipNorm must be > 0") }
         if let d = distillation { try d.validate(blocks: blocks) }
+        try architecture.model.validate(self)
     }
 
     // MARK: Codable with defaults for missing keys
@@ -160,8 +162,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func get<T: Decodable>(_ k: CodingKeys, _ d: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? d }
-        let d = ModelConfiguration()
-        architecture = try get(.architecture, d.architecture)
+        architecture = try c.decodeIfPresent(Architecture.self, forKey: .architecture) ?? .sasrec
+        // Missing keys take the defaults of the decoded architecture.
+        let d = ModelConfiguration(architecture: architecture)
         items = try get(.items, d.items)
         hiddenSize = try get(.hiddenSize, d.hiddenSize)
         blocks = try get(.blocks, d.blocks)
