@@ -15,6 +15,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         case sasrec
         /// BERT4Rec (Sun et al. 2019): bidirectional self-attention, masked-item loss.
         case bert4rec
+        /// GRU4Rec (Hidasi et al. 2016) as RecBole builds it: a bias-free GRU over the item vectors, projected
+        /// to the item space; next-item loss at every position.
+        case gru4rec
     }
 
     /// How items are represented (the LLM2Rec protocol).
@@ -44,8 +47,10 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var items: ItemRepresentation = .id
     /// Model width d.
     public var hiddenSize: Int = 64
-    /// Number of transformer blocks.
+    /// Number of transformer blocks (GRU4Rec: GRU layers; default 1 for it).
     public var blocks: Int = 2
+    /// GRU4Rec: state size H of the GRU; nil = 2 × hiddenSize (RecBole's 128 for its item size 64).
+    public var gruHiddenSize: Int? = nil
     /// Attention heads; nil = 1 (SASRec) / 2 (BERT4Rec).
     public var heads: Int? = nil
     /// Feed-forward inner size as a multiple of d; nil = 1 (SASRec) / 4 (BERT4Rec).
@@ -54,7 +59,8 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var activation: String? = nil
     /// Window length: the last `maxLength` items of a history are used.
     public var maxLength: Int = 50
-    /// Dropout probability (embeddings, attention probabilities, feed-forward).
+    /// Dropout probability (embeddings, attention probabilities, feed-forward; GRU4Rec: the item vectors
+    /// only, default 0.3 for it).
     public var dropout: Float = 0.2
     public var layerNormEpsilon: Float = 1e-8
     public var batchSize: Int = 256
@@ -111,6 +117,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
 
     public var resolvedHeads: Int { heads ?? architecture.model.defaultHeads }
     public var resolvedFeedForwardMultiplier: Int { feedForwardMultiplier ?? architecture.model.defaultFeedForwardMultiplier }
+    public var resolvedGRUHiddenSize: Int { gruHiddenSize ?? 2 * hiddenSize }
     var resolvedActivation: Kernels.Activation {
         if let a = activation, let v = Kernels.Activation(rawValue: a) { return v }
         return architecture.model.defaultActivation
@@ -123,6 +130,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         // formed unchecked in the engine), so each is kept far below overflow and far above any real model.
         if !(1...16_384).contains(hiddenSize) { try fail("hiddenSize must be in 1...16384") }
         if !(1...256).contains(blocks) { try fail("blocks must be in 1...256") }
+        if !(1...16_384).contains(resolvedGRUHiddenSize) { try fail("gruHiddenSize must be in 1...16384") }
         if resolvedHeads > hiddenSize { try fail("heads must be ≤ hiddenSize") }
         if resolvedFeedForwardMultiplier > 64 { try fail("feedForwardMultiplier must be ≤ 64") }
         if maxLength > 65_536 { try fail("maxLength must be ≤ 65536") }
@@ -152,7 +160,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     // MARK: Codable with defaults for missing keys
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case architecture, items, hiddenSize, blocks, heads, feedForwardMultiplier, activation, maxLength, dropout
+        case architecture, items, hiddenSize, blocks, gruHiddenSize, heads, feedForwardMultiplier, activation, maxLength, dropout
         case layerNormEpsilon, batchSize, learningRate, weightDecay, beta1, beta2, adamEpsilon, gradientClipNorm
         case maxEpochs, patience, seed, maskProbability, split, temporalValidQuantile, temporalTestQuantile
         case maskSeen, threads, lossChunkRows, evaluationBatchSize, distillation
@@ -168,6 +176,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         items = try get(.items, d.items)
         hiddenSize = try get(.hiddenSize, d.hiddenSize)
         blocks = try get(.blocks, d.blocks)
+        gruHiddenSize = try c.decodeIfPresent(Int.self, forKey: .gruHiddenSize)
         heads = try c.decodeIfPresent(Int.self, forKey: .heads)
         feedForwardMultiplier = try c.decodeIfPresent(Int.self, forKey: .feedForwardMultiplier)
         activation = try c.decodeIfPresent(String.self, forKey: .activation)

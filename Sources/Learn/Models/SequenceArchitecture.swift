@@ -43,6 +43,7 @@ extension ModelConfiguration.Architecture {
         switch self {
         case .sasrec: return SASRec.self
         case .bert4rec: return BERT4Rec.self
+        case .gru4rec: return GRU4Rec.self
         }
     }
 }
