@@ -178,7 +178,7 @@ final class GradientTests: XCTestCase {
             c.hiddenSize = 8; c.gruHiddenSize = 12; c.blocks = layers; c.maxLength = 6; c.dropout = 0.1
             let data = try syntheticDataset(users: 6, items: 9, length: 3...9, seed: 3)
             let text = try syntheticTextTable(items: 9, dimension: 5)
-            // A larger step than the transformer's: the GRU is smooth (no ReLU kink), and 
+            // A larger step than the transformer's: the GRU is smooth (no ReLU kink), and its recurrent weights'
             // gradients are small enough that float32 rounding dominates a 2e-3 difference.
             try checkNetwork(c, data: data, text: text, eps: 1e-2, label: "gru4rec/\(items.rawValue)/L\(layers)")
         }
