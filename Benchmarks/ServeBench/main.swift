@@ -102,6 +102,29 @@ if compareGRU4Rec {
         print(String(format: "%@ recommend (Beauty, %d items, 50-event history, k=10, exclude-seen, titles), 1 thread: p50 %.4f ms, p99 %.4f ms (%d queries, %d interleaved rounds)",
                      m, numItems, percentile(sorted, 0.5), percentile(sorted, 0.99), sorted.count, rounds))
     }
+    // Beauty's own users (their whole histories: 8.9 events on average), the same users for both models.
+    let beautyUsers = try db.read { tx -> [String] in
+        var out: [String] = []
+        try tx.forEachUser { if $0.externalID != "bench-user" { out.append($0.externalID) }; return out.count < 4_000 }
+        return out
+    }
+    var own: [String: [Double]] = [:]
+    for _ in 0..<max(queries / (2 * beautyUsers.count), 1) {
+        for m in models {
+            let options = RecommendOptions(model: m)
+            for u in beautyUsers {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let r = try db.recommend(user: u, k: 10, options: options)
+                own[m, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                precondition(r.source == .sequence && r.model == m)
+            }
+        }
+    }
+    for m in models {
+        let sorted = own[m]!.sorted()
+        print(String(format: "%@ recommend, Beauty's first %d users with their own histories: p50 %.4f ms, p99 %.4f ms (%d queries)",
+                     m, beautyUsers.count, percentile(sorted, 0.5), percentile(sorted, 0.99), sorted.count))
+    }
     exit(0)
 }
 
