@@ -189,5 +189,10 @@ final class GRU4RecTests: XCTestCase {
         XCTAssertEqual(sasrec, ModelConfiguration(), "SASRec's defaults are unchanged")
         var bad = c; bad.gruHiddenSize = 0
         XCTAssertThrowsError(try bad.validate())
+        // The default state size 2d is bounded for GRU4Rec only: a transformer of width 16384 stays valid.
+        var wide = c; wide.hiddenSize = 16_384
+        XCTAssertThrowsError(try wide.validate())
+        var transformer = ModelConfiguration(); transformer.hiddenSize = 16_384
+        XCTAssertNoThrow(try transformer.validate())
     }
 }

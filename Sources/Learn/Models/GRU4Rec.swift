@@ -35,6 +35,10 @@ enum GRU4Rec: SequenceArchitecture {
     }
 
     static func validate(_ c: ModelConfiguration) throws {
+        // The default state size (2d) must stay in range too; the shared check sees only an explicit one.
+        if !(1...16_384).contains(c.resolvedGRUHiddenSize) {
+            throw LearnError.invalidConfiguration("gruHiddenSize (default 2 × hiddenSize) must be in 1...16384")
+        }
         if let d = c.distillation, let k = d.reconstructionLayer, k != c.blocks {
             throw LearnError.invalidConfiguration("GRU4Rec distils the projected output of its last layer: reconstructionLayer must be \(c.blocks) or absent")
         }

@@ -130,7 +130,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         // formed unchecked in the engine), so each is kept far below overflow and far above any real model.
         if !(1...16_384).contains(hiddenSize) { try fail("hiddenSize must be in 1...16384") }
         if !(1...256).contains(blocks) { try fail("blocks must be in 1...256") }
-        if !(1...16_384).contains(resolvedGRUHiddenSize) { try fail("gruHiddenSize must be in 1...16384") }
+        if let g = gruHiddenSize, !(1...16_384).contains(g) { try fail("gruHiddenSize must be in 1...16384") }
         if resolvedHeads > hiddenSize { try fail("heads must be ≤ hiddenSize") }
         if resolvedFeedForwardMultiplier > 64 { try fail("feedForwardMultiplier must be ≤ 64") }
         if maxLength > 65_536 { try fail("maxLength must be ≤ 65536") }
