@@ -83,4 +83,26 @@ final class GRU4RecStoreTests: DatabaseTestCase {
         XCTAssertThrowsError(try db.train(other), "resume needs the same architecture")
         XCTAssertTrue(try db.verify().isClean)
     }
+
+    /// rdbctl: `--arch gru4rec` takes GRU4Rec's defaults (also under a --config file that leaves the
+    /// architecture open), `--gru-hidden` sets the state size, and `models` shows it.
+    func testCommandLine() throws {
+        let db = try makeDatabase()
+        try fill(db)
+        let rdbctl = try XCTUnwrap(builtProduct("rdbctl"), "rdbctl is built with the tests")
+        let config = path("run.json")
+        try Data(#"{"hiddenSize": 16, "maxLength": 10, "batchSize": 64}"#.utf8).write(to: URL(fileURLWithPath: config))
+        let (status, out, err) = try runProcess(rdbctl, ["train", path("db"), "--model", "g", "--arch", "gru4rec", "--config", config,
+                                                         "--gru-hidden", "20", "--epochs", "1", "--threads", "1", "--json"])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(out.contains("\"version\":1") || out.contains("\"version\" : 1"), out)
+        let c = try XCTUnwrap(db.models().first?.versions.first?.configuration)
+        XCTAssertEqual(c.architecture, .gru4rec)
+        XCTAssertEqual(c.blocks, 1); XCTAssertEqual(c.dropout, 0.3); XCTAssertEqual(c.gruHiddenSize, 20); XCTAssertEqual(c.hiddenSize, 16)
+        let (_, listing, _) = try runProcess(rdbctl, ["models", path("db")])
+        XCTAssertTrue(listing.contains("gru4rec(H=20, L=1) id d=16"), listing)
+        let (recommendStatus, recommended, recommendErr) = try runProcess(rdbctl, ["recommend", path("db"), "u1", "-k", "3", "--model", "g"])
+        XCTAssertEqual(recommendStatus, 0, recommendErr)
+        XCTAssertFalse(recommended.isEmpty)
+    }
 }

@@ -83,7 +83,14 @@ struct Train: ParsableCommand {
         if let v = try JSONSchema.bundled("model-configuration.schema.json").violation(of: json) {
             throw ValidationError("--config \(config): \(v)")
         }
-        do { return try JSONDecoder().decode(ModelConfiguration.self, from: data) } catch {
+        // A file that leaves the architecture open takes --arch's, and with it that architecture's defaults
+        // for the keys it leaves out (gru4rec: blocks 1, dropout 0.3).
+        var decodable = data
+        if let arch, var object = json as? [String: Any], object["architecture"] == nil {
+            object["architecture"] = arch.rawValue
+            decodable = try JSONSerialization.data(withJSONObject: object)
+        }
+        do { return try JSONDecoder().decode(ModelConfiguration.self, from: decodable) } catch {
             throw ValidationError("--config \(config): \(error)")
         }
     }
