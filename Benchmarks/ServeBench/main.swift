@@ -3,6 +3,7 @@
 // full scoring + top-10 on CPU, measured in the same run.
 //
 //   swift run -c release serve-bench [--shared ../shared] [--queries 20000] [--python $HOME/refvenv/bin/python]
+//   swift run -c release serve-bench --gru4rec   # GRU4Rec vs SASRec recommend latency, interleaved in one run
 import Foundation
 import Index
 import RecDB
@@ -18,6 +19,7 @@ var workDir = ".cache/bench-serve"
 var throughputOnly = false
 var latencyOnly = false
 var nearestOnly = false
+var compareGRU4Rec = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let a = arguments.next() {
     switch a {
@@ -28,6 +30,7 @@ while let a = arguments.next() {
     case "--latency-only": latencyOnly = true  // for profiling the single-user path
     case "--nearest-only": nearestOnly = true  // for profiling the similarity-search path
     case "--throughput-only": throughputOnly = true  // the in-process peer of scripts/bench-http.sh
+    case "--gru4rec": compareGRU4Rec = true
     default: fatalError("unknown argument \(a)")
     }
 }
@@ -73,6 +76,61 @@ if try db.read({ try $0.userID(for: "bench-user") }) == nil {
         var g = SystemRandomNumberGenerator()
         for t in 0..<50 { try tx.appendEvent(user: u, item: UInt32.random(in: 1...UInt32(numItems), using: &g), timestamp: Int64(t)) }
     }
+}
+
+// GRU4Rec against SASRec, same database, user and filters: blocks of queries alternate between the two models
+// (so load on the shared machine hits both alike), percentiles over all samples of each.
+if compareGRU4Rec {
+    if try !db.models().contains(where: { $0.name == "gru4rec" }) {
+        log("training GRU4Rec (RecBole's defaults, 2 epochs: latency does not depend on quality)…")
+        var configuration = ModelConfiguration(architecture: .gru4rec)
+        configuration.maxEpochs = 2
+        _ = try db.train(TrainingRequest(model: "gru4rec", configuration: configuration))
+    }
+    let models = ["sasrec", "gru4rec"]
+    var samples: [String: [Double]] = [:]
+    for m in models { for _ in 0..<500 { _ = try db.recommend(user: "bench-user", k: 10, options: RecommendOptions(model: m)) } }
+    let rounds = 20, perRound = max(queries / rounds, 1)
+    for _ in 0..<rounds {
+        for m in models {
+            let options = RecommendOptions(model: m)
+            for _ in 0..<perRound {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let r = try db.recommend(user: "bench-user", k: 10, options: options)
+                samples[m, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                precondition(r.items.count == 10 && r.source == .sequence && r.model == m)
+            }
+        }
+    }
+    for m in models {
+        let sorted = samples[m]!.sorted()
+        print(String(format: "%@ recommend (Beauty, %d items, 50-event history, k=10, exclude-seen, titles), 1 thread: p50 %.4f ms, p99 %.4f ms (%d queries, %d interleaved rounds)",
+                     m, numItems, percentile(sorted, 0.5), percentile(sorted, 0.99), sorted.count, rounds))
+    }
+    // Beauty's own users (their whole histories: 8.9 events on average), the same users for both models.
+    let beautyUsers = try db.read { tx -> [String] in
+        var out: [String] = []
+        try tx.forEachUser { if $0.externalID != "bench-user" { out.append($0.externalID) }; return out.count < 4_000 }
+        return out
+    }
+    var own: [String: [Double]] = [:]
+    for _ in 0..<max(queries / (2 * beautyUsers.count), 1) {
+        for m in models {
+            let options = RecommendOptions(model: m)
+            for u in beautyUsers {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let r = try db.recommend(user: u, k: 10, options: options)
+                own[m, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                precondition(r.source == .sequence && r.model == m)
+            }
+        }
+    }
+    for m in models {
+        let sorted = own[m]!.sorted()
+        print(String(format: "%@ recommend, Beauty's first %d users with their own histories: p50 %.4f ms, p99 %.4f ms (%d queries)",
+                     m, beautyUsers.count, percentile(sorted, 0.5), percentile(sorted, 0.99), sorted.count))
+    }
+    exit(0)
 }
 
 // Warm-up: loads the model, the index and the filter caches.

@@ -15,6 +15,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         case sasrec
         /// BERT4Rec (Sun et al. 2019): bidirectional self-attention, masked-item loss.
         case bert4rec
+        /// GRU4Rec (Hidasi et al. 2016) as RecBole builds it: a bias-free GRU over the item vectors, projected
+        /// to the item space; next-item loss at every position.
+        case gru4rec
     }
 
     /// How items are represented (the LLM2Rec protocol).
@@ -56,8 +59,10 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var items: ItemRepresentation = .id
     /// Model width d.
     public var hiddenSize: Int = 64
-    /// Number of transformer blocks.
+    /// Number of transformer blocks (GRU4Rec: GRU layers; default 1 for it).
     public var blocks: Int = 2
+    /// GRU4Rec: state size H of the GRU; nil = 2 × hiddenSize (RecBole's 128 for its item size 64).
+    public var gruHiddenSize: Int? = nil
     /// Attention heads; nil = 1 (SASRec) / 2 (BERT4Rec).
     public var heads: Int? = nil
     /// Feed-forward inner size as a multiple of d; nil = 1 (SASRec) / 4 (BERT4Rec).
@@ -66,7 +71,8 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var activation: String? = nil
     /// Window length: the last `maxLength` items of a history are used.
     public var maxLength: Int = 50
-    /// Dropout probability (embeddings, attention probabilities, feed-forward).
+    /// Dropout probability (embeddings, attention probabilities, feed-forward; GRU4Rec: the item vectors
+    /// only, default 0.3 for it).
     public var dropout: Float = 0.2
     public var layerNormEpsilon: Float = 1e-8
     public var batchSize: Int = 256
@@ -132,15 +138,17 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public init(architecture: Architecture = .sasrec, items: ItemRepresentation = .id) {
         self.architecture = architecture
         self.items = items
+        architecture.model.applyDefaults(to: &self)
     }
 
     // MARK: resolved architecture-dependent defaults
 
-    public var resolvedHeads: Int { heads ?? (architecture == .sasrec ? 1 : 2) }
-    public var resolvedFeedForwardMultiplier: Int { feedForwardMultiplier ?? (architecture == .sasrec ? 1 : 4) }
+    public var resolvedHeads: Int { heads ?? architecture.model.defaultHeads }
+    public var resolvedFeedForwardMultiplier: Int { feedForwardMultiplier ?? architecture.model.defaultFeedForwardMultiplier }
+    public var resolvedGRUHiddenSize: Int { gruHiddenSize ?? 2 * hiddenSize }
     var resolvedActivation: Kernels.Activation {
         if let a = activation, let v = Kernels.Activation(rawValue: a) { return v }
-        return architecture == .sasrec ? .relu : .gelu
+        return architecture.model.defaultActivation
     }
 
     /// Checks ranges; throws `LearnError.invalidConfiguration`.
@@ -150,6 +158,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         // formed unchecked in the engine), so each is kept far below overflow and far above any real model.
         if !(1...16_384).contains(hiddenSize) { try fail("hiddenSize must be in 1...16384") }
         if !(1...256).contains(blocks) { try fail("blocks must be in 1...256") }
+        if let g = gruHiddenSize, !(1...16_384).contains(g) { try fail("gruHiddenSize must be in 1...16384") }
         if resolvedHeads > hiddenSize { try fail("heads must be ≤ hiddenSize") }
         if resolvedFeedForwardMultiplier > 64 { try fail("feedForwardMultiplier must be ≤ 64") }
         if maxLength > 65_536 { try fail("maxLength must be ≤ 65536") }
@@ -178,12 +187,13 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if lossChunkRows < 1 || evaluationBatchSize < 1 || threads < 0 { try fail("chunk/batch sizes must be ≥ 1") }
         if let c = gradientClipNorm, !(c > 0) { try fail("gradientClipNorm must be > 0") }
         if let d = distillation { try d.validate(blocks: blocks) }
+        try architecture.model.validate(self)
     }
 
     // MARK: Codable with defaults for missing keys
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case architecture, items, hiddenSize, blocks, heads, feedForwardMultiplier, activation, maxLength, dropout
+        case architecture, items, hiddenSize, blocks, gruHiddenSize, heads, feedForwardMultiplier, activation, maxLength, dropout
         case layerNormEpsilon, batchSize, learningRate, weightDecay, beta1, beta2, adamEpsilon, gradientClipNorm
         case maxEpochs, patience, seed, maskProbability, split, temporalValidQuantile, temporalTestQuantile
         case maskSeen, threads, lossChunkRows, evaluationBatchSize, distillation
@@ -194,11 +204,13 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func get<T: Decodable>(_ k: CodingKeys, _ d: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? d }
-        let d = ModelConfiguration()
-        architecture = try get(.architecture, d.architecture)
+        architecture = try c.decodeIfPresent(Architecture.self, forKey: .architecture) ?? .sasrec
+        // Missing keys take the defaults of the decoded architecture.
+        let d = ModelConfiguration(architecture: architecture)
         items = try get(.items, d.items)
         hiddenSize = try get(.hiddenSize, d.hiddenSize)
         blocks = try get(.blocks, d.blocks)
+        gruHiddenSize = try c.decodeIfPresent(Int.self, forKey: .gruHiddenSize)
         heads = try c.decodeIfPresent(Int.self, forKey: .heads)
         feedForwardMultiplier = try c.decodeIfPresent(Int.self, forKey: .feedForwardMultiplier)
         activation = try c.decodeIfPresent(String.self, forKey: .activation)

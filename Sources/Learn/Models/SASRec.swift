@@ -1,7 +1,7 @@
 /// SASRec — "Self-Attentive Sequential Recommendation", W.-C. Kang and J. McAuley, ICDM 2018
 /// (arXiv:1808.09781), in the form both seed papers (LLM2Rec, KDD'25; ECIR'26 distillation) train it.
 ///
-/// Network (`SequenceNetwork` with `causal = true`): item embeddings × √d plus learned positions,
+/// Network (`TransformerEncoder` with `causal = true`): item embeddings × √d plus learned positions,
 /// pre-LayerNorm causal self-attention blocks with a d→d ReLU feed-forward, final LayerNorm, output
 /// scores = hidden · item-tableᵀ (tied).
 /// Objective: per window ending at t (`TrainingWindows`: the last one per user by default), input =
@@ -47,5 +47,40 @@ struct SASRec: WindowedObjective {
                 targets.append(contentsOf: s[(t - n)..<t])
             }
         }
+    }
+}
+
+extension SASRec: SequenceArchitecture {
+    static var defaultHeads: Int { 1 }
+    static var defaultFeedForwardMultiplier: Int { 1 }
+    static var defaultActivation: Kernels.Activation { .relu }
+
+    static func makeEncoder(configuration: ModelConfiguration) -> any SequenceEncoder {
+        TransformerEncoder(configuration: configuration, causal: true, maskToken: false)
+    }
+
+    static func makeObjective(train: [[Int32]], configuration: ModelConfiguration, numItems: Int) -> any SequenceObjective {
+        SASRec(train: train, configuration: configuration)
+    }
+
+    /// The last `maxLength` items; an empty history gives a window of length 0.
+    static func appendEvaluationWindow<C: BidirectionalCollection>(_ history: C, to ws: SequenceNetwork.Workspace,
+                                                                   network: SequenceNetwork) where C.Element == Int32 {
+        ws.append(window: history.suffix(network.maxLength), maxLength: network.maxLength, heads: network.heads)
+    }
+
+    static func flopsPerEpoch(train: [[Int32]], configuration c: ModelConfiguration, numItems: Int) -> (flops: Double, examples: Int) {
+        var rows = 0.0, scored = 0.0, attention = 0.0, examples = 0
+        for s in train {
+            for t in c.windows.ends(count: s.count, maxLength: c.maxLength, minimumEnd: 2) {
+                let len = min(t - 1, c.maxLength)
+                examples += 1
+                rows += Double(len)
+                attention += Double(len * len)
+                scored += Double(c.windows.scoredRows(targets: len, maxLength: c.maxLength) ?? len)
+            }
+        }
+        return (TransformerEncoder.flopsPerEpoch(rows: rows, scored: scored, attention: attention, configuration: c,
+                                                 numItems: numItems), examples)
     }
 }

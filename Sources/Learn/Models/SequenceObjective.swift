@@ -129,20 +129,11 @@ extension WindowedObjective {
 }
 
 extension SequenceNetwork {
-    /// Appends the evaluation window of `history` to `ws`: the last `maxLength` items (SASRec) or the
-    /// last `maxLength − 1` items followed by [MASK] (BERT4Rec). The user representation is the final
-    /// hidden state of the window's last row. An empty history yields a window of length 0 (SASRec)
-    /// or just [MASK] (BERT4Rec).
+    /// Appends the evaluation window of `history` to `ws` (the architecture's: SASRec the last `maxLength`
+    /// items, BERT4Rec the last `maxLength − 1` followed by [MASK]). The user representation is the final
+    /// hidden state of the window's last row.
     func appendEvaluationWindow<C: BidirectionalCollection>(_ history: C, to ws: Workspace)
     where C.Element == Int32 {
-        if configuration.architecture == .bert4rec {
-            let keep = history.suffix(maxLength - 1)
-            ws.layout.append(length: keep.count + 1, heads: heads)
-            ws.items.append(contentsOf: keep); ws.items.append(maskItem)
-            let n = keep.count + 1
-            for i in 0..<n { ws.positions.append(Int32(maxLength - n + 1 + i)) }
-        } else {
-            ws.append(window: history.suffix(maxLength), maxLength: maxLength, heads: heads)
-        }
+        architecture.appendEvaluationWindow(history, to: ws, network: self)
     }
 }

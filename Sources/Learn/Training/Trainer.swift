@@ -144,9 +144,8 @@ public enum Trainer {
             network = try SequenceNetwork(configuration: configuration, numItems: dataset.numItems, text: textTable,
                                           profileDimension: distill != nil ? profiles!.dimension : nil)
         }
-        let objective: SequenceObjective = configuration.architecture == .sasrec
-            ? SASRec(train: split.train, configuration: configuration)
-            : BERT4Rec(train: split.train, configuration: configuration, numItems: dataset.numItems)
+        let objective = configuration.architecture.model.makeObjective(train: split.train, configuration: configuration,
+                                                                       numItems: dataset.numItems)
         let session = TrainingSession(network: network, objective: objective, configuration: configuration,
                                       profiles: profiles)
         let evaluator = RankingEvaluator(network: network, batchSize: configuration.evaluationBatchSize,

@@ -23,8 +23,10 @@ struct ModelsList: ParsableCommand {
             print("\(m.name) (active: \(m.activeVersion.map(String.init) ?? "none"))")
             for v in m.versions {
                 let c = v.configuration
+                // GRU4Rec's state size is part of what the version is.
+                let arch = c.architecture == .gru4rec ? "gru4rec(H=\(c.resolvedGRUHiddenSize), L=\(c.blocks))" : c.architecture.rawValue
                 print(String(format: "  %@ v%d  %@ %@ d=%d  %d epochs  test ndcg@10 %.4f recall@10 %.4f  events ≤ %llu%@",
-                             v.version == m.activeVersion ? "*" : " ", v.version, c.architecture.rawValue, c.items.rawValue, v.hiddenSize,
+                             v.version == m.activeVersion ? "*" : " ", v.version, arch, c.items.rawValue, v.hiddenSize,
                              v.report.epochsRun, v.report.test.ndcg10, v.report.test.recall10, v.eventVersion,
                              v.resumedFrom.map { " (resumed from v\($0))" } ?? ""))
             }

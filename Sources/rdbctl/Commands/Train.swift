@@ -3,10 +3,10 @@ import Foundation
 import RecDB
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a new model version inside the database (SASRec or BERT4Rec).")
+    static let configuration = CommandConfiguration(abstract: "Train a new model version inside the database (SASRec, BERT4Rec or GRU4Rec).")
     @OptionGroup var db: DatabaseArgument
     @Option(help: "Model name.") var model: String
-    @Option(help: "sasrec or bert4rec (default sasrec, or the --config file's).") var arch: ModelConfiguration.Architecture?
+    @Option(help: "sasrec, bert4rec or gru4rec (default sasrec, or the --config file's). Without --config, the defaults are the architecture's (gru4rec: --blocks 1 --dropout 0.3).") var arch: ModelConfiguration.Architecture?
     @Option(help: "id, text:SPACE or text+id:SPACE (default id, or the --config file's items with text:SPACE).") var items: String?
     @Option(help: "Start from this model configuration (JSON, schemas/model-configuration.schema.json); the options below override it.")
     var config: String?
@@ -22,7 +22,8 @@ struct Train: ParsableCommand {
     @Option(help: "Sampled loss: candidates drawn per batch, half from the batch's targets and half uniform (default 2048).")
     var negatives: Int?
     @Option(help: "Hidden size (default 64).") var hidden: Int?
-    @Option(help: "Transformer blocks (default 2).") var blocks: Int?
+    @Option(help: "Transformer blocks, or GRU layers with --arch gru4rec (default 2; gru4rec 1).") var blocks: Int?
+    @Option(help: "GRU4Rec: GRU state size (default 2 × --hidden).") var gruHidden: Int?
     @Option(help: "Attention heads (default 1 SASRec, 2 BERT4Rec).") var heads: Int?
     @Option(help: "Feed-forward inner size as a multiple of the hidden size (default 1 SASRec, 4 BERT4Rec).") var ffnMult: Int?
     @Option(help: "Feed-forward activation: relu or gelu (default relu SASRec, gelu BERT4Rec).") var activation: String?
@@ -35,7 +36,7 @@ struct Train: ParsableCommand {
     @Option(help: "AdamW beta2 (default 0.98).") var beta2: Float?
     @Option(help: "AdamW epsilon (default 1e-8).") var adamEps: Float?
     @Option(help: "Clip gradients to this global L2 norm (default: no clipping).") var clip: Float?
-    @Option(help: "Dropout (default 0.2).") var dropout: Float?
+    @Option(help: "Dropout (default 0.2; gru4rec 0.3, on the item vectors).") var dropout: Float?
     @Option(help: "BERT4Rec mask probability (default 0.2).") var maskProb: Float?
     @Option(help: "Worker threads (default 0 = all cores; results are reproducible for a seed and thread count).") var threads: Int?
     @Flag(help: "Exclude each user's history items when ranking during validation and test (default off).") var excludeSeen = false
@@ -63,7 +64,7 @@ struct Train: ParsableCommand {
         }
         guard ["pca", "none"].contains(reduce) else { throw ValidationError("--reduce takes pca or none") }
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be ≥ 1 (0 would store an untrained version)") }
-        for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience), ("--negatives", negatives)] {
+        for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--gru-hidden", gruHidden), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience), ("--negatives", negatives)] {
             if let value, value < 1 { throw ValidationError("\(name) must be ≥ 1") }
         }
         if let windows, TrainingWindows(windows) == nil { throw ValidationError("--windows takes auto, last, all, stride:N, prefixes or prefixes:K (N, K ≥ 1)") }
@@ -86,7 +87,7 @@ struct Train: ParsableCommand {
 
     /// The configuration file's contents (schema-checked), or the defaults.
     func baseConfiguration() throws -> ModelConfiguration {
-        guard let config else { return ModelConfiguration() }
+        guard let config else { return ModelConfiguration(architecture: arch ?? .sasrec) }
         // A configuration is a few hundred bytes; a bound keeps a wrong path (a data file, /dev/zero) from being read whole.
         let size = (try? FileManager.default.attributesOfItem(atPath: config)[.size] as? Int) ?? 0
         guard size <= 1 << 20 else { throw ValidationError("--config \(config): \(size) bytes; a configuration file is at most 1 MiB") }
@@ -96,7 +97,14 @@ struct Train: ParsableCommand {
         if let v = try JSONSchema.bundled("model-configuration.schema.json").violation(of: json) {
             throw ValidationError("--config \(config): \(v)")
         }
-        do { return try JSONDecoder().decode(ModelConfiguration.self, from: data) } catch {
+        // A file that leaves the architecture open takes --arch's, and with it that architecture's defaults
+        // for the keys it leaves out (gru4rec: blocks 1, dropout 0.3).
+        var decodable = data
+        if let arch, var object = json as? [String: Any], object["architecture"] == nil {
+            object["architecture"] = arch.rawValue
+            decodable = try JSONSerialization.data(withJSONObject: object)
+        }
+        do { return try JSONDecoder().decode(ModelConfiguration.self, from: decodable) } catch {
             throw ValidationError("--config \(config): \(error)")
         }
     }
@@ -125,6 +133,7 @@ struct Train: ParsableCommand {
         if let patience { c.patience = patience }
         if let hidden { c.hiddenSize = hidden }
         if let blocks { c.blocks = blocks }
+        if let gruHidden { c.gruHiddenSize = gruHidden }
         if let heads { c.heads = heads }
         if let maxlen { c.maxLength = maxlen }
         if let batch { c.batchSize = batch }
