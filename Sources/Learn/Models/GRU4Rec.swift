@@ -50,10 +50,10 @@ enum GRU4Rec: SequenceArchitecture {
         SASRec(train: train, configuration: configuration)
     }
 
-    /// The last `maxLength` items, as SASRec.
+    /// SASRec's window (the last `maxLength` items): GRU4Rec is trained with SASRec's objective.
     static func appendEvaluationWindow<C: BidirectionalCollection>(_ history: C, to ws: SequenceNetwork.Workspace,
                                                                    network: SequenceNetwork) where C.Element == Int32 {
-        ws.append(window: history.suffix(network.maxLength), maxLength: network.maxLength, heads: network.heads)
+        SASRec.appendEvaluationWindow(history, to: ws, network: network)
     }
 
     static func flopsPerEpoch(train: [[Int32]], configuration c: ModelConfiguration, numItems: Int) -> (flops: Double, examples: Int) {
