@@ -7,7 +7,7 @@
 SWIFT ?= swift
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build demo test test-tsan test-asan stress fuzz corruption bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill beauty-e2e schemas clean
+.PHONY: deps build demo test test-tsan test-asan stress fuzz corruption bench bench-import bench-serve bench-learn bench-index bench-encoder bench-distill bench-scale bench-http dashboard-check beauty-e2e schemas clean
 
 deps:
 	@scripts/install-deps.sh
@@ -66,6 +66,14 @@ stress: deps
 bench-serve: deps
 	$(SWIFT) run -c release serve-bench
 
+# HTTP load (wrk, 64 connections) vs in-process throughput, same run; DURATION=30 ROUNDS=2 (see the script).
+bench-http: deps
+	@scripts/bench-http.sh
+
+# Headless Chromium renders the dashboard of the `make demo` database and checks it (screenshots in .cache/dashboard).
+dashboard-check: deps
+	@scripts/dashboard-check.sh
+
 bench-learn: deps
 	$(SWIFT) run -c release learn-bench --data ../shared/data/amazon-beauty/Beauty.txt --arch sasrec --items id
 
@@ -77,6 +85,12 @@ bench-encoder: deps
 
 bench-distill: deps
 	$(SWIFT) run -c release distill-bench
+
+# Large catalogues (issue #14): sampled softmax vs full CE on Beauty (3 seeds) and on generated data, and the
+# per-epoch cost at 50k/200k/1M items. Long (an hour or more); BENCH_SCALE_PART=beauty|quality|epoch for one part.
+BENCH_SCALE_PART ?= all
+bench-scale: deps
+	@scripts/bench-scale.sh $(BENCH_SCALE_PART)
 
 beauty-e2e: deps
 	@scripts/beauty-e2e.sh

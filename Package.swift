@@ -11,6 +11,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The HTTP server (`rdbctl serve`) only: the library itself has no network dependency.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
     ],
     targets: [
         // MARK: - C bindings (system libraries and the Faiss shim)
@@ -36,10 +38,17 @@ let package = Package(
         .target(name: "CChecksum", path: "Sources/CChecksum"),
         .target(name: "RecDB", dependencies: ["CLMDB", "CChecksum", "Index", "Learn"], path: "Sources/RecDB"),
 
+        // MARK: - HTTP server (a thin layer over the same Database, in the same process)
+        .target(
+            name: "RecDBServer",
+            dependencies: ["RecDB", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Sources/RecDBServer"
+        ),
+
         // MARK: - Command-line tool
         .executableTarget(
             name: "rdbctl",
-            dependencies: ["RecDB", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["RecDB", "RecDBServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/rdbctl"
         ),
 
@@ -47,7 +56,9 @@ let package = Package(
         .executableTarget(name: "learn-bench", dependencies: ["Learn", "COpenBLAS"], path: "Benchmarks/LearnBench",
                          exclude: ["compare_speed.sh", "RESULTS.md"]),
         .executableTarget(name: "serve-bench", dependencies: ["RecDB", "Index"], path: "Benchmarks/ServeBench", exclude: ["torch_serve.py"]),
+        .executableTarget(name: "train-scale-bench", dependencies: ["Learn"], path: "Benchmarks/TrainScaleBench"),
         .executableTarget(name: "distill-bench", dependencies: ["RecDB"], path: "Benchmarks/DistillBench"),
+        .executableTarget(name: "scale-bench", dependencies: ["RecDB"], path: "Benchmarks/ScaleBench"),
         .executableTarget(name: "EncoderBench", dependencies: ["Learn"], path: "Benchmarks/EncoderBench", exclude: ["st_peer.py"]),
         .executableTarget(
             name: "IndexBench", dependencies: ["Index", "IndexBenchDirect"], path: "Benchmarks/IndexBench",
@@ -67,6 +78,8 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),
+        // The server is tested over real loopback HTTP (URLSession), so no TLS stack is built for tests.
+        .testTarget(name: "RecDBServerTests", dependencies: ["RecDBServer"], path: "Tests/RecDBServerTests"),
         .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),
         .testTarget(name: "LearnTests", dependencies: ["Learn"], path: "Tests/LearnTests"),
     ],

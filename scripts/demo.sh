@@ -32,3 +32,7 @@ $R similar "$DB" new-1 --model sasrec -k 5
 $R similar "$DB" new-1 --space minilm -k 5
 $R recommend "$DB" 196 -k 4 --allow new-1 --allow 172 --allow 181 --allow 1
 $R verify "$DB"
+set +x
+echo
+echo "Look at the result in a browser (dashboard at /, JSON API under /v1, schemas/openapi.json):"
+echo "  $R serve $DB        # then open http://127.0.0.1:8080/"

@@ -6,7 +6,8 @@
 #   DATASET: ml-100k | ml-latest-small | beauty     SEEDS: e.g. 0,1,2     WINDOWS: last | all | stride:N
 #   e.g. scripts/history-e2e.sh ml-100k 0,1,2 all sasrec
 #        scripts/history-e2e.sh ml-100k 0 all bert4rec -- --eval-every 20 --min-steps 1000
-# Set NOBUILD=1 to skip `swift build`. The database is kept in .cache/history-DATASET.recdb.
+# Set NOBUILD=1 to skip `swift build`; TAG=x adds x to the model names (runs of the same windows with
+# other options can then share the database). The database is kept in .cache/history-DATASET.recdb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:?DATASET}; SEEDS=${2:?SEEDS}; WINDOWS=${3:?WINDOWS}; ARCH=${4:-sasrec}
@@ -29,7 +30,7 @@ if [ ! -d "$DB" ]; then
 fi
 rows=()
 for SEED in ${SEEDS//,/ }; do
-    NAME="$ARCH-${WINDOWS//:/}-s$SEED"
+    NAME="$ARCH-${WINDOWS//:/}${TAG:+-$TAG}-s$SEED"
     train=$($R train "$DB" --model "$NAME" --arch "$ARCH" --items id --windows "$WINDOWS" --seed "$SEED" "$@" --json)
     plain=$($R eval "$DB" --model "$NAME" --json)
     seen=$($R eval "$DB" --model "$NAME" --exclude-seen --json)

@@ -23,6 +23,8 @@ struct Options {
     var overheadQueries = 4000
     var threads = 2
     var skipClustered = false
+    /// Rows of the build comparison (0 = off): HNSW32 over ROWS × 64 through VectorIndex vs IndexHNSWFlat::add.
+    var buildCompare = 0
     var python: String?
     var quiet = false
     var beautyPath = "../shared/emb/beauty_minilm.npy"
@@ -43,6 +45,7 @@ struct Options {
             case "--overhead-queries": overheadQueries = Int(value())!
             case "--threads": threads = Int(value())!
             case "--skip-clustered": skipClustered = true
+            case "--build-compare": buildCompare = Int(value())!
             case "--python": python = value()
             case "--quiet": quiet = true
             case "--beauty": beautyPath = value()
@@ -67,6 +70,29 @@ func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + Strin
 
 VectorIndex.setThreadCount(options.threads)
 var report: [String: Any] = [:]
+
+// MARK: - 0. HNSW build at scale (issue #14): VectorIndex.add vs IndexHNSWFlat::add, alternated
+
+if options.buildCompare > 0 {
+    var generator = ClusteredData(ClusteredData.Parameters(dimension: 64))
+    let n = options.buildCompare, d = 64
+    progress("Build: generating \(n) × \(d) (\(generator.parameters))")
+    let vectors = generator.sample(n)
+    let ids = (1...n).map(UInt32.init)
+    var ours: [Double] = [], theirs: [Double] = []
+    for round in 0..<options.rounds {
+        var start = seconds()
+        let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: .l2)
+        try index.add(ids: ids, vectors: vectors)  // one call: one IndexHNSWFlat::add inside the shim
+        ours.append(seconds() - start)
+        start = seconds()
+        theirs.append(vectors.withUnsafeBufferPointer { indexbench_direct_hnsw_build($0.baseAddress!, n, d, 32) })
+        progress("  round \(round + 1): VectorIndex \(fmt(ours.last!, 1)) s, IndexHNSWFlat::add \(fmt(theirs.last!, 1)) s")
+    }
+    print("HNSW32 build over \(n) × \(d), OpenMP threads \(indexbench_direct_omp_threads()), \(options.rounds) alternated rounds (median): " +
+          "VectorIndex.add \(fmt(median(ours), 1)) s, Faiss IndexHNSWFlat::add \(fmt(median(theirs), 1)) s, ratio \(fmt(median(ours) / median(theirs), 2))")
+    exit(0)
+}
 
 // MARK: - Helpers
 

@@ -103,3 +103,12 @@ extern "C" double indexbench_direct_hnsw_loop(indexbench_direct_t* h, const floa
     return elapsed;
     return seconds(start);
 }
+
+extern "C" double indexbench_direct_hnsw_build(const float* x, size_t n, size_t d, int m) {
+    faiss::IndexHNSWFlat index(int(d), m);  // L2, efConstruction 40: what index_factory("HNSW32") builds
+    auto start = std::chrono::steady_clock::now();
+    index.add(idx_t(n), x);
+    return seconds(start);
+}
+
+extern "C" int indexbench_direct_omp_threads(void) { return omp_get_max_threads(); }

@@ -3,6 +3,7 @@
 // full scoring + top-10 on CPU, measured in the same run.
 //
 //   swift run -c release serve-bench [--shared ../shared] [--queries 20000] [--python $HOME/refvenv/bin/python]
+//   swift run -c release serve-bench --gru4rec   # GRU4Rec vs SASRec recommend latency, interleaved in one run
 import Foundation
 import Index
 import RecDB
@@ -15,8 +16,10 @@ var shared = "../shared"
 var queries = 20_000
 var python = ProcessInfo.processInfo.environment["HOME"].map { "\($0)/refvenv/bin/python" } ?? "python3"
 var workDir = ".cache/bench-serve"
+var throughputOnly = false
 var latencyOnly = false
 var nearestOnly = false
+var compareGRU4Rec = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let a = arguments.next() {
     switch a {
@@ -26,12 +29,17 @@ while let a = arguments.next() {
     case "--work": workDir = arguments.next()!
     case "--latency-only": latencyOnly = true  // for profiling the single-user path
     case "--nearest-only": nearestOnly = true  // for profiling the similarity-search path
+    case "--throughput-only": throughputOnly = true  // the in-process peer of scripts/bench-http.sh
+    case "--gru4rec": compareGRU4Rec = true
     default: fatalError("unknown argument \(a)")
     }
 }
 
 func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-func percentile(_ sorted: [Double], _ p: Double) -> Double { sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))] }
+/// The p-quantile of sorted samples; NaN when there are none (--nearest-only skips the recommend timings).
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))]
+}
 
 let beauty = "\(shared)/data/amazon-beauty/Beauty.txt"
 guard FileManager.default.fileExists(atPath: beauty) else {
@@ -70,8 +78,63 @@ if try db.read({ try $0.userID(for: "bench-user") }) == nil {
     }
 }
 
+// GRU4Rec against SASRec, same database, user and filters: blocks of queries alternate between the two models
+// (so load on the shared machine hits both alike), percentiles over all samples of each.
+if compareGRU4Rec {
+    if try !db.models().contains(where: { $0.name == "gru4rec" }) {
+        log("training GRU4Rec (RecBole's defaults, 2 epochs: latency does not depend on quality)…")
+        var configuration = ModelConfiguration(architecture: .gru4rec)
+        configuration.maxEpochs = 2
+        _ = try db.train(TrainingRequest(model: "gru4rec", configuration: configuration))
+    }
+    let models = ["sasrec", "gru4rec"]
+    var samples: [String: [Double]] = [:]
+    for m in models { for _ in 0..<500 { _ = try db.recommend(user: "bench-user", k: 10, options: RecommendOptions(model: m)) } }
+    let rounds = 20, perRound = max(queries / rounds, 1)
+    for _ in 0..<rounds {
+        for m in models {
+            let options = RecommendOptions(model: m)
+            for _ in 0..<perRound {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let r = try db.recommend(user: "bench-user", k: 10, options: options)
+                samples[m, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                precondition(r.items.count == 10 && r.source == .sequence && r.model == m)
+            }
+        }
+    }
+    for m in models {
+        let sorted = samples[m]!.sorted()
+        print(String(format: "%@ recommend (Beauty, %d items, 50-event history, k=10, exclude-seen, titles), 1 thread: p50 %.4f ms, p99 %.4f ms (%d queries, %d interleaved rounds)",
+                     m, numItems, percentile(sorted, 0.5), percentile(sorted, 0.99), sorted.count, rounds))
+    }
+    // Beauty's own users (their whole histories: 8.9 events on average), the same users for both models.
+    let beautyUsers = try db.read { tx -> [String] in
+        var out: [String] = []
+        try tx.forEachUser { if $0.externalID != "bench-user" { out.append($0.externalID) }; return out.count < 4_000 }
+        return out
+    }
+    var own: [String: [Double]] = [:]
+    for _ in 0..<max(queries / (2 * beautyUsers.count), 1) {
+        for m in models {
+            let options = RecommendOptions(model: m)
+            for u in beautyUsers {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let r = try db.recommend(user: u, k: 10, options: options)
+                own[m, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                precondition(r.source == .sequence && r.model == m)
+            }
+        }
+    }
+    for m in models {
+        let sorted = own[m]!.sorted()
+        print(String(format: "%@ recommend, Beauty's first %d users with their own histories: p50 %.4f ms, p99 %.4f ms (%d queries)",
+                     m, beautyUsers.count, percentile(sorted, 0.5), percentile(sorted, 0.99), sorted.count))
+    }
+    exit(0)
+}
+
 // Warm-up: loads the model, the index and the filter caches.
-if nearestOnly { queries = 0 }
+if nearestOnly || throughputOnly { queries = 0 }
 for _ in 0..<500 { _ = try db.recommend(user: "bench-user", k: 10) }
 var latencies: [Double] = []
 latencies.reserveCapacity(queries)
@@ -83,7 +146,6 @@ for _ in 0..<queries {
     latencies.append(Double(t1 - t0) / 1e6)
 }
 latencies.sort()
-if latencies.isEmpty { latencies = [0] }
 let p50 = percentile(latencies, 0.5), p99 = percentile(latencies, 0.99)
 if latencyOnly {
     print(String(format: "p50 %.4f ms, p99 %.4f ms", p50, p99))
@@ -118,6 +180,10 @@ let cores = ProcessInfo.processInfo.activeProcessorCount
 let t0 = Date()
 let batch = try db.recommend(users: nearestOnly ? [] : users, k: 10)
 let throughput = Double(batch.count) / Date().timeIntervalSince(t0)
+if throughputOnly {
+    print(String(format: "in-process batch recommend, %d cores: %.0f users/s over %d users", cores, throughput, users.count))
+    exit(0)
+}
 
 // The PyTorch peer, same machine, same run.
 var peer: [String: Any] = [:]
@@ -175,7 +241,9 @@ if FileManager.default.fileExists(atPath: minilm) {
                  throughDB, direct, (direct / throughDB - 1) * 100))
 }
 
-let json: [String: Any] = ["bench": "serve", "nearest_qps_through_db": throughDB, "nearest_qps_direct": direct, "items": numItems, "p50_ms": p50, "p99_ms": p99,
-                           "float_scan_p50_ms": floatScan.p50, "float_scan_p99_ms": floatScan.p99, "batch_users_per_s": throughput,
+// JSON has no NaN: a figure that was not measured (--nearest-only) is null.
+func figure(_ x: Double) -> Any { x.isNaN ? NSNull() : x }
+let json: [String: Any] = ["bench": "serve", "nearest_qps_through_db": throughDB, "nearest_qps_direct": direct, "items": numItems, "p50_ms": figure(p50), "p99_ms": figure(p99),
+                           "float_scan_p50_ms": figure(floatScan.p50), "float_scan_p99_ms": figure(floatScan.p99), "batch_users_per_s": throughput,
                            "cores": cores, "torch_p50_ms": peerP50 ?? NSNull(), "torch_p99_ms": peerP99 ?? NSNull()]
 print(String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), as: UTF8.self))

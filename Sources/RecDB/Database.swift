@@ -31,7 +31,7 @@ import Learn
 /// - warning: Long read closures keep old pages from being reused; copy out what you need and return.
 public final class Database: Sendable {
     /// The on-disk format this build writes and reads.
-    public static let formatVersion = 2
+    public static let formatVersion = 3
 
     public struct Options: Sendable {
         /// Open without write access (several processes may do this while one writes).

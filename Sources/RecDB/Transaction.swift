@@ -24,8 +24,8 @@ public class ReadTransaction {
     public func itemCount() throws -> Int { Int(try meta.u64(.lastItemID) ?? 0) }
     /// Number of users ever created (the largest internal user id).
     public func userCount() throws -> Int { Int(try meta.u64(.lastUserID) ?? 0) }
-    /// Number of stored events.
-    public func eventCount() throws -> Int { try raw.count(.eventLog) }
+    /// Number of stored events: sequences are dense from 1 and events are never removed (`verify` checks both).
+    public func eventCount() throws -> Int { Int(try eventVersion()) }
     /// When the database was created (seconds since 1970).
     public func createdAt() throws -> Int64 { Int64(bitPattern: try meta.u64(.createdAt) ?? 0) }
 }
@@ -46,6 +46,16 @@ public final class WriteTransaction: ReadTransaction {
     var changedVectors: [String: Set<UInt32>] = [:]
     /// Work to run after a successful commit (cache updates that must follow committed state only).
     var afterCommit: [() -> Void] = []
+    /// The one `user_events` cursor event writes reuse: LMDB fixes up every open cursor of a write
+    /// transaction on each put and delete, so a cursor per event made bulk merges quadratic.
+    private var userEventsCursor: LMDBCursor?
+
+    func eventsCursor() throws -> LMDBCursor {
+        if let userEventsCursor { return userEventsCursor }
+        let cursor = try raw.cursor(.userEvents)
+        userEventsCursor = cursor
+        return cursor
+    }
 
     func counter(_ key: MetaKey) throws -> UInt64 {
         if let v = counters[key] { return v }
@@ -59,6 +69,14 @@ public final class WriteTransaction: ReadTransaction {
         counters[key] = v
         dirtyCounters.insert(key)
         return v
+    }
+
+    /// Moves a counter forward to `value` (bulk paths number their rows themselves, then record the last).
+    func advanceCounter(_ key: MetaKey, to value: UInt64) throws {
+        let current = try counter(key)
+        precondition(value >= current, "counters only grow")
+        counters[key] = value
+        dirtyCounters.insert(key)
     }
 
     override public func eventVersion() throws -> UInt64 { try counter(.lastEventSequence) }

@@ -9,8 +9,8 @@ struct RDBCtl: ParsableCommand {
         abstract: "RecDB: an embedded recommendation database (import, train, recommend, search).",
         subcommands: [
             Init.self, Import.self, Stats.self, Show.self, Export.self, Backup.self, Verify.self,
-            PutItem.self, AddEvent.self, Embed.self,
-            IndexCommand.self, Similar.self, Train.self, Models.self, Eval.self, Recommend.self,
+            PutItem.self, AddEvent.self, Embed.self, Generate.self,
+            IndexCommand.self, Similar.self, Train.self, Models.self, Eval.self, Recommend.self, Serve.self,
         ]
     )
 

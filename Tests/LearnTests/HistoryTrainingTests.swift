@@ -76,7 +76,8 @@ final class HistoryTrainingTests: XCTestCase {
         let data = try syntheticDataset(users: 80, items: 30, length: 1...25)
         for arch in [ModelConfiguration.Architecture.sasrec, .bert4rec] {
             var c = smallConfiguration(arch); c.maxLength = 8
-            XCTAssertEqual(c.windows, .last, "the default")
+            XCTAssertEqual(c.windows, .auto, "the default")
+            c.windows = .last
             let network = try SequenceNetwork(configuration: c, numItems: 30, text: nil)
             let objective: SequenceObjective = arch == .sasrec ? SASRec(train: data.sequences, configuration: c)
                                                                 : BERT4Rec(train: data.sequences, configuration: c, numItems: 30)
@@ -137,7 +138,7 @@ final class HistoryTrainingTests: XCTestCase {
         // One user of 23 events: training part 21 items (20 targets), maxLength 5 → `all` ends 21, 16, 11, 6:
         // four full windows of 5 rows each (the `last` window alone is one of them).
         let data = try SequenceDataset(sequences: [Array(1...23)], numItems: 23)
-        var c = smallConfiguration(.sasrec); c.maxLength = 5; c.blocks = 1
+        var c = smallConfiguration(.sasrec); c.maxLength = 5; c.blocks = 1; c.windows = .last
         let last = try TrainingCost.flopsPerEpoch(dataset: data, configuration: c)
         c.windows = .all
         let all = try TrainingCost.flopsPerEpoch(dataset: data, configuration: c)

@@ -85,9 +85,9 @@ final class ModelTests: XCTestCase {
                     XCTAssertEqual(got[j], expected[j], accuracy: 1e-5 * scale, "\(arch) history of \(h.count), component \(j)")
                 }
             }
-            XCTAssertNotNil(served.network.servingWeights, "\(arch): the serving path was taken")
+            XCTAssertTrue(served.network.isFrozenForServing, "\(arch): the serving path was taken")
             served.network.zeroGradients()  // what every training step does first
-            XCTAssertNil(served.network.servingWeights, "\(arch): training drops the serving copies")
+            XCTAssertFalse(served.network.isFrozenForServing, "\(arch): training drops the serving copies")
             XCTAssertEqual(served.userRepresentation(histories[1]), before[1], "\(arch): back on the training path")
         }
     }

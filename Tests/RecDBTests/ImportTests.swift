@@ -41,17 +41,17 @@ final class ImportTests: DatabaseTestCase {
 
     func testRecBoleAtomicFiles() throws {
         let db = try makeDatabase()
-        let inter = try writeFile("ml.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n196\t302\t4\t881250950\n")
-        let items = try writeFile("ml.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n242\tKolya\t1996\tComedy\n302\tL.A. Confidential\t1997\tCrime Film-Noir\n")
+        let inter = try writeFile("ml.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\nu7\tm1\t3\t1700000000\nu7\tm2\t4\t1700000001\n")
+        let items = try writeFile("ml.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\nm1\tA Made-Up Film\t1996\tComedy\nm2\tAnother Invented Title\t1997\tCrime Film-Noir\n")
         try db.importInteractions(from: inter)
         let summary = try db.importItems(from: items)
         XCTAssertEqual(summary.updatedItems, 2)
         try db.read { tx in
-            let events = try tx.events(user: try tx.userID(for: "196")!)
+            let events = try tx.events(user: try tx.userID(for: "u7")!)
             XCTAssertEqual(events.map(\.value), [3, 4])
-            XCTAssertEqual(events.map(\.timestamp), [881_250_949, 881_250_950])
-            let item = try tx.item(externalID: "302")!
-            XCTAssertEqual(item.title, "L.A. Confidential")
+            XCTAssertEqual(events.map(\.timestamp), [1_700_000_000, 1_700_000_001])
+            let item = try tx.item(externalID: "m2")!
+            XCTAssertEqual(item.title, "Another Invented Title")
             XCTAssertEqual(item.attributes["release_year"] as? String, "1997")
             XCTAssertEqual(item.attributes["class"] as? String, "Crime Film-Noir")
         }

@@ -108,17 +108,21 @@ final class IntegrityTests: DatabaseTestCase {
 
     // MARK: - Format version
 
-    func testAFormat1DatabaseIsRefusedWithAClearErrorAndLeftUnchanged() throws {
-        var db: Database? = try makeDatabase()
-        try db!.write { tx in try tx.meta.setU64(.formatVersion, 1) }
-        db = nil
-        let before = try Data(contentsOf: URL(fileURLWithPath: path("db") + "/data.mdb"))
-        for options in [Database.Options(), Database.Options(readOnly: true, create: false)] {
-            XCTAssertThrowsError(try Database(path: path("db"), options: options)) { error in
-                XCTAssertEqual(error as? RecDBError, .formatVersion(found: 1, supported: 2))
+    func testOlderFormatDatabasesAreRefusedWithAClearErrorAndLeftUnchanged() throws {
+        // Format 1 had no checksums; format 2 stored one B-tree entry per event and a global event log.
+        for old in [1, 2] {
+            var db: Database? = try makeDatabase("db\(old)")
+            try db!.write { tx in try tx.meta.setU64(.formatVersion, UInt64(old)) }
+            db = nil
+            let before = try Data(contentsOf: URL(fileURLWithPath: path("db\(old)") + "/data.mdb"))
+            for options in [Database.Options(), Database.Options(readOnly: true, create: false)] {
+                XCTAssertThrowsError(try Database(path: path("db\(old)"), options: options)) { error in
+                    XCTAssertEqual(error as? RecDBError, .formatVersion(found: old, supported: 3))
+                    XCTAssertEqual("\(error)", "database format version \(old) is not supported (this build reads version 3)")
+                }
             }
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("db\(old)") + "/data.mdb")), before)
         }
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("db") + "/data.mdb")), before)
     }
 
     // MARK: - Checksums on load

@@ -32,6 +32,12 @@ final class ProcessTests: DatabaseTestCase {
         let small = try writeFile("small.csv", "user,item,timestamp\na,b,1\n")
         XCTAssertEqual(try runProcess(rdbctl, ["import", "interactions", dbPath, small, "--json"]).0, 0)
         let big = try writeBigCSV("big.csv", rows: 1_500_000)
+        // The kill lands half-way through, whatever this machine's speed: a whole import of the same file
+        // into a scratch database is timed first (a fixed delay outlived the whole import on a quiet machine).
+        _ = try makeDatabase("scratch")
+        let started = Date()
+        XCTAssertEqual(try runProcess(rdbctl, ["import", "interactions", path("scratch"), big, "--json"]).0, 0)
+        let wholeImport = Date().timeIntervalSince(started)
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: rdbctl)
@@ -39,8 +45,8 @@ final class ProcessTests: DatabaseTestCase {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        Thread.sleep(forTimeInterval: 0.4)
-        XCTAssertTrue(process.isRunning, "the import finished before it could be killed: make the file bigger")
+        Thread.sleep(forTimeInterval: wholeImport / 2)
+        XCTAssertTrue(process.isRunning, "the import finished before it could be killed (a whole one took \(wholeImport) s)")
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationReason, .uncaughtSignal)

@@ -31,6 +31,13 @@ double indexbench_direct_search_each(indexbench_direct_t* index, const float* qu
 double indexbench_direct_hnsw_loop(indexbench_direct_t* index, const float* queries, size_t n, size_t k,
                                    int ef_search, int64_t* labels_out);
 
+/* Builds a fresh faiss::IndexHNSWFlat(d, m) (L2) over n rows with one IndexHNSWFlat::add call, as a C++ user
+ * would; returns the seconds of the add (the peer of VectorIndex.add for the build comparison). */
+double indexbench_direct_hnsw_build(const float* x, size_t n, size_t d, int m);
+
+/* omp_get_max_threads() as Faiss sees it (the threads IndexHNSW::add may use). */
+int indexbench_direct_omp_threads(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,23 +37,43 @@ struct AdamW {
     }
 
     /// One update of every parameter from its `grad`.
-    mutating func update(_ parameters: [Parameter]) {
+    /// - Parameters:
+    ///   - rowSparse: a matrix parameter updated only on `rows` (row indices), whose gradient is zero
+    ///     elsewhere — "lazy" Adam for an embedding table trained by a sampled loss: rows not in `rows`
+    ///     keep their value and moments (no momentum drift, no weight decay), as `torch.optim.SparseAdam`
+    ///     and TF's LazyAdam. The gradients of those rows are zeroed after the update, so the caller can
+    ///     skip zeroing the whole table before the next step.
+    mutating func update(_ parameters: [Parameter], rowSparse: Parameter? = nil, rows: [Int32] = []) {
         step += 1
         let lr = learningRate, b1 = beta1, b2 = beta2, eps = epsilon
         let c1 = 1 - powf(b1, Float(step)), c2 = 1 - powf(b2, Float(step))
         let decay = 1 - lr * weightDecay
         let stepSize = lr / c1
         let c2Root = c2.squareRoot()
-        for p in parameters {
+        @inline(__always) func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
+                                     _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ r: Range<Int>) {
+            for i in r {
+                let gi = g[i]
+                w[i] *= decay
+                let mi = b1 * m[i] + (1 - b1) * gi
+                let vi = b2 * v[i] + (1 - b2) * gi * gi
+                m[i] = mi; v[i] = vi
+                w[i] -= stepSize * mi / (vi.squareRoot() / c2Root + eps)
+            }
+        }
+        for p in parameters where p !== rowSparse {
             let w = p.value.p, g = p.grad.p, m = p.moment1.p, v = p.moment2.p
-            Parallel.forEachSlice(p.count, minimumPerPart: 32768) { _, r in
-                for i in r {
-                    let gi = g[i]
-                    w[i] *= decay
-                    let mi = b1 * m[i] + (1 - b1) * gi
-                    let vi = b2 * v[i] + (1 - b2) * gi * gi
-                    m[i] = mi; v[i] = vi
-                    w[i] -= stepSize * mi / (vi.squareRoot() / c2Root + eps)
+            Parallel.forEachSlice(p.count, minimumPerPart: 32768) { _, r in apply(w, g, m, v, r) }
+        }
+        if let p = rowSparse {
+            let w = p.value.p, g = p.grad.p, m = p.moment1.p, v = p.moment2.p, width = p.shape[1]
+            rows.withUnsafeBufferPointer { rs in
+                Parallel.forEachSlice(rs.count, minimumPerPart: 512) { _, range in
+                    for k in range {
+                        let start = Int(rs[k]) * width
+                        apply(w, g, m, v, start..<(start + width))
+                        (g + start).update(repeating: 0, count: width)
+                    }
                 }
             }
         }

@@ -119,6 +119,10 @@ struct RankingEvaluator {
     let network: SequenceNetwork
     var batchSize: Int = 1024
     var maskSeen = false
+    /// Catalogues larger than this are scored in blocks of this many items (`blockedRanks`), so the
+    /// score buffers stay `64 × itemBlock` per worker (a 64-user chunk over 1M items would be 256 MB)
+    /// and each block's scores are counted while they are still in cache.
+    var itemBlock: Int = 65_536
 
     /// 0-based rank of each case's target.
     func ranks(_ cases: [EvaluationCase]) -> [Int] { ranks(cases, coverageDepth: 0).ranks }
@@ -126,6 +130,7 @@ struct RankingEvaluator {
     /// 0-based rank of each case's target and, when `coverageDepth` > 0, for every item the best
     /// (0-based) position it reached in any case's top `coverageDepth` list (Int32.max = never).
     func ranks(_ cases: [EvaluationCase], coverageDepth: Int) -> (ranks: [Int], bestPosition: [Int32]) {
+        if network.numItems > itemBlock { return blockedRanks(cases, coverageDepth: coverageDepth) }
         let d = network.width, n = network.numItems
         let depth = min(coverageDepth, n)
         var ranks = [Int](repeating: 0, count: cases.count)
@@ -196,6 +201,119 @@ struct RankingEvaluator {
         var best = depth > 0 ? bestPositions[0] : []
         for p in bestPositions.dropFirst() where depth > 0 { for i in 0..<n where p[i] < best[i] { best[i] = p[i] } }
         return (ranks, best)
+    }
+
+    /// The users' final hidden states for `cases[start..<end]` into `users` (zeros for an empty history).
+    private func userStates(_ cases: ArraySlice<EvaluationCase>, ws: SequenceNetwork.Workspace, into users: Buffer) {
+        let d = network.width
+        ws.reset()
+        for c in cases { network.appendEvaluationWindow(c.history, to: ws) }
+        network.forwardLastRows(ws)
+        for k in 0..<cases.count {
+            if ws.layout.rowStart[k + 1] > ws.layout.rowStart[k] {
+                (users.p + k * d).update(from: ws.hidden.p + k * d, count: d)
+            } else {
+                (users.p + k * d).update(repeating: 0, count: d)
+            }
+        }
+    }
+
+    /// `ranks(_:coverageDepth:)` over item blocks of `itemBlock` items: per chunk of 64 users, the target
+    /// scores come first from one small product against the gathered target rows (the same sgemm, the
+    /// same k-order, so the same float as the target's entry of the full product — a test checks ranks
+    /// equal the unblocked path), then every block is one sgemm whose scores are counted against them,
+    /// seen items corrected and, for coverage, merged into a running top list per user. Memory is
+    /// `64 × itemBlock` scores per worker whatever the catalogue; the work is the same full ranking.
+    func blockedRanks(_ cases: [EvaluationCase], coverageDepth: Int) -> (ranks: [Int], bestPosition: [Int32]) {
+        let d = network.width, n = network.numItems, block = itemBlock
+        let depth = min(coverageDepth, n)
+        var ranks = [Int](repeating: 0, count: cases.count)
+        let ws = network.makeWorkspace()
+        let users = Buffer(batchSize * d)
+        let chunk = 64
+        let parts = Parallel.parts
+        let scoreBuffers = (0..<parts).map { _ in Buffer(chunk * block) }
+        let targetRows = (0..<parts).map { _ in Buffer(chunk * d) }
+        let targetScores = (0..<parts).map { _ in Buffer(chunk * chunk) }
+        var bestPositions = (0..<parts).map { _ in depth > 0 ? [Int32](repeating: .max, count: n) : [] }
+        let catalogue = network.itemTable + d
+        var start = 0
+        while start < cases.count {
+            let end = min(cases.count, start + batchSize)
+            userStates(cases[start..<end], ws: ws, into: users)
+            let m = end - start
+            ranks.withUnsafeMutableBufferPointer { out in
+                bestPositions.withUnsafeMutableBufferPointer { positions in
+                    let chunks = (m + chunk - 1) / chunk
+                    Parallel.forEachSlice(chunks, parts: parts) { part, range in
+                        let z = scoreBuffers[part].p, tr = targetRows[part].p, tz = targetScores[part].p
+                        var seen: [Set<Int32>] = Array(repeating: [], count: chunk)
+                        var tops: [[(score: Float, item: Int)]] = Array(repeating: [], count: chunk)
+                        var ts = [Float](repeating: 0, count: chunk)
+                        var counts = [Int](repeating: 0, count: chunk)
+                        for ch in range {
+                            let u0 = ch * chunk, um = min(chunk, m - u0)
+                            let h = users.p + u0 * d
+                            for i in 0..<um {
+                                let c = cases[start + u0 + i]
+                                (tr + i * d).update(from: catalogue + (Int(c.target) - 1) * d, count: d)
+                                seen[i].removeAll(keepingCapacity: true)
+                                if maskSeen { for x in c.history where x != c.target { seen[i].insert(x) } }
+                                tops[i].removeAll(keepingCapacity: true)
+                                counts[i] = 0
+                            }
+                            BLAS.gemm(transB: true, m: um, n: um, k: d, a: h, lda: d, b: tr, ldb: d, c: tz, ldc: um)
+                            for i in 0..<um { ts[i] = tz[i * um + i] }
+                            var b0 = 0
+                            while b0 < n {
+                                let bn = min(block, n - b0)
+                                BLAS.gemm(transB: true, m: um, n: bn, k: d, a: h, lda: d, b: catalogue + b0 * d, ldb: d,
+                                          c: z, ldc: bn)
+                                for i in 0..<um {
+                                    let row = z + i * bn
+                                    counts[i] += Self.countGreater(row, bn, ts[i])
+                                    if maskSeen {
+                                        for x in seen[i] where Int(x) - 1 >= b0 && Int(x) - 1 < b0 + bn {
+                                            if row[Int(x) - 1 - b0] > ts[i] { counts[i] -= 1 }
+                                        }
+                                    }
+                                    if depth > 0 {
+                                        Self.mergeTop(row, bn, base: b0, depth, excluding: maskSeen ? seen[i] : [], into: &tops[i])
+                                    }
+                                }
+                                b0 += bn
+                            }
+                            for i in 0..<um {
+                                out[start + u0 + i] = counts[i]
+                                for (p, e) in tops[i].enumerated() where positions[part][e.item] > Int32(p) {
+                                    positions[part][e.item] = Int32(p)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            start = end
+        }
+        var best = depth > 0 ? bestPositions[0] : []
+        for p in bestPositions.dropFirst() where depth > 0 { for i in 0..<n where p[i] < best[i] { best[i] = p[i] } }
+        return (ranks, best)
+    }
+
+    /// Merges one block of scores (items `base ..< base + n`, 0-based) into a running top list of `depth`
+    /// (best first; blocks arrive in increasing id order, so equal scores keep the lower id first, as
+    /// `topItems`). `excluding` holds 1-based ids.
+    static func mergeTop(_ row: UnsafePointer<Float>, _ n: Int, base: Int, _ depth: Int, excluding: Set<Int32>,
+                         into top: inout [(score: Float, item: Int)]) {
+        for i in 0..<n {
+            let v = row[i]
+            if top.count == depth && !(v > top[depth - 1].score) { continue }
+            if !excluding.isEmpty && excluding.contains(Int32(base + i + 1)) { continue }
+            var lo = 0, hi = top.count
+            while lo < hi { let mid = (lo + hi) / 2; if top[mid].score >= v { lo = mid + 1 } else { hi = mid } }
+            if top.count == depth { top.removeLast() }
+            top.insert((v, base + i), at: lo)
+        }
     }
 
     /// The `depth` highest-scoring items (0-based ids) of a score row, best first; equal scores keep

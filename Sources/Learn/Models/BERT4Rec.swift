@@ -1,7 +1,7 @@
 /// BERT4Rec — "Sequential Recommendation with Bidirectional Encoder Representations from Transformer",
 /// F. Sun, J. Liu, J. Wu, C. Pei, X. Lin, W. Ou, P. Jiang, CIKM 2019 (arXiv:1904.06690).
 ///
-/// Network (`SequenceNetwork` with `causal = false`): bidirectional self-attention over the real
+/// Network (`TransformerEncoder` with `causal = false`): bidirectional self-attention over the real
 /// positions, 2 heads, d→4d GELU feed-forward, a trainable [MASK] item (id numItems + 1, never scored).
 /// Objective (Cloze): input = the last `maxLength` training items of each window (`TrainingWindows`:
 /// by default one per user, ending at the newest training item), each replaced by [MASK] with
@@ -51,5 +51,55 @@ struct BERT4Rec: WindowedObjective {
                 ws.items[last] = maskItem
             }
         }
+    }
+}
+
+extension BERT4Rec: SequenceArchitecture {
+    static var defaultHeads: Int { 2 }
+    static var defaultFeedForwardMultiplier: Int { 4 }
+    static var defaultActivation: Kernels.Activation { .gelu }
+
+    static func makeEncoder(configuration: ModelConfiguration) -> any SequenceEncoder {
+        TransformerEncoder(configuration: configuration, causal: false, maskToken: true)
+    }
+
+    static func makeObjective(train: [[Int32]], configuration: ModelConfiguration, numItems: Int) -> any SequenceObjective {
+        BERT4Rec(train: train, configuration: configuration, numItems: numItems)
+    }
+
+    /// The last `maxLength − 1` items followed by [MASK]; an empty history gives just [MASK].
+    static func appendEvaluationWindow<C: BidirectionalCollection>(_ history: C, to ws: SequenceNetwork.Workspace,
+                                                                   network: SequenceNetwork) where C.Element == Int32 {
+        let maxLength = network.maxLength
+        let keep = history.suffix(maxLength - 1)
+        ws.layout.append(length: keep.count + 1, heads: network.heads)
+        ws.items.append(contentsOf: keep); ws.items.append(network.maskItem)
+        let n = keep.count + 1
+        for i in 0..<n { ws.positions.append(Int32(maxLength - n + 1 + i)) }
+    }
+
+    /// The scored positions are the expected number of masked ones.
+    static func flopsPerEpoch(train: [[Int32]], configuration c: ModelConfiguration, numItems: Int) -> (flops: Double, examples: Int) {
+        var rows = 0.0, scored = 0.0, attention = 0.0, examples = 0
+        for s in train {
+            for t in c.windows.ends(count: s.count, maxLength: c.maxLength, minimumEnd: 1) {
+                let len = min(t, c.maxLength)
+                examples += 1
+                rows += Double(len)
+                attention += Double(len * len)
+                let p = Double(c.maskProbability)
+                // expected masked positions, plus the forced mask when none was drawn
+                scored += Double(len) * p + pow1m(p, len)
+            }
+        }
+        return (TransformerEncoder.flopsPerEpoch(rows: rows, scored: scored, attention: attention, configuration: c,
+                                                 numItems: numItems), examples)
+    }
+
+    /// (1 − p)ⁿ by repeated multiplication (the order the recorded FLOP counts were computed in).
+    private static func pow1m(_ p: Double, _ n: Int) -> Double {
+        var r = 1.0
+        for _ in 0..<n { r *= 1 - p }
+        return r
     }
 }

@@ -30,13 +30,29 @@ public enum TrainingWindows: Equatable, Sendable, Codable, CustomStringConvertib
     case all
     /// Windows every `N` items from the newest (N < maxLength overlaps, N > maxLength skips).
     case stride(Int)
+    /// SASRec only: RecBole's every-prefix training. `prefixes` (K = 1) is one example per training
+    /// target, the up-to-`maxLength` items before it, loss at the last position only; `prefixes:K`
+    /// ends a window every K items and scores its newest K positions (every target once per epoch,
+    /// each with at least `maxLength − K` items of context once the history is long enough; K ≥
+    /// maxLength is `all`). See `PrefixWindows.swift`.
+    case prefixes(Int)
+    /// Chosen from the data when training starts (`AutomaticWindows.swift`): `last` on short
+    /// histories, whole-history training on long ones. Never stored: a version stores what it resolved to.
+    case auto
 
-    /// Parses `last`, `all` or `stride:N` (N ≥ 1).
+    /// Parses `auto`, `last`, `all`, `stride:N`, `prefixes` or `prefixes:K` (N, K ≥ 1).
     public init?(_ text: String) {
         switch text {
+        case "auto": self = .auto
         case "last": self = .last
         case "all": self = .all
+        case "prefixes": self = .prefixes(1)
         default:
+            if text.hasPrefix("prefixes:") {
+                guard let k = Int(text.dropFirst("prefixes:".count)), k >= 1 else { return nil }
+                self = .prefixes(k)
+                return
+            }
             guard text.hasPrefix("stride:"), let n = Int(text.dropFirst("stride:".count)), n >= 1 else { return nil }
             self = .stride(n)
         }
@@ -47,22 +63,25 @@ public enum TrainingWindows: Equatable, Sendable, Codable, CustomStringConvertib
         case .last: return "last"
         case .all: return "all"
         case .stride(let n): return "stride:\(n)"
+        case .prefixes(let k): return k == 1 ? "prefixes" : "prefixes:\(k)"
+        case .auto: return "auto"
         }
     }
 
-    /// The step between window ends; nil = only the last window.
+    /// The step between window ends; nil = only the last window (also for an unresolved `auto`).
     func stride(maxLength: Int) -> Int? {
         switch self {
-        case .last: return nil
+        case .last, .auto: return nil
         case .all: return maxLength
         case .stride(let n): return n
+        case .prefixes(let k): return min(k, maxLength)
         }
     }
 
     public init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let v = TrainingWindows(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "windows must be last, all or stride:N, got '\(text)'"))
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "windows must be auto, last, all, stride:N, prefixes or prefixes:K, got '\(text)'"))
         }
         self = v
     }
@@ -110,20 +129,11 @@ extension WindowedObjective {
 }
 
 extension SequenceNetwork {
-    /// Appends the evaluation window of `history` to `ws`: the last `maxLength` items (SASRec) or the
-    /// last `maxLength − 1` items followed by [MASK] (BERT4Rec). The user representation is the final
-    /// hidden state of the window's last row. An empty history yields a window of length 0 (SASRec)
-    /// or just [MASK] (BERT4Rec).
+    /// Appends the evaluation window of `history` to `ws` (the architecture's: SASRec the last `maxLength`
+    /// items, BERT4Rec the last `maxLength − 1` followed by [MASK]). The user representation is the final
+    /// hidden state of the window's last row.
     func appendEvaluationWindow<C: BidirectionalCollection>(_ history: C, to ws: Workspace)
     where C.Element == Int32 {
-        if configuration.architecture == .bert4rec {
-            let keep = history.suffix(maxLength - 1)
-            ws.layout.append(length: keep.count + 1, heads: heads)
-            ws.items.append(contentsOf: keep); ws.items.append(maskItem)
-            let n = keep.count + 1
-            for i in 0..<n { ws.positions.append(Int32(maxLength - n + 1 + i)) }
-        } else {
-            ws.append(window: history.suffix(maxLength), maxLength: maxLength, heads: heads)
-        }
+        architecture.appendEvaluationWindow(history, to: ws, network: self)
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A trained SASRec or BERT4Rec model: the object the store keeps, serves and re-evaluates.
+/// A trained sequential model (SASRec, BERT4Rec, …): the object the store keeps, serves and re-evaluates.
 ///
 /// - Scores: `score(user, item) = dot(userRepresentation(history), itemVectors[item])`.
 /// - Persistence: `exportParameters()` gives named tensors (PyTorch-like names and shapes);
@@ -145,12 +145,14 @@ public final class SequentialRecommender: @unchecked Sendable {
             mapped.withUnsafeMutableBufferPointer { BLAS.gemv(m: hiddenSize, n: w.shape[1], a: w.value.p, lda: w.shape[1],
                                                               x: p.baseAddress!, beta: 1, y: $0.baseAddress!) }
         }
+        // Architectures without a final normalisation (GRU4Rec) score T(profile) itself.
+        guard let norm = network.encoder.outputNorm else { return mapped }
         var out = [Float](repeating: 0, count: hiddenSize)
         var mean: Float = 0, rstd: Float = 0
         mapped.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { y in
-                Kernels.layerNormForward(x.baseAddress!, rows: 1, width: hiddenSize, gamma: network.finalNormGamma.value.p,
-                                         beta: network.finalNormBeta.value.p, eps: configuration.layerNormEpsilon,
+                Kernels.layerNormForward(x.baseAddress!, rows: 1, width: hiddenSize, gamma: norm.gamma.value.p,
+                                         beta: norm.beta.value.p, eps: configuration.layerNormEpsilon,
                                          into: y.baseAddress!, mean: &mean, rstd: &rstd)
             }
         }

@@ -17,7 +17,7 @@ final class ProfileDistillation {
     let configuration: DistillationConfiguration
     let network: SequenceNetwork
     let profiles: ProfileTable
-    /// 0-based index into `Workspace.xs` of the pooled block output (= the 1-based block number).
+    /// The pooled layer output (1-based layer number, `SequenceEncoder.layerOutput`).
     let stateIndex: Int
     private let student = Buffer(1), target = Buffer(1), studentGrad = Buffer(1), targetGrad = Buffer(1)
     private var active: [Bool] = []
@@ -25,7 +25,7 @@ final class ProfileDistillation {
 
     init(configuration: DistillationConfiguration, network: SequenceNetwork, profiles: ProfileTable) {
         self.configuration = configuration; self.network = network; self.profiles = profiles
-        stateIndex = configuration.reconstructionLayer ?? network.blocks.count
+        stateIndex = configuration.reconstructionLayer ?? network.encoder.layers
     }
 
     /// Pooling weights for a window of `n` rows (sum to 1).
@@ -50,7 +50,7 @@ final class ProfileDistillation {
         studentGrad.zero(count * d); targetGrad.zero(count * d)
         active = batch.map { profiles.present[objective.exampleUser($0)] }
         poolWeights.removeAll(keepingCapacity: true)
-        let xs = ws.xs[stateIndex].p
+        let xs = network.encoder.layerOutput(stateIndex, in: ws)
         let w = network.profileWeight!, b = network.profileBias!
         var users = 0
         for k in 0..<count {

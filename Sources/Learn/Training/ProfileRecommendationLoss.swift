@@ -70,9 +70,15 @@ final class ProfileRecommendationLoss {
         BLAS.gemm(transB: true, m: rows, n: d, k: pd, a: inputs.p, lda: pd, b: w.value.p, ldb: pd, c: mapped.p, ldc: d)
         for r in 0..<rows { let x = mapped.p + r * d; for j in 0..<d { x[j] += b.value.p[j] } }
         let mean = stats.p, rstd = stats.p + rows
-        let gamma = network.finalNormGamma.value.p
-        Kernels.layerNormForward(mapped.p, rows: rows, width: d, gamma: gamma, beta: network.finalNormBeta.value.p,
-                                 eps: network.configuration.layerNormEpsilon, into: normalised.p, mean: mean, rstd: rstd)
+        // Architectures without a final normalisation (GRU4Rec) serve h = x.
+        let norm = network.encoder.outputNorm
+        let gamma = norm?.gamma.value.p
+        if let norm {
+            Kernels.layerNormForward(mapped.p, rows: rows, width: d, gamma: norm.gamma.value.p, beta: norm.beta.value.p,
+                                     eps: network.configuration.layerNormEpsilon, into: normalised.p, mean: mean, rstd: rstd)
+        } else {
+            normalised.p.update(from: mapped.p, count: rows * d)
+        }
 
         // Logits, loss and dL/dx per chunk of rows; each worker owns its logits buffer.
         let catalogue = UnsafePointer(network.itemTable + d)  // column j of the logits is item j + 1
@@ -113,6 +119,7 @@ final class ProfileRecommendationLoss {
                             for j in 0..<d { g[j] -= c * e[j] }
                         }
                         // Through LN_f with γ, β constant: dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dh·γ.
+                        guard let gamma else { continue }
                         let x = mapped.p + r * d, mu = mean[r], rs = rstd[r]
                         var sumG: Float = 0, sumGX: Float = 0
                         for j in 0..<d { let gh = g[j] * gamma[j]; sumG += gh; sumGX += gh * (x[j] - mu) * rs }

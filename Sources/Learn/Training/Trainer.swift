@@ -111,7 +111,12 @@ public enum Trainer {
                                        configuration: ModelConfiguration, initialModel: SequentialRecommender?,
                                        progress: ((EpochProgress) -> Void)?,
                                        shouldStop: (() -> Bool)?) throws -> TrainingResult {
-        let split = try DatasetSplit.make(dataset, configuration: configuration)
+        // `loss: auto` and `windows: auto` are resolved here, so the network, the report and the stored
+        // version carry what was trained.
+        var resolved = configuration
+        resolved.loss = resolved.resolvedLoss(numItems: dataset.numItems)
+        let split = try DatasetSplit.make(dataset, configuration: resolved)
+        let configuration = resolved.resolvingAutomaticWindows(train: split.train)
         let distill = configuration.distillation
         if distill != nil {
             guard let profiles else { throw LearnError.invalidData("distillation needs a profile table") }
@@ -139,9 +144,8 @@ public enum Trainer {
             network = try SequenceNetwork(configuration: configuration, numItems: dataset.numItems, text: textTable,
                                           profileDimension: distill != nil ? profiles!.dimension : nil)
         }
-        let objective: SequenceObjective = configuration.architecture == .sasrec
-            ? SASRec(train: split.train, configuration: configuration)
-            : BERT4Rec(train: split.train, configuration: configuration, numItems: dataset.numItems)
+        let objective = configuration.architecture.model.makeObjective(train: split.train, configuration: configuration,
+                                                                       numItems: dataset.numItems)
         let session = TrainingSession(network: network, objective: objective, configuration: configuration,
                                       profiles: profiles)
         let evaluator = RankingEvaluator(network: network, batchSize: configuration.evaluationBatchSize,
@@ -247,6 +251,13 @@ final class TrainingSession {
     let profiles: ProfileTable?
     let workspace: SequenceNetwork.Workspace
     let crossEntropy: SoftmaxCrossEntropy
+    /// The sampled loss (`ModelConfiguration.loss == .sampled`); nil = full softmax.
+    let sampled: SampledSoftmaxCrossEntropy?
+    /// Whether the id table is updated row-sparsely (sampled loss on `id` items: only the rows a step
+    /// touched get gradient, so zeroing and updating the whole table would make a step O(catalogue)).
+    let sparseItemTable: Bool
+    /// Rows of the id table touched by the last `computeGradients` (when `sparseItemTable`).
+    var touchedRows: [Int32] = []
     var optimiser: AdamW
     var scoredRows: [Int32] = []
     var targets: [Int32] = []
@@ -268,6 +279,9 @@ final class TrainingSession {
         self.network = network; self.objective = objective; self.configuration = configuration; self.profiles = profiles
         workspace = network.makeWorkspace()
         crossEntropy = SoftmaxCrossEntropy(chunkRows: max(8, min(configuration.lossChunkRows, 4_194_304 / max(network.numItems, 1))))
+        sampled = configuration.loss == .sampled
+            ? SampledSoftmaxCrossEntropy(negatives: configuration.negatives, chunkRows: configuration.lossChunkRows) : nil
+        sparseItemTable = sampled != nil && configuration.items == .id
         optimiser = AdamW(learningRate: configuration.learningRate, beta1: configuration.beta1, beta2: configuration.beta2,
                           epsilon: configuration.adamEpsilon, weightDecay: configuration.weightDecay)
         if let d = configuration.distillation, let profiles {
@@ -285,7 +299,11 @@ final class TrainingSession {
     func step(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> Losses {
         let losses = computeGradients(batch, distill: distill, rng: &rng)
         if let clip = configuration.gradientClipNorm { AdamW.clipGradients(network.parameters, maxNorm: clip) }
-        optimiser.update(network.parameters)
+        if sparseItemTable {
+            optimiser.update(network.parameters, rowSparse: network.itemEmbedding, rows: touchedRows)
+        } else {
+            optimiser.update(network.parameters)
+        }
         network.refreshItemTable()
         return losses
     }
@@ -296,7 +314,7 @@ final class TrainingSession {
     func computeGradients(_ batch: ArraySlice<Int>, distill: Bool, rng: inout Xoshiro256) -> Losses {
         let ws = workspace, d = network.width, n = network.numItems
         objective.fillBatch(batch, into: ws, scoredRows: &scoredRows, targets: &targets, rng: &rng)
-        network.zeroGradients()
+        network.zeroGradients(keepingItemEmbedding: sparseItemTable)
         network.forward(ws, training: true, rng: &rng)
         let rows = ws.layout.rows
         let scored = scoredRows.isEmpty ? rows : scoredRows.count
@@ -311,7 +329,12 @@ final class TrainingSession {
             hidden = selectedHidden.p; grad = selectedGrad.p
         }
         let lossSum = targets.withUnsafeBufferPointer { t in
-            crossEntropy.run(hidden: hidden, rows: scored, width: d, catalogue: network.itemTable + d, items: n,
+            if let sampled {
+                return sampled.run(hidden: hidden, rows: scored, width: d, catalogue: network.itemTable + d, items: n,
+                                   targets: t.baseAddress!, gradScale: (1 - alpha) / Float(scored), hiddenGrad: grad,
+                                   catalogueGrad: network.itemTableGrad + d, rng: &rng)
+            }
+            return crossEntropy.run(hidden: hidden, rows: scored, width: d, catalogue: network.itemTable + d, items: n,
                              targets: t.baseAddress!, gradScale: (1 - alpha) / Float(scored), hiddenGrad: grad,
                              catalogueGrad: network.itemTableGrad + d)
         }
@@ -328,6 +351,7 @@ final class TrainingSession {
             network.backward(ws)
         }
         network.backpropagateItemTable()
+        if sparseItemTable, let sampled { touchedRows = sampled.touchedRows(inputs: ws.items, targets: targets, items: n) }
         var profileLoss = 0.0
         if let profileRecommendation {
             profileLoss = profileRecommendation.run(batch: batch, objective: objective,

@@ -70,7 +70,12 @@ public struct InteractionImportOptions {
     public var allowDuplicateImport = false
     /// Longest accepted line in bytes (default 1 MiB); a longer line stops the import with FILE:LINE.
     public var maxLineBytes = ImportLimits.defaultMaxLineBytes
+    /// Where the import's sort spills its runs (unnamed files, gone when the import ends however it
+    /// ends); nil: the database directory (same disk as the data; `/tmp` may be RAM).
+    public var temporaryDirectory: String?
     public var progress: ImportProgressHandler?
+    /// Events per sort run (32 bytes each, twice: the run and the radix sort's copy): 2M = 128 MiB.
+    var runEvents = 1 << 21
 
     public init(format: InteractionFormat? = nil) { self.format = format }
 }

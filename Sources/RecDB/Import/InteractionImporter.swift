@@ -12,15 +12,22 @@ extension Database {
         guard let format = options.format ?? InteractionFormat.guess(path: path) else {
             throw RecDBError.invalidArgument("cannot tell the format of \(path) from its name; give one of \(InteractionFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        // About 80 bytes of B-tree per event (two tables) for ~10–20 bytes of CSV.
-        return try runImport(path, bytesPerFileByte: 8) { tx in
-            var importer = try InteractionImporter(path: path, format: format, options: options, tx: tx)
+        // Events take ~5–10 bytes in blocks for ~20 bytes of CSV; ids and their maps come on top.
+        return try runImport(path, bytesPerFileByte: 4) { tx in
+            var importer = try InteractionImporter(path: path, format: format, options: options, tx: tx,
+                                                   spillDirectory: options.temporaryDirectory ?? self.path)
             return try importer.run()
         }
     }
 }
 
 /// The streaming interactions importer; lives for one write transaction.
+///
+/// Rows are parsed (delimited rows without quotes straight from the line's bytes, ids through a
+/// byte-keyed map: no String per row), numbered, and fed to an external sort by (user, time) in
+/// bounded memory (`EventRunSorter`); the sorted stream is then written user by user as packed
+/// blocks — appended at the end of `user_events` for users new to the database, merged into the last
+/// blocks for users that had events. Time is linear in the rows; memory is one sort run plus the id maps.
 struct InteractionImporter {
     let path: String
     let format: InteractionFormat
@@ -28,32 +35,35 @@ struct InteractionImporter {
     let tx: WriteTransaction
     let reader: LineReader
     var summary: ImportSummary
-    var userCache: [String: UInt32] = [:]
-    var itemCache: [String: UInt32] = [:]
+    var users = ExternalIDMap()
+    var items = ExternalIDMap()
     var typeCache: [String: UInt16] = [:]
-    /// Per-user events buffered and written in key order (sorted batches are much faster to insert).
-    var pending: [PendingEvent] = []
-    /// Scratch buffers for keys and values: no allocation per row.
-    var keyScratch = [UInt8](repeating: 0, count: 20)
-    var valueScratch = [UInt8](repeating: 0, count: 32)
+    let sorter: EventRunSorter
+    /// Users up to this id existed before the import (their blocks are merged, not appended).
+    let usersBefore: UInt32
+    let firstSequence: UInt64
+    var nextSequence: UInt64
+    let now = Clock.now()
     /// Of the data lines; the header and the options that give the columns meaning are added by `ledgerKey`.
-    var fingerprint = FNV64()
+    var fingerprint = LineFingerprint()
     /// The header row's column names (delimited formats), part of what the ledger fingerprints.
     var headerColumns: [String] = []
     /// One formatter per import: creating one per ISO-8601 timestamp cost more than the rest of the row.
     let isoDates = ISO8601DateFormatter()
 
-    init(path: String, format: InteractionFormat, options: InteractionImportOptions, tx: WriteTransaction) throws {
+    init(path: String, format: InteractionFormat, options: InteractionImportOptions, tx: WriteTransaction, spillDirectory: String) throws {
         self.path = path
         self.format = format
         self.options = options
         self.tx = tx
-        reader = try LineReader(path: path, maxLineBytes: options.maxLineBytes)
+        reader = try LineReader(path: path, maxLineBytes: options.maxLineBytes, bufferSize: 1 << 22)
         summary = ImportSummary(file: path, kind: "interactions", format: format.rawValue)
-        pending.reserveCapacity(Self.batch)
+        guard options.runEvents >= 2 else { throw RecDBError.invalidArgument("a sort run must hold at least 2 events") }
+        sorter = EventRunSorter(capacity: options.runEvents, directory: spillDirectory)
+        usersBefore = UInt32(try tx.userCount())
+        firstSequence = try tx.eventVersion()
+        nextSequence = firstSequence
     }
-
-    static let batch = 1 << 17
 
     struct Columns {
         var user: Int, item: Int, time: Int?, type: Int?, value: Int?
@@ -65,9 +75,26 @@ struct InteractionImporter {
         case .jsonl: try runJSONLines()
         case .sequences: try runSequences()
         }
-        try flushPending()
+        try writeEvents()
+        try tx.advanceCounter(.lastEventSequence, to: nextSequence)
         try recordInLedger()
         return summary
+    }
+
+    /// Merges the sorted runs into `user_events`, one user at a time.
+    private func writeEvents() throws {
+        let writer = UserBlockWriter(tx: tx)
+        var current: UInt32 = 0  // no user has id 0
+        try sorter.merge { r in
+            let e = r.stored
+            if r.user != current {
+                if current != 0 { try writer.end() }
+                current = r.user
+                try writer.begin(user: r.user, existing: r.user <= usersBefore, first: e)
+            }
+            try writer.add(e)
+        }
+        if current != 0 { try writer.end() }
     }
 
     // MARK: - Formats
@@ -78,8 +105,29 @@ struct InteractionImporter {
         let header = try reader.header(splitter, recbole: format == .recbole)
         headerColumns = header
         let columns = try resolveColumns(header)
+        let delimiter: UInt8 = format == .csv ? 0x2C : 0x09
+        let fieldCount = header.count
+        var starts = [Int](repeating: 0, count: fieldCount + 1)
+        // The fast path: a row of plain fields (no quotes), ids and an integer time read from its bytes.
+        let plainRows = columns.type == nil && columns.value == nil
+        let defaultType = try resolveType(options.eventType)
         while let line = try nextLine() {
             if line.isEmpty { continue }
+            if plainRows, format != .csv || memchr(line.baseAddress!, 0x22, line.count) == nil {
+                var n = 1
+                starts[0] = 0
+                for i in 0..<line.count where line[i] == delimiter {
+                    if n < fieldCount { starts[n] = i + 1 }
+                    n += 1
+                }
+                guard n == fieldCount else { throw reader.error("expected \(fieldCount) fields, found \(n)") }
+                starts[fieldCount] = line.count + 1
+                func field(_ c: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: line[starts[c]..<starts[c + 1] - 1]) }
+                let ts: Int64
+                if let t = columns.time { ts = try fastTimestamp(field(t)) } else { ts = Int64(reader.lineNumber) }
+                try add(user: field(columns.user), item: field(columns.item), timestamp: ts, typeCode: defaultType, value: nil)
+                continue
+            }
             try reader.split(line, with: splitter, into: &fields)
             guard fields.count == header.count else {
                 throw reader.error("expected \(header.count) fields, found \(fields.count)")
@@ -139,14 +187,24 @@ struct InteractionImporter {
     }
 
     private mutating func runSequences() throws {
-        let splitter = FieldSplitter(style: .whitespace)
-        var fields: [String] = []
+        let typeCode = try resolveType(options.eventType)
+        var tokens: [(Int, Int)] = []
         while let line = try nextLine() {
-            try reader.split(line, with: splitter, into: &fields)
-            if fields.isEmpty { continue }
-            guard fields.count >= 2 else { throw reader.error("a sequence line needs a user and at least one item") }
-            for position in 1..<fields.count {
-                try add(user: fields[0], item: fields[position], timestamp: Int64(position), type: nil, value: nil)
+            // Tokens split at spaces and tabs, as `FieldSplitter(.whitespace)`, without Strings.
+            tokens.removeAll(keepingCapacity: true)
+            var s = -1
+            for i in 0...line.count {
+                let isSpace = i == line.count || line[i] == 0x20 || line[i] == 0x09
+                if isSpace {
+                    if s >= 0 { tokens.append((s, i)); s = -1 }
+                } else if s < 0 { s = i }
+            }
+            if tokens.isEmpty { continue }
+            guard tokens.count >= 2 else { throw reader.error("a sequence line needs a user and at least one item") }
+            let user = UnsafeRawBufferPointer(rebasing: line[tokens[0].0..<tokens[0].1])
+            for position in 1..<tokens.count {
+                try add(user: user, item: UnsafeRawBufferPointer(rebasing: line[tokens[position].0..<tokens[position].1]),
+                        timestamp: Int64(position), typeCode: typeCode, value: nil)
             }
         }
     }
@@ -180,6 +238,23 @@ struct InteractionImporter {
             time: try find(options.timeColumn, ["timestamp", "time", "ts"], required: false, what: "time"),
             type: try find(options.typeColumn, ["type", "event", "event_type"], required: false, what: "type"),
             value: try find(options.valueColumn, ["value", "rating"], required: false, what: "value"))
+    }
+
+    /// A plain decimal timestamp read from its bytes; anything else goes through `parseTimestamp`.
+    private func fastTimestamp(_ bytes: UnsafeRawBufferPointer) throws -> Int64 {
+        if bytes.count >= 1 && bytes.count <= 18 {
+            var v: Int64 = 0
+            var digits = true
+            for b in bytes {
+                guard b >= 0x30 && b <= 0x39 else { digits = false; break }
+                v = v * 10 + Int64(b - 0x30)
+            }
+            if digits {
+                guard ImportLimits.timestampRange.contains(v) else { throw outOfRange(String(decoding: bytes, as: UTF8.self)) }
+                return v
+            }
+        }
+        return try parseTimestamp(String(decoding: bytes, as: UTF8.self))
     }
 
     private func parseTimestamp(_ text: String) throws -> Int64 {
@@ -216,71 +291,62 @@ struct InteractionImporter {
     }
 
     private mutating func add(user: String, item: String, timestamp: Int64, type: String?, value: Float?) throws {
-        let userID = try resolveUser(user)
-        let itemID = try resolveItem(item)
+        var user = user, item = item
         let typeCode = try resolveType(type ?? options.eventType)
-        let seq = try tx.nextCounter(.lastEventSequence)
-        let event = PendingEvent(user: userID, timestamp: timestamp, sequence: seq, item: itemID, typeCode: typeCode, value: value)
-        // The global log is keyed by a growing sequence: appended at its end right away.
-        try keyScratch.withUnsafeMutableBytes { key in
-            try valueScratch.withUnsafeMutableBytes { value in
-                key.storeBytes(of: seq.bigEndian, toByteOffset: 0, as: UInt64.self)
-                value.storeBytes(of: userID.littleEndian, toByteOffset: 0, as: UInt32.self)
-                value.storeBytes(of: timestamp.littleEndian, toByteOffset: 4, as: Int64.self)
-                event.writePayload(into: value, at: 12)
-                let logKey = UnsafeRawBufferPointer(rebasing: key[0..<8])
-                Seal.writeTrailer(value, payloadCount: 12 + EventPayload.size, key: logKey, table: .eventLog)
-                try tx.raw.put(.eventLog, key: logKey,
-                               value: UnsafeRawBufferPointer(rebasing: value[0..<12 + EventPayload.size + Seal.size]), append: true)
+        try user.withUTF8 { u in
+            try item.withUTF8 { i in
+                try add(user: UnsafeRawBufferPointer(u), item: UnsafeRawBufferPointer(i), timestamp: timestamp, typeCode: typeCode, value: value)
             }
         }
-        pending.append(event)
-        if pending.count >= Self.batch { try flushPending() }
+    }
+
+    @inline(__always)
+    private mutating func add(user: UnsafeRawBufferPointer, item: UnsafeRawBufferPointer, timestamp: Int64, typeCode: UInt16, value: Float?) throws {
+        let userHash = ExternalIDMap.hash(user)
+        let userID = try users.find(user, hash: userHash) ?? resolveNew(user, hash: userHash, kind: .user)
+        let itemHash = ExternalIDMap.hash(item)
+        let itemID = try items.find(item, hash: itemHash) ?? resolveNew(item, hash: itemHash, kind: .item)
+        nextSequence += 1
+        try sorter.add(EventRecord(timestamp: timestamp, sequence: nextSequence, user: userID, item: itemID,
+                                   valueBits: value?.bitPattern ?? 0, typeCode: typeCode, hasValue: value != nil))
         summary.rows += 1
         summary.events += 1
     }
 
-    private mutating func flushPending() throws {
-        pending.sort { ($0.user, $0.biasedTimestamp, $0.sequence) < ($1.user, $1.biasedTimestamp, $1.sequence) }
-        try keyScratch.withUnsafeMutableBytes { key in
-            try valueScratch.withUnsafeMutableBytes { value in
-                for event in pending {
-                    key.storeBytes(of: event.user.bigEndian, toByteOffset: 0, as: UInt32.self)
-                    key.storeBytes(of: event.biasedTimestamp.bigEndian, toByteOffset: 4, as: UInt64.self)
-                    key.storeBytes(of: event.sequence.bigEndian, toByteOffset: 12, as: UInt64.self)
-                    event.writePayload(into: value, at: 0)
-                    Seal.writeTrailer(value, payloadCount: EventPayload.size, key: UnsafeRawBufferPointer(key), table: .userEvents)
-                    try tx.raw.put(.userEvents, key: UnsafeRawBufferPointer(key),
-                                   value: UnsafeRawBufferPointer(rebasing: value[0..<EventPayload.storedSize]))
+    /// An id not seen yet in this import: the stored one, or a new user or item (validated, appended:
+    /// ids only grow).
+    private mutating func resolveNew(_ bytes: UnsafeRawBufferPointer, hash: UInt32, kind: EntityKind) throws -> UInt32 {
+        let external = String(decoding: bytes, as: UTF8.self)
+        let id: UInt32
+        do {
+            switch kind {
+            case .user:
+                if let existing = try tx.userID(for: external) { id = existing } else {
+                    try validateExternalID(external, kind: "user")
+                    id = UInt32(try tx.nextCounter(.lastUserID))
+                    let record = User(id: id, externalID: external, attributesJSON: nil, createdAt: now)
+                    try tx.raw.put(.users, key: Keys.u32(id), value: UserRecord.encode(record), append: true)
+                    try tx.raw.put(.userIDs, key: Array(bytes), value: Keys.u32(id))
+                    summary.createdUsers += 1
                 }
+                users.insert(bytes, hash: hash, id: id)
+            case .item:
+                if let existing = try tx.itemID(for: external) { id = existing } else {
+                    try validateExternalID(external, kind: "item")
+                    id = UInt32(try tx.nextCounter(.lastItemID))
+                    let record = Item(id: id, externalID: external, title: nil, text: nil, attributesJSON: nil, isAvailable: true,
+                                      isDeleted: false, createdAt: now, updatedAt: now)
+                    try tx.raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(record), append: true)
+                    try tx.raw.put(.itemIDs, key: Array(bytes), value: Keys.u32(id))
+                    try tx.itemCreated(id)
+                    summary.createdItems += 1
+                }
+                items.insert(bytes, hash: hash, id: id)
             }
+        } catch let e as RecDBError {
+            if case .importFailed = e { throw e }
+            throw reader.error("\(e)")
         }
-        pending.removeAll(keepingCapacity: true)
-    }
-
-    private mutating func resolveUser(_ external: String) throws -> UInt32 {
-        if let id = userCache[external] { return id }
-        let id: UInt32
-        if let existing = try tx.userID(for: external) {
-            id = existing
-        } else {
-            do { id = try tx.upsertUser(externalID: external) } catch let e as RecDBError { throw reader.error("\(e)") }
-            summary.createdUsers += 1
-        }
-        userCache[external] = id
-        return id
-    }
-
-    private mutating func resolveItem(_ external: String) throws -> UInt32 {
-        if let id = itemCache[external] { return id }
-        let id: UInt32
-        if let existing = try tx.itemID(for: external) {
-            id = existing
-        } else {
-            do { id = try tx.upsertItem(ItemInput(externalID: external)) } catch let e as RecDBError { throw reader.error("\(e)") }
-            summary.createdItems += 1
-        }
-        itemCache[external] = id
         return id
     }
 
@@ -312,34 +378,6 @@ struct InteractionImporter {
             throw RecDBError.alreadyImported(file: path, fingerprint: String(key.dropFirst(MetaKey.importPrefix.rawValue.count)) + ", \(previous)")
         }
         try tx.meta.setString(key, "\(summary.events) events from \(URL(fileURLWithPath: path).lastPathComponent) at \(Clock.now())")
-    }
-}
-
-/// One parsed event waiting for its sorted insert into `user_events`.
-struct PendingEvent {
-    var user: UInt32
-    /// The timestamp with its sign bit flipped, so unsigned order is time order (as in the key).
-    var biasedTimestamp: UInt64
-    var sequence: UInt64
-    var item: UInt32
-    var typeCode: UInt16
-    var value: Float?
-
-    init(user: UInt32, timestamp: Int64, sequence: UInt64, item: UInt32, typeCode: UInt16, value: Float?) {
-        self.user = user
-        biasedTimestamp = UInt64(bitPattern: timestamp) ^ (1 << 63)
-        self.sequence = sequence
-        self.item = item
-        self.typeCode = typeCode
-        self.value = value
-    }
-
-    /// The 11-byte payload layout of `EventPayload`.
-    func writePayload(into out: UnsafeMutableRawBufferPointer, at offset: Int) {
-        out.storeBytes(of: item.littleEndian, toByteOffset: offset, as: UInt32.self)
-        out.storeBytes(of: typeCode.littleEndian, toByteOffset: offset + 4, as: UInt16.self)
-        out.storeBytes(of: value == nil ? 0 : 1, toByteOffset: offset + 6, as: UInt8.self)
-        out.storeBytes(of: (value ?? 0).bitPattern.littleEndian, toByteOffset: offset + 7, as: UInt32.self)
     }
 }
 

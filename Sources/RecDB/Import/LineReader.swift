@@ -17,14 +17,15 @@ final class LineReader {
 
     let path: String
     private let fd: Int32
-    private var buffer: UnsafeMutableRawBufferPointer
-    private var start = 0   // first unread byte in buffer
-    private var end = 0     // one past the last valid byte
-    private var eof = false
+    // Read for every line by one thread at a time: no dynamic exclusivity bookkeeping per access.
+    @exclusivity(unchecked) private var buffer: UnsafeMutableRawBufferPointer
+    @exclusivity(unchecked) private var start = 0   // first unread byte in buffer
+    @exclusivity(unchecked) private var end = 0     // one past the last valid byte
+    @exclusivity(unchecked) private var eof = false
     /// 1-based number of the line last returned.
-    private(set) var lineNumber = 0
+    @exclusivity(unchecked) private(set) var lineNumber = 0
     /// Bytes consumed so far (for progress).
-    private(set) var bytesConsumed = 0
+    @exclusivity(unchecked) private(set) var bytesConsumed = 0
     let totalBytes: Int
     let maxLineBytes: Int
 

@@ -142,36 +142,41 @@ private struct Verifier {
         }
         if UInt64(userExternal.count) != lastUser { problem("users holds \(userExternal.count) records but the id counter is \(lastUser)") }
 
-        // Events: the per-user table and the global log hold the same events.
-        var perUser: [UInt64: (user: UInt32, timestamp: Int64, payload: [UInt8])] = [:]
+        // Events: per-user blocks, each decoded and checked (checksum, bounds, order inside the block);
+        // a user's blocks do not overlap; every event refers to a known user, item and type; sequences
+        // are unique and dense from 1 to the counter (so the counter is the event count).
+        var events = 0
+        if lastSeq > 1 << 40 { problem("meta last_event_seq \(lastSeq) is implausibly large") }
+        var seen = [UInt64](repeating: 0, count: Int(min(lastSeq, 1 << 40) / 64) + 1)
+        var previous: (user: UInt32, event: StoredEvent)?
         walk(.userEvents) { v, k, value in
-            let payload = try EventPayload.open(key: k, value: value)
-            let key = EventKeys.decodeUserEvent(k)
-            var r = ByteReader(payload, what: "event")
-            let p = try EventPayload.read(&r)
-            if userExternal[key.user] == nil { v.problem("user_events: event \(key.sequence) refers to unknown user #\(key.user)") }
-            if itemExternal[p.item] == nil { v.problem("user_events: event \(key.sequence) of user #\(key.user) refers to unknown item #\(p.item)") }
-            if !eventTypes.contains(p.typeCode) { v.problem("user_events: event \(key.sequence) has unknown type code \(p.typeCode)") }
-            if key.sequence == 0 || key.sequence > lastSeq { v.problem("user_events: event \(key.sequence) is beyond the sequence counter \(lastSeq)") }
-            if perUser[key.sequence] != nil { v.problem("user_events: sequence \(key.sequence) appears twice") }
-            perUser[key.sequence] = (key.user, key.timestamp, Array(payload))
-        }
-        var logged = 0
-        walk(.eventLog) { v, k, value in
-            guard k.count == 8 else { v.problem("event_log: key of \(k.count) bytes"); return }
-            let seq = Keys.readU64(k)
-            let body = try Seal.open(value, key: k, table: .eventLog)
-            guard body.count == 12 + EventPayload.size else { v.problem("event_log \(seq): \(body.count) bytes"); return }
-            logged += 1
-            let user = UInt32(littleEndian: body.loadUnaligned(as: UInt32.self))
-            let ts = Int64(littleEndian: body.loadUnaligned(fromByteOffset: 4, as: Int64.self))
-            guard let twin = perUser[seq] else { v.problem("event \(seq) is in the log but not in user #\(user)'s history"); return }
-            if twin.user != user || twin.timestamp != ts || !twin.payload.elementsEqual(body[12...]) {
-                v.problem("event \(seq) differs between event_log and user_events")
+            guard k.count == EventBlock.keyBytes else { v.problem("user_events: key of \(k.count) bytes"); return }
+            let user = EventBlock.decodeKey(k).user
+            if userExternal[user] == nil { v.problem("user_events: block \(describeKey(k)) belongs to unknown user #\(user)") }
+            if let p = previous, p.user == user, let first = try EventBlock.decode(key: k, value: value).first, !p.event.precedes(first) {
+                v.problem("user_events: block \(describeKey(k)) of user #\(user) overlaps the block before it")
             }
+            var problems: [String] = []
+            var last: StoredEvent?
+            try EventBlock.decode(key: k, value: value) { e in
+                events += 1
+                last = e
+                if itemExternal[e.item] == nil { problems.append("event \(e.sequence) of user #\(user) refers to unknown item #\(e.item)") }
+                if !eventTypes.contains(e.typeCode) { problems.append("event \(e.sequence) has unknown type code \(e.typeCode)") }
+                if let f = e.value, !f.isFinite { problems.append("event \(e.sequence) has value \(f)") }
+                if e.sequence == 0 || e.sequence > lastSeq {
+                    problems.append("event \(e.sequence) is beyond the sequence counter \(lastSeq)")
+                } else {
+                    let (word, bit) = (Int(e.sequence / 64), UInt64(1) << (e.sequence % 64))
+                    if seen[word] & bit != 0 { problems.append("sequence \(e.sequence) appears twice") }
+                    seen[word] |= bit
+                }
+            }
+            for p in problems { v.problem("user_events: \(p)") }
+            if let last { previous = (user, last) }
         }
-        if logged != perUser.count { problem("event_log has \(logged) events but user_events has \(perUser.count)") }
-        checked["events"] = logged
+        if UInt64(events) != lastSeq { problem("user_events holds \(events) events but the sequence counter is \(lastSeq) (sequences are dense from 1)") }
+        checked["events"] = events
 
         // Spaces, vectors and the vector log.
         var spacesByID: [UInt32: EmbeddingSpace] = [:]

@@ -14,56 +14,224 @@ public struct Event: Equatable, Sendable, Codable {
     public var value: Float?
 }
 
-/// Raw event as stored, without the type name resolved (bulk paths use it).
-struct EventPayload {
+/// An event as a block stores it (type as its code, user implied by the block).
+struct StoredEvent: Equatable {
+    var timestamp: Int64
+    var sequence: UInt64
     var item: UInt32
     var typeCode: UInt16
     var value: Float?
 
-    static let size = 11
-    /// A `user_events` value: the payload and its checksum trailer (CRC-32C of key ‖ payload).
-    static let storedSize = size + Seal.size
+    /// Plain events (default type, no value) need no type byte in a plain block.
+    var isPlain: Bool { typeCode == 0 && value == nil }
 
-    /// The payload of a stored `user_events` entry after checking its key length and checksum.
+    /// (timestamp, sequence) order: the order of a user's history.
     @inline(__always)
-    static func open(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
-        guard key.count == 20, value.count == storedSize, let body = Seal.payload(value, key: key, table: .userEvents) else {
-            throw Seal.damaged(table: .userEvents, key: key, value: value)
-        }
-        return body
-    }
-
-    /// The item id of a stored `user_events` entry, checked (the serving hot path reads only it).
-    @inline(__always)
-    static func checkedItem(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> UInt32 {
-        UInt32(littleEndian: try open(key: key, value: value).loadUnaligned(as: UInt32.self))
-    }
-
-    func write(to w: inout ByteWriter) {
-        w.leU32(item)
-        w.leU16(typeCode)
-        w.u8(value == nil ? 0 : 1)
-        w.leF32(value ?? 0)
-    }
-
-    static func read(_ r: inout ByteReader) throws -> EventPayload {
-        let item = try r.leU32(), code = try r.leU16(), has = try r.u8(), value = try r.leF32()
-        return EventPayload(item: item, typeCode: code, value: has == 0 ? nil : value)
+    func precedes(_ other: StoredEvent) -> Bool {
+        timestamp != other.timestamp ? timestamp < other.timestamp : sequence < other.sequence
     }
 }
 
-enum EventKeys {
-    /// user_events key: (user u32 BE, timestamp i64 biased BE, sequence u64 BE) — 20 bytes.
-    static func userEvent(user: UInt32, timestamp: Int64, sequence: UInt64) -> [UInt8] {
-        var w = ByteWriter(capacity: 20)
+/// `user_events` (format 3): each user's history is a run of **blocks**, each holding up to ~2 KB of
+/// consecutive events, so an event costs a few bytes instead of a B-tree entry (format 2 stored two
+/// entries per event, 109 bytes at 15M events; sqlite stores ~33 bytes per row with its index).
+///
+/// - Key (20 bytes): user u32 BE, then the block's first event's timestamp (i64, sign bit flipped, BE)
+///   and sequence (u64 BE). Key order is (user, time) order, so a user's newest events are in the last
+///   block before the next user's first key: one short backwards cursor scan.
+/// - Value: `u8 flags` (bit 0: every event is plain — default type, no value — and carries no type
+///   field), `varint count` (≥ 1), `varint maxSequence − firstSequence` (lets sequence-filtered scans skip a
+///   block), then the events in (timestamp, sequence) order: the first one's time and sequence are the
+///   key's; each later one has `varint Δtimestamp` (≥ 0) and `zigzag varint Δsequence` (≠ 0 when
+///   Δtimestamp is 0); every event has `varint item`; non-plain blocks add `varint (typeCode << 1 | hasValue)`
+///   and, with a value, `f32 LE`. The `Seal` CRC-32C trailer covers key and value.
+/// - Blocks of one user do not overlap in (timestamp, sequence): a block's events are ≥ its key and
+///   < the next block's key. Values stay under LMDB's inline node limit (no overflow pages).
+enum EventBlock {
+    /// Largest value (with its header and trailer): two blocks fill a 4 KiB leaf page, and a node of
+    /// 8 + 20 + 2010 bytes is the most LMDB keeps inside a page.
+    static let maxValueBytes = 2_000
+    /// Room kept for the header (flags, count, max-sequence delta) and the trailer.
+    static let headerReserve = 1 + 5 + 10 + Seal.size
+    static let keyBytes = 20
+    static let plainFlag: UInt8 = 1
+
+    static func key(user: UInt32, timestamp: Int64, sequence: UInt64) -> [UInt8] {
+        var w = ByteWriter(capacity: keyBytes)
         w.beU32(user); w.beI64(timestamp); w.beU64(sequence)
         return w.bytes
     }
 
-    static func decodeUserEvent(_ key: UnsafeRawBufferPointer) -> (user: UInt32, timestamp: Int64, sequence: UInt64) {
+    static func key(user: UInt32, first: StoredEvent) -> [UInt8] { key(user: user, timestamp: first.timestamp, sequence: first.sequence) }
+
+    static func decodeKey(_ key: UnsafeRawBufferPointer) -> (user: UInt32, timestamp: Int64, sequence: UInt64) {
         let user = Keys.readU32(key, at: 0)
         let ts = Int64(bitPattern: Keys.readU64(key, at: 4) ^ (1 << 63))
         return (user, ts, Keys.readU64(key, at: 12))
+    }
+
+    /// Bytes an event adds to a block after `previous` (nil: it is the block's first event).
+    @inline(__always)
+    static func encodedSize(_ e: StoredEvent, after previous: StoredEvent?, plain: Bool) -> Int {
+        var n = Varint.size(UInt64(e.item))
+        if let p = previous {
+            n += Varint.size(UInt64(bitPattern: e.timestamp &- p.timestamp))
+            n += Varint.size(Varint.zigzag(Int64(bitPattern: e.sequence &- p.sequence)))
+        }
+        if !plain { n += Varint.size(UInt64(e.typeCode) << 1 | 1) + (e.value == nil ? 0 : 4) }
+        return n
+    }
+
+    /// The sealed value of a block holding `events` (sorted, non-empty) of `user`.
+    static func encode(user: UInt32, _ events: UnsafeBufferPointer<StoredEvent>, into out: inout [UInt8]) {
+        let plain = events.allSatisfy(\.isPlain)
+        let first = events[0]
+        var maxSequence = first.sequence
+        for e in events where e.sequence > maxSequence { maxSequence = e.sequence }
+        out.removeAll(keepingCapacity: true)
+        out.append(plain ? plainFlag : 0)
+        Varint.append(UInt64(events.count), to: &out)
+        Varint.append(maxSequence - first.sequence, to: &out)
+        var previous: StoredEvent?
+        for e in events {
+            if let p = previous {
+                Varint.append(UInt64(bitPattern: e.timestamp &- p.timestamp), to: &out)
+                Varint.append(Varint.zigzag(Int64(bitPattern: e.sequence &- p.sequence)), to: &out)
+            }
+            Varint.append(UInt64(e.item), to: &out)
+            if !plain {
+                Varint.append(UInt64(e.typeCode) << 1 | (e.value == nil ? 0 : 1), to: &out)
+                if let v = e.value { withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+            }
+            previous = e
+        }
+        let k = key(user: user, first: first)
+        Seal.append(to: &out, key: k, table: .userEvents)
+    }
+
+    /// The block's header after checking key length and checksum: (plain, count, max sequence, events' bytes).
+    @inline(__always)
+    static func open(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws
+        -> (plain: Bool, count: Int, maxSequence: UInt64, body: UnsafeRawBufferPointer) {
+        guard key.count == keyBytes, let payload = Seal.payload(value, key: key, table: .userEvents) else {
+            throw Seal.damaged(table: .userEvents, key: key, value: value)
+        }
+        var r = VarintReader(payload)
+        guard let flags = r.byte(), flags & ~plainFlag == 0, let count = r.next(), count >= 1, count <= UInt64(payload.count),
+              let span = r.next() else {
+            throw malformed(key, "bad block header")
+        }
+        let firstSequence = Keys.readU64(key, at: 12)
+        let (maxSequence, overflow) = firstSequence.addingReportingOverflow(span)
+        guard !overflow else { throw malformed(key, "bad block header") }
+        return (flags & plainFlag != 0, Int(count), maxSequence, UnsafeRawBufferPointer(rebasing: payload[r.offset...]))
+    }
+
+    /// Decodes a block, handing each event (oldest first) to `body`. Checks checksum, bounds and order.
+    @inline(__always)
+    static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ body: (StoredEvent) throws -> Void) throws {
+        let (plain, count, maxSequence, bytes) = try open(key: key, value: value)
+        let k = decodeKey(key)
+        var r = VarintReader(bytes)
+        var e = StoredEvent(timestamp: k.timestamp, sequence: k.sequence, item: 0, typeCode: 0, value: nil)
+        for i in 0..<count {
+            if i > 0 {
+                guard let dt = r.next(), let ds = r.next() else { throw malformed(key, "event \(i) truncated") }
+                let t = e.timestamp.addingReportingOverflow(Int64(bitPattern: dt))
+                let s = Int64(bitPattern: e.sequence).addingReportingOverflow(Varint.unzigzag(ds))
+                guard dt <= UInt64(Int64.max), !t.overflow, !s.overflow, s.partialValue > 0, dt > 0 || ds & 1 == 0 && ds != 0 else {
+                    throw malformed(key, "event \(i) out of order")
+                }
+                e.timestamp = t.partialValue
+                e.sequence = UInt64(s.partialValue)
+            }
+            guard let item = r.next(), item <= UInt64(UInt32.max) else { throw malformed(key, "event \(i) truncated") }
+            e.item = UInt32(item)
+            if !plain {
+                guard let tv = r.next(), tv >> 1 <= UInt64(UInt16.max) else { throw malformed(key, "event \(i) truncated") }
+                e.typeCode = UInt16(tv >> 1)
+                if tv & 1 != 0 {
+                    guard let bits = r.u32() else { throw malformed(key, "event \(i) truncated") }
+                    e.value = Float(bitPattern: bits)
+                } else {
+                    e.value = nil
+                }
+            }
+            guard e.sequence <= maxSequence else { throw malformed(key, "event \(i) beyond the block's sequence range") }
+            try body(e)
+        }
+        guard r.atEnd else { throw malformed(key, "bytes after the last event") }
+    }
+
+    static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> [StoredEvent] {
+        var out: [StoredEvent] = []
+        try decode(key: key, value: value) { out.append($0) }
+        return out
+    }
+
+    static func malformed(_ key: UnsafeRawBufferPointer, _ detail: String) -> RecDBError {
+        .damaged(table: Table.userEvents.rawValue, key: describeKey(key), detail: detail)
+    }
+}
+
+/// Unsigned LEB128 varints (7 bits a byte, low first) and zigzag for signed deltas.
+enum Varint {
+    @inline(__always) static func size(_ v: UInt64) -> Int { v == 0 ? 1 : (64 - v.leadingZeroBitCount + 6) / 7 }
+    @inline(__always) static func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
+    @inline(__always) static func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
+
+    @inline(__always)
+    static func append(_ value: UInt64, to out: inout [UInt8]) {
+        var v = value
+        while v >= 0x80 { out.append(UInt8(truncatingIfNeeded: v) | 0x80); v >>= 7 }
+        out.append(UInt8(v))
+    }
+
+    /// Writes at `p` and returns the bytes written (at most 10).
+    @inline(__always)
+    static func write(_ value: UInt64, to p: UnsafeMutablePointer<UInt8>) -> Int {
+        var v = value, n = 0
+        while v >= 0x80 { p[n] = UInt8(truncatingIfNeeded: v) | 0x80; v >>= 7; n += 1 }
+        p[n] = UInt8(v)
+        return n + 1
+    }
+}
+
+/// Reads varints from a buffer; nil (never a read past the end) when the bytes run out or a varint is over 10 bytes.
+struct VarintReader {
+    let buffer: UnsafeRawBufferPointer
+    var offset = 0
+    init(_ buffer: UnsafeRawBufferPointer) { self.buffer = buffer }
+
+    var atEnd: Bool { offset == buffer.count }
+
+    @inline(__always)
+    mutating func byte() -> UInt8? {
+        guard offset < buffer.count else { return nil }
+        defer { offset += 1 }
+        return buffer[offset]
+    }
+
+    @inline(__always)
+    mutating func next() -> UInt64? {
+        var result: UInt64 = 0, shift: UInt64 = 0
+        while offset < buffer.count {
+            let b = buffer[offset]
+            offset += 1
+            if shift == 63 && b > 1 { return nil }  // more than 64 bits
+            result |= UInt64(b & 0x7F) << shift
+            if b < 0x80 { return result }
+            shift += 7
+            if shift > 63 { return nil }
+        }
+        return nil
+    }
+
+    @inline(__always)
+    mutating func u32() -> UInt32? {
+        guard offset + 4 <= buffer.count else { return nil }
+        defer { offset += 4 }
+        return UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 }
 
@@ -86,7 +254,40 @@ extension ReadTransaction {
         return name
     }
 
-    /// The user's last `n` events in chronological order (one cursor range scan, backwards from the end).
+    func event(_ e: StoredEvent, user: UInt32) throws -> Event {
+        Event(sequence: e.sequence, user: user, item: e.item, timestamp: e.timestamp, type: try eventTypeName(e.typeCode), value: e.value)
+    }
+
+    /// Visits the user's blocks newest first (`body` gets each block's events, oldest first) until it returns false.
+    func forEachBlockBackwards(user: UInt32, _ body: ([StoredEvent]) throws -> Bool) throws {
+        let cursor = try raw.cursor(.userEvents)
+        // Step back from the first key of the next user (or from the end of the table).
+        let hasNext = try cursor.seek(Keys.u32(user &+ 1)) { _, _ in true } != nil
+        var step: LMDBCursor.Move = hasNext && user != UInt32.max ? .previous : .last
+        while true {
+            let block: [StoredEvent]? = try cursor.move(step) { k, v -> [StoredEvent]? in
+                guard k.count >= 4, Keys.readU32(k) == user else { return nil }
+                return try EventBlock.decode(key: k, value: v)
+            } ?? nil
+            guard let block, try body(block) else { return }
+            step = .previous
+        }
+    }
+
+    /// Visits the user's stored events oldest first until `body` returns false.
+    func forEachStoredEvent(user: UInt32, _ body: (StoredEvent) throws -> Bool) throws {
+        let cursor = try raw.cursor(.userEvents)
+        var stop = false
+        let visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool = { k, v in
+            guard k.count >= 4, Keys.readU32(k) == user else { return false }
+            try EventBlock.decode(key: k, value: v) { e in if !stop, try !body(e) { stop = true } }
+            return !stop
+        }
+        var more = try cursor.seek(Keys.u32(user), visit) ?? false
+        while more { more = try cursor.move(.next, visit) ?? false }
+    }
+
+    /// The user's last `n` events in chronological order (the last block or few, read backwards).
     public func events(user: UInt32, last n: Int = .max) throws -> [Event] {
         var out: [Event] = []
         try forEachEventBackwards(user: user) { event in
@@ -97,23 +298,18 @@ extension ReadTransaction {
         return out
     }
 
-    /// Item ids of the user's last `n` events, oldest first (the serving hot path: no names, no allocation per event).
+    /// Item ids of the user's last `n` events, oldest first (the serving hot path: no names; a 50-event
+    /// history is usually one block).
     public func recentItems(user: UInt32, last n: Int) throws -> [UInt32] {
+        guard n > 0 else { return [] }
         var out: [UInt32] = []
         out.reserveCapacity(min(n, 256))
-        let cursor = try raw.cursor(.userEvents)
-        var positioned = try cursor.seek(Keys.u32(user &+ 1)) { _, _ in true } != nil
-        // Step back from the first key of the next user (or from the end of the table).
-        var step: LMDBCursor.Move = positioned ? .previous : .last
-        while out.count < n {
-            let item: UInt32?? = try cursor.move(step) { k, v -> UInt32? in
-                guard k.count >= 4, Keys.readU32(k) == user else { return nil }
-                return try EventPayload.checkedItem(key: k, value: v)
+        try forEachBlockBackwards(user: user) { block in
+            for e in block.reversed() {
+                out.append(e.item)
+                if out.count == n { return false }
             }
-            guard let found = item, let id = found else { break }
-            out.append(id)
-            step = .previous
-            positioned = true
+            return true
         }
         out.reverse()
         return out
@@ -121,62 +317,50 @@ extension ReadTransaction {
 
     /// Visits the user's events newest first until `body` returns false.
     public func forEachEventBackwards(user: UInt32, _ body: (Event) throws -> Bool) throws {
+        try forEachBlockBackwards(user: user) { block in
+            for e in block.reversed() { guard try body(try event(e, user: user)) else { return false } }
+            return true
+        }
+    }
+
+    /// Visits every stored event in (user, time) order, with its sequence — the bulk scan.
+    func forEachStoredEvent(_ body: (UInt32, StoredEvent) throws -> Bool) throws {
         let cursor = try raw.cursor(.userEvents)
-        let hasNext = try cursor.seek(Keys.u32(user &+ 1)) { _, _ in true } != nil
-        var step: LMDBCursor.Move = hasNext ? .previous : .last
-        while true {
-            let decoded: (UInt32, Int64, UInt64, EventPayload)? = try cursor.move(step) { k, v in
-                let payload = try EventPayload.open(key: k, value: v)
-                let key = EventKeys.decodeUserEvent(k)
-                var r = ByteReader(payload, what: "event of user \(key.user)")
-                return (key.user, key.timestamp, key.sequence, try EventPayload.read(&r))
-            }
-            guard let (u, ts, seq, payload) = decoded, u == user else { return }
-            let event = Event(sequence: seq, user: u, item: payload.item, timestamp: ts,
-                              type: try eventTypeName(payload.typeCode), value: payload.value)
-            guard try body(event) else { return }
-            step = .previous
+        var step = LMDBCursor.Move.first
+        var stop = false
+        while try cursor.move(step, { k, v -> Bool in
+            let user = EventBlock.decodeKey(k).user
+            try EventBlock.decode(key: k, value: v) { e in if !stop, try !body(user, e) { stop = true } }
+            return true
+        }) != nil, !stop {
+            step = .next
         }
     }
 
     /// Visits every user's events in (user, time) order — the training snapshot's bulk path.
     /// `body(user, item, timestamp)`; return false to stop.
     public func forEachUserEvent(_ body: (UInt32, UInt32, Int64) throws -> Bool) throws {
-        let cursor = try raw.cursor(.userEvents)
-        var step = LMDBCursor.Move.first
-        while let keep = try cursor.move(step, { k, v -> Bool in
-            let item = try EventPayload.checkedItem(key: k, value: v)
-            let key = EventKeys.decodeUserEvent(k)
-            return try body(key.user, item, key.timestamp)
-        }) {
-            guard keep else { return }
-            step = .next
-        }
+        try forEachStoredEvent { user, e in try body(user, e.item, e.timestamp) }
     }
 
-    /// Visits the global event log from sequence `after + 1` on, in sequence order.
+    /// Visits the events from sequence `after + 1` on, in sequence order. Events are stored per user, so
+    /// this scans every block (skipping, undecoded, those holding only older events) and sorts what it
+    /// keeps: memory grows with the events after `after` (about 32 bytes each) — meant for catching up
+    /// on recent events, not for dumping a large database (`export` reads per user).
     public func forEachEvent(after sequence: UInt64 = 0, _ body: (Event) throws -> Bool) throws {
-        let cursor = try raw.cursor(.eventLog)
-        var first = true
-        while true {
-            let event: Event? = try {
-                let decode: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Event = { k, v in
-                    guard k.count == 8 else { throw Seal.damaged(table: .eventLog, key: k, value: v) }
-                    let seq = Keys.readU64(k)
-                    var r = ByteReader(try Seal.open(v, key: k, table: .eventLog), what: "event \(seq)")
-                    let user = try r.leU32()
-                    let ts = try r.leI64()
-                    let p = try EventPayload.read(&r)
-                    return Event(sequence: seq, user: user, item: p.item, timestamp: ts,
-                                 type: try self.eventTypeName(p.typeCode), value: p.value)
-                }
-                if first { return try cursor.seek(Keys.u64(sequence &+ 1), decode) }
-                return try cursor.move(.next, decode)
-            }()
-            first = false
-            guard let event else { return }
-            guard try body(event) else { return }
+        var kept: [(UInt32, StoredEvent)] = []
+        let cursor = try raw.cursor(.userEvents)
+        var step = LMDBCursor.Move.first
+        while try cursor.move(step, { k, v -> Bool in
+            guard try EventBlock.open(key: k, value: v).maxSequence > sequence else { return true }
+            let user = EventBlock.decodeKey(k).user
+            try EventBlock.decode(key: k, value: v) { e in if e.sequence > sequence { kept.append((user, e)) } }
+            return true
+        }) != nil {
+            step = .next
         }
+        kept.sort { $0.1.sequence < $1.1.sequence }
+        for (user, e) in kept { guard try body(try event(e, user: user)) else { return } }
     }
 }
 
@@ -191,7 +375,7 @@ extension WriteTransaction {
         return code
     }
 
-    /// Appends an event (to the user's history and to the global log) and returns its sequence number.
+    /// Appends an event to the user's history and returns its sequence number.
     @discardableResult
     public func appendEvent(user: UInt32, item: UInt32, timestamp: Int64, type: String? = nil, value: Float? = nil) throws -> UInt64 {
         guard user > 0, user <= UInt32(try counter(.lastUserID)) else { throw RecDBError.unknownUser("#\(user)") }
@@ -204,19 +388,135 @@ extension WriteTransaction {
     /// Appends without re-validating ids (importers validate in bulk first).
     func appendEventUnchecked(user: UInt32, item: UInt32, timestamp: Int64, typeCode: UInt16, value: Float?) throws -> UInt64 {
         let seq = try nextCounter(.lastEventSequence)
-        let payload = EventPayload(item: item, typeCode: typeCode, value: value)
-        var v = ByteWriter(capacity: EventPayload.storedSize)
-        payload.write(to: &v)
-        let key = EventKeys.userEvent(user: user, timestamp: timestamp, sequence: seq)
-        Seal.append(to: &v.bytes, key: key, table: .userEvents)
-        try raw.put(.userEvents, key: key, value: v.bytes)
-        var log = ByteWriter(capacity: 12 + EventPayload.storedSize)
-        log.leU32(user); log.leI64(timestamp)
-        payload.write(to: &log)
-        let logKey = Keys.u64(seq)
-        Seal.append(to: &log.bytes, key: logKey, table: .eventLog)
-        // Sequence numbers only grow, so the log is always appended at its end (MDB_APPEND: no search).
-        try raw.put(.eventLog, key: logKey, value: log.bytes, append: true)
+        let writer = UserBlockWriter(tx: self)
+        let event = StoredEvent(timestamp: timestamp, sequence: seq, item: item, typeCode: typeCode, value: value)
+        // Only the block the event falls into is re-packed (usually the user's last).
+        try writer.begin(user: user, existing: true, first: event, last: event)
+        try writer.add(event)
+        try writer.end()
         return seq
+    }
+}
+
+/// Writes one user's new events (in (timestamp, sequence) order, all newer in sequence than any stored
+/// event) into `user_events`, packing blocks greedily. For a user that may have events, the stored
+/// blocks from the one the first new event falls into onwards are read, deleted and re-packed with the
+/// new events (usually just the last block: new events are mostly newer in time too). A new user's
+/// blocks are appended at the end of the table (MDB_APPEND: no search, full pages), so a bulk import
+/// writes new users in ascending id order after every existing key.
+final class UserBlockWriter {
+    let tx: WriteTransaction
+    // Touched for every event of a bulk import, from one thread: no dynamic exclusivity bookkeeping.
+    @exclusivity(unchecked) private var user: UInt32 = 0
+    @exclusivity(unchecked) private var append = false
+    @exclusivity(unchecked) private var pending: [StoredEvent] = []
+    @exclusivity(unchecked) private var pendingBytes = 0
+    @exclusivity(unchecked) private var pendingPlain = true
+    /// Stored events after the insertion point, merged in front of new events as they come.
+    @exclusivity(unchecked) private var tail: [StoredEvent] = []
+    @exclusivity(unchecked) private var tailIndex = 0
+    private var value: [UInt8] = []
+    private(set) var blocksWritten = 0
+
+    init(tx: WriteTransaction) {
+        self.tx = tx
+        pending.reserveCapacity(512)
+        value.reserveCapacity(EventBlock.maxValueBytes + 16)
+    }
+
+    /// Starts `user`. `existing`: the user may have stored events (otherwise the caller guarantees its
+    /// keys sort after every key in the table).
+    /// `last`, when known (a single event), bounds the stored blocks to re-pack: those holding
+    /// `first`…`last`; otherwise every block from `first` on (a bulk import streams its events).
+    func begin(user: UInt32, existing: Bool, first: StoredEvent, last: StoredEvent? = nil) throws {
+        self.user = user
+        append = !existing
+        pending.removeAll(keepingCapacity: true)
+        pendingBytes = 0
+        pendingPlain = true
+        tail.removeAll(keepingCapacity: true)
+        tailIndex = 0
+        if existing { try loadTail(from: first, through: last) }
+    }
+
+    private func loadTail(from first: StoredEvent, through last: StoredEvent?) throws {
+        let cursor = try tx.eventsCursor()
+        let key = EventBlock.key(user: user, first: first)
+        let user = self.user
+        let isMine: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool = { k, _ in k.count >= 4 && Keys.readU32(k) == user }
+        // The block the new event falls into is the last one whose key is below it; without one, the
+        // user's first block (every stored event is newer).
+        let atOrAfter = try key.withUnsafeBytes { try cursor.seek($0, isMine) }
+        var positioned: Bool
+        if atOrAfter != nil {
+            positioned = try cursor.move(.previous, isMine) ?? false
+            // Not mine, or nothing before (a failed MDB_PREV leaves the cursor where it was): seek again.
+            if !positioned { positioned = try key.withUnsafeBytes { try cursor.seek($0, isMine) } ?? false }
+        } else {
+            positioned = try cursor.move(.last, isMine) ?? false
+        }
+        var keys: [[UInt8]] = []
+        while positioned {
+            _ = try cursor.move(.current) { k, v in
+                try EventBlock.decode(key: k, value: v) { tail.append($0) }
+                keys.append(Array(k))
+            }
+            positioned = try cursor.move(.next) { k, _ -> Bool in
+                guard isMine(k, k) else { return false }
+                // A later block starts after the last new event: it needs no re-packing.
+                if let last { let next = EventBlock.decodeKey(k); return !last.precedes(StoredEvent(timestamp: next.timestamp, sequence: next.sequence, item: 0, typeCode: 0, value: nil)) }
+                return true
+            } ?? false
+        }
+        // Deleted by key after the scan (usually one block): no reliance on where a cursor stands after a delete.
+        for k in keys { _ = try k.withUnsafeBytes { try tx.raw.delete(.userEvents, key: $0) } }
+    }
+
+    func add(_ e: StoredEvent) throws {
+        while tailIndex < tail.count, tail[tailIndex].precedes(e) {
+            try push(tail[tailIndex])
+            tailIndex += 1
+        }
+        try push(e)
+    }
+
+    private func push(_ e: StoredEvent) throws {
+        // Stored blocks that overlap (damage the checksums could not see) must not become a block out of order.
+        if let p = pending.last, !p.precedes(e) {
+            throw RecDBError.damaged(table: Table.userEvents.rawValue, key: "#\(user)", detail: "events overlap between blocks at sequence \(e.sequence)")
+        }
+        let plain = pendingPlain && e.isPlain
+        if plain != pendingPlain { pendingBytes = recount(plain: plain) }
+        let size = EventBlock.encodedSize(e, after: pending.last, plain: plain)
+        if !pending.isEmpty, pendingBytes + size + EventBlock.headerReserve > EventBlock.maxValueBytes {
+            try flush()
+            return try push(e)
+        }
+        pending.append(e)
+        pendingBytes += size
+        pendingPlain = plain
+    }
+
+    private func recount(plain: Bool) -> Int {
+        var n = 0
+        var previous: StoredEvent?
+        for e in pending { n += EventBlock.encodedSize(e, after: previous, plain: plain); previous = e }
+        return n
+    }
+
+    private func flush() throws {
+        guard !pending.isEmpty else { return }
+        pending.withUnsafeBufferPointer { EventBlock.encode(user: user, $0, into: &value) }
+        let key = EventBlock.key(user: user, first: pending[0])
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { try tx.raw.put(.userEvents, key: k, value: $0, append: append) } }
+        blocksWritten += 1
+        pending.removeAll(keepingCapacity: true)
+        pendingBytes = 0
+        pendingPlain = true
+    }
+
+    func end() throws {
+        while tailIndex < tail.count { try push(tail[tailIndex]); tailIndex += 1 }
+        try flush()
     }
 }

@@ -112,19 +112,20 @@ enum BundledSchemas {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "https://recdb.dev/schemas/model-configuration.schema.json",
   "title": "Learn ModelConfiguration",
-  "description": "Hyperparameters of a SASRec/BERT4Rec training run (Swift: Learn.ModelConfiguration). Every key is optional; missing keys take the defaults below (the reference configuration of ../shared/reference/README.md). Tests/LearnTests/ConfigurationTests.swift keeps this file and the Codable keys in sync.",
+  "description": "Hyperparameters of a SASRec/BERT4Rec/GRU4Rec training run (Swift: Learn.ModelConfiguration). Every key is optional; missing keys take the defaults below (the reference configuration of ../shared/reference/README.md). Tests/LearnTests/ConfigurationTests.swift keeps this file and the Codable keys in sync.",
   "type": "object",
   "additionalProperties": false,
   "properties": {
-    "architecture": {"enum": ["sasrec", "bert4rec"], "default": "sasrec", "description": "SASRec (causal, next-item loss at every position) or BERT4Rec (bidirectional, masked-item loss)."},
+    "architecture": {"enum": ["sasrec", "bert4rec", "gru4rec"], "default": "sasrec", "description": "SASRec (causal, next-item loss at every position), BERT4Rec (bidirectional, masked-item loss) or GRU4Rec (RecBole's: bias-free GRU over the item vectors, Linear to hiddenSize, next-item loss at every position). Missing keys take the chosen architecture's defaults (GRU4Rec: blocks 1, dropout 0.3)."},
     "items": {"enum": ["id", "text", "text+id"], "default": "id", "description": "Item representation: trainable id table, frozen text table + trainable linear adapter, or both summed."},
     "hiddenSize": {"type": "integer", "minimum": 1, "default": 64},
-    "blocks": {"type": "integer", "minimum": 1, "default": 2},
+    "blocks": {"type": "integer", "minimum": 1, "default": 2, "description": "Transformer blocks; GRU4Rec: GRU layers (default 1 for it)."},
+    "gruHiddenSize": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "GRU4Rec: GRU state size; null = 2 × hiddenSize (RecBole's 128 for 64)."},
     "heads": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "null = 1 (SASRec) / 2 (BERT4Rec); must divide hiddenSize."},
     "feedForwardMultiplier": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "Feed-forward inner size / hiddenSize; null = 1 (SASRec) / 4 (BERT4Rec)."},
     "activation": {"enum": ["relu", "gelu", null], "default": null, "description": "null = relu (SASRec) / gelu (BERT4Rec)."},
     "maxLength": {"type": "integer", "minimum": 2, "default": 50, "description": "Window: the last maxLength items of a history."},
-    "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.2},
+    "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.2, "description": "GRU4Rec: on the item vectors only (default 0.3 for it)."},
     "layerNormEpsilon": {"type": "number", "exclusiveMinimum": 0, "default": 1e-8},
     "batchSize": {"type": "integer", "minimum": 1, "default": 256},
     "learningRate": {"type": "number", "exclusiveMinimum": 0, "default": 0.001},
@@ -135,9 +136,11 @@ enum BundledSchemas {
     "gradientClipNorm": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null, "description": "Clip gradients to this global L2 norm; null = off (as the reference)."},
     "maxEpochs": {"type": "integer", "minimum": 0, "default": 200},
     "patience": {"type": "integer", "minimum": 1, "default": 10, "description": "Early stopping: validations without a better validation NDCG@10 (one validation per epoch, or per evaluateEvery steps)."},
-    "windows": {"type": "string", "pattern": "^(last|all|stride:[1-9][0-9]*)$", "default": "last", "description": "Training windows of each user's training part: last (the most recent maxLength items, one example per user), all (non-overlapping windows over the whole history: every training target scored once per epoch) or stride:N (a window ending every N items back from the newest). Absent = last, the behaviour of models stored before the option existed."},
+    "windows": {"type": "string", "pattern": "^(auto|last|all|stride:[1-9][0-9]*|prefixes|prefixes:[1-9][0-9]*)$", "default": "auto", "description": "Training windows of each user's training part: auto (the default: last when the mean training history is at most maxLength, else all for SASRec and last for BERT4Rec; a stored version records what auto resolved to), last (the most recent maxLength items, one example per user), all (non-overlapping windows over the whole history: every training target scored once per epoch) stride:N (a window ending every N items back from the newest), prefixes (SASRec only, RecBole's every-prefix training: one example per training target with the up-to-maxLength items before it, loss at the last position) or prefixes:K (windows every K items scoring their newest K positions: every target once, at 1/K of the work). Absent = last, the behaviour of models stored before the option existed."},
     "evaluateEvery": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "Validate every this many optimiser steps instead of after every epoch; null = per epoch."},
     "minimumSteps": {"type": "integer", "minimum": 0, "default": 0, "description": "Early stopping never ends a run before this many optimiser steps."},
+    "loss": {"enum": ["auto", "ce", "sampled"], "default": "auto", "description": "Training loss: ce (full softmax over the catalogue, O(positions x items) per step), sampled (softmax over the positive and the negatives drawn for the batch, half from the batch's targets and half uniform, each logit corrected by -log of its inclusion probability, accidental hits masked; O(positions x negatives)) or auto (ce up to 50,000 items, sampled above; a trained version records the resolved choice)."},
+    "negatives": {"type": "integer", "minimum": 1, "maximum": 1048576, "default": 2048, "description": "Sampled loss: draws per batch (distinct candidates shared by all the batch's positions)."},
     "seed": {"type": "integer", "minimum": 0, "default": 0},
     "maskProbability": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.2, "description": "BERT4Rec masking probability."},
     "split": {"enum": ["loo", "temporal"], "default": "loo"},
@@ -167,6 +170,1641 @@ enum BundledSchemas {
         "adaptiveScale": {"type": "boolean", "default": true, "description": "beta = L_rec / L_distil (stop-gradient)."},
         "profileRecommendationWeight": {"type": "number", "minimum": 0, "default": 1, "description": "lambda of the profile path's recommendation loss: softmax cross-entropy of LN_f(T(profile)) . E^T (the scores profile-only users are served with) against the user's training items, every epoch, gradient to T only; 0 = off (the paper). A stored configuration without this key was trained before it existed and reads as 0."},
         "profileTargets": {"enum": ["last", "all"], "default": "last", "description": "The profile path's targets: the last training item, or every training item (equally weighted)."}
+      }
+    }
+  }
+}
+"""#####,
+        "openapi.json": #####"""
+{
+  "openapi": "3.1.0",
+  "info": {
+    "title": "RecDB HTTP API",
+    "version": "1.0.0",
+    "description": "rdbctl serve: JSON over HTTP on the same Database, in the same process. Errors are application/problem+json (RFC 9457) with the CLI's messages. With --api-key-file every route but / and /healthz needs Authorization: Bearer KEY; writes need a write key; --read-only refuses writes with 403."
+  },
+  "servers": [
+    {
+      "url": "http://127.0.0.1:8080"
+    }
+  ],
+  "security": [
+    {
+      "bearer": [
+        "read"
+      ]
+    }
+  ],
+  "paths": {
+    "/": {
+      "get": {
+        "operationId": "dashboard",
+        "summary": "The dashboard (HTML; no data, no key needed).",
+        "security": [],
+        "responses": {
+          "200": {
+            "description": "The page",
+            "content": {
+              "text/html": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/healthz": {
+      "get": {
+        "operationId": "health",
+        "summary": "Liveness (no key needed).",
+        "security": [],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object",
+                  "properties": {
+                    "status": {
+                      "const": "ok"
+                    }
+                  },
+                  "required": [
+                    "status"
+                  ]
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/metrics": {
+      "get": {
+        "operationId": "metrics",
+        "summary": "Prometheus metrics: request counts and latency histograms per route.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Text exposition format 0.0.4",
+            "content": {
+              "text/plain": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/stats": {
+      "get": {
+        "operationId": "stats",
+        "summary": "Database statistics (as rdbctl stats --json).",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Stats"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "500": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/models": {
+      "get": {
+        "operationId": "listModels",
+        "summary": "Models and versions with configuration, metrics and training curve.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object",
+                  "properties": {
+                    "models": {
+                      "type": "array",
+                      "items": {
+                        "$ref": "#/components/schemas/ModelSummary"
+                      }
+                    }
+                  },
+                  "required": [
+                    "models"
+                  ]
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/models/{name}/versions/{version}/curve.svg": {
+      "get": {
+        "operationId": "curvePlot",
+        "summary": "The version's training curve as SVG.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "name",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "Model name."
+          },
+          {
+            "name": "version",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "integer",
+              "minimum": 1
+            },
+            "description": "Version number."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "SVG",
+            "content": {
+              "image/svg+xml": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/models/{name}/activate": {
+      "post": {
+        "operationId": "activateModel",
+        "summary": "Make a version the active one.",
+        "security": [
+          {
+            "bearer": [
+              "write"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "name",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "Model name."
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object",
+                "properties": {
+                  "version": {
+                    "type": "integer",
+                    "minimum": 1
+                  }
+                },
+                "required": [
+                  "version"
+                ]
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ActiveVersion"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "403": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "413": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/models/{name}/rollback": {
+      "post": {
+        "operationId": "rollbackModel",
+        "summary": "Re-activate the previously active version.",
+        "security": [
+          {
+            "bearer": [
+              "write"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "name",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "Model name."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ActiveVersion"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "403": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/train": {
+      "post": {
+        "operationId": "train",
+        "summary": "Start training a new version in the background (one at a time).",
+        "security": [
+          {
+            "bearer": [
+              "write"
+            ]
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/TrainRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "202": {
+            "description": "Started",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object",
+                  "properties": {
+                    "job": {
+                      "type": "integer"
+                    },
+                    "href": {
+                      "type": "string"
+                    }
+                  },
+                  "required": [
+                    "job",
+                    "href"
+                  ]
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "403": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "409": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "413": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/jobs": {
+      "get": {
+        "operationId": "listJobs",
+        "summary": "Training jobs of this server process, newest first.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object",
+                  "properties": {
+                    "jobs": {
+                      "type": "array",
+                      "items": {
+                        "$ref": "#/components/schemas/Job"
+                      }
+                    }
+                  },
+                  "required": [
+                    "jobs"
+                  ]
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/jobs/{id}": {
+      "get": {
+        "operationId": "getJob",
+        "summary": "A job's state, progress, curve so far and result.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "integer"
+            },
+            "description": "Job id."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Job"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/jobs/{id}/cancel": {
+      "post": {
+        "operationId": "cancelJob",
+        "summary": "Stop a running training; its best weights so far are stored as a version.",
+        "security": [
+          {
+            "bearer": [
+              "write"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "integer"
+            },
+            "description": "Job id."
+          }
+        ],
+        "responses": {
+          "202": {
+            "description": "Stopping",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Job"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "403": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "409": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/users/{id}": {
+      "get": {
+        "operationId": "getUser",
+        "summary": "A user with their latest events (titles included).",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "External user id."
+          },
+          {
+            "name": "history",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "integer",
+              "minimum": 0,
+              "maximum": 10000,
+              "default": 50
+            },
+            "description": "How many latest events."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/UserDetail"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/users/{id}/recommendations": {
+      "get": {
+        "operationId": "recommendForUser",
+        "summary": "Top-k items for a user's current history.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "External user id."
+          },
+          {
+            "name": "k",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "default": 10
+            },
+            "description": "How many results (at most --max-k, default 1000)."
+          },
+          {
+            "name": "model",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string"
+            },
+            "description": "Model (default: the only or most recent one)."
+          },
+          {
+            "name": "version",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "integer",
+              "minimum": 1
+            },
+            "description": "Version (default: the active one)."
+          },
+          {
+            "name": "exclude_seen",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "boolean",
+              "default": true
+            },
+            "description": "Leave out items the user has interacted with."
+          },
+          {
+            "name": "attribute",
+            "in": "query",
+            "schema": {
+              "type": "array",
+              "items": {
+                "type": "string"
+              }
+            },
+            "style": "form",
+            "explode": true,
+            "description": "KEY=VALUE attribute filter, repeatable (as rdbctl --attribute)."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Recommendations"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/recommendations": {
+      "post": {
+        "operationId": "recommendBatch",
+        "summary": "Recommendations for many users, or for an anonymous sequence of items.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/RecommendRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object",
+                  "properties": {
+                    "results": {
+                      "type": "array",
+                      "items": {
+                        "$ref": "#/components/schemas/Recommendations"
+                      }
+                    }
+                  },
+                  "required": [
+                    "results"
+                  ]
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "413": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/items/{id}": {
+      "get": {
+        "operationId": "getItem",
+        "summary": "An item, its attributes and the spaces that hold a vector for it.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "External item id."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ItemDetail"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      },
+      "put": {
+        "operationId": "putItem",
+        "summary": "Create or update an item (embedded on insert when a space has an encoder).",
+        "security": [
+          {
+            "bearer": [
+              "write"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "External item id."
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/ItemInput"
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ItemDetail"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "403": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "413": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/items/{id}/similar": {
+      "get": {
+        "operationId": "similarItems",
+        "summary": "Items nearest to an item in a space or a model's item space.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "External item id."
+          },
+          {
+            "name": "k",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "default": 10
+            },
+            "description": "How many results (at most --max-k, default 1000)."
+          },
+          {
+            "name": "space",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string"
+            },
+            "description": "Embedding space (or give model)."
+          },
+          {
+            "name": "model",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string"
+            },
+            "description": "Use the active version's item space of this model."
+          },
+          {
+            "name": "attribute",
+            "in": "query",
+            "schema": {
+              "type": "array",
+              "items": {
+                "type": "string"
+              }
+            },
+            "style": "form",
+            "explode": true,
+            "description": "KEY=VALUE attribute filter, repeatable (as rdbctl --attribute)."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ItemList"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/search": {
+      "post": {
+        "operationId": "search",
+        "summary": "Items nearest to a given vector.",
+        "security": [
+          {
+            "bearer": [
+              "read"
+            ]
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object",
+                "properties": {
+                  "vector": {
+                    "type": "array",
+                    "items": {
+                      "type": "number"
+                    },
+                    "minItems": 1,
+                    "maxItems": 65536
+                  },
+                  "space": {
+                    "type": "string"
+                  },
+                  "k": {
+                    "type": "integer",
+                    "minimum": 1
+                  },
+                  "attributes": {
+                    "type": "object",
+                    "additionalProperties": {
+                      "type": [
+                        "string",
+                        "number"
+                      ]
+                    }
+                  }
+                },
+                "required": [
+                  "vector",
+                  "space"
+                ]
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ItemList"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "413": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/events": {
+      "post": {
+        "operationId": "addEvents",
+        "summary": "Append a batch of events in one transaction: all or nothing.",
+        "security": [
+          {
+            "bearer": [
+              "write"
+            ]
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object",
+                "properties": {
+                  "events": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 10000,
+                    "items": {
+                      "$ref": "#/components/schemas/EventInput"
+                    }
+                  }
+                },
+                "required": [
+                  "events"
+                ]
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/EventsWritten"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "403": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "413": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "422": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/openapi.json": {
+      "get": {
+        "operationId": "openapi",
+        "summary": "This document (no key needed).",
+        "security": [],
+        "responses": {
+          "200": {
+            "description": "OpenAPI 3.1",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object"
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  },
+  "components": {
+    "securitySchemes": {
+      "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A key from the --api-key-file (KEY read|write)."
+      }
+    },
+    "responses": {
+      "Problem": {
+        "description": "Problem (RFC 9457)",
+        "content": {
+          "application/problem+json": {
+            "schema": {
+              "$ref": "#/components/schemas/Problem"
+            }
+          }
+        }
+      }
+    },
+    "schemas": {
+      "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details; detail is the message rdbctl prints.",
+        "properties": {
+          "type": {
+            "type": "string"
+          },
+          "title": {
+            "type": "string"
+          },
+          "status": {
+            "type": "integer"
+          },
+          "detail": {
+            "type": "string"
+          },
+          "instance": {
+            "type": "string"
+          },
+          "errors": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "properties": {
+                "row": {
+                  "type": "integer"
+                },
+                "error": {
+                  "type": "string"
+                }
+              },
+              "required": [
+                "row",
+                "error"
+              ]
+            }
+          }
+        },
+        "required": [
+          "type",
+          "title",
+          "status",
+          "detail"
+        ]
+      },
+      "Stats": {
+        "type": "object",
+        "properties": {
+          "users": {
+            "type": "integer"
+          },
+          "items": {
+            "type": "integer"
+          },
+          "interactions": {
+            "type": "integer"
+          },
+          "profiles": {
+            "type": "integer"
+          },
+          "models": {
+            "type": "integer"
+          },
+          "indexes": {
+            "type": "integer"
+          },
+          "event_version": {
+            "type": "integer"
+          },
+          "file_bytes": {
+            "type": "integer"
+          },
+          "format_version": {
+            "type": "integer"
+          },
+          "spaces": {
+            "type": "array",
+            "items": {
+              "type": "object"
+            }
+          }
+        },
+        "required": [
+          "users",
+          "items",
+          "interactions",
+          "models",
+          "spaces",
+          "event_version"
+        ]
+      },
+      "ModelSummary": {
+        "type": "object",
+        "properties": {
+          "name": {
+            "type": "string"
+          },
+          "activeVersion": {
+            "type": "integer"
+          },
+          "versions": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "description": "ModelVersionInfo: model, version, configuration (schemas/model-configuration.schema.json), report (metrics and curve), \u2026"
+            }
+          }
+        },
+        "required": [
+          "name",
+          "versions"
+        ]
+      },
+      "ActiveVersion": {
+        "type": "object",
+        "properties": {
+          "model": {
+            "type": "string"
+          },
+          "active_version": {
+            "type": "integer"
+          }
+        },
+        "required": [
+          "model",
+          "active_version"
+        ]
+      },
+      "TrainRequest": {
+        "type": "object",
+        "properties": {
+          "model": {
+            "type": "string"
+          },
+          "configuration": {
+            "type": "object",
+            "description": "A model configuration as rdbctl train --config takes it (schemas/model-configuration.schema.json)."
+          },
+          "text_space": {
+            "type": "string"
+          },
+          "profile_space": {
+            "type": "string"
+          },
+          "resume": {
+            "type": "boolean"
+          },
+          "index": {
+            "type": "string"
+          },
+          "activate": {
+            "type": "boolean",
+            "default": true
+          }
+        },
+        "required": [
+          "model"
+        ]
+      },
+      "Job": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "integer"
+          },
+          "kind": {
+            "const": "train"
+          },
+          "model": {
+            "type": "string"
+          },
+          "state": {
+            "enum": [
+              "running",
+              "succeeded",
+              "failed",
+              "cancelled"
+            ]
+          },
+          "started_at": {
+            "type": "number"
+          },
+          "finished_at": {
+            "type": "number"
+          },
+          "progress": {
+            "type": "object",
+            "properties": {
+              "epoch": {
+                "type": "integer"
+              },
+              "max_epochs": {
+                "type": "integer"
+              },
+              "loss": {
+                "type": "number"
+              },
+              "valid_ndcg10": {
+                "type": "number"
+              },
+              "valid_recall10": {
+                "type": "number"
+              },
+              "best_epoch": {
+                "type": "integer"
+              }
+            }
+          },
+          "curve": {
+            "type": "array",
+            "items": {
+              "type": "array",
+              "items": {
+                "type": "number"
+              }
+            }
+          },
+          "result": {
+            "type": "object",
+            "description": "As rdbctl train --json prints it."
+          },
+          "error": {
+            "type": "string"
+          }
+        },
+        "required": [
+          "id",
+          "kind",
+          "model",
+          "state",
+          "started_at",
+          "curve"
+        ]
+      },
+      "UserDetail": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "created_at": {
+            "type": "integer"
+          },
+          "events": {
+            "type": "integer"
+          },
+          "attributes": {
+            "type": "object"
+          },
+          "history": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "properties": {
+                "item": {
+                  "type": "string"
+                },
+                "title": {
+                  "type": "string"
+                },
+                "timestamp": {
+                  "type": "integer"
+                },
+                "type": {
+                  "type": "string"
+                },
+                "value": {
+                  "type": "number"
+                },
+                "sequence": {
+                  "type": "integer"
+                }
+              },
+              "required": [
+                "item",
+                "timestamp",
+                "type",
+                "sequence"
+              ]
+            }
+          }
+        },
+        "required": [
+          "id",
+          "events",
+          "history"
+        ]
+      },
+      "ScoredItem": {
+        "type": "object",
+        "properties": {
+          "item": {
+            "type": "string"
+          },
+          "id": {
+            "type": "integer"
+          },
+          "score": {
+            "type": "number"
+          },
+          "title": {
+            "type": "string"
+          }
+        },
+        "required": [
+          "item",
+          "id",
+          "score"
+        ]
+      },
+      "ItemList": {
+        "type": "object",
+        "properties": {
+          "items": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/ScoredItem"
+            }
+          }
+        },
+        "required": [
+          "items"
+        ]
+      },
+      "Recommendations": {
+        "type": "object",
+        "properties": {
+          "user": {
+            "type": "string"
+          },
+          "model": {
+            "type": "string"
+          },
+          "version": {
+            "type": "integer"
+          },
+          "source": {
+            "type": "string"
+          },
+          "items": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/ScoredItem"
+            }
+          }
+        },
+        "required": [
+          "model",
+          "version",
+          "source",
+          "items"
+        ]
+      },
+      "RecommendRequest": {
+        "type": "object",
+        "description": "Either users or sequence.",
+        "properties": {
+          "users": {
+            "type": "array",
+            "items": {
+              "type": [
+                "string",
+                "integer"
+              ]
+            },
+            "maxItems": 10000
+          },
+          "sequence": {
+            "type": "array",
+            "items": {
+              "type": [
+                "string",
+                "integer"
+              ]
+            },
+            "maxItems": 10000
+          },
+          "k": {
+            "type": "integer",
+            "minimum": 1
+          },
+          "model": {
+            "type": "string"
+          },
+          "version": {
+            "type": "integer"
+          },
+          "exclude_seen": {
+            "type": "boolean",
+            "default": true
+          },
+          "exclude": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          },
+          "attributes": {
+            "type": "object",
+            "additionalProperties": {
+              "type": [
+                "string",
+                "number"
+              ]
+            }
+          }
+        }
+      },
+      "ItemDetail": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "title": {
+            "type": "string"
+          },
+          "text": {
+            "type": "string"
+          },
+          "attributes": {
+            "type": "object"
+          },
+          "available": {
+            "type": "boolean"
+          },
+          "deleted": {
+            "type": "boolean"
+          },
+          "created_at": {
+            "type": "integer"
+          },
+          "updated_at": {
+            "type": "integer"
+          },
+          "spaces": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          }
+        },
+        "required": [
+          "id",
+          "available",
+          "deleted",
+          "spaces"
+        ]
+      },
+      "ItemInput": {
+        "type": "object",
+        "properties": {
+          "title": {
+            "type": "string"
+          },
+          "text": {
+            "type": "string"
+          },
+          "attributes": {
+            "type": "object"
+          },
+          "available": {
+            "type": "boolean",
+            "default": true
+          }
+        }
+      },
+      "EventInput": {
+        "type": "object",
+        "properties": {
+          "user": {
+            "type": [
+              "string",
+              "integer"
+            ]
+          },
+          "item": {
+            "type": [
+              "string",
+              "integer"
+            ]
+          },
+          "timestamp": {
+            "type": "integer",
+            "description": "Seconds since 1970 (default: now)."
+          },
+          "type": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64
+          },
+          "value": {
+            "type": "number"
+          }
+        },
+        "required": [
+          "user",
+          "item"
+        ]
+      },
+      "EventsWritten": {
+        "type": "object",
+        "properties": {
+          "written": {
+            "type": "integer"
+          },
+          "created_users": {
+            "type": "integer"
+          },
+          "first_sequence": {
+            "type": "integer"
+          },
+          "last_sequence": {
+            "type": "integer"
+          }
+        },
+        "required": [
+          "written",
+          "created_users",
+          "first_sequence",
+          "last_sequence"
+        ]
       }
     }
   }
@@ -206,8 +1844,8 @@ enum BundledSchemas {
 """#####,
         "tables.json": #####"""
 {
-  "format_version": 2,
-  "description": "RecDB's LMDB layout: one environment (a directory with data.mdb and lock.mdb), one named sub-database per table. Integers in keys are big-endian (so key order is numeric order); integers and floats in values are little-endian. 'str' in a value is a u32 LE byte length followed by UTF-8; 'opt_str' is a u8 presence flag (0/1) followed by a str when 1. Signed timestamps in keys are stored as u64 with the sign bit flipped (order-preserving). 'crc32c' is the u32 LE CRC-32C (Castagnoli) of the table's name, the entry's key bytes and the value bytes before it (started from the CRC of the name, continued over key and value): every value except those of item_ids, user_ids, meta's format_version and the index blobs (b/, checked against the FNV-1a in their header) ends with one, and every read checks it (a mismatch is a 'damaged' error naming table and key). Format 1 (no checksums) is refused with a format-version error.",
+  "format_version": 3,
+  "description": "RecDB's LMDB layout: one environment (a directory with data.mdb and lock.mdb), one named sub-database per table. Integers in keys are big-endian (so key order is numeric order); integers and floats in values are little-endian. 'str' in a value is a u32 LE byte length followed by UTF-8; 'opt_str' is a u8 presence flag (0/1) followed by a str when 1. Signed timestamps in keys are stored as u64 with the sign bit flipped (order-preserving). 'crc32c' is the u32 LE CRC-32C (Castagnoli) of the table's name, the entry's key bytes and the value bytes before it (started from the CRC of the name, continued over key and value): every value except those of item_ids, user_ids, meta's format_version and the index blobs (b/, checked against the FNV-1a in their header) ends with one, and every read checks it (a mismatch is a 'damaged' error naming table and key). Older formats are refused with a format-version error (1: no checksums; 2: one entry per event in user_events plus a global event_log).",
   "tables": [
     {
       "name": "items",
@@ -234,15 +1872,12 @@ enum BundledSchemas {
     },
     {
       "name": "user_events",
-      "key": {"encoding": "binary", "fields": ["u32_be user_id", "i64_be_biased timestamp", "u64_be sequence"], "bytes": 20},
-      "value": {"encoding": "binary", "fields": ["u32_le item_id", "u16_le event_type", "u8 has_value", "f32_le value", "u32_le crc32c"], "bytes": 15},
-      "notes": "One contiguous key range per user in time order: a user's last N events are one backwards cursor scan."
-    },
-    {
-      "name": "event_log",
-      "key": {"encoding": "u64_be", "fields": ["sequence"], "bytes": 8},
-      "value": {"encoding": "binary", "fields": ["u32_le user_id", "i64_le timestamp", "u32_le item_id", "u16_le event_type", "u8 has_value", "f32_le value", "u32_le crc32c"], "bytes": 27},
-      "notes": "The global, monotonically numbered log; the last sequence number is the database's event version."
+      "key": {"encoding": "binary", "fields": ["u32_be user_id", "i64_be_biased first_timestamp", "u64_be first_sequence"], "bytes": 20},
+      "value": {"encoding": "event_block", "max_bytes": 2000,
+                "fields": ["u8 flags (bit0: plain block: every event has type 0 and no value, and no type field)", "varint count (>= 1)", "varint max_sequence - first_sequence",
+                           "count × event: [varint timestamp delta (>= 0), zigzag varint sequence delta (not for the first event: it is the key's)], varint item_id, [plain blocks: nothing | varint (event_type << 1 | has_value), f32_le value when has_value]",
+                           "u32_le crc32c"]},
+      "notes": "A user's history is a run of blocks in (timestamp, sequence) order; blocks of a user do not overlap (a block's events are >= its key and < the next block's key). The newest events are in the block just before the next user's first key: the latest 50 are one short backwards cursor scan. Varints are unsigned LEB128; zigzag maps a signed delta d to (d << 1) ^ (d >> 63). Sequences are unique and dense from 1 to meta last_event_seq (events are never removed), so the counter is the event count and the global order; there is no separate event log."
     },
     {
       "name": "spaces",
@@ -283,7 +1918,7 @@ enum BundledSchemas {
       "value": {"encoding": "by_key",
                 "keys": {"format_version": "u64_le (no checksum)", "created_at": "u64_le (i64 seconds), u32_le crc32c", "last_item_id": "u64_le, u32_le crc32c", "last_user_id": "u64_le, u32_le crc32c",
                          "last_event_seq": "u64_le, u32_le crc32c", "last_space_id": "u64_le, u32_le crc32c", "item_state_version": "u64_le, u32_le crc32c", "event_type:<name>": "u16_le code, u32_le crc32c",
-                         "import:<fnv64 hex of the lines>-<fnv64 hex of format, header and column options>-<bytes>": "utf8 ledger text, u32_le crc32c",
+                         "import:<64-bit hex fingerprint of the data lines (8 bytes a step, line breaks mixed in)>-<fnv64 hex of format, header and column options>-<bytes>": "utf8 ledger text, u32_le crc32c",
                          "dropped_model:<name>": "utf8 decimal next version number of a model dropped whole (never reused), u32_le crc32c"}}
     }
   ]

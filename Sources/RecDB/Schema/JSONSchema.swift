@@ -21,6 +21,9 @@ public struct JSONSchema {
         return JSONSchema(root: object, name: path)
     }
 
+    /// The text of a bundled file under `schemas/` (the HTTP server serves `openapi.json` from here).
+    public static func bundledText(_ path: String) -> String? { BundledSchemas.files[path] }
+
     public init(root: [String: Any], name: String) {
         self.root = root
         self.name = name

@@ -89,19 +89,7 @@ extension Database {
         var excluded: [UInt32] = []  // may repeat ids: the filter deduplicates
         if options.excludeSeen {
             if let user {
-                let cursor = try tx.raw.cursor(.userEvents)
-                var more = try cursor.seek(Keys.u32(user)) { k, v -> Bool in
-                    guard k.count >= 4, Keys.readU32(k) == user else { return false }
-                    excluded.append(try EventPayload.checkedItem(key: k, value: v))
-                    return true
-                } ?? false
-                while more {
-                    more = try cursor.move(.next) { k, v -> Bool in
-                        guard k.count >= 4, Keys.readU32(k) == user else { return false }
-                        excluded.append(try EventPayload.checkedItem(key: k, value: v))
-                        return true
-                    } ?? false
-                }
+                try tx.forEachStoredEvent(user: user) { e in excluded.append(e.item); return true }
             } else {
                 excluded.append(contentsOf: sequence ?? [])
             }

@@ -9,10 +9,9 @@ enum Table: String, CaseIterable {
     case users
     /// external user id (UTF-8) → user id (u32 BE)
     case userIDs = "user_ids"
-    /// (user u32 BE, timestamp i64 biased BE, sequence u64 BE) → event payload; one range per user, in time order
+    /// (user u32 BE, first timestamp i64 biased BE, first sequence u64 BE) → a block of the user's
+    /// events (see `EventBlock`); one key range per user, in time order
     case userEvents = "user_events"
-    /// sequence u64 BE → full event; the global, monotonically numbered log
-    case eventLog = "event_log"
     /// space name (UTF-8) → space catalog record (JSON)
     case spaces
     /// (space id u32 BE, entity id u32 BE) → raw little-endian f32 or f16 components

@@ -23,15 +23,9 @@ struct TrainingSnapshot {
 extension ReadTransaction {
     /// Visits (user, item, timestamp, sequence) in (user, time) order.
     func forEachUserEventWithSequence(_ body: (UInt32, UInt32, Int64, UInt64) throws -> Void) throws {
-        let cursor = try raw.cursor(.userEvents)
-        var step = LMDBCursor.Move.first
-        while try cursor.move(step, { k, v -> Bool in
-            let item = try EventPayload.checkedItem(key: k, value: v)
-            let key = EventKeys.decodeUserEvent(k)
-            try body(key.user, item, key.timestamp, key.sequence)
+        try forEachStoredEvent { user, e in
+            try body(user, e.item, e.timestamp, e.sequence)
             return true
-        }) != nil {
-            step = .next
         }
     }
 

@@ -49,6 +49,7 @@ struct ImportInteractions: ParsableCommand {
     @Option(help: "Value column (default: value / rating when present).") var valueColumn: String?
     @Option(help: "Event type for rows without one.") var eventType: String?
     @Flag(help: "Import even if the same contents were imported before (duplicates events).") var allowDuplicate = false
+    @Option(help: "Directory for the sort's temporary runs (unnamed files, ~8 bytes an event; default: the database directory).") var tempDir: String?
     @OptionGroup var limit: LineLimit
     @OptionGroup var output: OutputOptions
 
@@ -59,6 +60,7 @@ struct ImportInteractions: ParsableCommand {
         options.userColumn = userColumn; options.itemColumn = itemColumn; options.timeColumn = timeColumn
         options.typeColumn = typeColumn; options.valueColumn = valueColumn; options.eventType = eventType
         options.allowDuplicateImport = allowDuplicate
+        options.temporaryDirectory = tempDir
         options.maxLineBytes = limit.maxLineBytes
         options.progress = progressHandler(progress)
         let summary = try reportingErrors { try database.importInteractions(from: file, options: options) }

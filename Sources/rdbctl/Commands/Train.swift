@@ -3,22 +3,27 @@ import Foundation
 import RecDB
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a new model version inside the database (SASRec or BERT4Rec).")
+    static let configuration = CommandConfiguration(abstract: "Train a new model version inside the database (SASRec, BERT4Rec or GRU4Rec).")
     @OptionGroup var db: DatabaseArgument
     @Option(help: "Model name.") var model: String
-    @Option(help: "sasrec or bert4rec (default sasrec, or the --config file's).") var arch: ModelConfiguration.Architecture?
+    @Option(help: "sasrec, bert4rec or gru4rec (default sasrec, or the --config file's). Without --config, the defaults are the architecture's (gru4rec: --blocks 1 --dropout 0.3).") var arch: ModelConfiguration.Architecture?
     @Option(help: "id, text:SPACE or text+id:SPACE (default id, or the --config file's items with text:SPACE).") var items: String?
     @Option(help: "Start from this model configuration (JSON, schemas/model-configuration.schema.json); the options below override it.")
     var config: String?
     @Option(help: "Maximum epochs (default 200).") var epochs: Int?
     @Option(help: "Early-stopping patience: validations without a better validation NDCG@10 (default 10).") var patience: Int?
-    @Option(help: "Training windows per user: last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch) or stride:N (default last).")
+    @Option(help: "Training windows per user: auto (last when histories are at most maxlen on average; on longer ones SASRec trains all), last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch), stride:N, prefixes (SASRec: RecBole's one example per target with its maxlen items of context, loss at the last position) or prefixes:K (a window every K items scoring its newest K positions) (default auto).")
     var windows: String?
     @Option(help: "Validate every N optimiser steps instead of every epoch; patience then counts these validations (default: per epoch).")
     var evalEvery: Int?
     @Option(help: "Early stopping never stops before this many optimiser steps (default 0).") var minSteps: Int?
+    @Option(help: "Training loss: ce (full softmax over the catalogue), sampled (softmax over the positive and --negatives shared draws, logQ-corrected) or auto (ce up to 50,000 items, sampled above; default auto).")
+    var loss: ModelConfiguration.Loss?
+    @Option(help: "Sampled loss: candidates drawn per batch, half from the batch's targets and half uniform (default 2048).")
+    var negatives: Int?
     @Option(help: "Hidden size (default 64).") var hidden: Int?
-    @Option(help: "Transformer blocks (default 2).") var blocks: Int?
+    @Option(help: "Transformer blocks, or GRU layers with --arch gru4rec (default 2; gru4rec 1).") var blocks: Int?
+    @Option(help: "GRU4Rec: GRU state size (default 2 × --hidden).") var gruHidden: Int?
     @Option(help: "Attention heads (default 1 SASRec, 2 BERT4Rec).") var heads: Int?
     @Option(help: "Feed-forward inner size as a multiple of the hidden size (default 1 SASRec, 4 BERT4Rec).") var ffnMult: Int?
     @Option(help: "Feed-forward activation: relu or gelu (default relu SASRec, gelu BERT4Rec).") var activation: String?
@@ -31,7 +36,7 @@ struct Train: ParsableCommand {
     @Option(help: "AdamW beta2 (default 0.98).") var beta2: Float?
     @Option(help: "AdamW epsilon (default 1e-8).") var adamEps: Float?
     @Option(help: "Clip gradients to this global L2 norm (default: no clipping).") var clip: Float?
-    @Option(help: "Dropout (default 0.2).") var dropout: Float?
+    @Option(help: "Dropout (default 0.2; gru4rec 0.3, on the item vectors).") var dropout: Float?
     @Option(help: "BERT4Rec mask probability (default 0.2).") var maskProb: Float?
     @Option(help: "Worker threads (default 0 = all cores; results are reproducible for a seed and thread count).") var threads: Int?
     @Flag(help: "Exclude each user's history items when ranking during validation and test (default off).") var excludeSeen = false
@@ -50,6 +55,7 @@ struct Train: ParsableCommand {
     @Option(help: "What the profile path learns to rank first: last (the last training item, default) or all (every training item).")
     var profileTargets: DistillationConfiguration.ProfileTargets?
     @Option(help: "Profile reduction: pca or none.") var reduce: String = "none"
+    @Option(help: "Write the training curve (loss and valid NDCG@10 per validation) as an SVG to this file.") var plot: String?
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -58,13 +64,22 @@ struct Train: ParsableCommand {
         }
         guard ["pca", "none"].contains(reduce) else { throw ValidationError("--reduce takes pca or none") }
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be ≥ 1 (0 would store an untrained version)") }
-        for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience)] {
+        for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--gru-hidden", gruHidden), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience), ("--negatives", negatives)] {
             if let value, value < 1 { throw ValidationError("\(name) must be ≥ 1") }
         }
-        if let windows, TrainingWindows(windows) == nil { throw ValidationError("--windows takes last, all or stride:N (N ≥ 1)") }
+        if let windows, TrainingWindows(windows) == nil { throw ValidationError("--windows takes auto, last, all, stride:N, prefixes or prefixes:K (N, K ≥ 1)") }
         if let activation { guard ["relu", "gelu"].contains(activation) else { throw ValidationError("--activation takes relu or gelu") } }
         if let split { guard ["loo", "temporal"].contains(split) else { throw ValidationError("--split takes loo or temporal") } }
         if let profileWeight, !(profileWeight >= 0) { throw ValidationError("--profile-weight must be ≥ 0") }
+        if let plot {
+            // Checked before training: a version is committed before the plot is written.
+            let folder = URL(fileURLWithPath: plot).deletingLastPathComponent().path
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue,
+                  FileManager.default.isWritableFile(atPath: folder) else {
+                throw ValidationError("--plot \(plot): \(folder) is not a writable folder")
+            }
+        }
         if distill == nil && (profileWeight != nil || profileTargets != nil) {
             throw ValidationError("--profile-weight and --profile-targets need --distill SPACE")
         }
@@ -72,7 +87,7 @@ struct Train: ParsableCommand {
 
     /// The configuration file's contents (schema-checked), or the defaults.
     func baseConfiguration() throws -> ModelConfiguration {
-        guard let config else { return ModelConfiguration() }
+        guard let config else { return ModelConfiguration(architecture: arch ?? .sasrec) }
         // A configuration is a few hundred bytes; a bound keeps a wrong path (a data file, /dev/zero) from being read whole.
         let size = (try? FileManager.default.attributesOfItem(atPath: config)[.size] as? Int) ?? 0
         guard size <= 1 << 20 else { throw ValidationError("--config \(config): \(size) bytes; a configuration file is at most 1 MiB") }
@@ -82,7 +97,14 @@ struct Train: ParsableCommand {
         if let v = try JSONSchema.bundled("model-configuration.schema.json").violation(of: json) {
             throw ValidationError("--config \(config): \(v)")
         }
-        do { return try JSONDecoder().decode(ModelConfiguration.self, from: data) } catch {
+        // A file that leaves the architecture open takes --arch's, and with it that architecture's defaults
+        // for the keys it leaves out (gru4rec: blocks 1, dropout 0.3).
+        var decodable = data
+        if let arch, var object = json as? [String: Any], object["architecture"] == nil {
+            object["architecture"] = arch.rawValue
+            decodable = try JSONSerialization.data(withJSONObject: object)
+        }
+        do { return try JSONDecoder().decode(ModelConfiguration.self, from: decodable) } catch {
             throw ValidationError("--config \(config): \(error)")
         }
     }
@@ -94,6 +116,8 @@ struct Train: ParsableCommand {
         if let epochs { c.maxEpochs = epochs }
         if let windows { c.windows = TrainingWindows(windows)! }
         if let evalEvery { c.evaluateEvery = evalEvery }
+        if let loss { c.loss = loss }
+        if let negatives { c.negatives = negatives }
         if let minSteps { c.minimumSteps = minSteps }
         if let ffnMult { c.feedForwardMultiplier = ffnMult }
         if let activation { c.activation = activation }
@@ -109,6 +133,7 @@ struct Train: ParsableCommand {
         if let patience { c.patience = patience }
         if let hidden { c.hiddenSize = hidden }
         if let blocks { c.blocks = blocks }
+        if let gruHidden { c.gruHiddenSize = gruHidden }
         if let heads { c.heads = heads }
         if let maxlen { c.maxLength = maxlen }
         if let batch { c.batchSize = batch }
@@ -151,6 +176,11 @@ struct Train: ParsableCommand {
             }
         }
         let outcome = try reportingErrors { try database.train(r) }
+        if let plot {
+            do { try writeCurvePlot(outcome.curve, title: "\(outcome.model) v\(outcome.version)", to: plot) } catch {
+                throw ValidationError("\(outcome.model) version \(outcome.version) was trained and stored, but \(error)")
+            }
+        }
         if output.json { try printJSON(outcome); return }
         print("trained \(outcome.model) version \(outcome.version): \(outcome.epochs) epochs (best \(outcome.bestEpoch), \(outcome.stopReason)), \(String(format: "%.1f", outcome.secondsPerEpoch)) s/epoch")
         print(String(format: "  valid  recall@10 %.4f  ndcg@10 %.4f", outcome.valid.recall10, outcome.valid.ndcg10))
@@ -160,6 +190,7 @@ struct Train: ParsableCommand {
 }
 
 extension ModelConfiguration.Architecture: ExpressibleByArgument {}
+extension ModelConfiguration.Loss: ExpressibleByArgument {}
 extension DistillationConfiguration.Loss: ExpressibleByArgument {}
 extension DistillationConfiguration.Pooling: ExpressibleByArgument {}
 extension DistillationConfiguration.ProfileTargets: ExpressibleByArgument {}

@@ -1,0 +1,62 @@
+import Foundation
+import RecDB
+
+// scale-bench DB [--samples N] [--seed S] [--last 50]
+// Latency of reading a user's latest events at app scale, through the public API as serving does:
+// one read transaction per request, `recentItems(user:last:)` (a short backwards cursor scan of the
+// user's last block(s)). Users are drawn uniformly at random (seeded). Prints p50/p99/mean in µs
+// and JSON on the last line.
+func run() {
+    Database.configureProcess()
+    var args = Array(CommandLine.arguments.dropFirst())
+    func option(_ name: String, _ fallback: Int) -> Int {
+        guard let i = args.firstIndex(of: name), i + 1 < args.count, let v = Int(args[i + 1]) else { return fallback }
+        args.removeSubrange(i...(i + 1))
+        return v
+    }
+    let samples = option("--samples", 20_000)
+    let seed = option("--seed", 1)
+    let last = option("--last", 50)
+    guard let path = args.first else {
+        FileHandle.standardError.write(Data("usage: scale-bench DB [--samples N] [--seed S] [--last N]\n".utf8))
+        exit(2)
+    }
+    do {
+        let db = try Database(path: path, options: .init(readOnly: true, create: false))
+        let (users, events) = try db.read { (try $0.userCount(), try $0.eventCount()) }
+        guard users > 0 else { throw RecDBError.invalidArgument("the database has no users") }
+        var state = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15
+        func nextUser() -> UInt32 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return UInt32(1 + (z ^ (z >> 31)) % UInt64(users))
+        }
+        // Warm-up: the same number of reads as measured would page the whole file in; a tenth of them.
+        var checksum = 0
+        for _ in 0..<samples / 10 { checksum &+= try db.read { try $0.recentItems(user: nextUser(), last: last) }.count }
+        var micros: [Double] = []
+        micros.reserveCapacity(samples)
+        var read = 0
+        for _ in 0..<samples {
+            let u = nextUser()
+            let start = DispatchTime.now().uptimeNanoseconds
+            let items = try db.read { try $0.recentItems(user: u, last: last) }
+            micros.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1_000)
+            read += items.count
+        }
+        micros.sort()
+        let p50 = micros[micros.count / 2], p99 = micros[min(micros.count - 1, micros.count * 99 / 100)]
+        let mean = micros.reduce(0, +) / Double(micros.count)
+        print(String(format: "latest-%d read over %d users / %d events: p50 %.2f µs, p99 %.2f µs, mean %.2f µs (%d samples, %.1f events per read)",
+                     last, users, events, p50, p99, mean, samples, Double(read) / Double(samples)))
+        print(String(format: "{\"bench\":\"latest-read\",\"last\":%d,\"users\":%d,\"events\":%d,\"samples\":%d,\"p50_us\":%.3f,\"p99_us\":%.3f,\"mean_us\":%.3f}",
+                     last, users, events, samples, p50, p99, mean))
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        exit(1)
+    }
+}
+
+run()

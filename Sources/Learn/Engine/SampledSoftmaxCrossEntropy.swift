@@ -1,0 +1,237 @@
+import Foundation
+
+/// Sampled softmax cross-entropy with the logQ correction (Bengio & Senécal 2008; Jean et al. 2015;
+/// Yi et al. 2019 for in-batch negatives): each scored row is a softmax over its positive and a
+/// candidate set C shared by the whole batch, instead of the whole catalogue, so a step costs
+/// O(rows · |C|) rather than O(rows · catalogue).
+///
+/// C is drawn per batch, without duplicates, from a mixture: `inBatchFraction · N` draws are the
+/// targets of uniformly drawn rows of the batch (in-batch negatives, which follow item popularity for
+/// free) and the rest are uniform over the catalogue (so the tail is seen too). Conditional on the
+/// batch, each draw picks item j with probability
+///
+///     q_j = f · c_j / P + (1 − f) / n        (f = in-batch share, c_j = j's count among the P targets)
+///
+/// and j is in C with probability π_j = 1 − (1 − q_j)^N. Every logit (candidates and positive alike)
+/// is corrected by −log π_j, which makes the sampled softmax an estimate of the full one (popular items,
+/// drawn often, are not over-penalised). A candidate equal to a row's own positive (an accidental hit)
+/// is masked out of that row.
+///
+///     z_i0 = h_i · E[t_i] − log π(t_i);   z_ik = h_i · E[c_k] − log π(c_k)  (−∞ if c_k = t_i)
+///     L    = Σ_i logsumexp(z_i) − z_i0
+///
+/// The |C| candidate rows are gathered into a `[|C|, d]` matrix, so the forward and both backward
+/// products are three sgemms of `rows × |C| × d`; the gradient is scattered back only to the rows of
+/// the item table that were candidates or positives. Deterministic for a seed and a part count: the
+/// draws come from the caller's generator, and per-part candidate gradients are summed in part order.
+final class SampledSoftmaxCrossEntropy {
+    /// N: draws per batch (the candidate set has at most N distinct items).
+    let negatives: Int
+    /// Share of the draws taken from the batch's own targets.
+    let inBatchFraction: Double
+    let chunkRows: Int
+
+    /// The distinct candidates of the last `run` (ids 1...items), in draw order.
+    private(set) var candidates: [Int32] = []
+    /// log π of each candidate and of each row's positive, for the last draw.
+    private(set) var candidateLogQ: [Float] = []
+    private(set) var positiveLogQ: [Float] = []
+    private var positiveGrad: [Float] = []
+    /// Per item id: the draw (`drawStamp`) that last put it in C, and its index there.
+    private var stamp: [UInt32] = []
+    private var slot: [Int32] = []
+    private var drawStamp: UInt32 = 0
+    /// Per item id: count among the current batch's targets (reset after each draw).
+    private var targetCount: [Int32] = []
+    private let gathered = Buffer(1)
+    private var logits: [Buffer] = []
+    private var candidateGrads: [Buffer] = []
+
+    init(negatives: Int, inBatchFraction: Double = 0.5, chunkRows: Int = 256) {
+        // Unreachable from input: `ModelConfiguration.validate` bounds `negatives`.
+        precondition(negatives >= 1 && inBatchFraction >= 0 && inBatchFraction <= 1)
+        self.negatives = negatives; self.inBatchFraction = inBatchFraction; self.chunkRows = max(1, chunkRows)
+    }
+
+    /// Draws the candidate set for a batch whose scored rows have these targets (ids 1...items) and
+    /// computes log π for the candidates and the positives.
+    func draw(targets: UnsafePointer<Int32>, rows: Int, items: Int, rng: inout Xoshiro256) {
+        if stamp.count < items + 1 {
+            stamp = [UInt32](repeating: 0, count: items + 1); slot = [Int32](repeating: 0, count: items + 1)
+            targetCount = [Int32](repeating: 0, count: items + 1)
+            drawStamp = 0
+        }
+        drawStamp &+= 1
+        if drawStamp == 0 {  // wrapped after 2³² batches: old stamps could alias the new one
+            for i in stamp.indices { stamp[i] = 0 }
+            drawStamp = 1
+        }
+        let inBatch = rows > 0 ? Int((Double(negatives) * inBatchFraction).rounded()) : 0
+        let uniform = negatives - inBatch
+        candidates.removeAll(keepingCapacity: true)
+        func add(_ j: Int32) {
+            if stamp[Int(j)] != drawStamp {
+                stamp[Int(j)] = drawStamp; slot[Int(j)] = Int32(candidates.count); candidates.append(j)
+            }
+        }
+        for _ in 0..<inBatch { add(targets[Int(rng.next() % UInt64(rows))]) }
+        for _ in 0..<uniform { add(Int32(1 + rng.next() % UInt64(items))) }
+        for i in 0..<rows { targetCount[Int(targets[i])] += 1 }
+        let f = Double(inBatch) / Double(negatives), n = Double(negatives)
+        func logInclusion(_ j: Int32) -> Float {
+            let q = min(1, f * Double(targetCount[Int(j)]) / Double(max(rows, 1)) + (1 - f) / Double(items))
+            // π = 1 − (1 − q)^N, computed without cancellation for small q.
+            let pi = q >= 1 ? 1 : -expm1(n * log1p(-q))
+            return Float(log(max(pi, .leastNormalMagnitude)))
+        }
+        candidateLogQ = candidates.map(logInclusion)
+        positiveLogQ = (0..<rows).map { logInclusion(targets[$0]) }
+        for i in 0..<rows { targetCount[Int(targets[i])] = 0 }
+    }
+
+    /// The candidate slot of item `j` in the current draw, or nil.
+    @inline(__always) func candidateSlot(_ j: Int32) -> Int? {
+        stamp[Int(j)] == drawStamp ? Int(slot[Int(j)]) : nil
+    }
+
+    /// The item rows (ids 1...items) a step touched: the last draw's candidates, the positives and the
+    /// input items (ids outside 1...items, such as BERT4Rec's [MASK], are skipped), each once. Call
+    /// after `run`: it reuses the draw's marks, so `candidateSlot` is meaningless until the next draw.
+    func touchedRows(inputs: [Int32], targets: [Int32], items: Int) -> [Int32] {
+        var rows = candidates
+        for list in [targets, inputs] {
+            for j in list where j >= 1 && Int(j) <= items && Int(j) < stamp.count && stamp[Int(j)] != drawStamp {
+                stamp[Int(j)] = drawStamp; rows.append(j)
+            }
+        }
+        return rows
+    }
+
+    /// Draws a candidate set (see `draw`), then computes the loss and its gradients.
+    /// - Parameters:
+    ///   - hidden: `[rows, d]` outputs at the scored positions.
+    ///   - catalogue: `[items, d]` output item vectors; row `j` is item `j + 1`.
+    ///   - targets: `rows` targets in `1...items`.
+    ///   - gradScale: factor applied to the gradient (1/rows for a mean loss).
+    ///   - hiddenGrad: `[rows, d]`, written.
+    ///   - catalogueGrad: `[items, d]`, accumulated (`+=`) on the candidate and positive rows only.
+    /// - Returns: the SUM over rows of the sampled loss (Double).
+    func run(hidden: UnsafePointer<Float>, rows: Int, width d: Int, catalogue: UnsafePointer<Float>, items: Int,
+             targets: UnsafePointer<Int32>, gradScale: Float, hiddenGrad: UnsafeMutablePointer<Float>?,
+             catalogueGrad: UnsafeMutablePointer<Float>?, rng: inout Xoshiro256) -> Double {
+        guard rows > 0 else { return 0 }
+        draw(targets: targets, rows: rows, items: items, rng: &rng)
+        let k = candidates.count
+        gathered.reserve(k * d)
+        for (c, j) in candidates.enumerated() { (gathered.p + c * d).update(from: catalogue + (Int(j) - 1) * d, count: d) }
+        let parts = max(1, min(Parallel.parts, (rows + 15) / 16))
+        let chunk = chunkRows
+        while logits.count < parts { logits.append(Buffer(1)); candidateGrads.append(Buffer(1)) }
+        if positiveGrad.count < rows { positiveGrad = [Float](repeating: 0, count: rows) }
+        var lossPerPart = [Double](repeating: 0, count: parts)
+        var usedPart = [Bool](repeating: false, count: parts)
+        let e = UnsafePointer(gathered.p)
+        // Hit slot per row (−1 = none), found before the parallel part (the stamp arrays are not shared).
+        let hits = (0..<rows).map { Int32(candidateSlot(targets[$0]) ?? -1) }
+        candidateLogQ.withUnsafeBufferPointer { logQ in
+        positiveLogQ.withUnsafeBufferPointer { positiveQ in
+        positiveGrad.withUnsafeMutableBufferPointer { g0 in
+        lossPerPart.withUnsafeMutableBufferPointer { lossOut in
+        usedPart.withUnsafeMutableBufferPointer { used in
+            Parallel.forEachSlice(rows, parts: parts) { part, range in
+                let zb = logits[part]; zb.reserve(chunk * k)
+                let z = zb.p
+                let acc = candidateGrads[part]
+                if catalogueGrad != nil { acc.reserve(k * d) }
+                var loss = 0.0
+                var first = true
+                var c0 = range.lowerBound
+                while c0 < range.upperBound {
+                    let m = min(chunk, range.upperBound - c0)
+                    let h = hidden + c0 * d
+                    BLAS.gemm(transB: true, m: m, n: k, k: d, a: h, lda: d, b: e, ldb: d, c: z, ldc: k)
+                    for i in 0..<m {
+                        let r = c0 + i
+                        let row = z + i * k
+                        let positive = BLAS.dot(d, h + i * d, catalogue + (Int(targets[r]) - 1) * d) - positiveQ[r]
+                        let (l, p0) = Self.softmaxRow(row, count: k, logQ: logQ.baseAddress!, positive: positive,
+                                                      hit: Int(hits[r]), scale: gradScale)
+                        loss += Double(l)
+                        g0[r] = (p0 - 1) * gradScale
+                    }
+                    if let hiddenGrad {
+                        // dH = G·E_C + g0 · E[t]
+                        let dh = hiddenGrad + c0 * d
+                        BLAS.gemm(m: m, n: d, k: k, a: z, lda: k, b: e, ldb: d, c: dh, ldc: d)
+                        for i in 0..<m {
+                            let t = catalogue + (Int(targets[c0 + i]) - 1) * d, row = dh + i * d, g = g0[c0 + i]
+                            for j in 0..<d { row[j] += g * t[j] }
+                        }
+                    }
+                    if catalogueGrad != nil {
+                        // dE_C += Gᵀ·H (per part; summed in part order below)
+                        BLAS.gemm(transA: true, m: k, n: d, k: m, a: z, lda: k, b: h, ldb: d, beta: first ? 0 : 1,
+                                  c: acc.p, ldc: d)
+                    }
+                    first = false
+                    c0 += m
+                }
+                lossOut[part] = loss
+                used[part] = !first
+            }
+        }
+        }
+        }
+        }
+        }
+        if let catalogueGrad {
+            for part in 0..<parts where usedPart[part] {
+                let a = candidateGrads[part].p
+                for (c, j) in candidates.enumerated() {
+                    let dst = catalogueGrad + (Int(j) - 1) * d, src = a + c * d
+                    for x in 0..<d { dst[x] += src[x] }
+                }
+            }
+            for r in 0..<rows {
+                let dst = catalogueGrad + (Int(targets[r]) - 1) * d, src = hidden + r * d, g = positiveGrad[r]
+                for x in 0..<d { dst[x] += g * src[x] }
+            }
+        }
+        return lossPerPart.reduce(0, +)
+    }
+
+    /// In place over one row of candidate logits: subtracts log π, masks the hit, and turns the row into
+    /// the scaled gradient `softmax · scale` (the positive's column is kept aside). Returns the row's
+    /// loss and the positive's softmax probability.
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count n: Int, logQ: UnsafePointer<Float>,
+                           positive: Float, hit: Int, scale: Float) -> (Float, Float) {
+        let vectorEnd = n & ~7
+        var i = 0
+        while i < vectorEnd { store8(load8(row + i) - load8(logQ + i), row + i); i += 8 }
+        while i < n { row[i] -= logQ[i]; i += 1 }
+        // The hit leaves the max pass (it could exceed every other logit, and removing a dominant term
+        // from the sum afterwards would cancel catastrophically); its exponential is zeroed below.
+        if hit >= 0 { row[hit] = -.infinity }
+        var mx8 = SIMD8<Float>(repeating: positive)
+        i = 0
+        while i < vectorEnd { let v = load8(row + i); mx8.replace(with: v, where: v .> mx8); i += 8 }
+        var mx = mx8.max()
+        while i < n { mx = max(mx, row[i]); i += 1 }
+        let m8 = SIMD8<Float>(repeating: mx)
+        var s8 = SIMD8<Float>(repeating: 0)
+        i = 0
+        while i < vectorEnd { let v = fastExp(load8(row + i) - m8); store8(v, row + i); s8 += v; i += 8 }
+        var sum = s8.sum()
+        while i < n { let v = expf(row[i] - mx); row[i] = v; sum += v; i += 1 }
+        if hit >= 0 { sum -= row[hit]; row[hit] = 0 }
+        let ePositive = expf(positive - mx)
+        sum += ePositive
+        let inv = 1 / sum
+        let k8 = SIMD8<Float>(repeating: inv * scale)
+        i = 0
+        while i < vectorEnd { store8(load8(row + i) * k8, row + i); i += 8 }
+        while i < n { row[i] *= inv * scale; i += 1 }
+        return (logf(sum) + mx - positive, ePositive * inv)
+    }
+}

@@ -1,0 +1,266 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import RecDB
+
+/// `rdbctl serve`: JSON over HTTP and a dashboard, a thin layer over one `Database` in this process.
+/// Every route goes through `endpoint`, which authorises, bounds, times and turns every error into a
+/// problem+json answer, so no handler can answer without a status or leak a path.
+public final class RecDBServer: Sendable {
+    public typealias Context = BasicRequestContext
+
+    let database: Database
+    /// Removed from every message a client sees.
+    let databasePath: String
+    let configuration: ServerConfiguration
+    let metrics = RequestMetrics()
+    let jobs = TrainingJobs()
+    /// Writes wait here, one at a time, for the database's writer lock (a training commit can hold it
+    /// for a while): a blocked write must not hold one of the few threads that answer reads.
+    let writer = DispatchQueue(label: "recdb.server.writer")
+    /// "METHOD /pattern" of every route, as registered (checked against schemas/openapi.json).
+    let routes = RouteList()
+
+    /// Who may call a route.
+    enum Access { case open, read, write }
+
+    public init(database: Database, path: String, configuration: ServerConfiguration) {
+        self.database = database
+        self.databasePath = path
+        self.configuration = configuration
+    }
+
+    /// The application: routes, body limits and timeouts. `onListening` receives the bound port.
+    public func application(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        var logger = Logger(label: "recdb.serve")
+        logger.logLevel = .warning
+        return Application(
+            router: makeRouter(),
+            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "RecDB"),
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+    }
+
+    /// Runs until the process is stopped (SIGINT/SIGTERM end it gracefully).
+    public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        try await application(onListening: onListening).runService()
+        jobs.waitForAll()
+    }
+
+    func makeRouter() -> Router<Context> {
+        let router = Router(context: Context.self)
+        router.add(middleware: UnknownRouteMiddleware(server: self))
+        addRoutes(to: router)
+        return router
+    }
+
+    // MARK: - The one path every request takes
+
+    func endpoint(_ router: Router<Context>, _ method: HTTPRequest.Method, _ pattern: String, _ access: Access,
+                  _ handler: @escaping @Sendable (Request, Context) async throws -> Response) {
+        // Metrics label: the pattern in OpenAPI's spelling (`{id}`), never the raw path.
+        let label = pattern.split(separator: "/", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+        routes.append("\(method.rawValue) \(label)")
+        router.on(RouterPath(pattern), method: method) { [self] request, context in
+            let start = DispatchTime.now().uptimeNanoseconds
+            let response: Response
+            do {
+                try authorise(request, access)
+                response = try await handler(request, context)
+            } catch {
+                response = problemResponse(for: error, path: request.uri.path)
+            }
+            metrics.record(method: method.rawValue, route: label, status: response.status.code,
+                           seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            return response
+        }
+    }
+
+    func authorise(_ request: Request, _ access: Access) throws {
+        if access == .write && configuration.readOnly {
+            throw Problem(.forbidden, "the server is read-only (rdbctl serve --read-only): writes are refused")
+        }
+        guard access != .open, let keys = configuration.apiKeys else { return }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw Problem(.unauthorized, "this server needs an API key: send Authorization: Bearer KEY")
+        }
+        guard let granted = keys.access(for: Array(header.utf8.dropFirst("Bearer ".utf8.count))) else {
+            throw Problem(.unauthorized, "the API key is not valid")
+        }
+        if access == .write && granted != .write { throw Problem(.forbidden, "this API key may read but not write") }
+    }
+
+    func problemResponse(for error: Error, path: String) -> Response {
+        let problem: Problem
+        switch error {
+        case let p as Problem: problem = p
+        case let e as RecDBError: problem = Problem(e, databasePath: databasePath)
+        case let e as HTTPError: problem = Problem(e.status, e.body ?? e.status.reasonPhrase)
+        default: problem = Problem(.internalServerError, Problem.scrub("\(error)", path: databasePath))
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/problem+json"
+        if problem.status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        return Response(status: problem.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: problem.body(instance: path))))
+    }
+
+    // MARK: - Request and response helpers
+
+    func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return bytes(Array(try encoder.encode(value)), type: "application/json", status: status)
+    }
+
+    /// For values with free-form parts (item attributes): a JSONSerialization object.
+    func json(object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
+        bytes(Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])), type: "application/json", status: status)
+    }
+
+    func bytes(_ body: [UInt8], type: String, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = type
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The request body as a JSON object, at most `maxBodyBytes`.
+    func jsonBody(_ request: Request) async throws -> JSONObject {
+        let limit = configuration.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw Problem(.contentTooLarge, "the request body has \(length) bytes; at most \(limit) are accepted")
+        }
+        let buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: limit) } catch {
+            throw Problem(.contentTooLarge, "the request body exceeds \(limit) bytes")
+        }
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) } catch {
+            throw Problem.badRequest("the request body is not valid JSON")
+        }
+        guard let dictionary = object as? [String: Any] else { throw Problem.badRequest("the request body must be a JSON object") }
+        return JSONObject(dictionary)
+    }
+
+    /// `k` from a query or a body: 1...maxK (default 10).
+    func boundedK(_ value: Int?) throws -> Int {
+        guard let k = value else { return 10 }
+        guard k >= 1 && k <= configuration.maxK else { throw Problem.badRequest("k must be between 1 and \(configuration.maxK), got \(k)") }
+        return k
+    }
+
+    /// Runs a write on the writer queue (see `writer`).
+    func onWriter<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            writer.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}
+
+/// Unknown routes and methods answer problem+json like every other failure.
+struct UnknownRouteMiddleware: RouterMiddleware {
+    typealias Context = RecDBServer.Context
+    let server: RecDBServer
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let status = (error as? HTTPError)?.status ?? .internalServerError
+            let detail = status == .notFound ? "no route \(request.method.rawValue) \(request.uri.path)" : "\(error)"
+            server.metrics.record(method: request.method.rawValue, route: "unmatched", status: status.code, seconds: 0)
+            return server.problemResponse(for: Problem(status, detail), path: request.uri.path)
+        }
+    }
+}
+
+/// Typed access to a JSON request body, with messages that name the field.
+struct JSONObject: @unchecked Sendable {  // holds JSONSerialization values, read-only after parsing
+    let values: [String: Any]
+    init(_ values: [String: Any]) { self.values = values }
+
+    func has(_ key: String) -> Bool { values[key] != nil && !(values[key] is NSNull) }
+
+    /// JSONSerialization returns numbers and booleans both as NSNumber, and `is Bool` holds for the
+    /// numbers 0 and 1 too; a JSON boolean is the CFBoolean subclass.
+    static func isBoolean(_ v: Any) -> Bool {
+        type(of: v) == Bool.self || String(describing: type(of: v)).contains("Boolean")
+    }
+
+    func string(_ key: String) throws -> String? {
+        guard has(key) else { return nil }
+        guard let s = values[key] as? String else { throw Problem.badRequest("'\(key)' must be a string") }
+        return s
+    }
+
+    func int(_ key: String) throws -> Int? {
+        guard has(key) else { return nil }
+        guard let n = values[key] as? NSNumber, !Self.isBoolean(n), let i = Int(exactly: n.doubleValue) else {
+            throw Problem.badRequest("'\(key)' must be an integer")
+        }
+        return i
+    }
+
+    func double(_ key: String) throws -> Double? {
+        guard has(key) else { return nil }
+        guard let n = values[key] as? NSNumber, !Self.isBoolean(n), n.doubleValue.isFinite else {
+            throw Problem.badRequest("'\(key)' must be a finite number")
+        }
+        return n.doubleValue
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard has(key) else { return nil }
+        guard let v = values[key], Self.isBoolean(v), let b = v as? Bool else { throw Problem.badRequest("'\(key)' must be true or false") }
+        return b
+    }
+
+    func strings(_ key: String, limit: Int) throws -> [String]? {
+        guard has(key) else { return nil }
+        guard let a = values[key] as? [Any] else { throw Problem.badRequest("'\(key)' must be an array of strings") }
+        guard a.count <= limit else { throw Problem.badRequest("'\(key)' has \(a.count) entries; at most \(limit) are accepted") }
+        return try a.map { v in
+            if let s = v as? String { return s }
+            if let n = v as? NSNumber, !Self.isBoolean(n) { return n.stringValue }  // numeric ids, as the CSV importer takes them
+            throw Problem.badRequest("'\(key)' must be an array of strings")
+        }
+    }
+
+    func object(_ key: String) throws -> JSONObject? {
+        guard has(key) else { return nil }
+        guard let o = values[key] as? [String: Any] else { throw Problem.badRequest("'\(key)' must be an object") }
+        return JSONObject(o)
+    }
+
+    func objects(_ key: String, limit: Int) throws -> [JSONObject]? {
+        guard has(key) else { return nil }
+        guard let a = values[key] as? [Any] else { throw Problem.badRequest("'\(key)' must be an array of objects") }
+        guard a.count <= limit else { throw Problem.badRequest("'\(key)' has \(a.count) entries; at most \(limit) are accepted") }
+        return try a.map { v in
+            guard let o = v as? [String: Any] else { throw Problem.badRequest("'\(key)' must be an array of objects") }
+            return JSONObject(o)
+        }
+    }
+
+    /// Attribute filters: an object of strings (numbers and booleans are compared as their text).
+    func attributes(_ key: String) throws -> [String: String] {
+        guard let o = try object(key) else { return [:] }
+        var out: [String: String] = [:]
+        for (k, v) in o.values {
+            if let s = v as? String { out[k] = s } else if let n = v as? NSNumber { out[k] = n.stringValue } else {
+                throw Problem.badRequest("'\(key).\(k)' must be a string or a number")
+            }
+        }
+        return out
+    }
+}
+
+final class RouteList: @unchecked Sendable {  // every access holds `lock`
+    private let lock = NSLock()
+    private var entries: [String] = []
+    func append(_ entry: String) { lock.lock(); entries.append(entry); lock.unlock() }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return entries }
+}

@@ -1,0 +1,59 @@
+import XCTest
+@testable import Learn
+
+/// `windows: auto`, the default: `last` on short histories (bit for bit), whole-history SASRec (`all`) on long ones.
+final class AutomaticWindowsTests: XCTestCase {
+    override func setUp() { LearnEngine.configureProcess() }
+
+    func testResolutionFollowsTheMeanHistoryLength() throws {
+        var c = ModelConfiguration(); c.maxLength = 5
+        XCTAssertEqual(c.windows, .auto)
+        // Mean training part 5 (= maxLength; the empty part does not count): last, batch unchanged.
+        let short: [[Int32]] = [[1, 2, 3], [1, 2, 3, 4, 5, 6, 7], []]
+        XCTAssertEqual(c.resolvingAutomaticWindows(train: short).windows, .last)
+        XCTAssertEqual(c.resolvingAutomaticWindows(train: short).batchSize, 256)
+        // Mean 5.5 > 5: SASRec trains all windows; BERT4Rec keeps last.
+        let long: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7]]
+        let r = c.resolvingAutomaticWindows(train: long)
+        var expected = c; expected.windows = .all
+        XCTAssertEqual(r, expected, "only the windows change")
+        let b = ModelConfiguration(architecture: .bert4rec)
+        var b5 = b; b5.maxLength = 5
+        XCTAssertEqual(b5.resolvingAutomaticWindows(train: long), { var x = b5; x.windows = .last; return x }())
+        // An explicit selection is never changed; no data resolves to last.
+        for w in [TrainingWindows.last, .all, .stride(3), .prefixes(2)] {
+            var e = ModelConfiguration(); e.maxLength = 5; e.windows = w
+            XCTAssertEqual(e.resolvingAutomaticWindows(train: long), e)
+        }
+        XCTAssertEqual(ModelConfiguration().resolvingAutomaticWindows(train: []).windows, .last)
+        // JSON: "auto" round-trips; a stored configuration without the key is last (what it was trained with).
+        XCTAssertEqual(try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{"windows":"auto"}"#.utf8)).windows, .auto)
+        XCTAssertEqual(try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{}"#.utf8)).windows, .last)
+        XCTAssertEqual(TrainingWindows("auto"), .auto)
+    }
+
+    func testAutoTrainsExactlyWhatItResolvesTo() throws {
+        // Short histories (5…14 events, maxLength 10): auto = last, weights bit for bit.
+        let short = try syntheticDataset(users: 60, items: 30)
+        var c = smallConfiguration(.sasrec); c.maxEpochs = 2
+        XCTAssertEqual(c.windows, .auto)
+        var last = c; last.windows = .last
+        let a = try Trainer.train(dataset: short, configuration: c)
+        let l = try Trainer.train(dataset: short, configuration: last)
+        XCTAssertEqual(a.model.exportParameters(), l.model.exportParameters())
+        // The report carries the resolved selections (the loss's `auto` is resolved too: full CE on 30 items).
+        var resolvedLast = last; resolvedLast.loss = .ce
+        XCTAssertEqual(a.report.configuration, resolvedLast, "the report carries the resolved selection")
+        XCTAssertEqual(a.model.configuration.windows, .last)
+        // Long histories (20…40 events): auto = all.
+        let long = try syntheticDataset(users: 30, items: 30, length: 20...40)
+        var all = c; all.windows = .all
+        let b = try Trainer.train(dataset: long, configuration: c)
+        let e = try Trainer.train(dataset: long, configuration: all)
+        XCTAssertEqual(b.model.exportParameters(), e.model.exportParameters())
+        var resolvedAll = all; resolvedAll.loss = .ce
+        XCTAssertEqual(b.report.configuration, resolvedAll)
+        XCTAssertEqual(b.report.trainExamples, e.report.trainExamples)
+        XCTAssertGreaterThan(b.report.trainExamples, 30)
+    }
+}

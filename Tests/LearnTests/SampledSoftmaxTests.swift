@@ -1,0 +1,191 @@
+import XCTest
+@testable import Learn
+
+/// The sampled softmax loss (`ModelConfiguration.loss = .sampled`): gradients against finite
+/// differences, hand-computed inclusion probabilities, the limit where it equals the full softmax,
+/// the row-sparse AdamW step, and training through `Trainer`.
+final class SampledSoftmaxTests: XCTestCase {
+    override func setUp() { LearnEngine.configureProcess() }
+    override func invokeTest() { Parallel.$parts.withValue(2) { super.invokeTest() } }
+
+    /// The loss of the last draw of `loss`, evaluated directly in Double from its candidate set and log π.
+    private func direct(_ loss: SampledSoftmaxCrossEntropy, h: [Float], e: [Float], targets: [Int32], d: Int) -> Double {
+        var total = 0.0
+        let c = loss.candidates
+        for r in 0..<targets.count {
+            func score(_ j: Int32) -> Double {
+                var s = 0.0
+                for k in 0..<d { s += Double(h[r * d + k]) * Double(e[(Int(j) - 1) * d + k]) }
+                return s
+            }
+            let positive = score(targets[r]) - Double(loss.positiveLogQ[r])
+            var logits = [positive]
+            for (k, j) in c.enumerated() where j != targets[r] { logits.append(score(j) - Double(loss.candidateLogQ[k])) }
+            let m = logits.max()!
+            total += m + log(logits.reduce(0) { $0 + exp($1 - m) }) - positive
+        }
+        return total / Double(targets.count)
+    }
+
+    func testGradientsAgainstFiniteDifferences() {
+        let rows = 9, d = 5, items = 30
+        var h = randomFloats(rows * d, seed: 21, scale: 2), e = randomFloats(items * d, seed: 22, scale: 2)
+        // Repeated targets (in-batch draws hit them) and a small catalogue (uniform draws hit positives).
+        let targets: [Int32] = [1, 7, 7, 30, 12, 3, 7, 22, 1]
+        let loss = SampledSoftmaxCrossEntropy(negatives: 14, chunkRows: 2)  // several chunks per part
+        var dh = [Float](repeating: 0, count: rows * d), de = [Float](repeating: 0, count: items * d)
+        var rng = Xoshiro256(seed: 3)
+        let sum = loss.run(hidden: h, rows: rows, width: d, catalogue: e, items: items, targets: targets,
+                           gradScale: 1 / Float(rows), hiddenGrad: &dh, catalogueGrad: &de, rng: &rng)
+        let hits = (0..<rows).filter { r in loss.candidates.contains(targets[r]) }.count
+        XCTAssertGreaterThan(hits, 0, "the test must exercise accidental hits")
+        XCTAssertLessThan(loss.candidates.count, items, "and a true sample, not the whole catalogue")
+        XCTAssertEqual(Set(loss.candidates).count, loss.candidates.count, "candidates are distinct")
+        XCTAssertEqual(sum / Double(rows), direct(loss, h: h, e: e, targets: targets, d: d), accuracy: 1e-4)
+        let f = { self.direct(loss, h: h, e: e, targets: targets, d: d) }
+        checkGradient("sampled.hidden", values: &h, indices: Array(0..<h.count), analytic: dh, eps: 1e-2, loss: f)
+        checkGradient("sampled.catalogue", values: &e, indices: Array(0..<e.count), analytic: de, eps: 1e-2, loss: f)
+        // Rows never drawn and never a positive get no gradient (the scatter is sparse).
+        let touched = Set(loss.candidates).union(targets)
+        for j in 1...items where !touched.contains(Int32(j)) {
+            XCTAssertEqual(Array(de[(j - 1) * d ..< j * d]), [Float](repeating: 0, count: d), "item \(j)")
+        }
+    }
+
+    func testInclusionProbabilitiesAgainstHandValues() {
+        // rows 4, items 8, N = 4 with half in-batch: f = 0.5, q_j = 0.5·c_j/4 + 0.5/8.
+        let targets: [Int32] = [2, 2, 5, 8]
+        let loss = SampledSoftmaxCrossEntropy(negatives: 4)
+        var rng = Xoshiro256(seed: 11)
+        loss.draw(targets: targets, rows: 4, items: 8, rng: &rng)
+        func pi(_ q: Double) -> Double { 1 - pow(1 - q, 4) }
+        let expected: [Int32: Double] = [2: pi(0.25 + 0.0625), 5: pi(0.125 + 0.0625), 8: pi(0.125 + 0.0625)]
+        for (r, t) in targets.enumerated() {
+            XCTAssertEqual(Double(loss.positiveLogQ[r]), log(expected[t]!), accuracy: 1e-6, "positive \(t)")
+        }
+        for (k, j) in loss.candidates.enumerated() {
+            let q = (expected[j] != nil) ? nil : pi(0.0625)
+            XCTAssertEqual(Double(loss.candidateLogQ[k]), log(q ?? expected[j]!), accuracy: 1e-6, "candidate \(j)")
+        }
+        // 1 − (1 − 0.3125)^4 = 1 − 0.6875⁴ = 1 − 0.2234039306640625, item 2 worked by hand.
+        XCTAssertEqual(pi(0.3125), 0.7765960693359375, accuracy: 1e-12)
+        XCTAssertEqual(Double(loss.positiveLogQ[0]), log(0.7765960693359375), accuracy: 1e-6)
+        // Same seed, same draw; another seed, another draw.
+        let first = loss.candidates
+        var same = Xoshiro256(seed: 11)
+        loss.draw(targets: targets, rows: 4, items: 8, rng: &same)
+        XCTAssertEqual(loss.candidates, first)
+    }
+
+    func testEqualsTheFullSoftmaxWhenTheSampleCoversTheCatalogue() {
+        // Uniform draws only, N ≫ items: every item is drawn (with probability 1 − 20·(19/20)^N ≈ 1)
+        // and π = 1 in floating point, so log π = 0 and masking the hits leaves exactly the full softmax.
+        let rows = 11, d = 6, items = 20
+        let h = randomFloats(rows * d, seed: 31, scale: 2), e = randomFloats(items * d, seed: 32, scale: 2)
+        let targets: [Int32] = (0..<rows).map { Int32(1 + ($0 * 7) % items) }
+        let sampled = SampledSoftmaxCrossEntropy(negatives: 4000, inBatchFraction: 0)
+        var dhS = [Float](repeating: 0, count: rows * d), deS = [Float](repeating: 0, count: items * d)
+        var rng = Xoshiro256(seed: 5)
+        let ls = sampled.run(hidden: h, rows: rows, width: d, catalogue: e, items: items, targets: targets,
+                             gradScale: 1 / Float(rows), hiddenGrad: &dhS, catalogueGrad: &deS, rng: &rng)
+        XCTAssertEqual(Set(sampled.candidates), Set((1...items).map { Int32($0) }))
+        XCTAssertTrue(sampled.candidateLogQ.allSatisfy { $0 == 0 })
+        let full = SoftmaxCrossEntropy(chunkRows: 4)
+        var dhF = [Float](repeating: 0, count: rows * d), deF = [Float](repeating: 0, count: items * d)
+        let lf = full.run(hidden: h, rows: rows, width: d, catalogue: e, items: items, targets: targets,
+                          gradScale: 1 / Float(rows), hiddenGrad: &dhF, catalogueGrad: &deF)
+        XCTAssertEqual(ls, lf, accuracy: 1e-4 * abs(lf))
+        for i in 0..<dhS.count { XCTAssertEqual(dhS[i], dhF[i], accuracy: 1e-5) }
+        for i in 0..<deS.count { XCTAssertEqual(deS[i], deF[i], accuracy: 1e-5) }
+    }
+
+    func testRowSparseAdamWUpdatesOnlyTheTouchedRowsAsDenseWould() {
+        let rowsCount = 6, width = 3
+        let dense = Parameter("t", shape: [rowsCount, width]), sparse = Parameter("t", shape: [rowsCount, width])
+        let init0 = randomFloats(rowsCount * width, seed: 41)
+        for p in [dense, sparse] { init0.withUnsafeBufferPointer { p.value.p.update(from: $0.baseAddress!, count: init0.count) } }
+        let touched: [Int32] = [4, 1]
+        let g = randomFloats(width, seed: 42)
+        for p in [dense, sparse] {
+            for r in touched { for j in 0..<width { p.grad.p[Int(r) * width + j] = g[j] * Float(r) } }
+        }
+        var a = AdamW(learningRate: 0.1, beta1: 0.9, beta2: 0.98, epsilon: 1e-8, weightDecay: 0.5)
+        var b = a
+        a.update([dense])
+        b.update([sparse], rowSparse: sparse, rows: touched)
+        for r in 0..<rowsCount {
+            for j in 0..<width {
+                let i = r * width + j
+                if touched.contains(Int32(r)) {
+                    XCTAssertEqual(sparse.value.p[i], dense.value.p[i], "touched row \(r)")
+                    XCTAssertNotEqual(sparse.value.p[i], init0[i])
+                    XCTAssertEqual(sparse.grad.p[i], 0, "a touched row's gradient is cleared for the next step")
+                } else {
+                    XCTAssertEqual(sparse.value.p[i], init0[i], "untouched row \(r) keeps its value (lazy)")
+                    XCTAssertEqual(dense.value.p[i], init0[i] * (1 - 0.1 * 0.5), accuracy: 1e-7, "dense decays it")
+                }
+            }
+        }
+    }
+
+    func testTrainingWithTheSampledLossLearnsAndIsDeterministic() throws {
+        let data = try syntheticDataset()
+        var c = smallConfiguration(.sasrec)
+        c.maxEpochs = 30; c.patience = 30; c.learningRate = 5e-3; c.dropout = 0.1
+        c.loss = .sampled; c.negatives = 16
+        let a = try Trainer.train(dataset: data, configuration: c)
+        // chance level for Recall@10 is 10/40; 90 % of the next items follow the cycle
+        XCTAssertGreaterThan(a.report.test.recall10, 0.7, "\(a.report.test)")
+        XCTAssertEqual(a.report.configuration.loss, .sampled)
+        XCTAssertEqual(a.model.configuration.loss, .sampled)
+        c.maxEpochs = 2
+        let x = try Trainer.train(dataset: data, configuration: c), y = try Trainer.train(dataset: data, configuration: c)
+        XCTAssertEqual(x.model.exportParameters(), y.model.exportParameters())
+        c.seed = 9
+        let z = try Trainer.train(dataset: data, configuration: c)
+        XCTAssertNotEqual(x.model.exportParameters()["item_emb"], z.model.exportParameters()["item_emb"])
+        // BERT4Rec and text+id items train through the same loss (dense item-table update).
+        var b = smallConfiguration(.bert4rec, items: .textAndID)
+        b.loss = .sampled; b.negatives = 16; b.maxEpochs = 2
+        let text = try syntheticTextTable(items: data.numItems)
+        let rb = try Trainer.train(dataset: data, textTable: text, configuration: b)
+        XCTAssertTrue(rb.report.curve.allSatisfy { $0[1].isFinite })
+    }
+
+    func testItemBlockedEvaluationEqualsTheUnblockedRanking() throws {
+        // Large catalogues are ranked in item blocks; forced here with blocks of 37 items (a partial last
+        // block, a target's own block anywhere) over 300 users (several 64-user chunks and both workers).
+        let data = try syntheticDataset(users: 300, items: 200)
+        var c = smallConfiguration(.sasrec); c.maxEpochs = 1
+        let model = try Trainer.train(dataset: data, configuration: c).model
+        let split = DatasetSplit.leaveOneOut(data)
+        for maskSeen in [false, true] {
+            let plain = RankingEvaluator(network: model.network, batchSize: 128, maskSeen: maskSeen)
+            var blocked = plain
+            blocked.itemBlock = 37
+            let a = plain.ranks(split.test, coverageDepth: 20), b = blocked.ranks(split.test, coverageDepth: 20)
+            XCTAssertEqual(a.ranks, b.ranks, "maskSeen \(maskSeen)")
+            XCTAssertEqual(a.bestPosition, b.bestPosition, "coverage, maskSeen \(maskSeen)")
+            XCTAssertEqual(blocked.blockedRanks(split.test, coverageDepth: 0).ranks, a.ranks)
+            XCTAssertGreaterThan(Set(a.ranks).count, 5, "ranks must vary for the comparison to mean something")
+        }
+    }
+
+    func testAutoResolvesByCatalogueSizeAndIsRecorded() throws {
+        var c = ModelConfiguration()
+        XCTAssertEqual(c.loss, .auto)
+        let t = ModelConfiguration.sampledLossCatalogueThreshold
+        XCTAssertEqual(c.resolvedLoss(numItems: t), .ce)
+        XCTAssertEqual(c.resolvedLoss(numItems: t + 1), .sampled)
+        c.loss = .ce
+        XCTAssertEqual(c.resolvedLoss(numItems: 10 * t), .ce)
+        let data = try syntheticDataset(users: 100)
+        var s = smallConfiguration(); s.maxEpochs = 1
+        XCTAssertEqual(try Trainer.train(dataset: data, configuration: s).model.configuration.loss, .ce)
+        // A stored configuration without the keys decodes to the defaults.
+        let old = try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{"seed":3}"#.utf8))
+        XCTAssertEqual(old.loss, .auto); XCTAssertEqual(old.negatives, 2048)
+        s.negatives = 0
+        XCTAssertThrowsError(try s.validate())
+    }
+}

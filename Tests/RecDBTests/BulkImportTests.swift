@@ -1,0 +1,271 @@
+import Foundation
+import XCTest
+@testable import RecDB
+
+/// The format-3 event store and the bulk import path (issue #13): block encoding, the external sort
+/// across spilled runs, merging into users that already have events, all-or-nothing after a spill,
+/// the ledger, and the synthetic data generator.
+final class BulkImportTests: DatabaseTestCase {
+    /// A reference history: (user external id) → [(timestamp, item external id)] in (timestamp, line) order.
+    func reference(_ rows: [(String, String, Int64)]) -> [String: [(Int64, String)]] {
+        var out: [String: [(Int64, Int, String)]] = [:]
+        for (line, row) in rows.enumerated() { out[row.0, default: []].append((row.2, line, row.1)) }
+        return out.mapValues { $0.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { ($0.0, $0.2) } }
+    }
+
+    func histories(_ db: Database) throws -> [String: [(Int64, String)]] {
+        try db.read { tx in
+            var out: [String: [(Int64, String)]] = [:]
+            try tx.forEachUser { user in
+                let events = try tx.events(user: user.id)
+                if !events.isEmpty { out[user.externalID] = try events.map { ($0.timestamp, try tx.item(id: $0.item)!.externalID) } }
+                return true
+            }
+            return out
+        }
+    }
+
+    func assertSameHistories(_ a: [String: [(Int64, String)]], _ b: [String: [(Int64, String)]], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(Set(a.keys), Set(b.keys), file: file, line: line)
+        for (user, events) in a {
+            XCTAssertEqual(events.map { "\($0.0):\($0.1)" }, b[user]?.map { "\($0.0):\($0.1)" }, "user \(user)", file: file, line: line)
+        }
+    }
+
+    func csv(_ rows: [(String, String, Int64)]) -> String {
+        "user,item,timestamp\n" + rows.map { "\($0.0),\($0.1),\($0.2)\n" }.joined()
+    }
+
+    /// Rows whose times are not in file order, with ties, for `users` users.
+    func shuffledRows(count: Int, users: Int, items: Int, seed: UInt64, timeBase: Int64 = 1_000) -> [(String, String, Int64)] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in
+            ("u\(rng.next() % UInt64(users))", "i\(rng.next() % UInt64(items))", timeBase + Int64(rng.next() % 500))
+        }
+    }
+
+    func testEventBlocksRoundTripAndRejectDamage() throws {
+        var rng = SplitMix64(seed: 7)
+        var events: [StoredEvent] = []
+        var ts: Int64 = -5_000, seq: UInt64 = 100
+        for i in 0..<150 {
+            ts += Int64(rng.next() % 3)  // ties included
+            seq = i % 7 == 0 ? seq - 50 : seq + 1 + rng.next() % 1_000  // sequences not in time order
+            events.append(StoredEvent(timestamp: ts, sequence: seq, item: UInt32(1 + rng.next() % 1_000_000),
+                                      typeCode: i % 5 == 0 ? 3 : 0, value: i % 4 == 0 ? Float(i) / 3 : nil))
+        }
+        // Sorted by (timestamp, sequence) as a block requires.
+        events.sort { $0.precedes($1) }
+        var value: [UInt8] = []
+        for slice in [Array(events.prefix(1)), Array(events.prefix(40)), events, events.map { StoredEvent(timestamp: $0.timestamp, sequence: $0.sequence, item: $0.item, typeCode: 0, value: nil) }] {
+            slice.withUnsafeBufferPointer { EventBlock.encode(user: 42, $0, into: &value) }
+            let key = EventBlock.key(user: 42, first: slice[0])
+            let decoded = try key.withUnsafeBytes { k in try value.withUnsafeBytes { try EventBlock.decode(key: k, value: $0) } }
+            XCTAssertEqual(decoded, slice)
+            // Plain blocks store no type field: about 1 byte an event less.
+            XCTAssertEqual(value[0] == EventBlock.plainFlag, slice.allSatisfy(\.isPlain))
+        }
+        // 150 plain events with ~1M item ids and 1000-wide sequence gaps: well under 8 bytes an event.
+        XCTAssertLessThan(value.count, 150 * 8)
+        // Every single-byte flip of value or key is a damaged error, never other events.
+        let key = EventBlock.key(user: 42, first: events[0])
+        for offset in stride(from: 0, to: value.count + key.count, by: 7) {
+            var v = value, k = key
+            if offset < v.count { v[offset] ^= 0x10 } else { k[offset - v.count] ^= 0x10 }
+            XCTAssertThrowsError(try k.withUnsafeBytes { k in try v.withUnsafeBytes { try EventBlock.decode(key: k, value: $0) } }) { error in
+                guard case RecDBError.damaged(let table, _, _) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(table, "user_events")
+            }
+        }
+    }
+
+    func testSorterMergesSpilledRunsInUserTimeOrderAndLeavesNoFiles() throws {
+        let spill = path("spill")
+        try FileManager.default.createDirectory(atPath: spill, withIntermediateDirectories: true)
+        var rng = SplitMix64(seed: 3)
+        var records: [EventRecord] = []
+        for seq in 1...10_000 {
+            records.append(EventRecord(timestamp: Int64(rng.next() % 300) - 100, sequence: UInt64(seq), user: UInt32(1 + rng.next() % 70_000),
+                                       item: UInt32(1 + rng.next() % 9), valueBits: seq % 3 == 0 ? Float(seq).bitPattern : 0,
+                                       typeCode: UInt16(seq % 2), hasValue: seq % 3 == 0))
+        }
+        let sorter = EventRunSorter(capacity: 777, directory: spill)
+        for r in records { try sorter.add(r) }
+        XCTAssertEqual(sorter.spilledRuns, 10_000 / 777)
+        XCTAssertGreaterThan(sorter.spilledBytes, 0)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: spill), [], "spill files have no name")
+        var merged: [EventRecord] = []
+        try sorter.merge { merged.append($0) }
+        let expected = records.sorted { $0.precedes($1) }
+        XCTAssertEqual(merged.count, expected.count)
+        XCTAssertTrue(zip(merged, expected).allSatisfy {
+            $0.user == $1.user && $0.timestamp == $1.timestamp && $0.sequence == $1.sequence && $0.item == $1.item
+                && $0.typeCode == $1.typeCode && $0.hasValue == $1.hasValue && $0.valueBits == $1.valueBits
+        })
+    }
+
+    func testImportAcrossManySpilledRunsMatchesAReferenceAndVerifies() throws {
+        let rows = shuffledRows(count: 5_000, users: 300, items: 200, seed: 11)
+        let file = try writeFile("events.csv", csv(rows))
+        let db = try makeDatabase()
+        var options = InteractionImportOptions()
+        options.runEvents = 97  // 51 runs
+        let summary = try db.importInteractions(from: file, options: options)
+        XCTAssertEqual(summary.events, 5_000)
+        XCTAssertEqual(summary.createdUsers, 300)
+        assertSameHistories(try histories(db), reference(rows))
+        XCTAssertEqual(try db.read { try $0.eventCount() }, 5_000)
+        // Sequences are the file's row order.
+        let sequences = try db.read { tx -> [UInt64] in var s: [UInt64] = []; try tx.forEachEvent { s.append($0.sequence); return true }; return s }
+        XCTAssertEqual(sequences, Array(1...5_000))
+        let report = try db.verify()
+        XCTAssertTrue(report.isClean, "\(report.problems)")
+        XCTAssertEqual(report.checked["events"], 5_000)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("db")).sorted(), ["data.mdb", "lock.mdb"])
+    }
+
+    func testImportIntoUsersWithEventsMergesAndAppendsNewUsers() throws {
+        let first = shuffledRows(count: 3_000, users: 100, items: 50, seed: 1)
+        // Old users with events before, among and after their stored ones, and new users.
+        let second = shuffledRows(count: 2_000, users: 160, items: 80, seed: 2, timeBase: 1_250)
+        let db = try makeDatabase()
+        var options = InteractionImportOptions()
+        options.runEvents = 101
+        try db.importInteractions(from: try writeFile("a.csv", csv(first)), options: options)
+        // Events added one by one between the imports land in the same blocks.
+        let single: [(String, String, Int64)] = (0..<300).map { ("u\($0 % 7)", "i\($0 % 11)", 1_100 + Int64($0 * 13 % 700)) }
+        try db.write { tx in
+            for (u, i, t) in single { try tx.appendEvent(user: try tx.userID(for: u)!, item: try tx.itemID(for: i)!, timestamp: t) }
+        }
+        let summary = try db.importInteractions(from: try writeFile("b.csv", csv(second)), options: options)
+        XCTAssertEqual(summary.createdUsers, 60)
+        assertSameHistories(try histories(db), reference(first + single + second))
+        let report = try db.verify()
+        XCTAssertTrue(report.isClean, "\(report.problems)")
+        XCTAssertEqual(report.checked["events"], 5_300)
+        // Latest items of a user with many blocks' worth of events.
+        let expected = reference(first + single + second)["u3"]!.suffix(50).map(\.1)
+        let recent = try db.read { tx in try tx.recentItems(user: try tx.userID(for: "u3")!, last: 50).map { try tx.item(id: $0)!.externalID } }
+        XCTAssertEqual(recent, Array(expected))
+    }
+
+    func testManySingleAppendsSplitBlocksAndKeepTimeOrder() throws {
+        let db = try makeDatabase()
+        var rng = SplitMix64(seed: 5)
+        var expected: [(Int64, UInt64)] = []
+        try db.write { tx in
+            let u = try tx.upsertUser(externalID: "heavy")
+            let other = try tx.upsertUser(externalID: "after")
+            let item = try tx.upsertItem(ItemInput(externalID: "x"))
+            for _ in 0..<3_000 {
+                let t = Int64(rng.next() % 100_000) - 50_000
+                let seq = try tx.appendEvent(user: u, item: item, timestamp: t, type: rng.next() % 3 == 0 ? "view" : nil, value: rng.next() % 2 == 0 ? 1.5 : nil)
+                expected.append((t, seq))
+                try tx.appendEvent(user: other, item: item, timestamp: t)
+            }
+        }
+        expected.sort { $0 < $1 }
+        let stored = try db.read { try $0.events(user: 1) }
+        XCTAssertEqual(stored.map(\.timestamp), expected.map(\.0))
+        XCTAssertEqual(stored.map(\.sequence), expected.map(\.1))
+        let blocks = try db.read { try $0.raw.count(.userEvents) }
+        XCTAssertGreaterThan(blocks, 4, "3000 events of a user cannot fit one block")
+        XCTAssertEqual(try db.read { try $0.events(user: 1, last: 10) }.map(\.sequence), expected.suffix(10).map(\.1))
+        let report = try db.verify()
+        XCTAssertTrue(report.isClean, "\(report.problems)")
+    }
+
+    func testABadLineAfterSpilledRunsLeavesTheDatabaseUnchanged() throws {
+        let db = try makeDatabase()
+        try db.importInteractions(from: try writeFile("a.csv", csv(shuffledRows(count: 500, users: 20, items: 20, seed: 8))))
+        let before = try fingerprint(db)
+        var rows = csv(shuffledRows(count: 3_000, users: 50, items: 30, seed: 9))
+        rows += "u1,i1,not-a-time\n"
+        var options = InteractionImportOptions()
+        options.runEvents = 64
+        let bad = try writeFile("bad.csv", rows)
+        assertImportError(file: bad, line: 3_002, contains: "timestamp 'not-a-time'") { try db.importInteractions(from: bad, options: options) }
+        XCTAssertEqual(try fingerprint(db), before)
+        XCTAssertTrue(try db.verify().isClean)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("db")).sorted(), ["data.mdb", "lock.mdb"])
+    }
+
+    func testASpillThatCannotBeWrittenFailsCleanly() throws {
+        let db = try makeDatabase()
+        let before = try fingerprint(db)
+        var options = InteractionImportOptions()
+        options.runEvents = 10
+        options.temporaryDirectory = path("no-such-directory")
+        XCTAssertThrowsError(try db.importInteractions(from: try writeFile("e.csv", csv(shuffledRows(count: 100, users: 5, items: 5, seed: 1))), options: options)) { error in
+            XCTAssertTrue("\(error)".contains("creating a temporary file in \(path("no-such-directory"))"), "\(error)")
+        }
+        XCTAssertEqual(try fingerprint(db), before)
+    }
+
+    func testTheLedgerRefusesTheSameFileAgainAfterASpilledImport() throws {
+        let db = try makeDatabase()
+        let file = try writeFile("e.csv", csv(shuffledRows(count: 1_000, users: 30, items: 30, seed: 4)))
+        var options = InteractionImportOptions()
+        options.runEvents = 50
+        try db.importInteractions(from: file, options: options)
+        XCTAssertThrowsError(try db.importInteractions(from: file, options: options)) { error in
+            guard case RecDBError.alreadyImported = error else { return XCTFail("\(error)") }
+        }
+        options.allowDuplicateImport = true
+        try db.importInteractions(from: file, options: options)
+        XCTAssertEqual(try db.read { try $0.eventCount() }, 2_000)
+        XCTAssertTrue(try db.verify().isClean)
+    }
+
+    func testSequenceFilesImportThroughTheSamePath() throws {
+        let db = try makeDatabase()
+        let file = try writeFile("s.txt", "a 1 2 3\n\nb 3\tx  y\nc 9\n")
+        var options = InteractionImportOptions(format: .sequences)
+        options.runEvents = 3
+        try db.importInteractions(from: file, options: options)
+        let h = try histories(db)
+        XCTAssertEqual(h["a"]?.map { "\($0.0):\($0.1)" }, ["1:1", "2:2", "3:3"])
+        XCTAssertEqual(h["b"]?.map { "\($0.0):\($0.1)" }, ["1:3", "2:x", "3:y"])
+        XCTAssertEqual(h["c"]?.map { "\($0.0):\($0.1)" }, ["1:9"])
+    }
+
+    func testTheGeneratorIsDeterministicAndItsTwoFormatsHoldTheSameHistories() throws {
+        var generator = SyntheticInteractions(rows: 20_000, users: 400, items: 3_000, clusters: 30, seed: 9)
+        generator.minHistory = 3
+        let summary = try generator.write(to: path("g.csv"), format: .csv)
+        try generator.write(to: path("g2.csv"), format: .csv)
+        try generator.write(to: path("g.txt"), format: .sequences)
+        XCTAssertEqual(summary.rows, 20_000)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("g.csv"))), try Data(contentsOf: URL(fileURLWithPath: path("g2.csv"))))
+        let lines = try String(contentsOfFile: path("g.csv"), encoding: .utf8).split(separator: "\n").dropFirst()
+        XCTAssertEqual(lines.count, 20_000)
+        var lastTime: Int64 = 0
+        var perUser: [String: [String]] = [:]
+        var userTime: [String: Int64] = [:]
+        var itemCounts: [String: Int] = [:]
+        for line in lines {
+            let f = line.split(separator: ",").map(String.init)
+            let t = Int64(f[2])!
+            XCTAssertGreaterThanOrEqual(t, lastTime, "rows in global time order")
+            XCTAssertGreaterThan(t, userTime[f[0]] ?? 0, "times increase per user")
+            lastTime = t
+            userTime[f[0]] = t
+            perUser[f[0], default: []].append(f[1])
+            itemCounts[f[1], default: 0] += 1
+        }
+        XCTAssertEqual(perUser.count, 400)
+        XCTAssertGreaterThanOrEqual(perUser.values.map(\.count).min()!, 3)
+        // Lognormal lengths: a long tail (the longest history is several times the mean of 50).
+        XCTAssertGreaterThan(perUser.values.map(\.count).max()!, 150)
+        // Zipf popularity: the top 1 % of items take far more than 1 % of the events.
+        let top = itemCounts.values.sorted(by: >).prefix(30).reduce(0, +)
+        XCTAssertGreaterThan(Double(top) / 20_000, 0.1)
+        XCTAssertGreaterThan(itemCounts.count, 1_000)
+        let sequences = try String(contentsOfFile: path("g.txt"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(sequences.count, 400)
+        for line in sequences {
+            let tokens = line.split(separator: " ").map(String.init)
+            XCTAssertEqual(Array(tokens.dropFirst()), perUser[tokens[0]], "user \(tokens[0])")
+        }
+    }
+}

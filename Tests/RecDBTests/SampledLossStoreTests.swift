@@ -1,0 +1,35 @@
+import Foundation
+import XCTest
+import Learn
+@testable import RecDB
+
+/// `train` with the sampled loss inside the store: the version records the loss it was trained with
+/// (`auto` resolved), evaluation reproduces its metrics, and it serves.
+final class SampledLossStoreTests: DatabaseTestCase {
+    func testSampledLossVersionRecordsItsLossAndServes() throws {
+        let db = try makeDatabase()
+        try db.write { tx in
+            for i in 1...40 { try tx.upsertItem(ItemInput(externalID: "i\(i)", title: "Item \(i)")) }
+            for u in 0..<200 {
+                let user = try tx.upsertUser(externalID: "u\(u)")
+                for t in 0..<(6 + u % 8) { try tx.appendEvent(user: user, item: UInt32((u + t) % 40 + 1), timestamp: Int64(t)) }
+            }
+        }
+        var c = ModelConfiguration(architecture: .sasrec, items: .id)
+        c.hiddenSize = 16; c.blocks = 1; c.maxLength = 10; c.batchSize = 64; c.maxEpochs = 12; c.patience = 12
+        c.learningRate = 5e-3; c.dropout = 0.1; c.threads = 2
+        c.loss = .sampled; c.negatives = 16
+        let outcome = try db.train(TrainingRequest(model: "s", configuration: c))
+        XCTAssertGreaterThan(outcome.test.recall10, 0.5, "the +1 pattern is easy: \(outcome.test)")
+        let info = try db.read { try $0.modelVersionInfo("s", outcome.version) }
+        XCTAssertEqual(info?.configuration.loss, .sampled)
+        XCTAssertEqual(info?.configuration.negatives, 16)
+        let evaluated = try db.evaluate(model: "s")
+        XCTAssertEqual(evaluated.test, outcome.test)
+        XCTAssertEqual(try db.recommend(user: "u3", k: 5).items.count, 5)
+        // auto on 40 items resolves to full CE, and the version says so.
+        c.loss = .auto; c.maxEpochs = 1
+        let auto = try db.train(TrainingRequest(model: "a", configuration: c))
+        XCTAssertEqual(try db.read { try $0.modelVersionInfo("a", auto.version) }?.configuration.loss, .ce)
+    }
+}
