@@ -16,7 +16,8 @@ let package = Package(
     ],
     targets: [
         // MARK: - C bindings (system libraries and the Faiss shim)
-        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", providers: [.apt(["liblmdb-dev"])]),
+        // LMDB 0.9.31 from source with RecDB's page checks (patches/); scripts/fetch-lmdb.sh puts it in vendor/.
+        .target(name: "CLMDB", path: "Sources/CLMDB", exclude: ["patches"]),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .target(
             name: "CFaiss",

@@ -17,7 +17,19 @@ mkdir -p "$OUT" "$BUILD/bin"
 "$SWIFT" build -c release --build-path "$BUILD/spm" --target CChecksum >/dev/null
 CFAISS=$(find "$BUILD/spm" -path '*release/CFaiss.build' -type d | head -1)
 CCHECKSUM=$(find "$BUILD/spm" -path '*release/CChecksum.build' -type d | head -1)
-FLAGS=(-O -wmo -parse-as-library -sanitize=fuzzer,address -enable-testing -I "$OUT" -I Sources/CLMDB -I Sources/COpenBLAS
+# LMDB (patched, Sources/CLMDB) with coverage and AddressSanitizer like the Swift code, so the fuzzer is
+# guided through LMDB's own page handling and an access outside a heap block is a report.
+scripts/fetch-lmdb.sh
+CLANG=${CLANG:-clang}
+for f in mdb midl; do
+    if [ ! -f "$OUT/lmdb-$f.o" ] || [ "Sources/CLMDB/vendor/$f.c" -nt "$OUT/lmdb-$f.o" ]; then
+        echo "fuzz: compiling LMDB $f.c (instrumented)"
+        "$CLANG" -c -O1 -g -fsanitize=fuzzer-no-link,address -pthread "Sources/CLMDB/vendor/$f.c" -o "$OUT/lmdb-$f.o"
+    fi
+done
+echo "module CLMDB { header \"$PWD/Sources/CLMDB/include/CLMDB.h\" export * }" > "$OUT/CLMDB.modulemap"
+FLAGS=(-O -wmo -parse-as-library -sanitize=fuzzer,address -enable-testing -I "$OUT" -I Sources/COpenBLAS
+       -Xcc -fmodule-map-file="$OUT/CLMDB.modulemap"
        -Xcc -fmodule-map-file="$CFAISS/module.modulemap" -I Sources/CFaiss/include
        -Xcc -fmodule-map-file="$CCHECKSUM/module.modulemap" -I Sources/CChecksum/include)
 module() {  # name, sources…: rebuilt only when a source is newer than the object
@@ -40,7 +52,7 @@ fi
 for t in "${targets[@]}"; do
     echo "fuzz: building $t"
     "$SWIFTC" "${FLAGS[@]}" -module-name "Fuzz_$t" Fuzz/Support.swift "Fuzz/Targets/$t.swift" \
-        "$OUT/RecDB.o" "$OUT/Index.o" "$OUT/Learn.o" "$CFAISS"/*.o "$CCHECKSUM"/*.o \
-        -llmdb -lfaiss -lgomp -llapack -lblas -lopenblas -lstdc++ \
+        "$OUT/RecDB.o" "$OUT/Index.o" "$OUT/Learn.o" "$CFAISS"/*.o "$CCHECKSUM"/*.o "$OUT/lmdb-mdb.o" "$OUT/lmdb-midl.o" \
+        -lfaiss -lgomp -llapack -lblas -lopenblas -lstdc++ \
         -o "$BUILD/bin/fuzz-$t" 2> >(grep -v "Cannot export local symbol" >&2)
 done

@@ -90,7 +90,7 @@ public final class Database: Sendable {
                 let meta = MetaStore(raw)
                 if let version = try meta.u64(.formatVersion) {  // another process may have initialised it meanwhile
                     guard version == UInt64(Database.formatVersion) else {
-                        throw RecDBError.formatVersion(found: Int(version), supported: Database.formatVersion)
+                        throw RecDBError.formatVersion(found: Int(clamping: version), supported: Database.formatVersion)
                     }
                 } else {
                     try meta.setU64(.formatVersion, UInt64(Database.formatVersion))
@@ -109,7 +109,8 @@ public final class Database: Sendable {
                 return false
             }
             guard version == UInt64(Database.formatVersion) else {
-                throw RecDBError.formatVersion(found: Int(version), supported: Database.formatVersion)
+                // A damaged version can exceed Int (found by the `store` fuzz target): clamp, never trap.
+                throw RecDBError.formatVersion(found: Int(clamping: version), supported: Database.formatVersion)
             }
             return true
         }

@@ -473,7 +473,8 @@ final class IsolationTests: DatabaseTestCase {
                 .write(toFile: file, atomically: true, encoding: .utf8)
             let (status, _, _) = try runProcess("/usr/bin/env", [
                 "swiftc", "-c", "-o", "/dev/null", file, "-I", build.appendingPathComponent("Modules").path,
-                "-I", packageRoot.appendingPathComponent("Sources/CLMDB").path, "-I", packageRoot.appendingPathComponent("Sources/COpenBLAS").path,
+                "-I", packageRoot.appendingPathComponent("Sources/COpenBLAS").path,
+                "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CLMDB.build/module.modulemap").path,
                 "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CFaiss.build/module.modulemap").path,
                 "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CChecksum.build/module.modulemap").path,
             ])

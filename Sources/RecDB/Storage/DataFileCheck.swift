@@ -46,6 +46,12 @@ enum DataFileCheck {
     /// Throws `.notADatabase` when `directory/data.mdb` is not an LMDB file, `.damaged` when it is
     /// one but cannot be read safely. A missing file (and, when `mayCreate`, an empty one) is left
     /// to LMDB, which creates it.
+    ///
+    /// Other processes may be committing while this runs, and it holds no reader slot: a commit in the
+    /// middle would show it a torn state (the file's size from before, a meta from after; one meta old,
+    /// the other new). So the check is kept only when both meta pages read the same before and after it
+    /// (no commit happened: a writer never writes a page of the newest snapshot, so the pages read were
+    /// that snapshot's), and is run again otherwise.
     static func check(directory: String, mayCreate: Bool) throws {
         let file = directory + "/data.mdb"
         let fd = open(file, O_RDONLY | O_CLOEXEC)
@@ -54,6 +60,30 @@ enum DataFileCheck {
             throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "opening \(file)")
         }
         defer { close(fd) }
+        try stableRead(fd: fd, file: file) { try checkOnce(fd: fd, file: file, directory: directory, mayCreate: mayCreate) }
+    }
+
+    /// The bytes of both meta pages that a commit changes (LMDB writes a meta page in place).
+    static func metaBytes(fd: Int32) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 2 * 65_536)
+        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        return Array(bytes.prefix(max(0, got)))
+    }
+
+    /// Runs `body` until both meta pages read the same before and after it (at most `attempts` times,
+    /// backing off between tries), and returns (or throws) what that run did.
+    static func stableRead<T>(fd: Int32, file: String, attempts: Int = 200, _ body: () throws -> T) throws -> T {
+        for attempt in 0..<attempts {
+            let before = metaBytes(fd: fd)
+            let outcome = Result { try body() }
+            if metaBytes(fd: fd) == before { return try outcome.get() }
+            usleep(UInt32(min(200 << min(attempt, 6), 10_000)))  // a commit takes at least an fsync
+        }
+        throw RecDBError.storage(code: Int32(EAGAIN), message: String(cString: strerror(EAGAIN)),
+                                 context: "checking \(file): another process committed during each of \(attempts) reads of its meta pages")
+    }
+
+    private static func checkOnce(fd: Int32, file: String, directory: String, mayCreate: Bool) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "reading \(file)")

@@ -21,6 +21,10 @@
 // - dbi handles are opened once at open time and never closed (no `mdb_dbi_close` in deinit);
 // - a failed `mdb_env_open` still needs exactly one `mdb_env_close`;
 // - reader slots of processes that died are cleared (`mdb_reader_check`) at open and periodically.
+//
+// Damaged files: LMDB is built from source with RecDB's page checks (Sources/CLMDB/patches), so a damaged
+// page is `MDB_CORRUPTED` instead of a read outside the page; it becomes `RecDBError.damaged`. As a second
+// line, every key and value LMDB hands out is bounded here by the mapped file before Swift sees it.
 import CLMDB
 import Foundation
 
@@ -140,7 +144,15 @@ final class LMDBEnvironment: @unchecked Sendable {
                         if rc == MDB_INCOMPATIBLE {
                             throw RecDBError.notADatabase(path: path, reason: "'\(table.rawValue)' is not a RecDB table")
                         }
-                        try check(rc, "opening table \(table.rawValue)")
+                        try check(rc, "opening table \(table.rawValue)", file: path)
+                    }
+                    // RecDB opens every table with no flags; stored flags (duplicates, integer keys) mean a
+                    // damaged table record, which would change how LMDB reads the table.
+                    var flags: UInt32 = 0
+                    if mdb_dbi_flags(txn, dbi, &flags) != 0 || flags != 0 {
+                        mdb_txn_abort(txn)
+                        throw RecDBError.damaged(table: "(file)", key: path + "/data.mdb",
+                                                 detail: "the record of table \(table.rawValue) has flags \(flags), which RecDB never sets")
                     }
                     dbis[table] = dbi
                 }
@@ -404,9 +416,18 @@ final class LMDBEnvironment: @unchecked Sendable {
 
     func dbi(_ table: Table) -> MDB_dbi { dbis[table]! }
 
-    static func check(_ rc: Int32, _ context: @autoclosure () -> String) throws {
+    /// Throws for a non-zero LMDB status. With `file` (operations inside a transaction), a damaged page is
+    /// `RecDBError.damaged` naming the file, and so is `MDB_BAD_TXN`: RecDB ends a transaction at its first
+    /// LMDB error, so a transaction LMDB calls bad met an error LMDB swallowed itself — opening a cursor
+    /// refreshes the table's root and ignores a damaged root page, which the next call reports this way.
+    static func check(_ rc: Int32, _ context: @autoclosure () -> String, file: String? = nil) throws {
         guard rc != 0 else { return }
         let message = String(cString: mdb_strerror(rc))
+        // A damaged page (the page checks) or a page number beyond the snapshot: the file, not the call, is wrong.
+        if let file, rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_BAD_TXN {
+            throw RecDBError.damaged(table: "(file)", key: file + "/data.mdb",
+                                     detail: "LMDB met a damaged page while \(context()) (\(message))")
+        }
         throw RecDBError.storage(code: rc, message: message, context: context())
     }
 }
@@ -422,11 +443,34 @@ final class LMDBTransaction {
     /// Cursors opened in this transaction: closed before it ends (LMDB frees a write transaction's
     /// cursors itself at commit, so a cursor object that outlived it must not close it again).
     private var cursors: [LMDBCursor] = []
+    /// Where LMDB's answers may lie (`mdb_txn_map_bounds`, from RecDB's LMDB patch): a read snapshot's
+    /// keys and values are all in the map, before the end of its last page; a write transaction's are
+    /// there (up to the end of the map, where spilled pages can be) or in its dirty pages on the heap.
+    /// The map cannot move while this process has a transaction (`resizeLock`).
+    private let mapStart: UInt, mapEnd: UInt
 
     fileprivate init(txn: OpaquePointer, environment: LMDBEnvironment, readOnly: Bool) {
         self.txn = txn
         self.environment = environment
         self.readOnly = readOnly
+        var base: UnsafeMutableRawPointer?
+        var length = 0
+        mdb_txn_map_bounds(txn, &base, &length)  // cannot fail for a live transaction
+        self.mapStart = UInt(bitPattern: base)
+        self.mapEnd = UInt(bitPattern: base) &+ UInt(length)
+    }
+
+    /// `v` as a buffer, once it is known to lie inside the mapped file (or, in a write transaction, in a
+    /// dirty page of its own): a key or value that runs past the file is damage, never bytes to read.
+    @inline(__always)
+    fileprivate func bounded(_ v: MDB_val, _ table: Table, _ key: @autoclosure () -> String) throws -> UnsafeRawBufferPointer {
+        let start = UInt(bitPattern: v.mv_data), size = UInt(v.mv_size)
+        let inMap = start >= mapStart && start < mapEnd
+        if inMap ? size > mapEnd - start : (readOnly && size > 0) {
+            throw RecDBError.damaged(table: table.rawValue, key: key(),
+                                     detail: "LMDB returned \(size) bytes at an address outside the file's \(mapEnd - mapStart)-byte mapping")
+        }
+        return UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
     }
 
     /// Closes the cursors and makes every later use a trap instead of a use-after-free.
@@ -447,8 +491,8 @@ final class LMDBTransaction {
         var v = MDB_val()
         let rc = mdb_get(handle, environment.dbi(table), &k, &v)
         if rc == MDB_NOTFOUND { return nil }
-        try LMDBEnvironment.check(rc, "reading \(table.rawValue)")
-        return try body(UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+        try LMDBEnvironment.check(rc, "reading \(table.rawValue)", file: environment.path)
+        return try body(bounded(v, table, key.map { String(format: "%02x", $0) }.joined()))
     }
 
     func contains(_ table: Table, key: UnsafeRawBufferPointer) throws -> Bool {
@@ -469,7 +513,7 @@ final class LMDBTransaction {
 
     private func checkWrite(_ rc: Int32, _ context: @autoclosure () -> String) throws {
         if rc == MDB_MAP_FULL { hitMapFull = true }
-        try LMDBEnvironment.check(rc, context())
+        try LMDBEnvironment.check(rc, context(), file: environment.path)
     }
 
     /// Reserves `count` bytes for the value and lets `fill` write them in place (MDB_RESERVE).
@@ -478,6 +522,7 @@ final class LMDBTransaction {
         var v = MDB_val(mv_size: count, mv_data: nil)
         let rc = mdb_put(handle, environment.dbi(table), &k, &v, UInt32(MDB_RESERVE))
         try checkWrite(rc, "writing \(table.rawValue)")
+        // LMDB reserved `count` bytes in a dirty page or fresh overflow pages of this transaction.
         try fill(UnsafeMutableRawBufferPointer(start: v.mv_data, count: count))
     }
 
@@ -497,13 +542,13 @@ final class LMDBTransaction {
 
     func count(_ table: Table) throws -> Int {
         var stat = MDB_stat()
-        try LMDBEnvironment.check(mdb_stat(handle, environment.dbi(table), &stat), "stat \(table.rawValue)")
+        try LMDBEnvironment.check(mdb_stat(handle, environment.dbi(table), &stat), "stat \(table.rawValue)", file: environment.path)
         return stat.ms_entries
     }
 
     func cursor(_ table: Table) throws -> LMDBCursor {
         var c: OpaquePointer?
-        try LMDBEnvironment.check(mdb_cursor_open(handle, environment.dbi(table), &c), "opening a cursor on \(table.rawValue)")
+        try LMDBEnvironment.check(mdb_cursor_open(handle, environment.dbi(table), &c), "opening a cursor on \(table.rawValue)", file: environment.path)
         let cursor = LMDBCursor(cursor: c!, table: table, transaction: self)
         cursors.append(cursor)
         return cursor
@@ -551,9 +596,8 @@ final class LMDBCursor {
         var k = MDB_val(), v = MDB_val()
         let rc = mdb_cursor_get(handle, &k, &v, op)
         if rc == MDB_NOTFOUND { return nil }
-        try LMDBEnvironment.check(rc, "moving a cursor on \(table.rawValue)")
-        return try body(UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
-                        UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+        try LMDBEnvironment.check(rc, "moving a cursor on \(table.rawValue)", file: transaction.environment.path)
+        return try body(transaction.bounded(k, table, "(a key under a cursor)"), transaction.bounded(v, table, "(a value under a cursor)"))
     }
 
     /// Positions at the first key ≥ `key` and hands it to `body`; nil when there is none.
@@ -562,15 +606,14 @@ final class LMDBCursor {
         var v = MDB_val()
         let rc = mdb_cursor_get(handle, &k, &v, MDB_SET_RANGE)
         if rc == MDB_NOTFOUND { return nil }
-        try LMDBEnvironment.check(rc, "seeking a cursor on \(table.rawValue)")
-        return try body(UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
-                        UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+        try LMDBEnvironment.check(rc, "seeking a cursor on \(table.rawValue)", file: transaction.environment.path)
+        return try body(transaction.bounded(k, table, "(a key under a cursor)"), transaction.bounded(v, table, "(a value under a cursor)"))
     }
 
     /// Deletes the entry under the cursor.
     func deleteCurrent() throws {
         let rc = mdb_cursor_del(handle, 0)
         transaction.noteMapFull(rc)
-        try LMDBEnvironment.check(rc, "deleting through a cursor on \(table.rawValue)")
+        try LMDBEnvironment.check(rc, "deleting through a cursor on \(table.rawValue)", file: transaction.environment.path)
     }
 }

@@ -3,11 +3,11 @@ import Foundation
 /// Walks LMDB's B-trees in `data.mdb` with plain reads, checking every page that LMDB would follow
 /// before `verify` lets LMDB walk them.
 ///
-/// Why: LMDB 0.9 checks a page number against the last page and a leaf's page type, but trusts
-/// everything inside a page — the key count, the node offsets, key and data sizes. One flipped byte
-/// there makes a cursor read outside the page, past the end of the file (SIGBUS) or of the map
-/// (SIGSEGV), and a flipped separator key in a branch page silently sends lookups to the wrong
-/// child. This check bounds every offset and size by its page (and overflow values by their pages),
+/// Why: upstream LMDB 0.9 trusts everything inside a page (RecDB's build checks each page it reads,
+/// see Sources/CLMDB/patches, but only the pages a lookup visits, and a child only against its own
+/// parent's separators). `verify` walks every page of every tree from the file: one flipped byte in
+/// a page would make upstream LMDB read outside it, and a flipped separator key in a branch page
+/// sends lookups to the wrong child. This check bounds every offset and size by its page (and overflow values by their pages),
 /// checks that keys are in order inside each page and within their parent's separators, and that
 /// every leaf sits at the depth the tree records. It reads the file, not the map, so damage is a
 /// finding, never a crash.
@@ -38,6 +38,19 @@ struct PageCheck {
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return (["cannot open \(file): \(String(cString: strerror(errno)))"], 0) }
         defer { close(fd) }
+        // A commit by another process while the pages are read can show a torn state (a meta newer than
+        // the pages walked, a meta half written): problems found then are not believed unless both meta
+        // pages read the same before and after the walk.
+        for attempt in 0..<50 {
+            let before = DataFileCheck.metaBytes(fd: fd)
+            let result = walk(fd: fd, file: file, directory: directory, tables: tables, maxProblems: maxProblems)
+            if result.problems.isEmpty || DataFileCheck.metaBytes(fd: fd) == before { return result }
+            usleep(UInt32(min(200 << min(attempt, 6), 10_000)))
+        }
+        return (["\(file) changed during each of 50 walks of its pages (another process committing)"], 0)
+    }
+
+    private static func walk(fd: Int32, file: String, directory: String, tables: Set<String>?, maxProblems: Int) -> (problems: [String], pages: Int) {
         guard let meta = try? DataFileCheck.newestMeta(fd: fd, directory: directory) else {
             return (["the meta pages of \(file) are damaged (see `Database(path:)`'s error)"], 0)
         }
