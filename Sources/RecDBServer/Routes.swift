@@ -94,7 +94,7 @@ extension RecDBServer {
             }
             options.excludeSeen = try queryBool(request, "exclude_seen") ?? true
             options.filter = try attributeFilter(request)
-            return try json(try database.recommend(user: user, k: k, options: options))
+            return bytes(try ResponseJSON.encode(try database.recommend(user: user, k: k, options: options)), type: "application/json")
         }
         endpoint(router, .post, "/v1/recommendations", .read) { [self] request, _ in
             let body = try await jsonBody(request)
@@ -112,9 +112,9 @@ extension RecDBServer {
             let sequence = try body.strings("sequence", limit: configuration.maxBatch)
             switch (users, sequence) {
             case let (users?, nil):
-                return try json(RecommendationList(results: try database.recommend(users: users, k: k, options: options)))
+                return bytes(try ResponseJSON.encode(results: try database.recommend(users: users, k: k, options: options)), type: "application/json")
             case let (nil, sequence?):
-                return try json(RecommendationList(results: [try database.recommend(sequence: sequence, k: k, options: options)]))
+                return bytes(try ResponseJSON.encode(results: [try database.recommend(sequence: sequence, k: k, options: options)]), type: "application/json")
             default:
                 throw Problem.badRequest("give either 'users' (an array of user ids) or 'sequence' (an array of item ids, oldest first)")
             }
@@ -144,7 +144,7 @@ extension RecDBServer {
             let id = try pathParameter(context, "id")
             let k = try boundedK(try queryInt(request, "k"))
             let space = try similaritySpace(request)
-            return try json(ItemList(items: try database.similarItems(to: id, k: k, space: space, filter: try attributeFilter(request))))
+            return bytes(try ResponseJSON.encode(items: try database.similarItems(to: id, k: k, space: space, filter: try attributeFilter(request))), type: "application/json")
         }
         endpoint(router, .post, "/v1/search", .read) { [self] request, _ in
             let body = try await jsonBody(request)
@@ -159,7 +159,7 @@ extension RecDBServer {
             }
             var filter = SearchFilter()
             filter.attributes = try body.attributes("attributes")
-            return try json(ItemList(items: try database.nearest(to: vector, k: k, space: space, filter: filter)))
+            return bytes(try ResponseJSON.encode(items: try database.nearest(to: vector, k: k, space: space, filter: filter)), type: "application/json")
         }
 
         // MARK: Events

@@ -65,6 +65,7 @@ public final class RecDBServer: Sendable {
         let label = pattern.split(separator: "/", omittingEmptySubsequences: false)
             .map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
         routes.append("\(method.rawValue) \(label)")
+        let series = metrics.series(method: method.rawValue, route: label)
         router.on(RouterPath(pattern), method: method) { [self] request, context in
             let start = DispatchTime.now().uptimeNanoseconds
             let response: Response
@@ -74,8 +75,7 @@ public final class RecDBServer: Sendable {
             } catch {
                 response = problemResponse(for: error, path: request.uri.path)
             }
-            metrics.record(method: method.rawValue, route: label, status: response.status.code,
-                           seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            series.record(status: response.status.code, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             return response
         }
     }

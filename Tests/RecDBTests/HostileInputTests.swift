@@ -68,6 +68,24 @@ final class HostileInputTests: DatabaseTestCase {
         XCTAssertEqual(try fingerprint(db), before)
     }
 
+    func testABinaryHeaderIsShownEscapedAndShortInTheError() throws {
+        let db = try makeDatabase()
+        // 100,000 NUL bytes and no line end: one header column, which the message must not echo raw.
+        let file = try writeFile("zeros.csv", String(repeating: "\u{0}", count: 100_000))
+        do {
+            try db.importInteractions(from: file)
+            XCTFail("a file of NUL bytes imported")
+        } catch let RecDBError.importFailed(error) {
+            XCTAssertEqual(error.line, 1)
+            XCTAssertTrue(error.problem.contains("no user column"), error.problem)
+            XCTAssertTrue(error.problem.contains("\"\\0\\0"), "control characters are escaped: \(error.problem.prefix(200))")
+            XCTAssertFalse(error.problem.unicodeScalars.contains { $0.value < 0x20 }, "no raw control character in the message")
+            XCTAssertLessThan(error.problem.count, 400, "the message is bounded")
+        }
+        let wide = try writeFile("wide.csv", (0..<50).map { "c\($0)" }.joined(separator: ",") + "\n1\n")
+        assertImportError(file: wide, line: 1, contains: "\"c19\", … 30 more") { try db.importInteractions(from: wide) }
+    }
+
     func testControlCharactersAndBlankIdsAreRefused() throws {
         let db = try makeDatabase()
         let before = try fingerprint(db)

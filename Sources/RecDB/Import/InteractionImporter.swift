@@ -221,13 +221,13 @@ struct InteractionImporter {
         func find(_ explicit: String?, _ defaults: [String], required: Bool, what: String) throws -> Int? {
             if let explicit {
                 guard let i = header.firstIndex(of: explicit) else {
-                    throw reader.error("no column '\(explicit)' for the \(what) (columns: \(header.joined(separator: ", ")))", line: 1)
+                    throw reader.error("no column '\(explicit)' for the \(what) (columns: \(LineReader.describe(columns: header)))", line: 1)
                 }
                 return i
             }
             for name in defaults { if let i = header.firstIndex(of: name) { return i } }
             if required {
-                throw reader.error("no \(what) column: expected one of \(defaults.joined(separator: ", ")) (columns: \(header.joined(separator: ", "))); name it with --\(what)-column", line: 1)
+                throw reader.error("no \(what) column: expected one of \(defaults.joined(separator: ", ")) (columns: \(LineReader.describe(columns: header))); name it with --\(what)-column", line: 1)
             }
             return nil
         }

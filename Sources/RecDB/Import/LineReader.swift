@@ -132,6 +132,17 @@ final class LineReader {
     func error(_ problem: String, line: Int? = nil) -> RecDBError {
         .importFailed(ImportError(file: path, line: line ?? lineNumber, problem: problem))
     }
+
+    /// A header's columns for an error message: at most 20, each quoted with control characters
+    /// escaped and cut to 40 characters (a binary or endless first line must not flood the terminal).
+    static func describe(columns header: [String]) -> String {
+        var shown = header.prefix(20).map { name -> String in
+            let quoted = name.debugDescription
+            return quoted.count > 42 ? String(quoted.prefix(40)) + "…\"" : quoted
+        }
+        if header.count > 20 { shown.append("… \(header.count - 20) more") }
+        return shown.joined(separator: ", ")
+    }
 }
 
 enum UTF8Check {

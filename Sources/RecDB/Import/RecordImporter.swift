@@ -92,10 +92,10 @@ struct RecordImporter {
 
     private func checkColumns(_ header: [String]) throws {
         guard idCandidates.contains(where: header.contains) else {
-            throw reader.error("no id column: expected \(idCandidates.joined(separator: " or ")) (columns: \(header.joined(separator: ", "))); name it with --id-column", line: 1)
+            throw reader.error("no id column: expected \(idCandidates.joined(separator: " or ")) (columns: \(LineReader.describe(columns: header))); name it with --id-column", line: 1)
         }
         for name in [options.titleColumn].compactMap({ $0 }) + options.textColumns + (options.attributeColumns ?? []) + [options.availabilityColumn].compactMap({ $0 }) {
-            guard header.contains(name) else { throw reader.error("no column '\(name)' (columns: \(header.joined(separator: ", ")))", line: 1) }
+            guard header.contains(name) else { throw reader.error("no column '\(name)' (columns: \(LineReader.describe(columns: header)))", line: 1) }
         }
     }
 
