@@ -49,7 +49,7 @@ function num(x, d) { return typeof x === "number" ? x.toFixed(d) : ""; }
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (keyInput.value) headers["Authorization"] = "Bearer " + keyInput.value;
-  if (options.body) headers["Content-Type"] = "application/json";
+  if (options.body && !headers["Content-Type"]) headers["Content-Type"] = "application/json";
   const response = await fetch(path, Object.assign({}, options, {headers}));
   const type = response.headers.get("Content-Type") || "";
   const body = type.includes("json") ? await response.json() : await response.text();
@@ -145,13 +145,21 @@ async function itemPage(id) {
 let jobTimer = null;
 async function jobsPage() {
   let html = `<section><h2>Train a model</h2><form id="train"><label>model <input id="train-model" value="sasrec"></label> ` +
-    `<label>epochs <input id="train-epochs" type="number" value="200" min="1" style="width:70px"></label> <button>start</button></form></section>`;
+    `<label>epochs <input id="train-epochs" type="number" value="200" min="1" style="width:70px"></label> <button>start</button></form></section>` +
+    `<section><h2>Import a file</h2><form id="import"><label>kind <select id="import-kind"><option>interactions</option><option>items</option><option>users</option></select></label> ` +
+    `<label>format <select id="import-format"><option>csv</option><option>tsv</option><option>jsonl</option><option>recbole</option><option>sequences</option></select></label> ` +
+    `<input id="import-file" type="file"> <button>upload</button></form></section>`;
   try {
     const j = await api("/v1/jobs");
-    html += `<section><h2>Jobs</h2><table id="jobs"><tr><th>job</th><th>model</th><th>state</th><th>epoch</th><th>loss</th><th>valid NDCG@10</th><th>result</th></tr>` +
-      j.jobs.map(x => `<tr><td>${x.id}</td><td>${esc(x.model)}</td><td>${esc(x.state)}</td><td>${x.progress ? x.progress.epoch + "/" + x.progress.max_epochs : ""}</td>` +
-        `<td>${x.progress ? num(x.progress.loss, 4) : ""}</td><td>${x.progress ? num(x.progress.valid_ndcg10, 4) : ""}</td>` +
-        `<td>${x.result ? "v" + x.result.version + ", test NDCG@10 " + num(x.result.test["ndcg@10"], 4) : esc(x.error)}</td></tr>`).join("") + `</table></section>`;
+    const importDone = p => p.bytes_total ? Math.round(100 * p.bytes_done / p.bytes_total) + " %" : "";
+    html += `<section><h2>Jobs</h2><table id="jobs"><tr><th>job</th><th>kind</th><th>model or table</th><th>state</th><th>progress</th><th>loss</th><th>valid NDCG@10</th><th>result</th></tr>` +
+      j.jobs.map(x => x.kind === "import"
+        ? `<tr><td>${x.id}</td><td>import</td><td>${esc(x.imports)}</td><td>${esc(x.state)}</td>` +
+          `<td>${x.import_progress ? x.import_progress.rows + " rows, " + importDone(x.import_progress) : ""}</td><td></td><td></td>` +
+          `<td>${x.import_result ? x.import_result.rows + " rows, " + x.import_result.events + " events" : esc(x.error)}</td></tr>`
+        : `<tr><td>${x.id}</td><td>train</td><td>${esc(x.model)}</td><td>${esc(x.state)}</td><td>${x.progress ? "epoch " + x.progress.epoch + "/" + x.progress.max_epochs : ""}</td>` +
+          `<td>${x.progress ? num(x.progress.loss, 4) : ""}</td><td>${x.progress ? num(x.progress.valid_ndcg10, 4) : ""}</td>` +
+          `<td>${x.result ? "v" + x.result.version + ", test NDCG@10 " + num(x.result.test["ndcg@10"], 4) : esc(x.error)}</td></tr>`).join("") + `</table></section>`;
     main.innerHTML = html;
     if (j.jobs.some(x => x.state === "running")) jobTimer = setTimeout(jobsPage, 2000);
   } catch (e) { main.innerHTML = html + failure(e); }
@@ -160,6 +168,15 @@ async function jobsPage() {
     e.preventDefault();
     try { await api("/v1/train", {method: "POST", body: JSON.stringify({model: document.getElementById("train-model").value,
             configuration: {maxEpochs: Number(document.getElementById("train-epochs").value)}})}); jobsPage(); }
+    catch (err) { alert(err.message); }
+  });
+  const upload = document.getElementById("import");
+  if (upload) upload.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const file = document.getElementById("import-file").files[0];
+    if (!file) { alert("choose a file"); return; }
+    const kind = document.getElementById("import-kind").value, format = document.getElementById("import-format").value;
+    try { await api(`/v1/import/${kind}?format=${format}`, {method: "POST", body: file, headers: {"Content-Type": "application/octet-stream"}}); jobsPage(); }
     catch (err) { alert(err.message); }
   });
 }

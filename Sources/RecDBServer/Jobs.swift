@@ -16,9 +16,20 @@ struct JobStatus: Codable, Sendable {
             case maxEpochs = "max_epochs", validNDCG10 = "valid_ndcg10", validRecall10 = "valid_recall10", bestEpoch = "best_epoch"
         }
     }
+    /// Progress of an import: rows read so far, bytes of the uploaded file consumed.
+    struct ImportProgress: Codable, Sendable {
+        var rows: Int
+        var bytesDone: Int
+        var bytesTotal: Int
+        enum CodingKeys: String, CodingKey { case rows, bytesDone = "bytes_done", bytesTotal = "bytes_total" }
+    }
     var id: Int
+    /// `train` or `import`.
     var kind = "train"
-    var model: String
+    /// The model a training job trains (nil for imports).
+    var model: String?
+    /// What an import job imports: interactions, items or users (nil for training).
+    var imports: String?
     var state: State
     var startedAt: Double
     var finishedAt: Double?
@@ -26,16 +37,20 @@ struct JobStatus: Codable, Sendable {
     /// Per validation: [epoch, loss, valid NDCG@10, valid Recall@10] so far (the dashboard draws it live).
     var curve: [[Double]] = []
     var result: TrainingOutcome?
+    var importProgress: ImportProgress?
+    /// An import's summary, as `rdbctl import --json` prints it.
+    var importResult: ImportSummary?
     var error: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, kind, model, state, progress, curve, result, error
-        case startedAt = "started_at", finishedAt = "finished_at"
+        case id, kind, model, imports, state, progress, curve, result, error
+        case startedAt = "started_at", finishedAt = "finished_at", importProgress = "import_progress", importResult = "import_result"
     }
 }
 
-/// The training jobs of this server process. One training runs at a time (training uses every core
-/// and commits through the single writer); a second request while one runs is refused with 409.
+/// The background jobs of this server process: trainings and imports. One of each kind runs at a time
+/// (training uses every core; an import holds the single writer for its whole transaction); a second
+/// request of a kind while one runs is refused with 409.
 final class TrainingJobs: @unchecked Sendable {  // all state behind `lock`
     private let lock = NSLock()
     private var jobs: [Int: JobStatus] = [:]
@@ -47,7 +62,7 @@ final class TrainingJobs: @unchecked Sendable {  // all state behind `lock`
     /// Starts `request` on its own thread; nil when a training is already running.
     func start(_ request: TrainingRequest, database: Database, databasePath: String) -> Int? {
         lock.lock()
-        if jobs.values.contains(where: { $0.state == .running }) { lock.unlock(); return nil }
+        if jobs.values.contains(where: { $0.state == .running && $0.kind == "train" }) { lock.unlock(); return nil }
         let id = nextID
         nextID += 1
         jobs[id] = JobStatus(id: id, model: request.model, state: .running, startedAt: Date().timeIntervalSince1970)
@@ -94,14 +109,53 @@ final class TrainingJobs: @unchecked Sendable {  // all state behind `lock`
         return id
     }
 
+    /// Starts an import of `file` (an uploaded body; `cleanup` removes it once the import ends) on its own
+    /// thread; nil when an import is already running. `scrub` turns messages into ones without server paths.
+    func startImport(kind: String, _ run: @escaping @Sendable (@escaping ImportProgressHandler) throws -> ImportSummary,
+                     cleanup: @escaping @Sendable () -> Void, scrub: @escaping @Sendable (String) -> String) -> Int? {
+        lock.lock()
+        if jobs.values.contains(where: { $0.state == .running && $0.kind == "import" }) { lock.unlock(); return nil }
+        let id = nextID
+        nextID += 1
+        jobs[id] = JobStatus(id: id, kind: "import", model: nil, imports: kind, state: .running, startedAt: Date().timeIntervalSince1970)
+        for old in jobs.keys.sorted().dropLast(Self.retained) { jobs[old] = nil }
+        lock.unlock()
+
+        let thread = Thread { [weak self] in
+            defer { cleanup() }
+            do {
+                var summary = try run { p in
+                    self?.update(id) { $0.importProgress = .init(rows: p.rows, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal) }
+                }
+                summary.file = "request body"
+                self?.update(id) { job in
+                    job.state = .succeeded
+                    job.importResult = summary
+                    job.finishedAt = Date().timeIntervalSince1970
+                }
+            } catch {
+                let message = scrub((error as? RecDBError)?.description ?? "\(error)")
+                self?.update(id) { job in
+                    job.state = .failed
+                    job.error = message
+                    job.finishedAt = Date().timeIntervalSince1970
+                }
+            }
+        }
+        thread.name = "recdb-import-\(id)"
+        thread.start()
+        return id
+    }
+
     func status(_ id: Int) -> JobStatus? { lock.lock(); defer { lock.unlock() }; return jobs[id] }
 
     func all() -> [JobStatus] { lock.lock(); defer { lock.unlock() }; return jobs.values.sorted { $0.id > $1.id } }
 
-    /// Asks a running job to stop; it keeps its best weights so far and is stored as a version.
+    /// Asks a running training to stop; it keeps its best weights so far and is stored as a version.
+    /// (An import is one transaction: it cannot stop half-way, so it is not cancellable.)
     func cancel(_ id: Int) -> Bool {
         lock.lock(); defer { lock.unlock() }
-        guard jobs[id]?.state == .running else { return false }
+        guard jobs[id]?.state == .running, jobs[id]?.kind == "train" else { return false }
         cancelled.insert(id)
         return true
     }

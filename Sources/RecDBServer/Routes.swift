@@ -62,6 +62,10 @@ extension RecDBServer {
             return try json(jobs.status(id)!, status: .accepted)
         }
 
+        endpoint(router, .post, "/v1/import/:kind", .write) { [self] request, context in
+            try await startImport(request, kind: try pathParameter(context, "kind"))
+        }
+
         // MARK: Users and recommendations
         endpoint(router, .get, "/v1/users/:id", .read) { [self] request, context in
             let id = try pathParameter(context, "id")
@@ -175,6 +179,81 @@ extension RecDBServer {
     }
 
     // MARK: - Pieces of the handlers
+
+    /// `POST /v1/import/{kind}`: the body is a file of interactions, items or users (its format from
+    /// `?format=` or the Content-Type), streamed to a temporary file of at most `maxImportBytes` and
+    /// imported by a background job, all or nothing, as `rdbctl import` does.
+    func startImport(_ request: Request, kind: String) async throws -> Response {
+        let interactions = kind == "interactions"
+        guard interactions || kind == "items" || kind == "users" else {
+            throw Problem(.notFound, "unknown import '\(kind)': POST /v1/import/interactions, /v1/import/items or /v1/import/users")
+        }
+        let named = request.uri.queryParameters["format"].map(String.init)
+        let contentType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let fromType: String? = switch contentType {
+        case "text/csv": "csv"
+        case "text/tab-separated-values": "tsv"
+        case "application/x-ndjson", "application/jsonl", "application/x-jsonlines": "jsonl"
+        default: nil
+        }
+        guard let format = named ?? fromType else {
+            throw Problem.badRequest("name the body's format: ?format=csv|tsv|jsonl|recbole\(interactions ? "|sequences" : "") or Content-Type text/csv, text/tab-separated-values, application/x-ndjson")
+        }
+        let valid = interactions ? InteractionFormat(rawValue: format) != nil : RecordFormat(rawValue: format) != nil
+        guard valid else { throw Problem.badRequest("format '\(format)' is not one of \((interactions ? InteractionFormat.allCases.map(\.rawValue) : RecordFormat.allCases.map(\.rawValue)).joined(separator: ", ")) for \(kind)") }
+        func column(_ name: String) -> String? { request.uri.queryParameters[Substring(name)].map(String.init) }
+
+        // The upload goes to a directory of its own (mode 0700), removed when the job ends.
+        var template = Array(((configuration.importDirectory ?? NSTemporaryDirectory()) + "/recdb-upload-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw Problem(.internalServerError, "cannot make a directory for the upload (errno \(errno))")
+        }
+        let directory = String(cString: made)
+        let cleanup: @Sendable () -> Void = { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/body." + format
+        do {
+            guard FileManager.default.createFile(atPath: file, contents: nil), let handle = FileHandle(forWritingAtPath: file) else {
+                throw Problem(.internalServerError, "cannot write the upload to the server's temporary directory")
+            }
+            defer { try? handle.close() }
+            var received = 0
+            for try await buffer in request.body {
+                received += buffer.readableBytes
+                guard received <= configuration.maxImportBytes else {
+                    throw Problem(.contentTooLarge, "the upload is larger than \(configuration.maxImportBytes) bytes (rdbctl serve --max-import-body)")
+                }
+                try buffer.withUnsafeReadableBytes { try handle.write(contentsOf: $0) }
+            }
+            guard received > 0 else { throw Problem.badRequest("the body is empty: send the file's bytes") }
+        } catch {
+            cleanup()
+            throw error
+        }
+        let database = self.database, databasePath = self.databasePath
+        let scrub: @Sendable (String) -> String = { Problem.scrub($0.replacingOccurrences(of: file, with: "request body"), path: databasePath) }
+        let userColumn = column("user_column"), itemColumn = column("item_column"), timeColumn = column("time_column")
+        let idColumn = column("id_column"), titleColumn = column("title_column")
+        let started = jobs.startImport(kind: kind, { progress in
+            if interactions {
+                var options = InteractionImportOptions(format: InteractionFormat(rawValue: format))
+                options.userColumn = userColumn
+                options.itemColumn = itemColumn
+                options.timeColumn = timeColumn
+                options.progress = progress
+                return try database.importInteractions(from: file, options: options)
+            }
+            var options = RecordImportOptions(format: RecordFormat(rawValue: format))
+            options.idColumn = idColumn
+            options.titleColumn = titleColumn
+            options.progress = progress
+            return kind == "items" ? try database.importItems(from: file, options: options) : try database.importUsers(from: file, options: options)
+        }, cleanup: cleanup, scrub: scrub)
+        guard let id = started else {
+            cleanup()
+            throw Problem(.conflict, "an import is already running (GET /v1/jobs)")
+        }
+        return try json(JobCreated(job: id, href: "/v1/jobs/\(id)"), status: .accepted)
+    }
 
     func pathParameter(_ context: Context, _ name: String) throws -> String {
         guard let raw = context.parameters.get(name) else { throw Problem.badRequest("missing path parameter \(name)") }

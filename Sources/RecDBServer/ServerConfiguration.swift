@@ -13,6 +13,10 @@ public struct ServerConfiguration: Sendable {
     public var apiKeys: APIKeys?
     /// Largest request body accepted (413 beyond).
     public var maxBodyBytes = 8 << 20
+    /// Largest upload to `POST /v1/import/{kind}` (413 beyond); it is streamed to a file, not held in memory.
+    public var maxImportBytes = 4 << 30
+    /// Where uploads are kept while they are imported (nil: the system's temporary directory).
+    public var importDirectory: String?
     /// Largest `k` of a recommendation or search (400 beyond).
     public var maxK = 1000
     /// Most events in one `POST /v1/events`, users in one batch recommendation, items per similarity call.

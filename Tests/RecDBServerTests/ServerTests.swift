@@ -82,12 +82,12 @@ final class ServerTests: XCTestCase {
     var bodies: [String] = []
 
     func call(_ running: Running, _ method: String, _ path: String, json: Any? = nil, raw: Data? = nil, key: String? = nil,
-              file: StaticString = #filePath, line: UInt = #line) throws -> Reply {
+              contentType: String = "application/json", file: StaticString = #filePath, line: UInt = #line) throws -> Reply {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(running.port)\(path)")!)
         request.httpMethod = method
         if let json { request.httpBody = try JSONSerialization.data(withJSONObject: json) }
         if let raw { request.httpBody = raw }
-        if request.httpBody != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+        if request.httpBody != nil { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
         if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
         let result = Box<(Data?, URLResponse?, Error?)>((nil, nil, nil))
         let done = DispatchSemaphore(value: 0)
@@ -136,7 +136,7 @@ final class ServerTests: XCTestCase {
             for method in operations.keys { documented.insert("\(method.uppercased()) \(path)") }
         }
         XCTAssertEqual(served, documented, "routes served but not documented: \(served.subtracting(documented)); documented but not served: \(documented.subtracting(served))")
-        XCTAssertEqual(served.count, 21)
+        XCTAssertEqual(served.count, 22)
     }
 
     func testReadRoutesAnswerWhatTheLibraryAnswers() throws {
@@ -316,7 +316,7 @@ final class ServerTests: XCTestCase {
         for (method, path, body) in [("POST", "/v1/events", ["events": [["user": "u1", "item": "i1"]]] as [String: Any]),
                                      ("PUT", "/v1/items/i2", ["title": "x"]), ("POST", "/v1/models/seq/activate", ["version": 1]),
                                      ("POST", "/v1/models/seq/rollback", [:]), ("POST", "/v1/train", ["model": "m"]),
-                                     ("POST", "/v1/jobs/1/cancel", [:])] {
+                                     ("POST", "/v1/jobs/1/cancel", [:]), ("POST", "/v1/import/interactions?format=csv", [:])] {
             assertProblem(try call(readOnly, method, path, json: body), 403, contains: "read-only")
         }
         XCTAssertEqual(try call(readOnly, "GET", "/v1/users/u1/recommendations").status, 200)
@@ -362,6 +362,66 @@ final class ServerTests: XCTestCase {
 }
 
 extension ServerTests {
+    /// Waits for job `id` to leave the running state and returns its status.
+    func finishedJob(_ running: Running, _ id: Int) throws -> [String: Any] {
+        var job: [String: Any] = [:]
+        let deadline = Date().addingTimeInterval(120)
+        repeat {
+            job = try call(running, "GET", "/v1/jobs/\(id)").json
+            if job["state"] as? String != "running" { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        } while Date() < deadline
+        return job
+    }
+
+    func testImportsOfUploadedFilesRunAsBackgroundJobs() throws {
+        let uploads = directory.appendingPathComponent("uploads").path
+        try FileManager.default.createDirectory(atPath: uploads, withIntermediateDirectories: true)
+        let running = try start { $0.importDirectory = uploads }
+        let before = try database.stats().interactions
+        let csv = Data("user,item,timestamp\nnewcomer,i1,100\nnewcomer,i2,101\nu0,i3,500\n".utf8)
+        let started = try call(running, "POST", "/v1/import/interactions?format=csv", raw: csv, contentType: "application/octet-stream")
+        XCTAssertEqual(started.status, 202, started.text)
+        let job = try finishedJob(running, try XCTUnwrap(started.json["job"] as? Int))
+        XCTAssertEqual(job["state"] as? String, "succeeded", "\(job)")
+        XCTAssertEqual(job["kind"] as? String, "import")
+        XCTAssertEqual(job["imports"] as? String, "interactions")
+        XCTAssertNil(job["model"])
+        let summary = try XCTUnwrap(job["import_result"] as? [String: Any])
+        XCTAssertEqual(summary["rows"] as? Int, 3)
+        XCTAssertEqual(summary["events"] as? Int, 3)
+        XCTAssertEqual(summary["file"] as? String, "request body")
+        XCTAssertEqual(try database.stats().interactions, before + 3)
+        XCTAssertEqual(try database.read { try $0.userID(for: "newcomer") != nil }, true)
+
+        // The format from the Content-Type; items through the same route.
+        let items = try call(running, "POST", "/v1/import/items", raw: Data("item,title\nfresh,A Fresh Item\n".utf8), contentType: "text/csv; charset=utf-8")
+        XCTAssertEqual(items.status, 202, items.text)
+        XCTAssertEqual(try finishedJob(running, try XCTUnwrap(items.json["job"] as? Int))["state"] as? String, "succeeded")
+        XCTAssertEqual(try database.read { try $0.item(externalID: "fresh")?.title }, "A Fresh Item")
+
+        // A bad row fails the job with its line, names no server path, and changes nothing.
+        let unchanged = try fingerprint()
+        let bad = try call(running, "POST", "/v1/import/interactions?format=csv", raw: Data("user,item,timestamp\nx,i1,1\ny,,2\n".utf8), contentType: "text/csv")
+        let failed = try finishedJob(running, try XCTUnwrap(bad.json["job"] as? Int))
+        XCTAssertEqual(failed["state"] as? String, "failed", "\(failed)")
+        let error = try XCTUnwrap(failed["error"] as? String)
+        XCTAssertTrue(error.contains("request body:3:"), error)
+        XCTAssertFalse(error.contains("recdb-upload") || error.contains(directory.path), error)
+        XCTAssertEqual(try fingerprint(), unchanged)
+        // Uploads are removed once their job ends.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: uploads), [], "uploads left behind")
+
+        assertProblem(try call(running, "POST", "/v1/import/interactions", raw: csv), 400, contains: "name the body's format")
+        assertProblem(try call(running, "POST", "/v1/import/items?format=sequences", raw: csv, contentType: "text/plain"), 400, contains: "not one of csv, tsv, jsonl, recbole")
+        assertProblem(try call(running, "POST", "/v1/import/vectors?format=csv", raw: csv), 404, contains: "unknown import 'vectors'")
+        assertProblem(try call(running, "POST", "/v1/import/users?format=csv", raw: Data(), contentType: "text/csv"), 400, contains: "the body is empty")
+        let small = try start { $0.maxImportBytes = 10; $0.importDirectory = uploads }
+        assertProblem(try call(small, "POST", "/v1/import/interactions?format=csv", raw: csv, contentType: "text/csv"), 413, contains: "larger than 10 bytes")
+        XCTAssertEqual(try fingerprint(), unchanged)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: uploads), [], "a refused upload left a file behind")
+    }
+
     /// The README's Python client (standard library only), run as it is against a live server.
     func testTheReadmePythonClientRuns() throws {
         guard let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {

@@ -181,7 +181,7 @@ enum BundledSchemas {
   "info": {
     "title": "RecDB HTTP API",
     "version": "1.0.0",
-    "description": "rdbctl serve: JSON over HTTP on the same Database, in the same process. Errors are application/problem+json (RFC 9457) with the CLI's messages. With --api-key-file every route but / and /healthz needs Authorization: Bearer KEY; writes need a write key; --read-only refuses writes with 403."
+    "description": "rdbctl serve: JSON over HTTP on the same Database, in the same process. Errors are application/problem+json (RFC 9457) with the CLI's messages. With --api-key-file every route but /, /healthz and /openapi.json needs Authorization: Bearer KEY; writes need a write key; --read-only refuses writes with 403."
   },
   "servers": [
     {
@@ -699,6 +699,157 @@ enum BundledSchemas {
             "$ref": "#/components/responses/Problem"
           },
           "409": {
+            "$ref": "#/components/responses/Problem"
+          }
+        }
+      }
+    },
+    "/v1/import/{kind}": {
+      "post": {
+        "operationId": "importFile",
+        "summary": "Import a file of interactions, items or users sent as the body, in a background job (all or nothing, as rdbctl import; one import at a time).",
+        "security": [
+          {
+            "bearer": [
+              "write"
+            ]
+          }
+        ],
+        "parameters": [
+          {
+            "name": "kind",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "enum": [
+                "interactions",
+                "items",
+                "users"
+              ]
+            }
+          },
+          {
+            "name": "format",
+            "in": "query",
+            "required": false,
+            "description": "csv, tsv, jsonl, recbole, or sequences (interactions only); otherwise taken from the Content-Type (text/csv, text/tab-separated-values, application/x-ndjson).",
+            "schema": {
+              "enum": [
+                "csv",
+                "tsv",
+                "jsonl",
+                "recbole",
+                "sequences"
+              ]
+            }
+          },
+          {
+            "name": "user_column",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "item_column",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "time_column",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "id_column",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "title_column",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string"
+            }
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "description": "The file's bytes, streamed to a temporary file (at most rdbctl serve --max-import-body bytes).",
+          "content": {
+            "text/csv": {
+              "schema": {
+                "type": "string"
+              }
+            },
+            "text/tab-separated-values": {
+              "schema": {
+                "type": "string"
+              }
+            },
+            "application/x-ndjson": {
+              "schema": {
+                "type": "string"
+              }
+            },
+            "application/octet-stream": {
+              "schema": {
+                "type": "string",
+                "format": "binary"
+              }
+            }
+          }
+        },
+        "responses": {
+          "202": {
+            "description": "Started: poll the job (its import_progress, then import_result or error, with FILE:LINE as 'request body:LINE').",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object",
+                  "properties": {
+                    "job": {
+                      "type": "integer"
+                    },
+                    "href": {
+                      "type": "string"
+                    }
+                  },
+                  "required": [
+                    "job",
+                    "href"
+                  ]
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "401": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "403": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "404": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "409": {
+            "$ref": "#/components/responses/Problem"
+          },
+          "413": {
             "$ref": "#/components/responses/Problem"
           }
         }
@@ -1449,10 +1600,22 @@ enum BundledSchemas {
             "type": "integer"
           },
           "kind": {
-            "const": "train"
+            "enum": [
+              "train",
+              "import"
+            ]
           },
           "model": {
-            "type": "string"
+            "type": "string",
+            "description": "The model a training job trains (absent for imports)."
+          },
+          "imports": {
+            "enum": [
+              "interactions",
+              "items",
+              "users"
+            ],
+            "description": "What an import job imports (absent for training)."
           },
           "state": {
             "enum": [
@@ -1504,6 +1667,24 @@ enum BundledSchemas {
             "type": "object",
             "description": "As rdbctl train --json prints it."
           },
+          "import_progress": {
+            "type": "object",
+            "properties": {
+              "rows": {
+                "type": "integer"
+              },
+              "bytes_done": {
+                "type": "integer"
+              },
+              "bytes_total": {
+                "type": "integer"
+              }
+            }
+          },
+          "import_result": {
+            "type": "object",
+            "description": "As rdbctl import --json prints it (file is 'request body')."
+          },
           "error": {
             "type": "string"
           }
@@ -1511,7 +1692,6 @@ enum BundledSchemas {
         "required": [
           "id",
           "kind",
-          "model",
           "state",
           "started_at",
           "curve"

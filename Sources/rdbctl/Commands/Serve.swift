@@ -14,12 +14,16 @@ struct Serve: ParsableCommand {
     @Option(help: "File of API keys, one per line: KEY [read|write] (default: no authentication). Keys have at least 16 characters.")
     var apiKeyFile: String?
     @Option(help: "Largest request body in bytes.") var maxBody = 8 << 20
+    @Option(help: "Largest upload to POST /v1/import/{kind} in bytes (streamed to a temporary file).") var maxImportBody = 4 << 30
+    @Option(help: "Directory for uploads while they are imported (default: the system's temporary directory).")
+    var importTempDir: String?
     @Option(help: "Largest k of a recommendation or search.") var maxK = 1000
     @Option(help: "Idle connections are closed after this many seconds.") var idleTimeout = 60
 
     func validate() throws {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard (1...(1 << 30)).contains(maxBody) else { throw ValidationError("--max-body must be between 1 and 1073741824") }
+        guard (1...(1 << 40)).contains(maxImportBody) else { throw ValidationError("--max-import-body must be between 1 and 1099511627776") }
         guard (1...100_000).contains(maxK) else { throw ValidationError("--max-k must be between 1 and 100000") }
         guard (1...86_400).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be between 1 and 86400") }
     }
@@ -31,6 +35,8 @@ struct Serve: ParsableCommand {
         configuration.readOnly = readOnly
         configuration.maxBodyBytes = maxBody
         configuration.maxK = maxK
+        configuration.maxImportBytes = maxImportBody
+        configuration.importDirectory = importTempDir
         configuration.idleTimeoutSeconds = idleTimeout
         if let apiKeyFile {
             do { configuration.apiKeys = try APIKeys(path: apiKeyFile) } catch { throw ValidationError("--api-key-file: \(error)") }
