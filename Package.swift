@@ -77,9 +77,11 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        .testTarget(name: "RecDBTests", dependencies: ["RecDB"], path: "Tests/RecDBTests"),
+        // Fixtures shared by the test targets (a tiny sentence encoder); nothing outside Tests depends on it.
+        .target(name: "TestSupport", dependencies: ["Learn"], path: "Tests/TestSupport"),
+        .testTarget(name: "RecDBTests", dependencies: ["RecDB", "TestSupport"], path: "Tests/RecDBTests"),
         // The server is tested over real loopback HTTP (URLSession), so no TLS stack is built for tests.
-        .testTarget(name: "RecDBServerTests", dependencies: ["RecDBServer"], path: "Tests/RecDBServerTests"),
+        .testTarget(name: "RecDBServerTests", dependencies: ["RecDBServer", "TestSupport"], path: "Tests/RecDBServerTests"),
         .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),
         .testTarget(name: "LearnTests", dependencies: ["Learn"], path: "Tests/LearnTests"),
     ],

@@ -5,6 +5,8 @@ import FoundationNetworking
 import XCTest
 import RecDB
 @testable import RecDBServer
+import Learn
+import TestSupport
 
 /// The HTTP API over real loopback connections: a server on a free port, every route, the failure
 /// answers (auth, read-only, bad JSON, oversized bodies, unknown ids) and the database unchanged after
@@ -420,6 +422,31 @@ extension ServerTests {
         assertProblem(try call(small, "POST", "/v1/import/interactions?format=csv", raw: csv, contentType: "text/csv"), 413, contains: "larger than 10 bytes")
         XCTAssertEqual(try fingerprint(), unchanged)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: uploads), [], "a refused upload left a file behind")
+    }
+
+    /// `PUT /v1/items/{id}` into a database whose space has an encoder: the item is embedded in the same
+    /// transaction, so it is searchable at once.
+    func testAnItemPutOverHTTPIsEmbeddedOnInsert() throws {
+        let encoderPath = try TinyEncoder.write(in: directory)
+        let embedded = try database.embed(EmbedRequest(space: "tiny", encoderDirectory: encoderPath))
+        XCTAssertEqual(embedded.embedded, Self.itemCount)
+        _ = try database.buildIndex(space: "tiny")
+        let running = try start()
+        let put = try call(running, "PUT", "/v1/items/brand-new", json: ["title": "red gloss"])
+        XCTAssertEqual(put.status, 200, put.text)
+        let stored = try XCTUnwrap(database.read { tx in try tx.vector(space: "tiny", entity: tx.itemID(for: "brand-new")!) })
+        let expected = try SentenceEncoder(modelDirectory: URL(fileURLWithPath: encoderPath)).encode(["red gloss"])[0]
+        XCTAssertEqual(stored.count, 8)
+        for (x, y) in zip(stored, expected) { XCTAssertEqual(x, y, accuracy: 1e-6) }
+        // Searchable at once: the nearest item to its own vector is itself.
+        let found = try call(running, "POST", "/v1/search", json: ["vector": stored.map(Double.init), "space": "tiny", "k": 1])
+        XCTAssertEqual(found.status, 200, found.text)
+        XCTAssertEqual(((found.json["items"] as? [[String: Any]])?.first)?["item"] as? String, "brand-new")
+        // A title change re-embeds it.
+        XCTAssertEqual(try call(running, "PUT", "/v1/items/brand-new", json: ["title": "hair oil"]).status, 200)
+        let changed = try XCTUnwrap(database.read { tx in try tx.vector(space: "tiny", entity: tx.itemID(for: "brand-new")!) })
+        let expectedChanged = try SentenceEncoder(modelDirectory: URL(fileURLWithPath: encoderPath)).encode(["hair oil"])[0]
+        for (x, y) in zip(changed, expectedChanged) { XCTAssertEqual(x, y, accuracy: 1e-6) }
     }
 
     /// The README's Python client (standard library only), run as it is against a live server.
