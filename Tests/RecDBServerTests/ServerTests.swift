@@ -333,13 +333,7 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(started.status, 202, started.text)
         let id = try XCTUnwrap(started.json["job"] as? Int)
         XCTAssertEqual(started.json["href"] as? String, "/v1/jobs/\(id)")
-        var job: [String: Any] = [:]
-        let deadline = Date().addingTimeInterval(120)
-        repeat {
-            job = try call(running, "GET", "/v1/jobs/\(id)").json
-            if job["state"] as? String != "running" { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        } while Date() < deadline
+        let job = try finishedJob(running, id)
         XCTAssertEqual(job["state"] as? String, "succeeded", "\(job)")
         XCTAssertEqual((job["curve"] as? [[Double]])?.count, 3)
         XCTAssertEqual((job["progress"] as? [String: Any])?["epoch"] as? Int, 3)
