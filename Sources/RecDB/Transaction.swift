@@ -18,12 +18,12 @@ public class ReadTransaction {
     var meta: MetaStore { MetaStore(raw) }
 
     /// The global event version: the sequence number of the last event written (0 when none).
-    public func eventVersion() throws -> UInt64 { try meta.u64(.lastEventSequence) ?? 0 }
+    public func eventVersion() throws -> UInt64 { try meta.counter(.lastEventSequence) }
 
     /// Number of items ever created (the largest internal item id).
-    public func itemCount() throws -> Int { Int(try meta.u64(.lastItemID) ?? 0) }
+    public func itemCount() throws -> Int { Int(try meta.counter(.lastItemID)) }
     /// Number of users ever created (the largest internal user id).
-    public func userCount() throws -> Int { Int(try meta.u64(.lastUserID) ?? 0) }
+    public func userCount() throws -> Int { Int(try meta.counter(.lastUserID)) }
     /// Number of stored events: sequences are dense from 1 and events are never removed (`verify` checks both).
     public func eventCount() throws -> Int { Int(try eventVersion()) }
     /// When the database was created (seconds since 1970).
@@ -59,7 +59,7 @@ public final class WriteTransaction: ReadTransaction {
 
     func counter(_ key: MetaKey) throws -> UInt64 {
         if let v = counters[key] { return v }
-        let v = try meta.u64(key) ?? 0
+        let v = try meta.counter(key)
         counters[key] = v
         return v
     }

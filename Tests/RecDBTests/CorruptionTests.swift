@@ -175,7 +175,9 @@ final class CorruptionTests: DatabaseTestCase {
         XCTAssertEqual(wrong, [])
         XCTAssertEqual(unclear, [])
         XCTAssertEqual(modified, [])
-        XCTAssertGreaterThan(changedFlips, sample.count / 2, "most of a populated file is stored values")
+        // Format 3 packs events into per-user blocks, so about half the file is stored values (the rest is
+        // LMDB's page headers, offsets and free space); far fewer would mean the sample missed the data.
+        XCTAssertGreaterThan(changedFlips, sample.count * 2 / 5, "most flips land in stored values")
         XCTAssertGreaterThanOrEqual(rate, 0.95, "verify missed: \(unflagged)")
     }
 

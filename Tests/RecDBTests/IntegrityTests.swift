@@ -31,6 +31,34 @@ final class IntegrityTests: DatabaseTestCase {
 
     // MARK: - data.mdb before LMDB maps it
 
+    /// A counter whose key is damaged reads as missing; that is an error when its table has entries
+    /// (found by `make corruption`: `stats` said 0 items), never 0 — a write would reuse id 1.
+    func testAMissingCounterIsDamageWhenItsTableHasEntries() throws {
+        let db = try makeDatabase()
+        try db.write { tx in
+            try tx.upsertItem(ItemInput(externalID: "a", title: "A"))
+            _ = try tx.upsertUser(externalID: "u")
+        }
+        XCTAssertEqual(try db.stats().items, 1)
+        try db.write { tx in
+            for key in [MetaKey.lastItemID, .lastUserID] {
+                _ = try Array(key.rawValue.utf8).withUnsafeBytes { try tx.raw.delete(.meta, key: $0) }
+            }
+        }
+        for (what, body) in [("stats", { _ = try db.stats() }), ("a new item", { try db.write { tx in _ = try tx.upsertItem(ItemInput(externalID: "b", title: "B")) } }),
+                             ("a new user", { try db.write { tx in _ = try tx.upsertUser(externalID: "v") } })] as [(String, () throws -> Void)] {
+            XCTAssertThrowsError(try body(), what) { error in
+                guard case let RecDBError.damaged(table, key, detail) = error else { return XCTFail("\(what): \(error)") }
+                XCTAssertEqual(table, "meta")
+                XCTAssertTrue(key == "last_item_id" || key == "last_user_id", key)
+                XCTAssertTrue(detail.contains("has entries"), detail)
+            }
+        }
+        XCTAssertEqual(try db.read { try $0.item(externalID: "a")?.title }, "A", "item 1 was not overwritten")
+        // A new database has no counters and no entries: 0, not damage.
+        XCTAssertEqual(try makeDatabase("empty").stats().items, 0)
+    }
+
     func testAFileThatIsNotLMDBIsRefusedWithoutTouchingIt() throws {
         let dir = path("x")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -26,7 +26,7 @@ extension ReadTransaction {
     /// Changes whenever an item is created, updated, made (un)available or deleted — in any process.
     func itemStateVersion() throws -> UInt64 {
         if let w = self as? WriteTransaction { return try w.counter(.itemStateVersion) }
-        return try meta.u64(.itemStateVersion) ?? 0
+        return try meta.counter(.itemStateVersion)
     }
 }
 

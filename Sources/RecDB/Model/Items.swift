@@ -125,7 +125,7 @@ extension ReadTransaction {
     /// Ids are dense and records never removed: a missing record below the counter is a damaged
     /// table (a hidden node), not an absent item. Checked only when a lookup finds nothing.
     func requireAbsentItem(_ id: UInt32) throws {
-        if id > 0, UInt64(id) <= (try meta.u64(.lastItemID) ?? 0) {
+        if id > 0, UInt64(id) <= (try meta.counter(.lastItemID)) {
             throw RecDBError.damaged(table: Table.items.rawValue, key: "#\(id)", detail: "the record of an existing item cannot be found")
         }
     }

@@ -41,7 +41,7 @@ extension ReadTransaction {
     public func user(id: UInt32) throws -> User? {
         if let user = try raw.withValue(.users, key: Keys.u32(id), { try UserRecord.decode(id: id, $0) }) { return user }
         // Ids are dense and records never removed: a missing one below the counter is damage.
-        if id > 0, UInt64(id) <= (try meta.u64(.lastUserID) ?? 0) {
+        if id > 0, UInt64(id) <= (try meta.counter(.lastUserID)) {
             throw RecDBError.damaged(table: Table.users.rawValue, key: "#\(id)", detail: "the record of an existing user cannot be found")
         }
         return nil

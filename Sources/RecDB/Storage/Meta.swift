@@ -39,6 +39,25 @@ struct MetaStore {
             return UInt64(littleEndian: body.loadUnaligned(as: UInt64.self))
         }
     }
+    /// A counter (last id or sequence): 0 only when it was never written, which is when the table it
+    /// counts is still empty. A damaged key byte would otherwise make it read as 0: ids would start
+    /// again at 1 (a new item overwriting item 1) and counts would be served as 0.
+    func counter(_ key: MetaKey) throws -> UInt64 {
+        if let value = try u64(key) { return value }
+        let counted: Table? = switch key {
+        case .lastItemID: .items
+        case .lastUserID: .users
+        case .lastEventSequence: .userEvents
+        case .lastSpaceID: .spaces
+        default: nil
+        }
+        // The first entry, not LMDB's entry count (which carries no checksum).
+        if let counted, try raw.cursor(counted).move(.first, { _, _ in true }) != nil {
+            throw RecDBError.damaged(table: Table.meta.rawValue, key: key.rawValue,
+                                     detail: "the counter is missing although table \(counted.rawValue) has entries (run `rdbctl verify`; restore from a backup)")
+        }
+        return 0
+    }
     func setU64(_ key: MetaKey, _ value: UInt64) throws { try setU64(key.rawValue, value) }
     func setU64(_ key: String, _ value: UInt64) throws {
         var w = ByteWriter(capacity: 12)
