@@ -51,7 +51,8 @@ public final class Database: Sendable {
         /// first reserves the map's unused tail on disk (an error, not a crash, when the disk is too full),
         /// data.mdb stays that long until the database is closed, and a rolled-back write may have reused
         /// free pages inside the file (the committed contents are unchanged, not every unused byte). Only
-        /// one process at a time writes this way (a directory lock); others asking for it open normally.
+        /// one process at a time writes this way (a directory lock); others asking for it open normally,
+        /// and other processes' writes wait until it closes — hold such a database only for the import.
         public var writeMap = false
         public init(readOnly: Bool = false, create: Bool = true, initialMapSize: Int = 1 << 30, writeHeadroom: Int = 256 << 20) {
             self.readOnly = readOnly

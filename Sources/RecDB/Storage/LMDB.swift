@@ -26,11 +26,12 @@
 //   pages are file-backed instead of malloc'd (up to 512 MiB of anonymous memory otherwise). Three
 //   hazards are handled here: a page written into a hole on a full disk would be SIGBUS, so every write
 //   transaction first allocates the map's unused tail on disk (`posix_fallocate`: a clean ENOSPC
-//   error before anything is written); two map-writing processes could truncate the file under each
-//   other (LMDB ftruncates to its own map size at open), so only the holder of an exclusive `flock` on
-//   the directory writes through the map and any other process opens normally; and the file is cut
-//   back to its used pages when the environment closes (inside a write transaction, so no writer is
-//   active; readers never touch pages past the last committed one).
+//   error before anything is written); LMDB ftruncates the file to its own map size at open and at
+//   every resize, outside any transaction, which could cut off pages another process is writing past
+//   that size, so the map writer holds an exclusive `flock` on the directory for its whole life and
+//   every other write (resize, pages, commit) runs under a shared one (a process that cannot get the
+//   exclusive lock at once opens normally); and the file is cut back to its used pages when the
+//   environment closes (inside a write transaction; readers never touch pages past the last committed one).
 import CLMDB
 import Foundation
 
@@ -125,6 +126,22 @@ final class LMDBEnvironment: @unchecked Sendable {
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
             return -1
+        }
+        return fd
+    }
+
+    /// A shared `flock` on the directory for one write of a process that does not write through the map:
+    /// waits while a map writer lives (it would wait for LMDB's writer lock anyway: imports are one transaction).
+    private func takeSharedWriterLock() throws -> Int32 {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "opening \(path) to lock it for a write")
+        }
+        while flock(fd, LOCK_SH) != 0 {
+            if errno == EINTR { continue }
+            let code = errno
+            close(fd)
+            throw RecDBError.storage(code: code, message: String(cString: strerror(code)), context: "locking \(path) for a write")
         }
         return fd
     }
@@ -296,6 +313,9 @@ final class LMDBEnvironment: @unchecked Sendable {
     func write<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
         if readOnly { throw RecDBError.readOnly(path: path) }
         try requireNoTransactionOnThisThread("a write")
+        // Its own descriptor per write: a flock belongs to the open file, so threads cannot release each other's.
+        let sharedLock = writesThroughMap ? -1 : try takeSharedWriterLock()
+        defer { if sharedLock >= 0 { close(sharedLock) } }
         clearStaleReadersPeriodically()
         try ensureHeadroom()
         let txn = try beginHoldingResizeLock(readOnly: false)
