@@ -1,11 +1,12 @@
 import Foundation
 import RecDB
 
-// scale-bench DB [--samples N] [--seed S] [--last 50]
+// scale-bench DB [--samples N] [--seed S] [--last 50] [--recommend MODEL [--recommend-samples N]]
 // Latency of reading a user's latest events at app scale, through the public API as serving does:
 // one read transaction per request, `recentItems(user:last:)` (a short backwards cursor scan of the
 // user's last block(s)). Users are drawn uniformly at random (seeded). Prints p50/p99/mean in µs
-// and JSON on the last line.
+// and JSON on the last line. With --recommend: then `recommend(user:k: 10)` through MODEL (history
+// read, forward pass, search, seen items excluded, titles), one request at a time, p50/p99 in ms.
 func run() {
     Database.configureProcess()
     var args = Array(CommandLine.arguments.dropFirst())
@@ -17,6 +18,12 @@ func run() {
     let samples = option("--samples", 20_000)
     let seed = option("--seed", 1)
     let last = option("--last", 50)
+    let recommendSamples = option("--recommend-samples", 2_000)
+    var recommendModel: String?
+    if let i = args.firstIndex(of: "--recommend"), i + 1 < args.count {
+        recommendModel = args[i + 1]
+        args.removeSubrange(i...(i + 1))
+    }
     guard let path = args.first else {
         FileHandle.standardError.write(Data("usage: scale-bench DB [--samples N] [--seed S] [--last N]\n".utf8))
         exit(2)
@@ -53,6 +60,25 @@ func run() {
                      last, users, events, p50, p99, mean, samples, Double(read) / Double(samples)))
         print(String(format: "{\"bench\":\"latest-read\",\"last\":%d,\"users\":%d,\"events\":%d,\"samples\":%d,\"p50_us\":%.3f,\"p99_us\":%.3f,\"mean_us\":%.3f}",
                      last, users, events, samples, p50, p99, mean))
+        guard let model = recommendModel else { return }
+        let options = RecommendOptions(model: model)
+        func externalUser() throws -> String { try db.read { try $0.user(id: nextUser())!.externalID } }
+        // Warm-up loads the model and its index (once per process) and pages some of the file in.
+        for _ in 0..<max(1, recommendSamples / 10) { checksum &+= try db.recommend(user: externalUser(), k: 10, options: options).items.count }
+        var millis: [Double] = []
+        for _ in 0..<recommendSamples {
+            let user = try externalUser()
+            let start = DispatchTime.now().uptimeNanoseconds
+            let result = try db.recommend(user: user, k: 10, options: options)
+            millis.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1_000_000)
+            checksum &+= result.items.count
+        }
+        millis.sort()
+        let r50 = millis[millis.count / 2], r99 = millis[min(millis.count - 1, millis.count * 99 / 100)]
+        print("recommend k=10 through '\(model)' " + String(format: "over %d users / %d events: p50 %.3f ms, p99 %.3f ms (%d samples)",
+                     users, events, r50, r99, recommendSamples))
+        print("{\"bench\":\"recommend\",\"model\":\"\(model)\"," + String(format: "\"users\":%d,\"events\":%d,\"samples\":%d,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"checksum\":%d}",
+                     users, events, recommendSamples, r50, r99, checksum))
     } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         exit(1)

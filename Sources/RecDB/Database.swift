@@ -44,6 +44,16 @@ public final class Database: Sendable {
         /// A single transaction that writes more is rolled back with `RecDBError.mapFull` (imports reserve
         /// their own estimate; see `reserve(bytes:)`).
         public var writeHeadroom = 256 << 20
+        /// Write transactions write pages straight into the file's memory map (LMDB's `MDB_WRITEMAP`), for
+        /// processes that bulk-import: a large transaction's pages are then file-backed, so the process's
+        /// anonymous memory does not grow with the import (otherwise LMDB keeps up to 512 MiB of them
+        /// malloc'd until commit). Commits, rollbacks and `kill -9` keep LMDB's guarantees; but each write
+        /// first reserves the map's unused tail on disk (an error, not a crash, when the disk is too full),
+        /// data.mdb stays that long until the database is closed, and a rolled-back write may have reused
+        /// free pages inside the file (the committed contents are unchanged, not every unused byte). Only
+        /// one process at a time writes this way (a directory lock); others asking for it open normally,
+        /// and other processes' writes wait until it closes — hold such a database only for the import.
+        public var writeMap = false
         public init(readOnly: Bool = false, create: Bool = true, initialMapSize: Int = 1 << 30, writeHeadroom: Int = 256 << 20) {
             self.readOnly = readOnly
             self.create = create
@@ -82,7 +92,7 @@ public final class Database: Sendable {
         }
         try DataFileCheck.check(directory: path, mayCreate: options.create && !options.readOnly)
         environment = try LMDBEnvironment(path: path, readOnly: options.readOnly, initialMapSize: options.initialMapSize,
-                                          minimumHeadroom: options.writeHeadroom)
+                                          minimumHeadroom: options.writeHeadroom, writeMap: options.writeMap)
         // Read first: opening a database must not wait for another process's long write. Only a new
         // database needs the write that records its format.
         if try !checkFormat(missingIsError: options.readOnly) {

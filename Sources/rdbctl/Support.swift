@@ -7,8 +7,10 @@ struct DatabaseArgument: ParsableArguments {
     @Argument(help: "The database directory.")
     var database: String
 
-    func open(readOnly: Bool = false) throws -> Database {
-        try reportingErrors { try Database(path: database, options: databaseOptions(readOnly: readOnly, create: false)) }
+    func open(readOnly: Bool = false, writeMap: Bool = false) throws -> Database {
+        var options = databaseOptions(readOnly: readOnly, create: false)
+        options.writeMap = writeMap
+        return try reportingErrors { try Database(path: database, options: options) }
     }
 }
 

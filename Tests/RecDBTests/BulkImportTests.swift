@@ -149,6 +149,42 @@ final class BulkImportTests: DatabaseTestCase {
         XCTAssertEqual(recent, Array(expected))
     }
 
+    /// `Options.writeMap` (MDB_WRITEMAP, what `rdbctl import interactions` uses for large files): the same
+    /// histories as the reference, a failed import leaves the contents unchanged, and data.mdb — as long
+    /// as the map while open — is cut back to its used pages when the database closes.
+    func testWriteMappedImportMatchesAndTheFileIsCutBackAtClose() throws {
+        let rows = shuffledRows(count: 4_000, users: 200, items: 100, seed: 21)
+        let file = try writeFile("events.csv", csv(rows))
+        var options = InteractionImportOptions()
+        options.runEvents = 333  // 12 runs
+        let dir = path("mapped")
+        var mapped = Database.Options(initialMapSize: 32 << 20, writeHeadroom: 1 << 20)
+        mapped.writeMap = true
+        func fileSize() throws -> Int { try FileManager.default.attributesOfItem(atPath: dir + "/data.mdb")[.size] as! Int }
+        do {  // the database closes at the end of this scope
+            let db = try Database(path: dir, options: mapped)
+            XCTAssertTrue(db.environment.writesThroughMap)
+            try db.importInteractions(from: file, options: options)
+            assertSameHistories(try histories(db), reference(rows))
+            XCTAssertEqual(try fileSize(), db.environment.mapSize, "LMDB sizes a write-mapped file to the map")
+            XCTAssertGreaterThan(try fileSize(), db.environment.usedBytes)
+            let before = try fingerprint(db)
+            let bad = try writeFile("bad.csv", csv(shuffledRows(count: 2_000, users: 300, items: 100, seed: 22)) + "u1,i1,-\n")
+            assertImportError(file: bad, line: 2_002, contains: "timestamp '-'") { try db.importInteractions(from: bad, options: options) }
+            XCTAssertEqual(try fingerprint(db), before)
+            let report = try db.verify()
+            XCTAssertTrue(report.isClean, "\(report.problems)")
+        }
+        let closedSize = try fileSize()
+        let db = try Database(path: dir)
+        XCTAssertFalse(db.environment.writesThroughMap, "opened without asking for it")
+        XCTAssertEqual(closedSize, db.environment.usedBytes, "cut back to the used pages at close")
+        assertSameHistories(try histories(db), reference(rows))
+        let report = try db.verify()
+        XCTAssertTrue(report.isClean, "\(report.problems)")
+        XCTAssertEqual(report.checked["events"], 4_000)
+    }
+
     func testManySingleAppendsSplitBlocksAndKeepTimeOrder() throws {
         let db = try makeDatabase()
         var rng = SplitMix64(seed: 5)

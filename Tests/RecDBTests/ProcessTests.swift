@@ -63,6 +63,80 @@ final class ProcessTests: DatabaseTestCase {
         XCTAssertTrue(out.contains("\"events\":1500000"), out)
     }
 
+    /// Starts rdbctl with `environment` added to this process's, output discarded.
+    func launch(_ arguments: [String], environment: [String: String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: rdbctl)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// The write-mapped import (`RDBCTL_WRITE_MAP=1`, what files from 64 MiB get) killed half-way: nothing
+    /// visible, `verify` clean, no file left; the next write-mapped import lands and cuts data.mdb back.
+    func testKill9DuringAWriteMappedImportLeavesAllOrNothing() throws {
+        let dbPath = path("db")
+        _ = try makeDatabase()
+        let small = try writeFile("small.csv", "user,item,timestamp\na,b,1\n")
+        XCTAssertEqual(try runProcess(rdbctl, ["import", "interactions", dbPath, small, "--json"]).0, 0)
+        let big = try writeBigCSV("big.csv", rows: 1_000_000)
+        _ = try makeDatabase("scratch")
+        let started = Date()
+        let whole = try launch(["import", "interactions", path("scratch"), big, "--json"], environment: ["RDBCTL_WRITE_MAP": "1"])
+        whole.waitUntilExit()
+        XCTAssertEqual(whole.terminationStatus, 0)
+        let wholeImport = Date().timeIntervalSince(started)
+
+        let process = try launch(["import", "interactions", dbPath, big, "--json"], environment: ["RDBCTL_WRITE_MAP": "1"])
+        Thread.sleep(forTimeInterval: wholeImport / 2)
+        XCTAssertTrue(process.isRunning, "the import finished before it could be killed (a whole one took \(wholeImport) s)")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dbPath).sorted(), ["data.mdb", "lock.mdb"])
+        do {
+            let db = try Database(path: dbPath, options: .init(create: false))
+            let report = try db.verify()
+            XCTAssertTrue(report.isClean, "\(report.problems)")
+            XCTAssertEqual(try db.stats().interactions, 1, "killed mid-way: none of the import may be visible")
+        }
+        let again = try launch(["import", "interactions", dbPath, big, "--json"], environment: ["RDBCTL_WRITE_MAP": "1"])
+        again.waitUntilExit()
+        XCTAssertEqual(again.terminationStatus, 0)
+        let db = try Database(path: dbPath, options: .init(create: false))
+        XCTAssertEqual(try db.stats().interactions, 1_000_001)
+        let size = try FileManager.default.attributesOfItem(atPath: dbPath + "/data.mdb")[.size] as! Int
+        XCTAssertEqual(size, db.environment.usedBytes, "the map writer cuts the file back to its used pages when it closes")
+    }
+
+    /// While one process writes through the map, another asking for it opens normally, and every other
+    /// process's writes wait for the map writer to close (LMDB may resize the file under them otherwise).
+    func testWritersInOtherProcessesWaitForTheMapWriter() throws {
+        let dbPath = path("db")
+        let file = try writeFile("e.csv", "user,item,timestamp\na,b,1\nc,d,2\n")
+        let other: Process
+        do {  // the map writer closes at the end of this scope
+            var options = Database.Options(initialMapSize: 16 << 20, writeHeadroom: 1 << 20)
+            options.writeMap = true
+            let mapWriter = try Database(path: dbPath, options: options)
+            XCTAssertTrue(mapWriter.environment.writesThroughMap)
+            other = try launch(["import", "interactions", dbPath, file, "--json"], environment: ["RDBCTL_WRITE_MAP": "1"])
+            Thread.sleep(forTimeInterval: 1)
+            XCTAssertTrue(other.isRunning, "a write from another process ran while the map writer was open")
+            XCTAssertEqual(try mapWriter.stats().interactions, 0)
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while other.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if other.isRunning { other.terminate() }
+        other.waitUntilExit()
+        XCTAssertEqual(other.terminationStatus, 0)
+        let db = try Database(path: dbPath, options: .init(create: false))
+        XCTAssertEqual(try db.stats().interactions, 2, "the waiting write landed once the map writer closed")
+    }
+
     func testReadersInOtherProcessesAlwaysSeeWholeTransactions() throws {
         let db = try makeDatabase()
         try db.write { tx in

@@ -31,7 +31,8 @@ struct EventRecord {
 /// sorted — a stable radix sort on the user, then each user's events put in time order (already so
 /// when the file is in time order, as app logs are) — and spilled to a temporary file as compact
 /// varint deltas (~8 bytes an event). `merge` then streams every run through a k-way heap merge: time
-/// and memory are linear in the rows, memory is `capacity` records plus 1 MiB per run.
+/// is linear in the rows; memory is `capacity` records (twice while sorting) plus the merge's read
+/// buffers, 32 MiB in all however many runs there are (1 MiB each up to 32 runs, at least 64 KiB each).
 ///
 /// Spill files are unlinked as soon as they are created (`O_TMPFILE`, or `mkstemp` then `unlink`):
 /// nothing is left behind on any exit path, `kill -9` included.
@@ -132,7 +133,11 @@ final class EventRunSorter {
     /// buffered (sorted in memory, not written).
     func merge(_ body: (EventRecord) throws -> Void) throws {
         sortBuffer()
-        var sources: [RunSource] = runs.map { FileRunSource(run: $0, directory: directory) }
+        // The radix sort's copy is not needed again: give its memory back before the merge's buffers.
+        scratch?.deallocate()
+        scratch = nil
+        let readBuffer = min(1 << 20, max(1 << 16, (32 << 20) / max(1, runs.count)))
+        var sources: [RunSource] = runs.map { FileRunSource(run: $0, directory: directory, bufferBytes: readBuffer) }
         if count > 0 { sources.append(MemoryRunSource(buffer, count: count)) }
         var heads: [EventRecord] = []
         var heap: [Int] = []
@@ -275,16 +280,18 @@ final class RunWriter {
 final class FileRunSource: RunSource {
     let run: SpillRun
     let directory: String
-    private let capacity = 1 << 20
+    private let capacity: Int
     private let buffer: UnsafeMutablePointer<UInt8>
     @exclusivity(unchecked) private var start = 0
     @exclusivity(unchecked) private var end = 0
     private var fileOffset = 0
     @exclusivity(unchecked) private var previous = EventRecord(timestamp: 0, sequence: 0, user: 0, item: 0, valueBits: 0, typeCode: 0, hasValue: false)
 
-    init(run: SpillRun, directory: String) {
+    /// `bufferBytes`: the read buffer (at least a few records' worth).
+    init(run: SpillRun, directory: String, bufferBytes: Int = 1 << 20) {
         self.run = run
         self.directory = directory
+        capacity = max(bufferBytes, 4 * RunCodec.maxRecordBytes)
         buffer = .allocate(capacity: capacity)
     }
     deinit { buffer.deallocate() }

@@ -20,11 +20,23 @@
 // - the environment is opened with MDB_NOTLS so read transactions are not tied to a thread;
 // - dbi handles are opened once at open time and never closed (no `mdb_dbi_close` in deinit);
 // - a failed `mdb_env_open` still needs exactly one `mdb_env_close`;
-// - reader slots of processes that died are cleared (`mdb_reader_check`) at open and periodically.
+// - reader slots of processes that died are cleared (`mdb_reader_check`) at open and periodically;
+// - MDB_WRITEMAP (opt-in, `writeMap`, for bulk imports): LMDB sizes the file to the map
+//   (`ftruncate`, sparse) and writes pages straight into the shared mapping, so a transaction's dirty
+//   pages are file-backed instead of malloc'd (up to 512 MiB of anonymous memory otherwise). Three
+//   hazards are handled here: a page written into a hole on a full disk would be SIGBUS, so every write
+//   transaction first allocates the map's unused tail on disk (`posix_fallocate`: a clean ENOSPC
+//   error before anything is written); LMDB ftruncates the file to its own map size at open and at
+//   every resize, outside any transaction, which could cut off pages another process is writing past
+//   that size, so the map writer holds an exclusive `flock` on the directory for its whole life and
+//   every other write (resize, pages, commit) runs under a shared one (a process that cannot get the
+//   exclusive lock at once opens normally); and the file is cut back to its used pages when the
+//   environment closes (inside a write transaction; readers never touch pages past the last committed one).
 //
 // Damaged files: LMDB is built from source with RecDB's page checks (Sources/CLMDB/patches), so a damaged
 // page is `MDB_CORRUPTED` instead of a read outside the page; it becomes `RecDBError.damaged`. As a second
-// line, every key and value LMDB hands out is bounded here by the mapped file before Swift sees it.
+// line, every key and value LMDB hands out is bounded here by the mapped file before Swift sees it. (With
+// MDB_WRITEMAP a write transaction's own dirty pages are in the map and marked dirty; the patch skips them.)
 import CLMDB
 import Foundation
 
@@ -44,6 +56,10 @@ final class LMDBEnvironment: @unchecked Sendable {
     private var reservedBytes = 0
     let path: String
     let readOnly: Bool
+    /// The directory's descriptor holding the exclusive `flock` of the one map-writing process, or -1.
+    private let mapWriterLock: Int32
+    /// Write transactions write pages straight into the map (MDB_WRITEMAP; see the notes at the top).
+    var writesThroughMap: Bool { mapWriterLock >= 0 }
 
     /// Free space every write starts with, at least: growing the map means waiting for every
     /// transaction of the process to end, so it is done rarely and in large steps (address space, not disk).
@@ -52,11 +68,19 @@ final class LMDBEnvironment: @unchecked Sendable {
     static let readerCheckInterval: TimeInterval = 10
 
     /// Opens (and with `create`, creates) the environment and every table in `Table.allCases`.
-    init(path: String, readOnly: Bool, initialMapSize: Int, minimumHeadroom: Int = 256 << 20) throws {
+    /// `writeMap`: write through the memory map when this process can be the only one doing so (else normally).
+    init(path: String, readOnly: Bool, initialMapSize: Int, minimumHeadroom: Int = 256 << 20, writeMap: Bool = false) throws {
         self.path = path
         self.readOnly = readOnly
         self.minimumHeadroom = max(0, minimumHeadroom)
-        let env = try LMDBEnvironment.openEnvironment(path: path, readOnly: readOnly, initialMapSize: initialMapSize)
+        let mapLock = writeMap && !readOnly ? LMDBEnvironment.takeMapWriterLock(path) : -1
+        let env: OpaquePointer
+        do {
+            env = try LMDBEnvironment.openEnvironment(path: path, readOnly: readOnly, initialMapSize: initialMapSize, writeMap: mapLock >= 0)
+        } catch {
+            if mapLock >= 0 { close(mapLock) }
+            throw error
+        }
         let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
         var attributes = pthread_rwlockattr_t()
         pthread_rwlockattr_init(&attributes)
@@ -79,8 +103,10 @@ final class LMDBEnvironment: @unchecked Sendable {
             pthread_rwlock_destroy(lock)
             lock.deallocate()
             mdb_env_close(env)
+            if mapLock >= 0 { close(mapLock) }
             throw error
         }
+        self.mapWriterLock = mapLock
         self.env = env
         self.resizeLock = lock
         self.threadKey = key
@@ -88,14 +114,81 @@ final class LMDBEnvironment: @unchecked Sendable {
     }
 
     deinit {
+        if writesThroughMap { shrinkToUsedPages() }
         mdb_env_close(env)
+        // Released after the file has its final length, so the next map writer cannot race the cut.
+        if mapWriterLock >= 0 { close(mapWriterLock) }
         pthread_key_delete(threadKey)
         pthread_rwlock_destroy(resizeLock)
         resizeLock.deallocate()
     }
 
+    /// The exclusive, non-blocking `flock` on the database directory that lets one process write through
+    /// the map; -1 when another process holds it (this one then writes the ordinary way).
+    private static func takeMapWriterLock(_ path: String) -> Int32 {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return -1 }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            return -1
+        }
+        return fd
+    }
+
+    /// A shared `flock` on the directory for one write of a process that does not write through the map:
+    /// waits while a map writer lives (it would wait for LMDB's writer lock anyway: imports are one transaction).
+    private func takeSharedWriterLock() throws -> Int32 {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw RecDBError.storage(code: errno, message: String(cString: strerror(errno)), context: "opening \(path) to lock it for a write")
+        }
+        while flock(fd, LOCK_SH) != 0 {
+            if errno == EINTR { continue }
+            let code = errno
+            close(fd)
+            throw RecDBError.storage(code: code, message: String(cString: strerror(code)), context: "locking \(path) for a write")
+        }
+        return fd
+    }
+
+    /// The data file's descriptor (LMDB's own).
+    private var dataFile: Int32? {
+        var fd: Int32 = -1
+        guard mdb_env_get_fd(env, &fd) == 0, fd >= 0 else { return nil }
+        return fd
+    }
+
+    /// Map-writing only, inside a write transaction: backs the map's unused tail with disk blocks, so no
+    /// page this transaction writes can land in a hole (a full disk would otherwise be SIGBUS, not an error).
+    private func allocateMapTail() throws {
+        guard let fd = dataFile else {
+            throw RecDBError.storage(code: -1, message: "no file descriptor", context: "reserving disk for a write through the map of \(path)")
+        }
+        let used = usedBytes, size = mapSize
+        guard size > used else { return }
+        let rc = posix_fallocate(fd, off_t(used), off_t(size - used))
+        guard rc == 0 else {
+            throw RecDBError.storage(code: rc, message: String(cString: strerror(rc)),
+                                     context: "reserving \(size - used) bytes of disk in \(path)/data.mdb up front for a write through the memory map")
+        }
+    }
+
+    /// Map-writing only, at close: cuts data.mdb back from the map's size to its used pages (LMDB
+    /// extended it to the map). Done inside a write transaction, so no other writer is active; readers
+    /// only read pages up to the last committed one. Best effort: a file left longer is still valid.
+    private func shrinkToUsedPages() {
+        var txn: OpaquePointer?
+        guard mdb_txn_begin(env, nil, 0, &txn) == 0, let txn else { return }
+        defer { mdb_txn_abort(txn) }
+        guard let fd = dataFile else { return }
+        var st = stat()
+        let used = usedBytes
+        guard fstat(fd, &st) == 0, Int(st.st_size) > used else { return }
+        _ = ftruncate(fd, off_t(used))
+    }
+
     /// Creates, configures and opens the LMDB handle; on failure it is closed (once) and the error thrown.
-    private static func openEnvironment(path: String, readOnly: Bool, initialMapSize: Int) throws -> OpaquePointer {
+    private static func openEnvironment(path: String, readOnly: Bool, initialMapSize: Int, writeMap: Bool) throws -> OpaquePointer {
         var envPtr: OpaquePointer?
         try check(mdb_env_create(&envPtr), "mdb_env_create")
         guard let env = envPtr else { throw RecDBError.storage(code: -1, message: "mdb_env_create returned no handle", context: path) }
@@ -105,6 +198,7 @@ final class LMDBEnvironment: @unchecked Sendable {
             try check(mdb_env_set_mapsize(env, max(initialMapSize, 1 << 20)), "mdb_env_set_mapsize")
             var flags = UInt32(MDB_NOTLS | MDB_NORDAHEAD)
             if readOnly { flags |= UInt32(MDB_RDONLY) }
+            if writeMap { flags |= UInt32(MDB_WRITEMAP) }
             let rc = mdb_env_open(env, path, flags, 0o644)
             if rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH {
                 throw RecDBError.notADatabase(path: path, reason: "data.mdb is not an LMDB file of a supported version (\(String(cString: mdb_strerror(rc))))")
@@ -232,9 +326,21 @@ final class LMDBEnvironment: @unchecked Sendable {
     func write<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
         if readOnly { throw RecDBError.readOnly(path: path) }
         try requireNoTransactionOnThisThread("a write")
+        // Its own descriptor per write: a flock belongs to the open file, so threads cannot release each other's.
+        let sharedLock = writesThroughMap ? -1 : try takeSharedWriterLock()
+        defer { if sharedLock >= 0 { close(sharedLock) } }
         clearStaleReadersPeriodically()
         try ensureHeadroom()
         let txn = try beginHoldingResizeLock(readOnly: false)
+        if writesThroughMap {
+            do {
+                try allocateMapTail()
+            } catch {
+                mdb_txn_abort(txn)
+                pthread_rwlock_unlock(resizeLock)
+                throw error
+            }
+        }
         threadState = ThreadState(writing: true, reads: 0)
         let outcome: Result<T, Error>
         do {

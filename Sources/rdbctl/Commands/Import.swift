@@ -53,8 +53,22 @@ struct ImportInteractions: ParsableCommand {
     @OptionGroup var limit: LineLimit
     @OptionGroup var output: OutputOptions
 
+    /// Files from this size on are imported writing through the memory map (`Database.Options.writeMap`):
+    /// anonymous memory then stays flat however large the file (LMDB would otherwise hold up to 512 MiB of
+    /// dirty pages), while smaller imports keep a rolled-back write from touching even unused file bytes.
+    /// `RDBCTL_WRITE_MAP=1` or `0` forces the choice.
+    static let writeMapFileBytes = 64 << 20
+
     func run() throws {
-        let database = try db.open()
+        let writeMap: Bool
+        switch ProcessInfo.processInfo.environment["RDBCTL_WRITE_MAP"] {
+        case "1": writeMap = true
+        case "0": writeMap = false
+        default:
+            let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+            writeMap = size >= Self.writeMapFileBytes
+        }
+        let database = try db.open(writeMap: writeMap)
         let progress = ProgressLine("importing", quiet: output.json)
         var options = InteractionImportOptions(format: format)
         options.userColumn = userColumn; options.itemColumn = itemColumn; options.timeColumn = timeColumn
