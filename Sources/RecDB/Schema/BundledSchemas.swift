@@ -143,6 +143,7 @@ enum BundledSchemas {
     "negatives": {"type": "integer", "minimum": 1, "maximum": 1048576, "default": 2048, "description": "Sampled loss: draws per batch (distinct candidates shared by all the batch's positions)."},
     "seed": {"type": "integer", "minimum": 0, "default": 0},
     "maskProbability": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.2, "description": "BERT4Rec masking probability."},
+    "lastMaskProbability": {"type": "number", "minimum": 0, "maximum": 1, "default": 0, "description": "BERT4Rec only: probability that a training window masks only its last item (the next-item task of evaluation; RecBole's ft_ratio) instead of the Cloze masks. Absent = 0, Cloze only."},
     "split": {"enum": ["loo", "temporal"], "default": "loo"},
     "temporalValidQuantile": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.8},
     "temporalTestQuantile": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.9},

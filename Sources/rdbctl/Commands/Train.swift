@@ -38,6 +38,8 @@ struct Train: ParsableCommand {
     @Option(help: "Clip gradients to this global L2 norm (default: no clipping).") var clip: Float?
     @Option(help: "Dropout (default 0.2; gru4rec 0.3, on the item vectors).") var dropout: Float?
     @Option(help: "BERT4Rec mask probability (default 0.2).") var maskProb: Float?
+    @Option(help: "BERT4Rec: probability that a training window masks only its last item, the next-item task of evaluation (RecBole's ft_ratio; default 0).")
+    var lastMaskProb: Float?
     @Option(help: "Worker threads (default 0 = all cores; results are reproducible for a seed and thread count).") var threads: Int?
     @Flag(help: "Exclude each user's history items when ranking during validation and test (default off).") var excludeSeen = false
     @Option(help: "Random seed (default 0).") var seed: UInt64?
@@ -128,6 +130,7 @@ struct Train: ParsableCommand {
         if let adamEps { c.adamEpsilon = adamEps }
         if let clip { c.gradientClipNorm = clip }
         if let maskProb { c.maskProbability = maskProb }
+        if let lastMaskProb { c.lastMaskProbability = lastMaskProb }
         if let threads { c.threads = threads }
         if excludeSeen { c.maskSeen = true }
         if let patience { c.patience = patience }
