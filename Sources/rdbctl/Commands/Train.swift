@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
     var config: String?
     @Option(help: "Maximum epochs (default 200).") var epochs: Int?
     @Option(help: "Early-stopping patience: validations without a better validation NDCG@10 (default 10).") var patience: Int?
-    @Option(help: "Training windows per user: auto (last when histories are at most maxlen on average; on longer ones SASRec trains all), last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch), stride:N, prefixes (SASRec: RecBole's one example per target with its maxlen items of context, loss at the last position) or prefixes:K (a window every K items scoring its newest K positions) (default auto).")
+    @Option(help: "Training windows per user: auto (last when histories are at most maxlen on average; on longer ones SASRec trains prefixes:K, K = maxlen / 10), last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch), stride:N, prefixes (SASRec: RecBole's one example per target with its maxlen items of context, loss at the last position) or prefixes:K (a window every K items scoring its newest K positions) (default auto).")
     var windows: String?
     @Option(help: "Validate every N optimiser steps instead of every epoch; patience then counts these validations (default: per epoch).")
     var evalEvery: Int?
