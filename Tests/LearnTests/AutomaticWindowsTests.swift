@@ -1,7 +1,8 @@
 import XCTest
 @testable import Learn
 
-/// `windows: auto`, the default: `last` on short histories (bit for bit), whole-history SASRec (`all`) on long ones.
+/// `windows: auto`, the default: `last` on short histories (bit for bit), whole-history SASRec
+/// (`prefixes:K`, K = maxLength / 10) on long ones.
 final class AutomaticWindowsTests: XCTestCase {
     override func setUp() { LearnEngine.configureProcess() }
 
@@ -12,11 +13,15 @@ final class AutomaticWindowsTests: XCTestCase {
         let short: [[Int32]] = [[1, 2, 3], [1, 2, 3, 4, 5, 6, 7], []]
         XCTAssertEqual(c.resolvingAutomaticWindows(train: short).windows, .last)
         XCTAssertEqual(c.resolvingAutomaticWindows(train: short).batchSize, 256)
-        // Mean 5.5 > 5: SASRec trains all windows; BERT4Rec keeps last.
+        // Mean 5.5 > 5: SASRec trains every target with prefixes:K, K = maxLength / 10 (at least 1);
+        // BERT4Rec keeps last.
         let long: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7]]
         let r = c.resolvingAutomaticWindows(train: long)
-        var expected = c; expected.windows = .all
+        var expected = c; expected.windows = .prefixes(1)
         XCTAssertEqual(r, expected, "only the windows change")
+        var c50 = ModelConfiguration(); c50.maxLength = 50
+        XCTAssertEqual(c50.resolvingAutomaticWindows(train: [Array(1...60), Array(1...45)]).windows, .prefixes(5))
+        XCTAssertEqual(c50.resolvingAutomaticWindows(train: [Array(1...50), Array(1...50)]).windows, .last, "mean = maxLength")
         let b = ModelConfiguration(architecture: .bert4rec)
         var b5 = b; b5.maxLength = 5
         XCTAssertEqual(b5.resolvingAutomaticWindows(train: long), { var x = b5; x.windows = .last; return x }())
@@ -45,15 +50,15 @@ final class AutomaticWindowsTests: XCTestCase {
         var resolvedLast = last; resolvedLast.loss = .ce
         XCTAssertEqual(a.report.configuration, resolvedLast, "the report carries the resolved selection")
         XCTAssertEqual(a.model.configuration.windows, .last)
-        // Long histories (20…40 events): auto = all.
+        // Long histories (20…40 events, maxLength 10): auto = prefixes:1.
         let long = try syntheticDataset(users: 30, items: 30, length: 20...40)
-        var all = c; all.windows = .all
+        var all = c; all.windows = .prefixes(1)
         let b = try Trainer.train(dataset: long, configuration: c)
         let e = try Trainer.train(dataset: long, configuration: all)
         XCTAssertEqual(b.model.exportParameters(), e.model.exportParameters())
         var resolvedAll = all; resolvedAll.loss = .ce
         XCTAssertEqual(b.report.configuration, resolvedAll)
         XCTAssertEqual(b.report.trainExamples, e.report.trainExamples)
-        XCTAssertGreaterThan(b.report.trainExamples, 30)
+        XCTAssertGreaterThan(b.report.trainExamples, 30 * 17, "one example per training target")
     }
 }

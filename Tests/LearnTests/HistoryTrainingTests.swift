@@ -119,6 +119,52 @@ final class HistoryTrainingTests: XCTestCase {
         }
     }
 
+    /// `lastMaskProbability` (RecBole's ft_ratio): 1 masks exactly each window's last item and nothing
+    /// else; 0.5 does so for about half the windows and Cloze-masks the rest.
+    func testBERT4RecLastMaskMasksOnlyTheLastItem() throws {
+        let data = try syntheticDataset(users: 200, items: 30, length: 2...25)
+        var c = smallConfiguration(.bert4rec); c.maxLength = 8; c.windows = .stride(3)
+        let network = try SequenceNetwork(configuration: c, numItems: 30, text: nil)
+        func batch(_ q: Float) -> (ws: SequenceNetwork.Workspace, rows: [Int32], targets: [Int32], o: BERT4Rec) {
+            var cq = c; cq.lastMaskProbability = q
+            let o = BERT4Rec(train: data.sequences, configuration: cq, numItems: 30)
+            let ws = network.makeWorkspace()
+            var rows: [Int32] = [], targets: [Int32] = [], rng = Xoshiro256(seed: 3)
+            o.fillBatch(Array(0..<o.exampleCount)[...], into: ws, scoredRows: &rows, targets: &targets, rng: &rng)
+            return (ws, rows, targets, o)
+        }
+        let one = batch(1)
+        XCTAssertGreaterThan(one.o.exampleCount, 400)
+        XCTAssertEqual(one.rows.count, one.o.exampleCount, "one scored row per window")
+        for e in 0..<one.o.exampleCount {
+            let s = one.o.windows[e], t = one.o.ends[e]
+            let start = one.ws.layout.rowStart[e], end = one.ws.layout.rowStart[e + 1]
+            XCTAssertEqual(end - start, min(t, c.maxLength))
+            XCTAssertEqual(one.rows[e], Int32(end - 1), "the last row")
+            XCTAssertEqual(one.targets[e], s[t - 1], "its item is the target")
+            XCTAssertEqual(Array(one.ws.items[start..<(end - 1)]), Array(s[max(0, t - c.maxLength)..<(t - 1)]), "the rest unmasked")
+            XCTAssertEqual(one.ws.items[end - 1], 31, "[MASK]")
+        }
+        let half = batch(0.5)
+        var lastOnly = 0
+        for e in 0..<half.o.exampleCount {
+            let start = half.ws.layout.rowStart[e], end = half.ws.layout.rowStart[e + 1]
+            let masked = (start..<end).filter { half.ws.items[$0] == 31 }
+            XCTAssertFalse(masked.isEmpty)
+            if masked == [end - 1] { lastOnly += 1 }
+        }
+        // Last-only windows: the ~50 % drawn, plus Cloze windows whose only mask fell on the last item.
+        let share = Double(lastOnly) / Double(half.o.exampleCount)
+        XCTAssertGreaterThan(share, 0.45); XCTAssertLessThan(share, 0.75)
+        XCTAssertGreaterThan(half.rows.count, one.rows.count + one.rows.count / 5, "the other windows carry Cloze masks")
+        var bad = ModelConfiguration(architecture: .sasrec); bad.lastMaskProbability = 0.5
+        XCTAssertThrowsError(try bad.validate(), "a BERT4Rec option")
+        bad = ModelConfiguration(architecture: .bert4rec); bad.lastMaskProbability = 1.5
+        XCTAssertThrowsError(try bad.validate())
+        let old = try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{"architecture":"bert4rec"}"#.utf8))
+        XCTAssertEqual(old.lastMaskProbability, 0, "absent = Cloze only")
+    }
+
     func testStoredConfigurationWithoutTheNewKeysTrainsTheLastWindow() throws {
         let c = try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{"architecture":"sasrec","maxEpochs":3}"#.utf8))
         XCTAssertEqual(c.windows, .last)

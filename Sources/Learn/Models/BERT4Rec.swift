@@ -6,8 +6,9 @@
 /// Objective (Cloze): input = the last `maxLength` training items of each window (`TrainingWindows`:
 /// by default one per user, ending at the newest training item), each replaced by [MASK] with
 /// probability `maskProbability` (a window without any mask gets its last item masked); full-softmax
-/// cross-entropy at the masked positions (mean over them). Evaluation appends [MASK] to the last
-/// `maxLength − 1` history items and scores that position.
+/// cross-entropy at the masked positions (mean over them). With probability `lastMaskProbability` a
+/// window instead masks only its last item (RecBole's `ft_ratio` fine-tuning: the very task evaluation
+/// poses). Evaluation appends [MASK] to the last `maxLength − 1` history items and scores that position.
 ///
 /// NOTE: the paper also replaces masked tokens by random items / keeps them (BERT's 80/10/10) and
 /// uses an output projection with bias; like the reference we always use [MASK] and tie the output
@@ -16,6 +17,7 @@ struct BERT4Rec: WindowedObjective {
     let maxLength: Int
     let heads: Int
     let maskProbability: Float
+    let lastMaskProbability: Float
     let maskItem: Int32
     let windows: [[Int32]]
     let users: [Int]
@@ -25,6 +27,7 @@ struct BERT4Rec: WindowedObjective {
         maxLength = configuration.maxLength
         heads = configuration.resolvedHeads
         maskProbability = configuration.maskProbability
+        lastMaskProbability = configuration.lastMaskProbability
         maskItem = Int32(numItems + 1)
         (windows, users, ends) = Self.trainingWindows(train, selection: configuration.windows, maxLength: maxLength, minimumEnd: 1)
     }
@@ -39,7 +42,14 @@ struct BERT4Rec: WindowedObjective {
             let window = s[max(0, t - maxLength)..<t]
             let row0 = ws.items.count
             ws.append(window: window, maxLength: maxLength, heads: heads)
-            var masked = false
+            // No draw when the option is off, so such runs keep the random stream of Cloze-only training.
+            var masked = lastMaskProbability > 0 && rng.nextUniform() < lastMaskProbability
+            if masked {
+                let last = row0 + window.count - 1
+                targets.append(ws.items[last]); scoredRows.append(Int32(last))
+                ws.items[last] = maskItem
+                continue
+            }
             for i in 0..<window.count where rng.nextUniform() < maskProbability {
                 targets.append(ws.items[row0 + i]); scoredRows.append(Int32(row0 + i))
                 ws.items[row0 + i] = maskItem
@@ -89,7 +99,9 @@ extension BERT4Rec: SequenceArchitecture {
                 attention += Double(len * len)
                 let p = Double(c.maskProbability)
                 // expected masked positions, plus the forced mask when none was drawn
-                scored += Double(len) * p + pow1m(p, len)
+                let cloze = Double(len) * p + pow1m(p, len)
+                let q = Double(c.lastMaskProbability)
+                scored += q == 0 ? cloze : q + (1 - q) * cloze
             }
         }
         return (TransformerEncoder.flopsPerEpoch(rows: rows, scored: scored, attention: attention, configuration: c,

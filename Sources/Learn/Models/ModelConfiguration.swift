@@ -103,6 +103,10 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var seed: UInt64 = 0
     /// BERT4Rec: probability of masking each real position.
     public var maskProbability: Float = 0.2
+    /// BERT4Rec: probability that a training window masks only its last item (the next-item task that
+    /// evaluation and serving pose: the history followed by [MASK]) instead of the Cloze masks; RecBole's
+    /// `ft_ratio`. 0 = Cloze only (the behaviour before the option existed, bit for bit: no extra draw).
+    public var lastMaskProbability: Float = 0
     public var split: Split = .leaveOneOut
     /// Temporal split: events before this quantile of all timestamps are training data.
     public var temporalValidQuantile: Double = 0.8
@@ -181,6 +185,8 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if let e = evaluateEvery, e < 1 { try fail("evaluateEvery must be ≥ 1") }
         if minimumSteps < 0 { try fail("minimumSteps must be ≥ 0") }
         if !(maskProbability > 0 && maskProbability < 1) { try fail("maskProbability must be in (0, 1)") }
+        if !(lastMaskProbability >= 0 && lastMaskProbability <= 1) { try fail("lastMaskProbability must be in [0, 1]") }
+        if lastMaskProbability > 0 && architecture != .bert4rec { try fail("lastMaskProbability is a BERT4Rec option (masked-item training)") }
         if !(temporalValidQuantile > 0 && temporalValidQuantile < temporalTestQuantile && temporalTestQuantile < 1) {
             try fail("need 0 < temporalValidQuantile < temporalTestQuantile < 1")
         }
@@ -197,7 +203,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         case layerNormEpsilon, batchSize, learningRate, weightDecay, beta1, beta2, adamEpsilon, gradientClipNorm
         case maxEpochs, patience, seed, maskProbability, split, temporalValidQuantile, temporalTestQuantile
         case maskSeen, threads, lossChunkRows, evaluationBatchSize, distillation
-        case windows, evaluateEvery, minimumSteps
+        case windows, evaluateEvery, minimumSteps, lastMaskProbability
         case loss, negatives
     }
 
@@ -241,6 +247,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         windows = try c.decodeIfPresent(TrainingWindows.self, forKey: .windows) ?? .last
         evaluateEvery = try c.decodeIfPresent(Int.self, forKey: .evaluateEvery)
         minimumSteps = try c.decodeIfPresent(Int.self, forKey: .minimumSteps) ?? 0
+        lastMaskProbability = try get(.lastMaskProbability, d.lastMaskProbability)
         // Absent = auto: configurations stored before the option trained with full CE, which is what
         // auto resolves to on the catalogues they were trained on (below the threshold) and what a
         // stored version's `loss` never affects (evaluation and serving do not use the loss).
