@@ -32,24 +32,7 @@ final class ProcessTests: DatabaseTestCase {
         let small = try writeFile("small.csv", "user,item,timestamp\na,b,1\n")
         XCTAssertEqual(try runProcess(rdbctl, ["import", "interactions", dbPath, small, "--json"]).0, 0)
         let big = try writeBigCSV("big.csv", rows: 1_500_000)
-        // The kill lands half-way through, whatever this machine's speed: a whole import of the same file
-        // into a scratch database is timed first (a fixed delay outlived the whole import on a quiet machine).
-        _ = try makeDatabase("scratch")
-        let started = Date()
-        XCTAssertEqual(try runProcess(rdbctl, ["import", "interactions", path("scratch"), big, "--json"]).0, 0)
-        let wholeImport = Date().timeIntervalSince(started)
-
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: rdbctl)
-        process.arguments = ["import", "interactions", dbPath, big, "--json"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        Thread.sleep(forTimeInterval: wholeImport / 2)
-        XCTAssertTrue(process.isRunning, "the import finished before it could be killed (a whole one took \(wholeImport) s)")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+        try killImportHalfWay(into: dbPath, file: big)
 
         let db = try Database(path: dbPath, options: .init(create: false))
         let report = try db.verify()
@@ -61,6 +44,25 @@ final class ProcessTests: DatabaseTestCase {
         let (status, out, err) = try runProcess(rdbctl, ["import", "interactions", dbPath, big, "--json"])
         XCTAssertEqual(status, 0, err)
         XCTAssertTrue(out.contains("\"events\":1500000"), out)
+    }
+
+    /// Imports `file` into `dbPath` in an rdbctl process and kills it (SIGKILL) half-way through, whatever
+    /// this machine's speed: a whole import of the same file into a scratch database is timed first (a
+    /// fixed delay outlived the whole import on a quiet machine).
+    func killImportHalfWay(into dbPath: String, file: String, environment: [String: String] = [:]) throws {
+        _ = try makeDatabase("scratch")
+        let started = Date()
+        let whole = try launch(["import", "interactions", path("scratch"), file, "--json"], environment: environment)
+        whole.waitUntilExit()
+        XCTAssertEqual(whole.terminationStatus, 0)
+        let wholeImport = Date().timeIntervalSince(started)
+
+        let process = try launch(["import", "interactions", dbPath, file, "--json"], environment: environment)
+        Thread.sleep(forTimeInterval: wholeImport / 2)
+        XCTAssertTrue(process.isRunning, "the import finished before it could be killed (a whole one took \(wholeImport) s)")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
     }
 
     /// Starts rdbctl with `environment` added to this process's, output discarded.
@@ -83,19 +85,7 @@ final class ProcessTests: DatabaseTestCase {
         let small = try writeFile("small.csv", "user,item,timestamp\na,b,1\n")
         XCTAssertEqual(try runProcess(rdbctl, ["import", "interactions", dbPath, small, "--json"]).0, 0)
         let big = try writeBigCSV("big.csv", rows: 1_000_000)
-        _ = try makeDatabase("scratch")
-        let started = Date()
-        let whole = try launch(["import", "interactions", path("scratch"), big, "--json"], environment: ["RDBCTL_WRITE_MAP": "1"])
-        whole.waitUntilExit()
-        XCTAssertEqual(whole.terminationStatus, 0)
-        let wholeImport = Date().timeIntervalSince(started)
-
-        let process = try launch(["import", "interactions", dbPath, big, "--json"], environment: ["RDBCTL_WRITE_MAP": "1"])
-        Thread.sleep(forTimeInterval: wholeImport / 2)
-        XCTAssertTrue(process.isRunning, "the import finished before it could be killed (a whole one took \(wholeImport) s)")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+        try killImportHalfWay(into: dbPath, file: big, environment: ["RDBCTL_WRITE_MAP": "1"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dbPath).sorted(), ["data.mdb", "lock.mdb"])
         do {
             let db = try Database(path: dbPath, options: .init(create: false))

@@ -63,11 +63,19 @@ enum DataFileCheck {
         try stableRead(fd: fd, file: file) { try checkOnce(fd: fd, file: file, directory: directory, mayCreate: mayCreate) }
     }
 
-    /// The bytes of both meta pages that a commit changes (LMDB writes a meta page in place).
+    /// The bytes of both meta pages that a commit changes (LMDB writes a meta in place): each page's
+    /// header and `MDB_meta`, the second one page size after the first (as the first meta records it).
     static func metaBytes(fd: Int32) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 2 * 65_536)
-        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        return Array(bytes.prefix(max(0, got)))
+        func read(at offset: Int) -> [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: pageHeaderSize + metaSize)
+            let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+            return Array(bytes.prefix(max(0, got)))
+        }
+        let first = read(at: 0)
+        guard first.count == pageHeaderSize + metaSize else { return first }
+        let pageSize = first.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: pageHeaderSize + 24, as: UInt32.self))) }
+        guard pageSize >= 512, pageSize <= 65_536, pageSize & (pageSize - 1) == 0 else { return first }
+        return first + read(at: pageSize)
     }
 
     /// Runs `body` until both meta pages read the same before and after it (at most `attempts` times,
