@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // The HTTP server (`rdbctl serve`) only: the library itself has no network dependency.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        // Hummingbird's own networking layer; named only so `rdbctl serve` can run Swift concurrency on its event loops.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // MARK: - C bindings (system libraries and the Faiss shim)
@@ -41,7 +43,8 @@ let package = Package(
         // MARK: - HTTP server (a thin layer over the same Database, in the same process)
         .target(
             name: "RecDBServer",
-            dependencies: ["RecDB", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["RecDB", .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "NIOPosix", package: "swift-nio")],
             path: "Sources/RecDBServer"
         ),
 

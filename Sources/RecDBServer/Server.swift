@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import RecDB
 
 /// `rdbctl serve`: JSON over HTTP and a dashboard, a thin layer over one `Database` in this process.
@@ -48,6 +49,18 @@ public final class RecDBServer: Sendable {
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         try await application(onListening: onListening).runService()
         jobs.waitForAll()
+    }
+
+    /// Makes Swift concurrency's global executor run on the server's event loops (NIO's singleton group,
+    /// the one `application` serves on), so a request's handler runs on the thread that read the request
+    /// instead of hopping to the cooperative pool and back; returns whether it took effect.
+    ///
+    /// Process-wide and irreversible: only for a process that exists to serve (`rdbctl serve`), called
+    /// once from its main thread before any task starts; never from a library inside a host app. Blocking
+    /// work stays off the event loops either way: writes wait on `writer`, training and imports run on
+    /// their own threads.
+    public static func runConcurrencyOnEventLoops() -> Bool {
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
 
     func makeRouter() -> Router<Context> {

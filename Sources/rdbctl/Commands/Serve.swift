@@ -29,6 +29,8 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+        // Before any task exists: this process only serves, so handlers may run on the event loops.
+        _ = RecDBServer.runConcurrencyOnEventLoops()
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
