@@ -85,7 +85,12 @@ final class ServerTests: XCTestCase {
 
     func call(_ running: Running, _ method: String, _ path: String, json: Any? = nil, raw: Data? = nil, key: String? = nil,
               contentType: String = "application/json", file: StaticString = #filePath, line: UInt = #line) throws -> Reply {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(running.port)\(path)")!)
+        try call(port: running.port, method, path, json: json, raw: raw, key: key, contentType: contentType, file: file, line: line)
+    }
+
+    func call(port: Int, _ method: String, _ path: String, json: Any? = nil, raw: Data? = nil, key: String? = nil,
+              contentType: String = "application/json", file: StaticString = #filePath, line: UInt = #line) throws -> Reply {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.httpMethod = method
         if let json { request.httpBody = try JSONSerialization.data(withJSONObject: json) }
         if let raw { request.httpBody = raw }
@@ -443,6 +448,63 @@ extension ServerTests {
         for (x, y) in zip(changed, expectedChanged) { XCTAssertEqual(x, y, accuracy: 1e-6) }
     }
 
+    /// `rdbctl serve` as its own process, where request handlers run on NIO's event loops
+    /// (`RecDBServer.runConcurrencyOnEventLoops`): concurrent reads answer as the library does, a write
+    /// goes through the writer queue and is seen by this process, and SIGTERM stops it cleanly.
+    func testRdbctlServeAsAProcessAnswersConcurrentReadsAndAWrite() throws {
+        guard let rdbctl = BuiltProducts.locate("rdbctl") else {
+            throw XCTSkip("rdbctl is not built (`make test` builds every product)")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: rdbctl)
+        process.arguments = ["serve", directory.appendingPathComponent("db").path, "--port", "0"]
+        process.environment = ["OMP_WAIT_POLICY": "passive", "PATH": "/usr/bin:/bin"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+        // The first line names the bound port: "RecDB serving PATH at http://127.0.0.1:PORT/ (…".
+        var line = Data()
+        while line.count < 4096 {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([10]) { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        let portText = try XCTUnwrap(text.components(separatedBy: "http://127.0.0.1:").dropFirst().first?.prefix { $0.isNumber }, text)
+        let port = try XCTUnwrap(Int(portText), text)
+
+        XCTAssertEqual(try call(port: port, "GET", "/healthz").status, 200)
+        let expected = try database.recommend(user: "u1", k: 5).items.map(\.item)
+        let answers = Box<[[String]?]>(Array(repeating: nil, count: 32))
+        DispatchQueue.concurrentPerform(iterations: 32) { i in
+            let reply = try? Self.getJSON(port: port, "/v1/users/u1/recommendations?k=5")
+            let items = reply.flatMap { ($0["items"] as? [[String: Any]])?.compactMap { $0["item"] as? String } }
+            answers.update { $0[i] = items }
+        }
+        XCTAssertEqual(answers.get().map { $0 ?? [] }, Array(repeating: expected, count: 32))
+
+        let before = try database.read { tx in try tx.events(user: tx.userID(for: "u1")!).count }
+        let write = try call(port: port, "POST", "/v1/events", json: ["events": [["user": "u1", "item": "i3"]]])
+        XCTAssertEqual(write.status, 200, write.text)
+        XCTAssertEqual(try database.read { tx in try tx.events(user: tx.userID(for: "u1")!).count }, before + 1)
+
+        process.terminate()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .exit)
+        XCTAssertEqual(process.terminationStatus, 0)
+    }
+
+    /// A GET from any thread (no XCTest bookkeeping, which is not thread-safe): the JSON object answered.
+    static func getJSON(port: Int, _ path: String) throws -> [String: Any]? {
+        let result = Box<Data?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: URL(string: "http://127.0.0.1:\(port)\(path)")!) { d, _, _ in result.set(d); done.signal() }.resume()
+        guard done.wait(timeout: .now() + 60) == .success, let data = result.get() else { return nil }
+        return try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
     /// The README's Python client (standard library only), run as it is against a live server.
     func testTheReadmePythonClientRuns() throws {
         guard let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
@@ -483,4 +545,5 @@ final class Box<Value>: @unchecked Sendable {  // every access holds `lock`
     init(_ value: Value) { self.value = value }
     func get() -> Value { lock.lock(); defer { lock.unlock() }; return value }
     func set(_ newValue: Value) { lock.lock(); value = newValue; lock.unlock() }
+    func update(_ change: (inout Value) -> Void) { lock.lock(); change(&value); lock.unlock() }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import RecDB
 
@@ -92,23 +93,7 @@ func npyBytes(rows: Int, columns: Int, dtype: VectorDType, _ value: (Int, Int) -
 }
 
 /// Locates a product built next to the test bundle (e.g. `rdbctl`).
-func builtProduct(_ name: String) -> String? {
-    var candidates: [URL] = []
-    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    candidates.append(exe.deletingLastPathComponent())
-    candidates.append(exe.deletingLastPathComponent().deletingLastPathComponent())
-    candidates.append(Bundle.main.bundleURL)
-    for b in Bundle.allBundles { candidates.append(b.bundleURL.deletingLastPathComponent()) }
-    for dir in candidates {
-        var d = dir
-        for _ in 0..<4 {
-            let p = d.appendingPathComponent(name).path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-            d = d.deletingLastPathComponent()
-        }
-    }
-    return nil
-}
+func builtProduct(_ name: String) -> String? { BuiltProducts.locate(name) }
 
 /// The package root (for ../shared and schemas/).
 let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
