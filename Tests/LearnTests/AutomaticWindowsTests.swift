@@ -2,7 +2,8 @@ import XCTest
 @testable import Learn
 
 /// `windows: auto`, the default: `last` on short histories (bit for bit), whole-history SASRec
-/// (`prefixes:K`, K = maxLength / 10) on long ones.
+/// (`prefixes:K`, K = maxLength / 10) and BERT4Rec (`stride:N`, N = maxLength / 5, last-item masks 0.5)
+/// on long ones.
 final class AutomaticWindowsTests: XCTestCase {
     override func setUp() { LearnEngine.configureProcess() }
 
@@ -14,7 +15,7 @@ final class AutomaticWindowsTests: XCTestCase {
         XCTAssertEqual(c.resolvingAutomaticWindows(train: short).windows, .last)
         XCTAssertEqual(c.resolvingAutomaticWindows(train: short).batchSize, 256)
         // Mean 5.5 > 5: SASRec trains every target with prefixes:K, K = maxLength / 10 (at least 1);
-        // BERT4Rec keeps last.
+        // BERT4Rec trains stride:N windows, N = maxLength / 5, with last-item masks on half of them.
         let long: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7]]
         let r = c.resolvingAutomaticWindows(train: long)
         var expected = c; expected.windows = .prefixes(1)
@@ -23,8 +24,25 @@ final class AutomaticWindowsTests: XCTestCase {
         XCTAssertEqual(c50.resolvingAutomaticWindows(train: [Array(1...60), Array(1...45)]).windows, .prefixes(5))
         XCTAssertEqual(c50.resolvingAutomaticWindows(train: [Array(1...50), Array(1...50)]).windows, .last, "mean = maxLength")
         let b = ModelConfiguration(architecture: .bert4rec)
+        XCTAssertNil(b.lastMaskProbability, "unset: chosen with the windows")
         var b5 = b; b5.maxLength = 5
-        XCTAssertEqual(b5.resolvingAutomaticWindows(train: long), { var x = b5; x.windows = .last; return x }())
+        XCTAssertEqual(b5.resolvingAutomaticWindows(train: long),
+                       { var x = b5; x.windows = .stride(1); x.lastMaskProbability = 0.5; return x }(), "only these two change")
+        XCTAssertEqual(b.resolvingAutomaticWindows(train: [Array(1...60), Array(1...45)]).windows, .stride(10))
+        XCTAssertEqual(b.resolvingAutomaticWindows(train: [Array(1...60), Array(1...45)]).lastMaskProbability, 0.5)
+        // Short histories: last and Cloze only (0: no extra random draw, training as before the options).
+        XCTAssertEqual(b5.resolvingAutomaticWindows(train: short),
+                       { var x = b5; x.windows = .last; x.lastMaskProbability = 0; return x }())
+        // A probability that is set is kept, 0 included; explicit windows leave an unset one at 0.
+        for q: Float in [0, 0.2, 1] {
+            var bq = b5; bq.lastMaskProbability = q
+            XCTAssertEqual(bq.resolvingAutomaticWindows(train: long).lastMaskProbability, q)
+            XCTAssertEqual(bq.resolvingAutomaticWindows(train: long).windows, .stride(1))
+        }
+        for w in [TrainingWindows.last, .all, .stride(3)] {
+            var bw = b5; bw.windows = w
+            XCTAssertEqual(bw.resolvingAutomaticWindows(train: long), { var x = bw; x.lastMaskProbability = 0; return x }())
+        }
         // An explicit selection is never changed; no data resolves to last.
         for w in [TrainingWindows.last, .all, .stride(3), .prefixes(2)] {
             var e = ModelConfiguration(); e.maxLength = 5; e.windows = w
@@ -60,5 +78,33 @@ final class AutomaticWindowsTests: XCTestCase {
         XCTAssertEqual(b.report.configuration, resolvedAll)
         XCTAssertEqual(b.report.trainExamples, e.report.trainExamples)
         XCTAssertGreaterThan(b.report.trainExamples, 30 * 17, "one example per training target")
+    }
+
+    func testBERT4RecAutoTrainsExactlyWhatItResolvesTo() throws {
+        // Short histories (5…14 events, maxLength 10): auto = last with Cloze masks only, bit for bit
+        // the explicit selection (no last-mask draw is made).
+        let short = try syntheticDataset(users: 60, items: 30)
+        var c = smallConfiguration(.bert4rec); c.maxEpochs = 2
+        XCTAssertEqual(c.windows, .auto)
+        XCTAssertNil(c.lastMaskProbability)
+        var last = c; last.windows = .last; last.lastMaskProbability = 0
+        let a = try Trainer.train(dataset: short, configuration: c)
+        let l = try Trainer.train(dataset: short, configuration: last)
+        XCTAssertEqual(a.model.exportParameters(), l.model.exportParameters())
+        var resolvedLast = last; resolvedLast.loss = .ce
+        XCTAssertEqual(a.report.configuration, resolvedLast, "the report carries the resolved selections")
+        // Long histories (20…40 events): auto = stride:2 (maxLength 10 / 5) with last-item masks at 0.5.
+        let long = try syntheticDataset(users: 30, items: 30, length: 20...40)
+        var stride = c; stride.windows = .stride(2); stride.lastMaskProbability = 0.5
+        let b = try Trainer.train(dataset: long, configuration: c)
+        let e = try Trainer.train(dataset: long, configuration: stride)
+        XCTAssertEqual(b.model.exportParameters(), e.model.exportParameters())
+        var resolvedStride = stride; resolvedStride.loss = .ce
+        XCTAssertEqual(b.report.configuration, resolvedStride)
+        XCTAssertEqual(b.report.trainExamples, e.report.trainExamples)
+        XCTAssertGreaterThan(b.report.trainExamples, 30 * 9, "a window every 2 training items")
+        // The stored JSON carries the resolved probability, so the version reads back what it trained with.
+        let stored = try JSONDecoder().decode(ModelConfiguration.self, from: JSONEncoder().encode(b.report.configuration))
+        XCTAssertEqual(stored.lastMaskProbability, 0.5)
     }
 }

@@ -162,7 +162,10 @@ final class HistoryTrainingTests: XCTestCase {
         bad = ModelConfiguration(architecture: .bert4rec); bad.lastMaskProbability = 1.5
         XCTAssertThrowsError(try bad.validate())
         let old = try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{"architecture":"bert4rec"}"#.utf8))
-        XCTAssertEqual(old.lastMaskProbability, 0, "absent = Cloze only")
+        XCTAssertNil(old.lastMaskProbability, "absent = chosen when training starts")
+        XCTAssertEqual(old.windows, .last)
+        XCTAssertEqual(old.resolvingAutomaticWindows(train: data.sequences).lastMaskProbability, 0,
+                       "a stored configuration without the key (windows last) trains Cloze only")
     }
 
     func testStoredConfigurationWithoutTheNewKeysTrainsTheLastWindow() throws {

@@ -27,7 +27,7 @@ struct BERT4Rec: WindowedObjective {
         maxLength = configuration.maxLength
         heads = configuration.resolvedHeads
         maskProbability = configuration.maskProbability
-        lastMaskProbability = configuration.lastMaskProbability
+        lastMaskProbability = configuration.resolvedLastMaskProbability
         maskItem = Int32(numItems + 1)
         (windows, users, ends) = Self.trainingWindows(train, selection: configuration.windows, maxLength: maxLength, minimumEnd: 1)
     }
@@ -100,7 +100,7 @@ extension BERT4Rec: SequenceArchitecture {
                 let p = Double(c.maskProbability)
                 // expected masked positions, plus the forced mask when none was drawn
                 let cloze = Double(len) * p + pow1m(p, len)
-                let q = Double(c.lastMaskProbability)
+                let q = Double(c.resolvedLastMaskProbability)
                 scored += q == 0 ? cloze : q + (1 - q) * cloze
             }
         }

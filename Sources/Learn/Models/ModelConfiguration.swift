@@ -106,7 +106,12 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// BERT4Rec: probability that a training window masks only its last item (the next-item task that
     /// evaluation and serving pose: the history followed by [MASK]) instead of the Cloze masks; RecBole's
     /// `ft_ratio`. 0 = Cloze only (the behaviour before the option existed, bit for bit: no extra draw).
-    public var lastMaskProbability: Float = 0
+    /// nil (the default; also a stored configuration without the key) = chosen when training starts
+    /// (`resolvingAutomaticWindows`): 0.5 when `windows: auto` resolves to stride windows on long
+    /// histories, otherwise 0 — so configurations stored before the option still mean Cloze only.
+    public var lastMaskProbability: Float? = nil
+    /// `lastMaskProbability` as training uses it (nil = 0: unresolved means no last-item masks).
+    public var resolvedLastMaskProbability: Float { lastMaskProbability ?? 0 }
     public var split: Split = .leaveOneOut
     /// Temporal split: events before this quantile of all timestamps are training data.
     public var temporalValidQuantile: Double = 0.8
@@ -185,8 +190,10 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if let e = evaluateEvery, e < 1 { try fail("evaluateEvery must be ≥ 1") }
         if minimumSteps < 0 { try fail("minimumSteps must be ≥ 0") }
         if !(maskProbability > 0 && maskProbability < 1) { try fail("maskProbability must be in (0, 1)") }
-        if !(lastMaskProbability >= 0 && lastMaskProbability <= 1) { try fail("lastMaskProbability must be in [0, 1]") }
-        if lastMaskProbability > 0 && architecture != .bert4rec { try fail("lastMaskProbability is a BERT4Rec option (masked-item training)") }
+        if let q = lastMaskProbability {
+            if !(q >= 0 && q <= 1) { try fail("lastMaskProbability must be in [0, 1]") }
+            if q > 0 && architecture != .bert4rec { try fail("lastMaskProbability is a BERT4Rec option (masked-item training)") }
+        }
         if !(temporalValidQuantile > 0 && temporalValidQuantile < temporalTestQuantile && temporalTestQuantile < 1) {
             try fail("need 0 < temporalValidQuantile < temporalTestQuantile < 1")
         }
@@ -247,7 +254,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         windows = try c.decodeIfPresent(TrainingWindows.self, forKey: .windows) ?? .last
         evaluateEvery = try c.decodeIfPresent(Int.self, forKey: .evaluateEvery)
         minimumSteps = try c.decodeIfPresent(Int.self, forKey: .minimumSteps) ?? 0
-        lastMaskProbability = try get(.lastMaskProbability, d.lastMaskProbability)
+        // Absent = nil: resolved to 0 unless `windows` is auto (absent windows decode to last), so a
+        // configuration stored before the option still trains Cloze only.
+        lastMaskProbability = try c.decodeIfPresent(Float.self, forKey: .lastMaskProbability)
         // Absent = auto: configurations stored before the option trained with full CE, which is what
         // auto resolves to on the catalogues they were trained on (below the threshold) and what a
         // stored version's `loss` never affects (evaluation and serving do not use the loss).

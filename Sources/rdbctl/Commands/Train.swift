@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
     var config: String?
     @Option(help: "Maximum epochs (default 200).") var epochs: Int?
     @Option(help: "Early-stopping patience: validations without a better validation NDCG@10 (default 10).") var patience: Int?
-    @Option(help: "Training windows per user: auto (last when histories are at most maxlen on average; on longer ones SASRec trains prefixes:K, K = maxlen / 10), last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch), stride:N, prefixes (SASRec: RecBole's one example per target with its maxlen items of context, loss at the last position) or prefixes:K (a window every K items scoring its newest K positions) (default auto).")
+    @Option(help: "Training windows per user: auto (last when histories are at most maxlen on average; on longer ones SASRec trains prefixes:K, K = maxlen / 10, and BERT4Rec stride:N, N = maxlen / 5, with --last-mask-prob 0.5), last (the newest maxlen items), all (the whole history in maxlen windows, every target once per epoch), stride:N, prefixes (SASRec: RecBole's one example per target with its maxlen items of context, loss at the last position) or prefixes:K (a window every K items scoring its newest K positions) (default auto).")
     var windows: String?
     @Option(help: "Validate every N optimiser steps instead of every epoch; patience then counts these validations (default: per epoch).")
     var evalEvery: Int?
@@ -38,7 +38,7 @@ struct Train: ParsableCommand {
     @Option(help: "Clip gradients to this global L2 norm (default: no clipping).") var clip: Float?
     @Option(help: "Dropout (default 0.2; gru4rec 0.3, on the item vectors).") var dropout: Float?
     @Option(help: "BERT4Rec mask probability (default 0.2).") var maskProb: Float?
-    @Option(help: "BERT4Rec: probability that a training window masks only its last item, the next-item task of evaluation (RecBole's ft_ratio; default 0).")
+    @Option(help: "BERT4Rec: probability that a training window masks only its last item, the next-item task of evaluation (RecBole's ft_ratio; default 0.5 when --windows auto resolves to stride windows on long histories, else 0).")
     var lastMaskProb: Float?
     @Option(help: "Worker threads (default 0 = all cores; results are reproducible for a seed and thread count).") var threads: Int?
     @Flag(help: "Exclude each user's history items when ranking during validation and test (default off).") var excludeSeen = false
