@@ -75,22 +75,86 @@ var report: [String: Any] = [:]
 
 if options.buildCompare > 0 {
     var generator = ClusteredData(ClusteredData.Parameters(dimension: 64))
-    let n = options.buildCompare, d = 64
-    progress("Build: generating \(n) × \(d) (\(generator.parameters))")
+    let n = options.buildCompare, d = 64, k = 10, queryCount = options.queries
+    let efSearches: [Int32] = [16, 64]
+    progress("Build: generating \(n) × \(d) + \(queryCount) queries (\(generator.parameters))")
     let vectors = generator.sample(n)
+    let queries = generator.sample(queryCount)
     let ids = (1...n).map(UInt32.init)
+    // Exact top-10 of every query (Flat, L2), the reference of both graphs' recall.
+    let exactIndex = try VectorIndex(factory: "Flat", dimension: d, metric: .l2)
+    try exactIndex.add(ids: ids, vectors: vectors)
+    let truth = try exactIndex.search(batch: queries, k: k)
+    func recallOf(_ found: [[UInt32]]) -> Double {
+        var hits = 0
+        for (t, f) in zip(truth, found) {
+            let exact = Set(t.prefix(k).map(\.id))
+            hits += f.prefix(k).filter { exact.contains($0) }.count
+        }
+        return Double(hits) / Double(truth.count * k)
+    }
     var ours: [Double] = [], theirs: [Double] = []
+    var ourRecall: [Double] = [], theirRecall: [Double] = []
     for round in 0..<options.rounds {
-        var start = seconds()
-        let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: .l2)
-        try index.add(ids: ids, vectors: vectors)  // one call: one IndexHNSWFlat::add inside the shim
-        ours.append(seconds() - start)
-        start = seconds()
-        theirs.append(vectors.withUnsafeBufferPointer { indexbench_direct_hnsw_build($0.baseAddress!, n, d, 32) })
+        let measureRecall = round == 0
+        func buildOurs() throws {
+            let start = seconds()
+            let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: .l2)
+            try index.add(ids: ids, vectors: vectors)  // one call: one HNSWBuild.h build inside the shim
+            ours.append(seconds() - start)
+            if measureRecall {
+                // Searched by the same graph search as the peer's graph (HNSWSearch.h), one query at a time.
+                VectorIndex.setThreadCount(1)
+                for ef in efSearches {
+                    let found = try queries.withUnsafeBufferPointer { q in
+                        try (0..<queryCount).map { i in
+                            try index.search(Array(q[(i * d)..<((i + 1) * d)]), k: k, parameters: SearchParameters(efSearch: Int(ef))).map(\.id)
+                        }
+                    }
+                    ourRecall.append(recallOf(found))
+                }
+                VectorIndex.setThreadCount(options.threads)
+            }
+        }
+        func buildTheirs() {
+            var labels = [Int64](repeating: -1, count: measureRecall ? efSearches.count * queryCount * k : 0)
+            let elapsed = vectors.withUnsafeBufferPointer { x in
+                queries.withUnsafeBufferPointer { q in
+                    efSearches.withUnsafeBufferPointer { e in
+                        labels.withUnsafeMutableBufferPointer { l in
+                            indexbench_direct_hnsw_build_search(x.baseAddress!, n, d, 32, q.baseAddress!, measureRecall ? queryCount : 0, k,
+                                                                e.baseAddress!, e.count, l.baseAddress)
+                        }
+                    }
+                }
+            }
+            theirs.append(elapsed)
+            if measureRecall {
+                for e in 0..<efSearches.count {
+                    let found = (0..<queryCount).map { q in
+                        labels[((e * queryCount + q) * k)..<((e * queryCount + q + 1) * k)].filter { $0 >= 0 }.map { UInt32($0 + 1) }
+                    }
+                    theirRecall.append(recallOf(found))
+                }
+            }
+        }
+        // Alternate which build goes first, so a drift in the machine's load does not favour one side.
+        if round % 2 == 0 {
+            try buildOurs()
+            buildTheirs()
+        } else {
+            buildTheirs()
+            try buildOurs()
+        }
         progress("  round \(round + 1): VectorIndex \(fmt(ours.last!, 1)) s, IndexHNSWFlat::add \(fmt(theirs.last!, 1)) s")
     }
-    print("HNSW32 build over \(n) × \(d), OpenMP threads \(indexbench_direct_omp_threads()), \(options.rounds) alternated rounds (median): " +
-          "VectorIndex.add \(fmt(median(ours), 1)) s, Faiss IndexHNSWFlat::add \(fmt(median(theirs), 1)) s, ratio \(fmt(median(ours) / median(theirs), 2))")
+    print("HNSW32 build over \(n) × \(d), \(indexbench_direct_omp_threads()) threads, \(options.rounds) alternated rounds (median): " +
+          "VectorIndex.add \(fmt(median(ours), 2)) s, Faiss IndexHNSWFlat::add \(fmt(median(theirs), 2)) s, " +
+          "Faiss / ours \(fmt(median(theirs) / median(ours), 2))×; rounds ours \(ours.map { fmt($0, 2) }), Faiss \(theirs.map { fmt($0, 2) })")
+    for (e, ef) in efSearches.enumerated() {
+        print("  recall@10 vs exact at efSearch \(ef) (\(queryCount) held-out queries, same graph search): " +
+              "ours \(fmt(ourRecall[e], 4)), Faiss-built \(fmt(theirRecall[e], 4))")
+    }
     exit(0)
 }
 

@@ -105,10 +105,32 @@ extern "C" double indexbench_direct_hnsw_loop(indexbench_direct_t* h, const floa
 }
 
 extern "C" double indexbench_direct_hnsw_build(const float* x, size_t n, size_t d, int m) {
+    return indexbench_direct_hnsw_build_search(x, n, d, m, nullptr, 0, 0, nullptr, 0, nullptr);
+}
+
+extern "C" double indexbench_direct_hnsw_build_search(const float* x, size_t n, size_t d, int m, const float* queries,
+                                                      size_t nq, size_t k, const int* ef_searches, size_t nef,
+                                                      int64_t* labels_out) {
     faiss::IndexHNSWFlat index(int(d), m);  // L2, efConstruction 40: what index_factory("HNSW32") builds
     auto start = std::chrono::steady_clock::now();
     index.add(idx_t(n), x);
-    return seconds(start);
+    const double elapsed = seconds(start);
+    if (nq == 0) return elapsed;
+    // The graph search the shim runs (HNSWSearch.h), so recall differences are the graphs' alone.
+    std::vector<float> distances(k);
+    faiss::VisitedTable visited(int(index.ntotal));
+    auto* storage = dynamic_cast<faiss::IndexFlat*>(index.storage);
+    faiss::HNSW::MinimaxHeap* candidates = nullptr;
+    for (size_t e = 0; e < nef; e++) {
+        for (size_t q = 0; q < nq; q++) {
+            cfaiss::FlatRowsDistance distance(storage->get_xb(), d, false);
+            distance.set_query(queries + q * d);
+            cfaiss::searchHNSWGraph(index.hnsw, distance, int(k), ef_searches[e], index.hnsw.check_relative_distance,
+                                    nullptr, distances.data(), labels_out + (e * nq + q) * k, visited, candidates);
+        }
+    }
+    delete candidates;
+    return elapsed;
 }
 
 extern "C" int indexbench_direct_omp_threads(void) { return omp_get_max_threads(); }

@@ -1,12 +1,15 @@
 import Foundation
 import RecDB
 
-// scale-bench DB [--samples N] [--seed S] [--last 50] [--recommend MODEL [--recommend-samples N]]
+// scale-bench DB [--samples N] [--seed S] [--last 50] [--recommend MODEL [--recommend-samples N] [--exact-db DB2]]
 // Latency of reading a user's latest events at app scale, through the public API as serving does:
 // one read transaction per request, `recentItems(user:last:)` (a short backwards cursor scan of the
 // user's last block(s)). Users are drawn uniformly at random (seeded). Prints p50/p99/mean in µs
 // and JSON on the last line. With --recommend: then `recommend(user:k: 10)` through MODEL (history
 // read, forward pass, search, seen items excluded, titles), one request at a time, p50/p99 in ms.
+// With --exact-db DB2 (a copy of DB whose model item space has an exact `Flat` index: `rdbctl index build
+// --type Flat`): the same users are served from both, alternating blocks of 100 requests, and the report adds
+// DB2's p50/p99 and recall@10 of DB's lists against DB2's (exact, seen items excluded in both).
 func run() {
     Database.configureProcess()
     var args = Array(CommandLine.arguments.dropFirst())
@@ -20,6 +23,11 @@ func run() {
     let last = option("--last", 50)
     let recommendSamples = option("--recommend-samples", 2_000)
     var recommendModel: String?
+    var exactPath: String?
+    if let i = args.firstIndex(of: "--exact-db"), i + 1 < args.count {
+        exactPath = args[i + 1]
+        args.removeSubrange(i...(i + 1))
+    }
     if let i = args.firstIndex(of: "--recommend"), i + 1 < args.count {
         recommendModel = args[i + 1]
         args.removeSubrange(i...(i + 1))
@@ -63,22 +71,53 @@ func run() {
         guard let model = recommendModel else { return }
         let options = RecommendOptions(model: model)
         func externalUser() throws -> String { try db.read { try $0.user(id: nextUser())!.externalID } }
+        let exactDB = try exactPath.map { try Database(path: $0, options: .init(readOnly: true, create: false)) }
         // Warm-up loads the model and its index (once per process) and pages some of the file in.
-        for _ in 0..<max(1, recommendSamples / 10) { checksum &+= try db.recommend(user: externalUser(), k: 10, options: options).items.count }
-        var millis: [Double] = []
-        for _ in 0..<recommendSamples {
+        for _ in 0..<max(1, recommendSamples / 10) {
             let user = try externalUser()
-            let start = DispatchTime.now().uptimeNanoseconds
-            let result = try db.recommend(user: user, k: 10, options: options)
-            millis.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1_000_000)
-            checksum &+= result.items.count
+            checksum &+= try db.recommend(user: user, k: 10, options: options).items.count
+            if let exactDB { checksum &+= try exactDB.recommend(user: user, k: 10, options: options).items.count }
         }
-        millis.sort()
-        let r50 = millis[millis.count / 2], r99 = millis[min(millis.count - 1, millis.count * 99 / 100)]
+        let served = try (0..<recommendSamples).map { _ in try externalUser() }
+        var millis: [Double] = [], exactMillis: [Double] = []
+        var lists: [[UInt32]] = [], exactLists: [[UInt32]] = []
+        func serve(_ database: Database, _ block: ArraySlice<String>, into times: inout [Double], _ out: inout [[UInt32]]) throws {
+            for user in block {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let result = try database.recommend(user: user, k: 10, options: options)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1_000_000)
+                out.append(result.items.map(\.id))
+                checksum &+= result.items.count
+            }
+        }
+        for blockStart in stride(from: 0, to: served.count, by: 100) {
+            let block = served[blockStart..<min(served.count, blockStart + 100)]
+            try serve(db, block, into: &millis, &lists)
+            if let exactDB { try serve(exactDB, block, into: &exactMillis, &exactLists) }
+        }
+        func percentiles(_ values: [Double]) -> (Double, Double) {
+            let sorted = values.sorted()
+            return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
+        }
+        let (r50, r99) = percentiles(millis)
         print("recommend k=10 through '\(model)' " + String(format: "over %d users / %d events: p50 %.3f ms, p99 %.3f ms (%d samples)",
                      users, events, r50, r99, recommendSamples))
-        print("{\"bench\":\"recommend\",\"model\":\"\(model)\"," + String(format: "\"users\":%d,\"events\":%d,\"samples\":%d,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"checksum\":%d}",
-                     users, events, recommendSamples, r50, r99, checksum))
+        var exactJSON = ""
+        if exactDB != nil {
+            let (e50, e99) = percentiles(exactMillis)
+            var hits = 0, total = 0
+            for (found, exact) in zip(lists, exactLists) {
+                let truth = Set(exact)
+                hits += found.filter { truth.contains($0) }.count
+                total += exact.count
+            }
+            let recall = total > 0 ? Double(hits) / Double(total) : 0
+            print("  same users through the exact index of \(exactPath!): " + String(format: "p50 %.3f ms, p99 %.3f ms; recall@10 of the lists above against these: %.4f (alternating blocks of 100)",
+                         e50, e99, recall))
+            exactJSON = String(format: ",\"exact_p50_ms\":%.4f,\"exact_p99_ms\":%.4f,\"recall_at_10\":%.4f", e50, e99, recall)
+        }
+        print("{\"bench\":\"recommend\",\"model\":\"\(model)\"," + String(format: "\"users\":%d,\"events\":%d,\"samples\":%d,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"checksum\":%d",
+                     users, events, recommendSamples, r50, r99, checksum) + exactJSON + "}")
     } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         exit(1)

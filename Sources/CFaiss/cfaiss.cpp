@@ -11,11 +11,14 @@
 //   baseline-x86-64 builds. We run the same faiss::HNSW::search (same graph walk) per query with a thread-local
 //   VisitedTable and the AVX2/FMA kernels of FlatDistance.h (chosen at run time). Scores may differ from
 //   Faiss's own in the last float bits (different summation order); neighbours are the same walk.
+// * HNSW<M>,Flat adds skip IndexHNSW::add for the same reasons (scalar distances) and link the rows with
+//   HNSWBuild.h, on omp_get_max_threads() std::threads, into Faiss's own graph structures.
 
 #include "cfaiss.h"
 #include "FlatDistance.h"
 #include "CompactRowScan.h"
 #include "HNSWSearch.h"
+#include "HNSWBuild.h"
 
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
@@ -299,6 +302,25 @@ struct cfaiss_index {
     }
 };
 
+namespace {
+
+/// Appends n rows to the index: HNSW<M>,Flat through HNSWBuild.h, every other kind through Faiss's add.
+void addRows(cfaiss_index* h, size_t n, const float* x) {
+    if (!(h->hnswFlat && h->hnswDirect && h->flat)) {
+        h->index->add(idx_t(n), x);
+        return;
+    }
+    faiss::IndexHNSW& index = *h->hnsw;
+    const size_t n0 = size_t(index.ntotal);
+    const bool presetLevels = index.hnsw.levels.size() == n0 + n;
+    index.storage->add(idx_t(n), x);
+    index.ntotal = index.storage->ntotal;
+    cfaiss::HNSWBuilder builder(index.hnsw, h->flat->get_xb(), size_t(h->dimension), h->isSimilarity());
+    builder.add(n0, n, std::max(1, omp_get_max_threads()), presetLevels);
+}
+
+}  // namespace
+
 extern "C" {
 
 const char* cfaiss_last_error(void) { return lastError.c_str(); }
@@ -423,7 +445,7 @@ int cfaiss_index_add(cfaiss_index_t* h, size_t n, const float* vectors, const ui
         } else {
             if (h->index->ntotal != firstLabel)
                 fail(CFAISS_ERR_UNKNOWN, "internal error: Faiss row count does not match the label map");
-            h->index->add(idx_t(m), x);
+            addRows(h, m, x);
             h->deadRowsInFaiss += int64_t(replacedLabels.size());
         }
         for (idx_t label : replacedLabels) h->labelToId[size_t(label)] = 0;
@@ -852,7 +874,7 @@ int cfaiss_index_compact(cfaiss_index_t* h) {
         fresh->attach(faiss::index_factory(h->dimension, h->factory.c_str(), faissMetric(h->metric)));
         if (fresh->hnsw && h->hnsw) fresh->hnsw->hnsw.efSearch = h->hnsw->hnsw.efSearch;
         // Rows are already normalised for cosine; add them as inner-product rows (renormalising is harmless).
-        if (!ids.empty()) fresh->index->add(idx_t(ids.size()), rows.data());
+        if (!ids.empty()) addRows(fresh.get(), ids.size(), rows.data());
         fresh->labelToId = ids;
         fresh->idToLabel.assign(h->idToLabel.size(), -1);
         for (size_t label = 0; label < ids.size(); label++) fresh->idToLabel[ids[label]] = int64_t(label);

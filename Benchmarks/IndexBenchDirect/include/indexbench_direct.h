@@ -35,6 +35,12 @@ double indexbench_direct_hnsw_loop(indexbench_direct_t* index, const float* quer
  * would; returns the seconds of the add (the peer of VectorIndex.add for the build comparison). */
 double indexbench_direct_hnsw_build(const float* x, size_t n, size_t d, int m);
 
+/* The same build, then nq queries searched on the built graph with the shim's graph search (HNSWSearch.h) at each of
+ * the nef efSearch values: labels (row positions) of query q at ef_searches[e] go to labels_out[(e * nq + q) * k ...].
+ * Returns the seconds of the add only. */
+double indexbench_direct_hnsw_build_search(const float* x, size_t n, size_t d, int m, const float* queries, size_t nq,
+                                           size_t k, const int* ef_searches, size_t nef, int64_t* labels_out);
+
 /* omp_get_max_threads() as Faiss sees it (the threads IndexHNSW::add may use). */
 int indexbench_direct_omp_threads(void);
 

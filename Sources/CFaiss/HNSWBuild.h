@@ -1,0 +1,374 @@
+// HNSWBuild.h — parallel construction of a Faiss HNSW graph over flat float rows.
+//
+// Why: Faiss 1.7.3's IndexHNSW::add is already OpenMP-parallel, but Debian's libfaiss computes every distance with
+// its scalar baseline-x86-64 loop, through a virtual DistanceComputer, and each insertion's graph walk waits on
+// the memory of one neighbour row at a time. Building HNSW32 over 1M × 64 rows that way takes minutes. This file
+// restates Faiss 1.7.3's construction (hnsw_add_vertices + HNSW::add_with_locks) with:
+//   * the AVX2/FMA kernels of FlatDistance.h, called directly;
+//   * batched prefetch: the unvisited neighbours of a node are gathered first and their rows prefetched, so the
+//     memory latencies overlap instead of following one another;
+//   * striped mutexes (at most 65,536) instead of one omp_lock_t per row, and a generation-counted visited table
+//     per thread;
+//   * one allocation of the neighbour arrays (levels drawn up front with Faiss's own generator).
+// It writes Faiss's own structures (hnsw.levels, offsets, neighbors, entry_point, max_level), so the serialized
+// format and the search (HNSWSearch.h, or Faiss's) are unchanged.
+//
+// The same algorithm as Faiss, with the same parameters (M, efConstruction, the level distribution and its
+// generator, level buckets inserted top-down in the same shuffled order, the same neighbour-selection heuristic
+// without keeping pruned connections, a bucket of at most 100 nodes inserted serially). Stated differences:
+//   * each lower level's search starts from the closest node found on the level above (as hnswlib does); Faiss
+//     1.7.3 restarts every level from the node the greedy descent reached above the new node's top level;
+//   * a link already present is not added twice (Faiss may duplicate one when two insertions meet).
+// With one thread the graph is a deterministic function of the rows and the index's prior state. With several
+// threads, as with Faiss, it depends on the interleaving (neighbour lists are read while other threads extend them).
+// Distances differ from Faiss's in the last float bits (summation order), so even a one-thread graph is not
+// Faiss's graph bit for bit.
+//
+// Private to CFaiss.
+#ifndef CFAISS_HNSW_BUILD_H
+#define CFAISS_HNSW_BUILD_H
+
+#include "FlatDistance.h"
+
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/HNSW.h>
+#include <faiss/utils/random.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace cfaiss {
+
+class HNSWBuilder {
+public:
+    using storage_idx_t = faiss::HNSW::storage_idx_t;
+
+    /// `rows`: all ntotal rows of the storage (the new ones included), `dimension` floats each.
+    HNSWBuilder(faiss::HNSW& hnsw, const float* rows, size_t dimension, bool innerProduct)
+            : hnsw(hnsw), rows(rows), dimension(dimension), innerProduct(innerProduct),
+              kernel(innerProduct ? innerProductKernel() : squaredL2Kernel()) {}
+
+    /// Links rows n0 ..< n0 + n into the graph (rows before n0 are already linked). With `presetLevels`,
+    /// hnsw.levels already holds their levels (as IndexHNSW::add allows); otherwise they are drawn here.
+    void add(size_t n0, size_t n, int threads, bool presetLevels) {
+        if (n == 0) return;
+        const size_t ntotal = n0 + n;
+        FAISS_THROW_IF_NOT_MSG(hnsw.offsets.size() == n0 + 1, "HNSW graph does not match the stored rows");
+        FAISS_THROW_IF_NOT_MSG(ntotal <= size_t(INT32_MAX), "too many rows for an HNSW graph");
+        prepareLevels(n0, n, presetLevels);
+        cum = hnsw.cum_nneighbor_per_level;
+        size_t stripeCount = 1;
+        while (stripeCount < ntotal && stripeCount < (size_t(1) << 16)) stripeCount <<= 1;
+        stripes.reset(new std::mutex[stripeCount]);
+        stripeMask = stripeCount - 1;
+
+        // Bucket the new rows by level (Faiss's order), then insert buckets from the top level down.
+        std::vector<int> histogram;
+        for (size_t i = n0; i < ntotal; i++) {
+            const size_t level = size_t(hnsw.levels[i] - 1);
+            if (level >= histogram.size()) histogram.resize(level + 1, 0);
+            histogram[level]++;
+        }
+        std::vector<size_t> offsetsByLevel(histogram.size() + 1, 0);
+        for (size_t l = 0; l + 1 < offsetsByLevel.size(); l++) offsetsByLevel[l + 1] = offsetsByLevel[l] + size_t(histogram[l]);
+        std::vector<storage_idx_t> order(n);
+        for (size_t i = n0; i < ntotal; i++) order[offsetsByLevel[size_t(hnsw.levels[i] - 1)]++] = storage_idx_t(i);
+
+        faiss::RandomGenerator shuffle(789);  // Faiss's seed: removes any bias of the input order
+        size_t end = n;
+        for (int level = int(histogram.size()) - 1; level >= 0; level--) {
+            const size_t begin = end - size_t(histogram[size_t(level)]);
+            for (size_t j = begin; j < end; j++) std::swap(order[j], order[j + size_t(shuffle.rand_int(int(end - j)))]);
+            const int workers = end - begin > 100 ? std::max(1, threads) : 1;
+            insertRange(order.data() + begin, end - begin, level, workers, ntotal);
+            end = begin;
+        }
+    }
+
+private:
+    faiss::HNSW& hnsw;
+    const float* rows;
+    size_t dimension;
+    bool innerProduct;
+    DistanceKernel kernel;
+    std::vector<int> cum;
+    std::unique_ptr<std::mutex[]> stripes;
+    size_t stripeMask = 0;
+    std::mutex entryMutex;  // guards hnsw.entry_point and hnsw.max_level
+
+    struct Scratch {
+        std::vector<uint8_t> visited;
+        uint8_t generation = 1;
+        std::vector<std::pair<float, storage_idx_t>> candidates;  // min-heap on distance
+        std::vector<std::pair<float, storage_idx_t>> results;     // max-heap on distance
+        std::vector<std::pair<float, storage_idx_t>> selected;
+        std::vector<std::pair<float, storage_idx_t>> pool;      // addLink's candidates
+        std::vector<std::pair<float, storage_idx_t>> linkKept;  // addLink's selection (selected is in use then)
+        std::vector<storage_idx_t> fresh;
+        explicit Scratch(size_t ntotal) : visited(ntotal, 0) {}
+        void advance() {
+            if (++generation == 0) {
+                std::fill(visited.begin(), visited.end(), 0);
+                generation = 1;
+            }
+        }
+    };
+
+    /// Levels and neighbour slots of the new rows, allocated at once. Draws levels exactly as
+    /// HNSW::prepare_level_tab does (same generator, same order), so the level distribution is Faiss's.
+    void prepareLevels(size_t n0, size_t n, bool presetLevels) {
+        if (presetLevels) {
+            FAISS_THROW_IF_NOT_MSG(hnsw.levels.size() == n0 + n, "preset HNSW levels do not match the rows");
+        } else {
+            FAISS_THROW_IF_NOT_MSG(hnsw.levels.size() == n0, "HNSW levels do not match the stored rows");
+            hnsw.levels.reserve(n0 + n);
+            for (size_t i = 0; i < n; i++) hnsw.levels.push_back(hnsw.random_level() + 1);
+        }
+        hnsw.offsets.reserve(n0 + n + 1);
+        for (size_t i = n0; i < n0 + n; i++) {
+            const int levels = hnsw.levels[i];
+            FAISS_THROW_IF_NOT_MSG(levels >= 1 && size_t(levels) < hnsw.cum_nneighbor_per_level.size(),
+                                   "HNSW level out of range");
+            hnsw.offsets.push_back(hnsw.offsets.back() + size_t(hnsw.cum_nb_neighbors(levels)));
+        }
+        hnsw.neighbors.resize(hnsw.offsets.back(), -1);
+    }
+
+    const float* row(storage_idx_t i) const { return rows + size_t(i) * dimension; }
+
+    float distance(const float* query, storage_idx_t i) const {
+        const float v = kernel(query, row(i), dimension);
+        return innerProduct ? -v : v;
+    }
+
+    void prefetchRow(storage_idx_t i) const {
+        const char* p = reinterpret_cast<const char*>(row(i));
+        const size_t bytes = dimension * sizeof(float);
+        for (size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset, 0, 3);
+    }
+
+    storage_idx_t* slots(storage_idx_t node, int level, size_t& count) {
+        const size_t begin = hnsw.offsets[size_t(node)] + size_t(cum[size_t(level)]);
+        count = size_t(cum[size_t(level) + 1] - cum[size_t(level)]);
+        return hnsw.neighbors.data() + begin;
+    }
+
+    // Lists are written under their node's lock and read without it by concurrent walks: relaxed atomic
+    // accesses (plain moves on x86) make those reads well-defined; a walk may see a list mid-update, which costs
+    // at most a slightly different path (Faiss reads them the same way, non-atomically).
+    static storage_idx_t load(const storage_idx_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+    static void store(storage_idx_t* p, storage_idx_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
+    // Striped mutexes rather than spinlocks: on inner-product graphs a few large-norm rows are neighbours of
+    // nearly every insertion, so their locks are contended while the holder re-prunes a full list (tens of µs);
+    // a spinning waiter burned its time slice doing nothing (seen on the loaded 2-core machine). A thread never
+    // holds two stripes, so sharing a stripe between nodes cannot deadlock.
+    void lock(storage_idx_t node) { stripes[size_t(node) & stripeMask].lock(); }
+    void unlock(storage_idx_t node) { stripes[size_t(node) & stripeMask].unlock(); }
+
+    void insertRange(const storage_idx_t* nodes, size_t count, int level, int workers, size_t ntotal) {
+        std::atomic<size_t> next{0};
+        std::atomic<bool> failed{false};
+        auto work = [&](Scratch& scratch) {
+            const size_t chunk = 16;
+            while (!failed.load(std::memory_order_relaxed)) {
+                const size_t from = next.fetch_add(chunk, std::memory_order_relaxed);
+                if (from >= count) break;
+                const size_t to = std::min(count, from + chunk);
+                for (size_t i = from; i < to; i++) insert(nodes[i], level, scratch);
+            }
+        };
+        if (workers <= 1) {
+            Scratch scratch(ntotal);
+            work(scratch);
+            return;
+        }
+        std::vector<std::exception_ptr> errors(static_cast<size_t>(workers));
+        std::vector<std::thread> threads;
+        threads.reserve(size_t(workers));
+        for (int t = 0; t < workers; t++) {
+            threads.emplace_back([&, t] {
+                try {
+                    Scratch scratch(ntotal);
+                    work(scratch);
+                } catch (...) {
+                    errors[size_t(t)] = std::current_exception();
+                    failed.store(true, std::memory_order_relaxed);
+                }
+            });
+        }
+        for (auto& thread : threads) thread.join();
+        for (auto& error : errors)
+            if (error) std::rethrow_exception(error);
+    }
+
+    /// Faiss's greedy_update_nearest: move to a closer neighbour on `level` until none is closer.
+    void greedy(const float* query, int level, storage_idx_t& nearest, float& nearestDistance) {
+        for (;;) {
+            const storage_idx_t previous = nearest;
+            size_t count;
+            const storage_idx_t* list = slots(nearest, level, count);
+            for (size_t i = 0; i < count; i++) {
+                const storage_idx_t v = load(list + i);
+                if (v < 0) break;
+                const float d = distance(query, v);
+                if (d < nearestDistance) {
+                    nearest = v;
+                    nearestDistance = d;
+                }
+            }
+            if (nearest == previous) return;
+        }
+    }
+
+    /// Faiss's search_neighbors_to_add: best-first search of `level` from `entry`, keeping the efConstruction
+    /// closest in scratch.results (a max-heap).
+    void searchLevel(const float* query, storage_idx_t self, storage_idx_t entry, float entryDistance, int level, Scratch& s) {
+        const size_t ef = size_t(std::max(1, hnsw.efConstruction));
+        auto nearer = [](const std::pair<float, storage_idx_t>& a, const std::pair<float, storage_idx_t>& b) { return a.first > b.first; };
+        auto farther = [](const std::pair<float, storage_idx_t>& a, const std::pair<float, storage_idx_t>& b) { return a.first < b.first; };
+        s.candidates.clear();
+        s.results.clear();
+        s.candidates.emplace_back(entryDistance, entry);
+        s.results.emplace_back(entryDistance, entry);
+        s.visited[size_t(entry)] = s.generation;
+        // Concurrent insertions may already have linked this node on this level; it is no neighbour of itself.
+        s.visited[size_t(self)] = s.generation;
+        while (!s.candidates.empty()) {
+            const auto current = s.candidates.front();
+            if (current.first > s.results.front().first) break;
+            std::pop_heap(s.candidates.begin(), s.candidates.end(), nearer);
+            s.candidates.pop_back();
+            size_t count;
+            const storage_idx_t* list = slots(current.second, level, count);
+            s.fresh.clear();
+            for (size_t i = 0; i < count; i++) {
+                const storage_idx_t v = load(list + i);
+                if (v < 0) break;
+                if (s.visited[size_t(v)] == s.generation) continue;
+                s.visited[size_t(v)] = s.generation;
+                prefetchRow(v);
+                s.fresh.push_back(v);
+            }
+            for (storage_idx_t v : s.fresh) {
+                const float d = distance(query, v);
+                if (s.results.size() < ef || d < s.results.front().first) {
+                    s.results.emplace_back(d, v);
+                    std::push_heap(s.results.begin(), s.results.end(), farther);
+                    s.candidates.emplace_back(d, v);
+                    std::push_heap(s.candidates.begin(), s.candidates.end(), nearer);
+                    if (s.results.size() > ef) {
+                        std::pop_heap(s.results.begin(), s.results.end(), farther);
+                        s.results.pop_back();
+                    }
+                }
+            }
+        }
+        s.advance();
+    }
+
+    /// Faiss's HNSW::shrink_neighbor_list heuristic on `pool` sorted ascending: keep a candidate unless a kept
+    /// one is closer to it than the base node is; stop at maxSize. Pruned candidates are not added back.
+    void selectHeuristic(std::vector<std::pair<float, storage_idx_t>>& pool, size_t maxSize,
+                         std::vector<std::pair<float, storage_idx_t>>& out) {
+        out.clear();
+        for (const auto& candidate : pool) {
+            const float* x = row(candidate.second);
+            bool keep = true;
+            for (const auto& kept : out) {
+                if (distance(x, kept.second) < candidate.first) {
+                    keep = false;
+                    break;
+                }
+            }
+            if (keep) {
+                out.push_back(candidate);
+                if (out.size() >= maxSize) return;
+            }
+        }
+    }
+
+    /// Faiss's add_link: append `dest` to `src`'s list on `level`, or, when full, re-select the list among its
+    /// members and `dest` with the heuristic. Caller holds src's lock.
+    void addLink(storage_idx_t src, storage_idx_t dest, int level, Scratch& s) {
+        if (src == dest) return;
+        size_t count;
+        storage_idx_t* list = slots(src, level, count);
+        size_t used = 0;
+        while (used < count && list[used] >= 0) {
+            if (list[used] == dest) return;
+            used++;
+        }
+        if (used < count) {
+            store(list + used, dest);
+            return;
+        }
+        const float* base = row(src);
+        for (size_t i = 0; i < count; i++) prefetchRow(list[i]);
+        s.pool.clear();
+        s.pool.emplace_back(distance(base, dest), dest);
+        for (size_t i = 0; i < count; i++) s.pool.emplace_back(distance(base, list[i]), list[i]);
+        std::sort(s.pool.begin(), s.pool.end());
+        selectHeuristic(s.pool, count, s.linkKept);
+        size_t i = 0;
+        for (const auto& kept : s.linkKept) store(list + i++, kept.second);
+        for (; i < count; i++) store(list + i, -1);
+    }
+
+    /// HNSW::add_with_locks for one row.
+    void insert(storage_idx_t node, int nodeLevel, Scratch& s) {
+        storage_idx_t nearest;
+        int level;
+        {
+            std::lock_guard<std::mutex> guard(entryMutex);
+            nearest = hnsw.entry_point;
+            level = hnsw.max_level;
+            if (nearest < 0) {
+                hnsw.entry_point = node;
+                hnsw.max_level = nodeLevel;
+                return;
+            }
+        }
+        const float* query = row(node);
+        float nearestDistance = distance(query, nearest);
+        for (; level > nodeLevel; level--) greedy(query, level, nearest, nearestDistance);
+        for (; level >= 0; level--) {
+            searchLevel(query, node, nearest, nearestDistance, level, s);
+            std::sort(s.results.begin(), s.results.end());
+            // The next level down starts from the closest node found here.
+            nearest = s.results.front().second;
+            nearestDistance = s.results.front().first;
+            const size_t maxLinks = size_t(cum[size_t(level) + 1] - cum[size_t(level)]);
+            if (s.results.size() >= maxLinks) {
+                selectHeuristic(s.results, maxLinks, s.selected);
+            } else {
+                s.selected = s.results;
+            }
+            lock(node);
+            for (const auto& target : s.selected) addLink(node, target.second, level, s);
+            unlock(node);
+            for (const auto& target : s.selected) {
+                lock(target.second);
+                addLink(target.second, node, level, s);
+                unlock(target.second);
+            }
+        }
+        std::lock_guard<std::mutex> guard(entryMutex);
+        if (nodeLevel > hnsw.max_level) {
+            hnsw.max_level = nodeLevel;
+            hnsw.entry_point = node;
+        }
+    }
+};
+
+}  // namespace cfaiss
+
+#endif
