@@ -1,3 +1,4 @@
+import CChecksum
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -63,9 +64,11 @@ final class EventRunSorter {
 
     @inline(__always)
     func add(_ record: EventRecord) throws {
+        // Spilled before writing, not after: a spill that fails leaves the buffer full, and a later add
+        // (none is made after a failure, but nothing here relies on that) must not write past it.
+        if count == capacity { try spill() }
         buffer[count] = record
         count += 1
-        if count == capacity { try spill() }
     }
 
     /// Sorts the buffered records in place.
@@ -417,6 +420,12 @@ struct ExternalIDMap {
                 i = (i + 1) & mask
             }
         }
+    }
+
+    /// Starts loading the slot a lookup of `hash` probes first (a hint: see `PendingRows`).
+    @inline(__always)
+    func prefetch(hash: UInt32) {
+        slots.withUnsafeBufferPointer { recdb_prefetch($0.baseAddress! + slot(hash)) }
     }
 
     /// Adds a key known to be absent.
