@@ -256,6 +256,28 @@ final class BulkImportTests: DatabaseTestCase {
         XCTAssertTrue(try db.verify().isClean)
     }
 
+    /// The id map through its growths, past 2 MiB of slots (the huge-page mapping): every key, short
+    /// (inline) and long (arena), finds its id; absent keys find nothing.
+    func testExternalIDMapFindsEveryKeyAcrossGrowthAndHugePageTables() {
+        let map = ExternalIDMap()
+        func key(_ i: Int) -> [UInt8] { Array((i % 3 == 0 ? "user-with-a-long-external-id-\(i)" : "u\(i)").utf8) }
+        let n = 300_000  // 2^20 slots at the end: 16 MiB, mapped
+        for i in 1...n {
+            let k = key(i)
+            k.withUnsafeBytes { b in
+                XCTAssertNil(map.find(b, hash: ExternalIDMap.hash(b)))
+                map.insert(b, hash: ExternalIDMap.hash(b), id: UInt32(i))
+            }
+        }
+        XCTAssertEqual(map.count, n)
+        var wrong = 0
+        for i in 1...n {
+            key(i).withUnsafeBytes { b in if map.find(b, hash: ExternalIDMap.hash(b)) != UInt32(i) { wrong += 1 } }
+            key(n + i).withUnsafeBytes { b in if map.find(b, hash: ExternalIDMap.hash(b)) != nil { wrong += 1 } }
+        }
+        XCTAssertEqual(wrong, 0)
+    }
+
     func testASpillThatCannotBeWrittenFailsCleanly() throws {
         let db = try makeDatabase()
         let before = try fingerprint(db)
