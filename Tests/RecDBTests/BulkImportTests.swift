@@ -226,6 +226,58 @@ final class BulkImportTests: DatabaseTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("db")).sorted(), ["data.mdb", "lock.mdb"])
     }
 
+    /// Rows are queued (`PendingRows`) and their ids resolved up to 16 rows after they are parsed: errors
+    /// still name the row's own line, the file's first error wins over a later line's, and long ids
+    /// (queued copies wider than the queue's first 64 bytes) keep their bytes.
+    func testQueuedRowsReportTheirOwnLineAndKeepLongIDs() throws {
+        let db = try makeDatabase()
+        let before = try fingerprint(db)
+        // A control character in a new user id on line 5; a line with too few fields on line 7 (parsed
+        // before line 5's id is resolved).
+        var text = "user,item,timestamp\nu1,i1,1\nu2,i2,2\nu3,i3,3\nu\u{01}x,i4,4\nu5,i5,5\nu6,i6\n"
+        let bad = try writeFile("bad-id.csv", text)
+        assertImportError(file: bad, line: 5, contains: "control character") { try db.importInteractions(from: bad) }
+        // The bad id with 40 good rows after it: its line, not the last one parsed.
+        text = "user,item,timestamp\nu1,i1,1\nu\u{01}x,i4,4\n" + (0..<40).map { "u\($0),i\($0),\($0)\n" }.joined()
+        let late = try writeFile("late.csv", text)
+        assertImportError(file: late, line: 3, contains: "control character") { try db.importInteractions(from: late) }
+        XCTAssertEqual(try fingerprint(db), before)
+
+        let long = String(repeating: "a", count: 300), middle = String(repeating: "b", count: 100)
+        var rows: [(String, String, Int64)] = []
+        for i in 0..<200 {
+            let user = i % 3 == 0 ? "\(long)\(i % 7)" : i % 3 == 1 ? "\(middle)\(i % 5)" : "u\(i % 11)"
+            let item = i % 4 == 0 ? "\(middle)\(long)\(i % 9)" : "i\(i % 13)"
+            rows.append((user, item, Int64(i / 2)))
+        }
+        let summary = try db.importInteractions(from: try writeFile("long.csv", csv(rows)))
+        XCTAssertEqual(summary.events, 200)
+        assertSameHistories(try histories(db), reference(rows))
+        XCTAssertTrue(try db.verify().isClean)
+    }
+
+    /// The id map through its growths, past 2 MiB of slots (the huge-page mapping): every key, short
+    /// (inline) and long (arena), finds its id; absent keys find nothing.
+    func testExternalIDMapFindsEveryKeyAcrossGrowthAndHugePageTables() {
+        let map = ExternalIDMap()
+        func key(_ i: Int) -> [UInt8] { Array((i % 3 == 0 ? "user-with-a-long-external-id-\(i)" : "u\(i)").utf8) }
+        let n = 300_000  // 2^20 slots at the end: 16 MiB, mapped
+        for i in 1...n {
+            let k = key(i)
+            k.withUnsafeBytes { b in
+                XCTAssertNil(map.find(b, hash: ExternalIDMap.hash(b)))
+                map.insert(b, hash: ExternalIDMap.hash(b), id: UInt32(i))
+            }
+        }
+        XCTAssertEqual(map.count, n)
+        var wrong = 0
+        for i in 1...n {
+            key(i).withUnsafeBytes { b in if map.find(b, hash: ExternalIDMap.hash(b)) != UInt32(i) { wrong += 1 } }
+            key(n + i).withUnsafeBytes { b in if map.find(b, hash: ExternalIDMap.hash(b)) != nil { wrong += 1 } }
+        }
+        XCTAssertEqual(wrong, 0)
+    }
+
     func testASpillThatCannotBeWrittenFailsCleanly() throws {
         let db = try makeDatabase()
         let before = try fingerprint(db)
