@@ -115,7 +115,11 @@ public enum Trainer {
         // version carry what was trained.
         var resolved = configuration
         resolved.loss = resolved.resolvedLoss(numItems: dataset.numItems)
-        let split = try DatasetSplit.make(dataset, configuration: resolved)
+        // `evaluationUsers: auto` too, so `rdbctl eval` of the version evaluates the same users.
+        let whole = try DatasetSplit.unsampled(dataset, configuration: resolved)
+        resolved.evaluationUsers = resolved.resolvedEvaluationUsers(eligibleUsers: whole.evaluationUserCount,
+                                                                    numItems: dataset.numItems)
+        let split = whole.restrictingEvaluation(toUsers: resolved.evaluationUsers!)
         let configuration = resolved.resolvingAutomaticWindows(train: split.train)
         let distill = configuration.distillation
         if distill != nil {

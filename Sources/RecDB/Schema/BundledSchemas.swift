@@ -151,6 +151,7 @@ enum BundledSchemas {
     "threads": {"type": "integer", "minimum": 0, "default": 0, "description": "Worker count; 0 = all cores. Deterministic for a seed and worker count."},
     "lossChunkRows": {"type": "integer", "minimum": 1, "default": 256, "description": "Rows of logits per worker per chunk (capped at 4 Mi logits)."},
     "evaluationBatchSize": {"type": "integer", "minimum": 1, "default": 1024},
+    "evaluationUsers": {"type": ["integer", "null"], "minimum": 0, "maximum": 2147483647, "default": null, "description": "Users whose validation and test cases are evaluated, each ranked exactly over the whole catalogue: N = a fixed seeded sample of N users (the same users for validation, test and every later evaluation of the version), 0 = all, null = auto (all while users x items <= 2^32, else a sample of max(10000, 2^32 / items); a trained version records the resolved value). A version stored without this key was evaluated on all users."},
     "distillation": {
       "oneOf": [{"type": "null"}, {"$ref": "#/$defs/distillation"}],
       "default": null,

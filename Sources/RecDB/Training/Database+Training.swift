@@ -234,8 +234,14 @@ extension Database {
     /// Re-evaluates a stored version on the data it was trained on (events up to its event version)
     /// with Learn's protocol; with the training split this reproduces the recorded metrics.
     /// `options` adds cutoffs, coverage and seen-item exclusion (the defaults reproduce the recorded metrics).
+    /// Validation and test cover the users the version was evaluated on at training time (its recorded
+    /// `evaluationUsers`: the same seeded sample, or all), unless `evaluationUsers` asks for another count
+    /// (0 = every user).
     public func evaluate(model: String, version: UInt32? = nil, split: ModelConfiguration.Split? = nil,
-                         options: EvaluationOptions = EvaluationOptions()) throws -> EvaluationOutcome {
+                         options: EvaluationOptions = EvaluationOptions(), evaluationUsers: Int? = nil) throws -> EvaluationOutcome {
+        if let evaluationUsers, !(0...Int(Int32.max)).contains(evaluationUsers) {
+            throw RecDBError.invalidArgument("evaluation users must be in 0...2147483647 (0 = all users), got \(evaluationUsers)")
+        }
         let (info, recommender, snapshot) = try read { tx -> (ModelVersionInfo, SequentialRecommender, TrainingSnapshot) in
             let info = try tx.modelVersion(model, version: version)
             // The text rows stored with the version, not the text space's current ones.
@@ -243,6 +249,8 @@ extension Database {
             let textTable = try tx.textTable(of: info)
             var configuration = info.configuration
             if let split { configuration.split = split }
+            // A version stored before `evaluationUsers` existed was evaluated on every user.
+            configuration.evaluationUsers = evaluationUsers ?? configuration.evaluationUsers ?? 0
             let parameters = try tx.parameters(model: info.model, version: info.version)
             do {
                 return (info, try SequentialRecommender(configuration: configuration, numItems: info.numItems,

@@ -42,6 +42,8 @@ struct Train: ParsableCommand {
     var lastMaskProb: Float?
     @Option(help: "Worker threads (default 0 = all cores; results are reproducible for a seed and thread count).") var threads: Int?
     @Flag(help: "Exclude each user's history items when ranking during validation and test (default off).") var excludeSeen = false
+    @Option(help: "Users evaluated in validation and test, each ranked exactly over the whole catalogue: N = a fixed seeded sample of N users (the same for validation, test and `rdbctl eval` of the version), 0 = all (default: all while users × items ≤ 2^32, else a sample of max(10000, 2^32 / items)).")
+    var evalUsers: Int?
     @Option(help: "Random seed (default 0).") var seed: UInt64?
     @Option(help: "loo (leave-one-out) or temporal (default loo).") var split: String?
     @Option(help: "Faiss factory of the item index (default: Flat below 50k items, HNSW32 above).") var index: String?
@@ -69,6 +71,7 @@ struct Train: ParsableCommand {
         for (name, value) in [("--hidden", hidden), ("--blocks", blocks), ("--gru-hidden", gruHidden), ("--heads", heads), ("--maxlen", maxlen), ("--batch", batch), ("--patience", patience), ("--negatives", negatives)] {
             if let value, value < 1 { throw ValidationError("\(name) must be ≥ 1") }
         }
+        if let evalUsers, !(0...Int(Int32.max)).contains(evalUsers) { throw ValidationError("--eval-users must be in 0...2147483647 (0 = all users)") }
         if let windows, TrainingWindows(windows) == nil { throw ValidationError("--windows takes auto, last, all, stride:N, prefixes or prefixes:K (N, K ≥ 1)") }
         if let activation { guard ["relu", "gelu"].contains(activation) else { throw ValidationError("--activation takes relu or gelu") } }
         if let split { guard ["loo", "temporal"].contains(split) else { throw ValidationError("--split takes loo or temporal") } }
@@ -133,6 +136,7 @@ struct Train: ParsableCommand {
         if let lastMaskProb { c.lastMaskProbability = lastMaskProb }
         if let threads { c.threads = threads }
         if excludeSeen { c.maskSeen = true }
+        if let evalUsers { c.evaluationUsers = evalUsers }
         if let patience { c.patience = patience }
         if let hidden { c.hiddenSize = hidden }
         if let blocks { c.blocks = blocks }
@@ -186,8 +190,8 @@ struct Train: ParsableCommand {
         }
         if output.json { try printJSON(outcome); return }
         print("trained \(outcome.model) version \(outcome.version): \(outcome.epochs) epochs (best \(outcome.bestEpoch), \(outcome.stopReason)), \(String(format: "%.1f", outcome.secondsPerEpoch)) s/epoch")
-        print(String(format: "  valid  recall@10 %.4f  ndcg@10 %.4f", outcome.valid.recall10, outcome.valid.ndcg10))
-        print(String(format: "  test   recall@10 %.4f  ndcg@10 %.4f  recall@20 %.4f  ndcg@20 %.4f", outcome.test.recall10, outcome.test.ndcg10, outcome.test.recall20, outcome.test.ndcg20))
+        print(String(format: "  valid  recall@10 %.4f  ndcg@10 %.4f  (%ld users)", outcome.valid.recall10, outcome.valid.ndcg10, outcome.valid.users))
+        print(String(format: "  test   recall@10 %.4f  ndcg@10 %.4f  recall@20 %.4f  ndcg@20 %.4f  (%ld users)", outcome.test.recall10, outcome.test.ndcg10, outcome.test.recall20, outcome.test.ndcg20, outcome.test.users))
         print("  item vectors in space '\(outcome.itemSpace)', index \(outcome.indexFactory)")
     }
 }
