@@ -64,8 +64,9 @@ final class AutomaticWindowsTests: XCTestCase {
         let a = try Trainer.train(dataset: short, configuration: c)
         let l = try Trainer.train(dataset: short, configuration: last)
         XCTAssertEqual(a.model.exportParameters(), l.model.exportParameters())
-        // The report carries the resolved selections (the loss's `auto` is resolved too: full CE on 30 items).
-        var resolvedLast = last; resolvedLast.loss = .ce
+        // The report carries the resolved selections (the loss's `auto` is resolved too: full CE on 30 items;
+        // and the evaluated users': every user, 0).
+        var resolvedLast = last; resolvedLast.loss = .ce; resolvedLast.evaluationUsers = 0
         XCTAssertEqual(a.report.configuration, resolvedLast, "the report carries the resolved selection")
         XCTAssertEqual(a.model.configuration.windows, .last)
         // Long histories (20…40 events, maxLength 10): auto = prefixes:1.
@@ -74,7 +75,7 @@ final class AutomaticWindowsTests: XCTestCase {
         let b = try Trainer.train(dataset: long, configuration: c)
         let e = try Trainer.train(dataset: long, configuration: all)
         XCTAssertEqual(b.model.exportParameters(), e.model.exportParameters())
-        var resolvedAll = all; resolvedAll.loss = .ce
+        var resolvedAll = all; resolvedAll.loss = .ce; resolvedAll.evaluationUsers = 0
         XCTAssertEqual(b.report.configuration, resolvedAll)
         XCTAssertEqual(b.report.trainExamples, e.report.trainExamples)
         XCTAssertGreaterThan(b.report.trainExamples, 30 * 17, "one example per training target")
