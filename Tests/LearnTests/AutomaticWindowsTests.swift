@@ -92,7 +92,8 @@ final class AutomaticWindowsTests: XCTestCase {
         let a = try Trainer.train(dataset: short, configuration: c)
         let l = try Trainer.train(dataset: short, configuration: last)
         XCTAssertEqual(a.model.exportParameters(), l.model.exportParameters())
-        var resolvedLast = last; resolvedLast.loss = .ce
+        // (with the loss's and the evaluated users' `auto` resolved too: full CE and every user, 0)
+        var resolvedLast = last; resolvedLast.loss = .ce; resolvedLast.evaluationUsers = 0
         XCTAssertEqual(a.report.configuration, resolvedLast, "the report carries the resolved selections")
         // Long histories (20…40 events): auto = stride:2 (maxLength 10 / 5) with last-item masks at 0.5.
         let long = try syntheticDataset(users: 30, items: 30, length: 20...40)
@@ -100,7 +101,7 @@ final class AutomaticWindowsTests: XCTestCase {
         let b = try Trainer.train(dataset: long, configuration: c)
         let e = try Trainer.train(dataset: long, configuration: stride)
         XCTAssertEqual(b.model.exportParameters(), e.model.exportParameters())
-        var resolvedStride = stride; resolvedStride.loss = .ce
+        var resolvedStride = stride; resolvedStride.loss = .ce; resolvedStride.evaluationUsers = 0
         XCTAssertEqual(b.report.configuration, resolvedStride)
         XCTAssertEqual(b.report.trainExamples, e.report.trainExamples)
         XCTAssertGreaterThan(b.report.trainExamples, 30 * 9, "a window every 2 training items")
