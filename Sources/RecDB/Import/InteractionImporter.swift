@@ -473,7 +473,7 @@ final class PendingRows {
     @inline(__always)
     func push(user: UnsafeRawBufferPointer, userHash: UInt32, item: UnsafeRawBufferPointer, itemHash: UInt32,
               timestamp: Int64, typeCode: UInt16, value: Float?, line: Int) {
-        precondition(count < Self.depth)
+        precondition(count < Self.depth)  // unreachable from input: `add` resolves the oldest row whenever the queue is full
         if user.count > keyStride || item.count > keyStride { widen(to: max(user.count, item.count)) }
         let i = (oldest + count) & (Self.depth - 1)
         if let base = user.baseAddress { (keys + i * 2 * keyStride).copyMemory(from: base, byteCount: user.count) }
