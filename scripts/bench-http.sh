@@ -3,8 +3,9 @@
 #  1. ROUNDS times, alternated: wrk (WRK_THREADS threads, CONNECTIONS connections, DURATION s) on
 #     GET /v1/users/{random user}/recommendations?k=10 -> req/s, p50, p99; then the in-process peer,
 #     `db.recommend` on all cores (serve-bench --throughput-only) for INPROC_SECONDS -> users/s, and the ratio.
-#  2. The same wrk load while a writer (a second wrk, one connection) posts batches of 10 random events to
-#     POST /v1/events back to back; then a check that every batch it was answered 200 for is in the database.
+#  2. The same wrk load, then the same in-process run on the server's database, while a writer (a second wrk,
+#     one connection) posts batches of 10 random events to POST /v1/events back to back throughout; then a check
+#     that every batch it was answered 200 for is in the database.
 # For every wrk run it prints the CPU seconds the server, wrk and everything else on the machine used (from
 # /proc), so a figure from a shared machine says how shared it was.
 # Defaults are the issue's: DURATION=30 CONNECTIONS=64; WRK_THREADS=1 (see README: on 2 cores a second wrk
@@ -21,11 +22,11 @@ if [ -z "${NOBUILD:-}" ]; then
   swift build -c release --product serve-bench 2>&1 | grep -E "error|Build" | tail -2
 fi
 R=${RDBCTL:-.build/release/rdbctl}; B=.build/release/serve-bench
-WORK=.cache/bench-serve; SOURCE=$WORK/beauty.recdb; DB=$WORK/http.recdb
+WORK=.cache/bench-serve; SOURCE=$WORK/beauty.recdb; HTTPWORK=$WORK/http; DB=$HTTPWORK/beauty.recdb
 export OMP_WAIT_POLICY=passive
 $B --throughput-only >/dev/null   # builds the Beauty database and model once
 # The server gets a fresh copy, so the events the writer posts never reach serve-bench's database.
-rm -rf "$DB"; cp -r "$SOURCE" "$DB"
+rm -rf "$HTTPWORK"; mkdir -p "$HTTPWORK"; cp -r "$SOURCE" "$DB"
 stat_of() { $R stats "$DB" --json | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
 # serve-bench adds one user ("bench-user") after Beauty's users "1"…"N": ask only for those.
 USERS=$(( $(stat_of users) - 1 )); ITEMS=$(stat_of items); EVENTS_BEFORE=$(stat_of interactions)
@@ -55,12 +56,12 @@ curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "the server did n
 # CPU ticks (1/100 s): the server's, and the whole machine's busy and total.
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat; }
-# wrk_run LABEL LUA THREADS CONNECTIONS [quiet]: prints "LABEL: R req/s, p50 X, p99 Y, non-2xx N (n requests)"
+# wrk_run LABEL LUA THREADS CONNECTIONS [quiet [SECONDS]]: prints "LABEL: R req/s, p50 X, p99 Y, non-2xx N (n requests)"
 # and, unless quiet, the CPU the server, this wrk and everything else on the machine used meanwhile.
 wrk_run() {
-  local label=$1 lua=$2 threads=$3 connections=$4 quiet=${5:-} s0 m0 m1 s1 wu ws
+  local label=$1 lua=$2 threads=$3 connections=$4 quiet=${5:-} seconds=${6:-$DURATION} s0 m0 m1 s1 wu ws
   s0=$(proc_ticks "$SERVER"); m0=$(machine_ticks)
-  { TIMEFORMAT='%U %S'; time wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency -s "$lua" "http://127.0.0.1:$PORT" > "$TMP/$label.out"; } 2> "$TMP/$label.time"
+  { TIMEFORMAT='%U %S'; time wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$lua" "http://127.0.0.1:$PORT" > "$TMP/$label.out"; } 2> "$TMP/$label.time"
   s1=$(proc_ticks "$SERVER"); m1=$(machine_ticks)
   awk -v l="$label" '/Requests\/sec/ {rps=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} /Non-2xx/ {bad=$NF} /requests in/ {n=$1}
     END {printf "%s: %s req/s, p50 %s, p99 %s, non-2xx %d (%d requests)\n", l, rps, p50, p99, bad+0, n}' "$TMP/$label.out"
@@ -73,6 +74,12 @@ wrk_run() {
     printf "%f %f\n", server * 1e6 / $9, wrk * 1e6 / $9 > "/dev/stderr"}' 2> "$TMP/$label.cpu"
 }
 rps_of() { awk '/Requests\/sec/ {print $2}' "$TMP/$1.out"; }
+# ratios LABEL INPROC_LINE. The throughput ratio is the issue's figure; the CPU ratio (a recommendation's CPU
+# in-process over the server's and wrk's CPU for one request) is what it would be with the two cores to themselves.
+ratios() {
+  echo "$(rps_of "$1") $(echo "$2" | grep -o '[0-9]* users/s' | cut -d' ' -f1) $(cat "$TMP/$1.cpu") $(echo "$2" | grep -o '[0-9]* us CPU' | cut -d' ' -f1)" |
+    awk '{printf "  HTTP / in-process: %.0f %% by throughput; by CPU a request, in-process %.0f us / (server %.0f + wrk %.0f us) = %.0f %%\n", 100 * $1 / $2, $5, $3, $4, 100 * $5 / ($3 + $4)}'
+}
 
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
 echo "reads: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, GET /v1/users/{random of $USERS}/recommendations?k=10"
@@ -83,15 +90,16 @@ for round in $(seq "$ROUNDS"); do
   wrk_run "http-$round" "$TMP/read.lua" "$WRK_THREADS" "$CONNECTIONS"
   inproc=$($B --throughput-only --seconds "$INPROC_SECONDS")
   echo "  $inproc"
-  # The throughput ratio is the issue's figure; the CPU ratio (a recommendation's CPU in-process over the server's
-  # and wrk's CPU for one request) is what that ratio would be with the two cores to themselves.
-  echo "$(rps_of "http-$round") $(echo "$inproc" | grep -o '[0-9]* users/s' | cut -d' ' -f1) $(cat "$TMP/http-$round.cpu") $(echo "$inproc" | grep -o '[0-9]* us CPU' | cut -d' ' -f1)" |
-    awk '{printf "  HTTP / in-process: %.0f %% by throughput; by CPU a request, in-process %.0f us / (server %.0f + wrk %.0f us) = %.0f %%\n", 100 * $1 / $2, $5, $3, $4, 100 * $5 / ($3 + $4)}'
+  ratios "http-$round" "$inproc"
 done
 
 echo "with a concurrent writer: wrk -t1 -c1 POST /v1/events, batches of $BATCH random events, back to back"
-wrk_run writer "$TMP/write.lua" 1 1 quiet > "$TMP/writer.report" & WRITER=$!
+# The writer runs through the HTTP reads and the in-process run after them (a few seconds to spare for start-up).
+wrk_run writer "$TMP/write.lua" 1 1 quiet $((DURATION + INPROC_SECONDS + 5)) > "$TMP/writer.report" & WRITER=$!
 wrk_run "http-with-writer" "$TMP/read.lua" "$WRK_THREADS" "$CONNECTIONS"
+inproc=$($B --throughput-only --seconds "$INPROC_SECONDS" --work "$HTTPWORK")
+echo "  $inproc (the server's database, the writer still posting)"
+ratios http-with-writer "$inproc"
 wait $WRITER
 cat "$TMP/writer.report"
 EVENTS_AFTER=$(stat_of interactions)
