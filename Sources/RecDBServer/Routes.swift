@@ -69,7 +69,7 @@ extension RecDBServer {
         // MARK: Users and recommendations
         endpoint(router, .get, "/v1/users/:id", .read) { [self] request, context in
             let id = try pathParameter(context, "id")
-            let limit = try queryInt(request, "history", default: 50, range: 0...10_000)
+            let limit = try Query(request).int("history", default: 50, range: 0...10_000)
             return try json(object: try database.read { tx -> [String: Any] in
                 guard let user = try tx.user(externalID: id) else { throw RecDBError.unknownUser(id) }
                 var history: [[String: Any]] = []
@@ -89,15 +89,16 @@ extension RecDBServer {
         }
         endpoint(router, .get, "/v1/users/:id/recommendations", .read) { [self] request, context in
             let user = try pathParameter(context, "id")
-            let k = try boundedK(try queryInt(request, "k"))
+            let query = Query(request)
+            let k = try boundedK(try query.int("k"))
             var options = RecommendOptions()
-            options.model = request.uri.queryParameters["model"].map(String.init)
-            options.version = try queryInt(request, "version").map { v in
+            options.model = query.string("model")
+            options.version = try query.int("version").map { v in
                 guard let u = UInt32(exactly: v) else { throw Problem.badRequest("version must be a version number") }
                 return u
             }
-            options.excludeSeen = try queryBool(request, "exclude_seen") ?? true
-            options.filter = try attributeFilter(request)
+            options.excludeSeen = try query.bool("exclude_seen") ?? true
+            options.filter = try query.attributeFilter()
             return bytes(try ResponseJSON.encode(try database.recommend(user: user, k: k, options: options)), type: "application/json")
         }
         endpoint(router, .post, "/v1/recommendations", .read) { [self] request, _ in
@@ -146,9 +147,10 @@ extension RecDBServer {
         }
         endpoint(router, .get, "/v1/items/:id/similar", .read) { [self] request, context in
             let id = try pathParameter(context, "id")
-            let k = try boundedK(try queryInt(request, "k"))
-            let space = try similaritySpace(request)
-            return bytes(try ResponseJSON.encode(items: try database.similarItems(to: id, k: k, space: space, filter: try attributeFilter(request))), type: "application/json")
+            let query = Query(request)
+            let k = try boundedK(try query.int("k"))
+            let space = try similaritySpace(query)
+            return bytes(try ResponseJSON.encode(items: try database.similarItems(to: id, k: k, space: space, filter: try query.attributeFilter())), type: "application/json")
         }
         endpoint(router, .post, "/v1/search", .read) { [self] request, _ in
             let body = try await jsonBody(request)
@@ -188,7 +190,8 @@ extension RecDBServer {
         guard interactions || kind == "items" || kind == "users" else {
             throw Problem(.notFound, "unknown import '\(kind)': POST /v1/import/interactions, /v1/import/items or /v1/import/users")
         }
-        let named = request.uri.queryParameters["format"].map(String.init)
+        let query = Query(request)
+        let named = query.string("format")
         let contentType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         let fromType: String? = switch contentType {
         case "text/csv": "csv"
@@ -201,7 +204,7 @@ extension RecDBServer {
         }
         let valid = interactions ? InteractionFormat(rawValue: format) != nil : RecordFormat(rawValue: format) != nil
         guard valid else { throw Problem.badRequest("format '\(format)' is not one of \((interactions ? InteractionFormat.allCases.map(\.rawValue) : RecordFormat.allCases.map(\.rawValue)).joined(separator: ", ")) for \(kind)") }
-        func column(_ name: String) -> String? { request.uri.queryParameters[Substring(name)].map(String.init) }
+        func column(_ name: String) -> String? { query.string(name) }
 
         // The upload goes to a directory of its own (mode 0700), removed when the job ends.
         var template = Array(((configuration.importDirectory ?? NSTemporaryDirectory()) + "/recdb-upload-XXXXXX").utf8CString)
@@ -257,51 +260,18 @@ extension RecDBServer {
 
     func pathParameter(_ context: Context, _ name: String) throws -> String {
         guard let raw = context.parameters.get(name) else { throw Problem.badRequest("missing path parameter \(name)") }
-        guard let decoded = raw.removingPercentEncoding, !decoded.isEmpty, decoded.utf8.count <= 4096 else {
+        // Most ids hold no escape: Foundation's decoding (a bridged copy) is only needed when one does.
+        let decoded = raw.utf8.contains(UInt8(ascii: "%")) ? raw.removingPercentEncoding : raw
+        guard let decoded, !decoded.isEmpty, decoded.utf8.count <= 4096 else {
             throw Problem.badRequest("path parameter \(name) is not a valid id")
         }
         return decoded
     }
 
-    func queryInt(_ request: Request, _ name: String) throws -> Int? {
-        guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
-        guard let value = Int(text) else { throw Problem.badRequest("\(name) must be an integer, got '\(text)'") }
-        return value
-    }
-
-    func queryInt(_ request: Request, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
-        let v = try queryInt(request, name) ?? value
-        guard range.contains(v) else { throw Problem.badRequest("\(name) must be between \(range.lowerBound) and \(range.upperBound)") }
-        return v
-    }
-
-    func queryBool(_ request: Request, _ name: String) throws -> Bool? {
-        guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
-        switch text.lowercased() {
-        case "true", "1", "yes": return true
-        case "false", "0", "no": return false
-        default: throw Problem.badRequest("\(name) must be true or false, got '\(text)'")
-        }
-    }
-
-    /// `attribute=KEY=VALUE`, repeatable, as `rdbctl recommend --attribute`.
-    func attributeFilter(_ request: Request) throws -> SearchFilter {
-        var filter = SearchFilter()
-        let pairs = request.uri.queryParameters[values: "attribute"]
-        guard pairs.count <= 64 else { throw Problem.badRequest("at most 64 attribute filters") }
-        for pair in pairs {
-            guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
-                throw Problem.badRequest("attribute takes KEY=VALUE, got '\(pair)'")
-            }
-            filter.attributes[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
-        }
-        return filter
-    }
-
     /// `space=NAME`, or `model=NAME` for the item space of that model's active version.
-    func similaritySpace(_ request: Request) throws -> String {
-        let space = request.uri.queryParameters["space"].map(String.init)
-        let model = request.uri.queryParameters["model"].map(String.init)
+    func similaritySpace(_ query: Query) throws -> String {
+        let space = query.string("space")
+        let model = query.string("model")
         switch (space, model) {
         case let (space?, nil): return space
         case let (nil, model?):
@@ -439,5 +409,54 @@ struct EventsWritten: Encodable, Sendable {
     var lastSequence: UInt64
     enum CodingKeys: String, CodingKey {
         case written, createdUsers = "created_users", firstSequence = "first_sequence", lastSequence = "last_sequence"
+    }
+}
+
+/// A request's query parameters, parsed once: Hummingbird's `uri.queryParameters` splits and decodes the
+/// whole query again on every access, and a recommendation request asks for five of them.
+/// Lookups compare keys (the first pair with the key wins, as in Hummingbird's dictionary); a query has a few pairs.
+struct Query {
+    /// (key, percent-decoded value), in the order given.
+    let pairs: [(key: Substring, value: Substring)]
+
+    init(_ request: Request) { pairs = Array(request.uri.queryParameters) }
+
+    subscript(_ name: String) -> Substring? { pairs.first { $0.key == name }?.value }
+
+    func string(_ name: String) -> String? { self[name].map(String.init) }
+
+    func int(_ name: String) throws -> Int? {
+        guard let text = self[name] else { return nil }
+        guard let value = Int(text) else { throw Problem.badRequest("\(name) must be an integer, got '\(text)'") }
+        return value
+    }
+
+    func int(_ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        let v = try int(name) ?? value
+        guard range.contains(v) else { throw Problem.badRequest("\(name) must be between \(range.lowerBound) and \(range.upperBound)") }
+        return v
+    }
+
+    func bool(_ name: String) throws -> Bool? {
+        guard let text = self[name] else { return nil }
+        switch text.lowercased() {
+        case "true", "1", "yes": return true
+        case "false", "0", "no": return false
+        default: throw Problem.badRequest("\(name) must be true or false, got '\(text)'")
+        }
+    }
+
+    /// `attribute=KEY=VALUE`, repeatable, as `rdbctl recommend --attribute`.
+    func attributeFilter() throws -> SearchFilter {
+        var filter = SearchFilter()
+        let attributes = pairs.filter { $0.key == "attribute" }.map(\.value)
+        guard attributes.count <= 64 else { throw Problem.badRequest("at most 64 attribute filters") }
+        for pair in attributes {
+            guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
+                throw Problem.badRequest("attribute takes KEY=VALUE, got '\(pair)'")
+            }
+            filter.attributes[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+        }
+        return filter
     }
 }

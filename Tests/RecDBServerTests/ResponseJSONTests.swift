@@ -15,6 +15,8 @@ final class ResponseJSONTests: XCTestCase {
     private let awkwardStrings = [
         "", "plain", "a/b", "quote \" backslash \\", "tab\tnew\nline\rcr", "\u{8}\u{C}", "nul \u{0} bell \u{7} esc \u{1B} us \u{1F}",
         "del \u{7F}", "é ü 東京 🙂", "\u{2028}\u{2029}", "</script>",
+        // Escapes first, last and back to back, and a long run without one (copied whole).
+        "\"starts", "ends\\", "\n\n\"\"\u{1}", String(repeating: "Nail Lacquer, 0.5 Fl Oz — ", count: 12),
     ]
     private let awkwardScores: [Float] = [0, -0.0, 1, -1, 0.1, 1e-5, 1.5e-7, 123456.78, 3.4028235e38, -Float.leastNormalMagnitude, 1e10, 0.3333333, 100]
 

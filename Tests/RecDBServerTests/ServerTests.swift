@@ -241,6 +241,40 @@ final class ServerTests: XCTestCase {
         XCTAssertFalse(bodies.contains { $0.contains(directory.path) }, "a response named the database's location")
     }
 
+    /// Ids travel percent-encoded and are decoded once; every query parameter of a recommendation, given
+    /// together and in any order, is read from the one parse of the query (the first of a repeated one wins).
+    func testEscapedIdsAndQueryParametersTogether() throws {
+        let awkward = "a b/é%"
+        _ = try database.write { tx in
+            let user = try tx.upsertUser(externalID: awkward)
+            for (t, item) in [3, 4, 5].enumerated() { try tx.appendEvent(user: user, item: UInt32(item), timestamp: Int64(t)) }
+        }
+        let running = try start()
+        func items(_ json: [String: Any]) -> [String]? { (json["items"] as? [[String: Any]])?.compactMap { $0["item"] as? String } }
+
+        let escaped = try call(running, "GET", "/v1/users/a%20b%2F%C3%A9%25/recommendations?k=4").json
+        XCTAssertEqual(escaped["user"] as? String, awkward)
+        XCTAssertEqual(items(escaped), try database.recommend(user: awkward, k: 4).items.map(\.item))
+        XCTAssertEqual(try call(running, "GET", "/v1/users/a%20b%2F%C3%A9%25").json["id"] as? String, awkward)
+        assertProblem(try call(running, "GET", "/v1/users/%C3%28/recommendations"), 400, contains: "path parameter id is not a valid id")
+
+        var options = RecommendOptions(model: "seq", version: 1, excludeSeen: false)
+        options.filter.attributes = ["color": "red"]
+        let all = try call(running, "GET", "/v1/users/u5/recommendations?attribute=color=red&k=3&exclude_seen=false&version=1&model=seq").json
+        XCTAssertEqual(items(all), try database.recommend(user: "u5", k: 3, options: options).items.map(\.item))
+        XCTAssertEqual(items(all)?.count, 3)
+        XCTAssertEqual(all["version"] as? Int, 1)
+        XCTAssertEqual(items(try call(running, "GET", "/v1/users/u5/recommendations?k=2&k=5").json)?.count, 2)
+        XCTAssertEqual(items(try call(running, "GET", "/v1/users/u5/recommendations?k=%32").json)?.count, 2, "values are percent-decoded")
+        assertProblem(try call(running, "GET", "/v1/users/u5/recommendations?version=-1"), 400, contains: "version must be a version number")
+        assertProblem(try call(running, "GET", "/v1/users/u5/recommendations?attribute=color"), 400, contains: "attribute takes KEY=VALUE, got 'color'")
+        assertProblem(try call(running, "GET", "/v1/users/u5/recommendations?model=nope"), 404, contains: "nope")
+        assertProblem(try call(running, "GET", "/v1/users/u5?history=10001"), 400, contains: "history must be between 0 and 10000")
+        XCTAssertEqual((try call(running, "GET", "/v1/users/u5?history=2").json["history"] as? [Any])?.count, 2)
+        XCTAssertEqual(items(try call(running, "GET", "/v1/items/i4/similar?model=seq&k=2&attribute=color=red").json),
+                       try database.similarItems(to: "i4", k: 2, space: "seq@1", filter: SearchFilter(attributes: ["color": "red"])).map(\.item))
+    }
+
     func testWritesAreAllOrNothing() throws {
         let running = try start { $0.maxBodyBytes = 4096 }
         let before = try database.stats().interactions
