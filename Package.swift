@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(name: "EncoderBench", dependencies: ["Learn"], path: "Benchmarks/EncoderBench", exclude: ["st_peer.py"]),
         .executableTarget(
             name: "IndexBench", dependencies: ["Index", "IndexBenchDirect"], path: "Benchmarks/IndexBench",
-            exclude: ["faiss_python_peer.py", "README.md"]
+            exclude: ["faiss_python_peer.py", "hub_analysis.py", "README.md"]
         ),
         // The C++ peer that drives the same Faiss index without the wrapper, for the overhead comparison.
         .target(

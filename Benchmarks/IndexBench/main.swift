@@ -10,6 +10,14 @@
 // 3. Single-query HNSW queries/s through VectorIndex against the same Faiss index driven directly from C++
 //    (the IndexBenchDirect target) — and, with --python, from the faiss-cpu wheel — interleaved in one run.
 // Prints tables on stdout, progress on stderr, and one final line `JSON {...}`.
+//
+//   IndexBench --build-compare N [--rounds R] [--queries Q] [--vectors FILE.npy] [--metric ip] [--faiss-budget S]
+//              [--without-reduction-too]
+// only compares HNSW32 builds (issue #14): VectorIndex.add (HNSWBuild.h) against Faiss's IndexHNSWFlat::add on the
+// same N rows (generated clusters, or the first N rows of FILE.npy, e.g. a model's items exported by
+// `scale-bench DB --export-space SPACE FILE.npy`), alternated, with recall@10 of each graph against exact search.
+// --faiss-budget stops Faiss's build (added in calls of 20,000 rows) once S seconds have passed and says how many rows
+// it linked; --without-reduction-too adds our build without the MIPS→L2 reduction (inner product), bounded alike.
 import Foundation
 import Index
 import IndexBenchDirect
@@ -25,6 +33,14 @@ struct Options {
     var skipClustered = false
     /// Rows of the build comparison (0 = off): HNSW32 over ROWS × 64 through VectorIndex vs IndexHNSWFlat::add.
     var buildCompare = 0
+    /// Build-compare input: rows of a float32 .npy instead of generated clusters.
+    var vectorsPath: String?
+    /// Build-compare metric: inner product (`--metric ip`) instead of L2.
+    var innerProduct = false
+    /// Build-compare: bound Faiss's build (and the no-reduction build) to this many seconds (0 = unbounded).
+    var faissBudget = 0.0
+    /// Build-compare: also build through VectorIndex without the MIPS→L2 reduction (bounded like Faiss's).
+    var plainToo = false
     var python: String?
     var quiet = false
     var beautyPath = "../shared/emb/beauty_minilm.npy"
@@ -46,6 +62,10 @@ struct Options {
             case "--threads": threads = Int(value())!
             case "--skip-clustered": skipClustered = true
             case "--build-compare": buildCompare = Int(value())!
+            case "--vectors": vectorsPath = value()
+            case "--metric": innerProduct = value() == "ip"
+            case "--faiss-budget": faissBudget = Double(value())!
+            case "--without-reduction-too": plainToo = true
             case "--python": python = value()
             case "--quiet": quiet = true
             case "--beauty": beautyPath = value()
@@ -74,15 +94,36 @@ var report: [String: Any] = [:]
 // MARK: - 0. HNSW build at scale (issue #14): VectorIndex.add vs IndexHNSWFlat::add, alternated
 
 if options.buildCompare > 0 {
-    var generator = ClusteredData(ClusteredData.Parameters(dimension: 64))
-    let n = options.buildCompare, d = 64, k = 10, queryCount = options.queries
-    let efSearches: [Int32] = [16, 64]
-    progress("Build: generating \(n) × \(d) + \(queryCount) queries (\(generator.parameters))")
-    let vectors = generator.sample(n)
-    let queries = generator.sample(queryCount)
+    let k = 10, queryCount = options.queries
+    let efSearches: [Int32] = [16, 64, 128]
+    let metric: Metric = options.innerProduct ? .innerProduct : .l2
+    let d: Int, vectors: [Float], queries: [Float]
+    if let path = options.vectorsPath {
+        // Real vectors (e.g. a model's items, `scale-bench DB --export-space m@1 FILE.npy`): the first N rows are built;
+        // the queries are rows spread evenly over the whole file (under inner product an item is a fair stand-in
+        // for a user's query vector, which lives in the same space; `scale-bench --exact-db` measures real users).
+        let matrix = try NPYMatrix(contentsOf: URL(fileURLWithPath: path))
+        d = matrix.columns
+        let n = min(options.buildCompare, matrix.rows)
+        vectors = Array(matrix.values[0..<(n * d)])
+        var q: [Float] = []
+        for i in 0..<queryCount {
+            let r = (i * 7919 + 13) % matrix.rows
+            q += matrix.values[(r * d)..<((r + 1) * d)]
+        }
+        queries = q
+        progress("Build: \(n) × \(d) rows of \(path) + \(queryCount) query rows, \(metric.rawValue)")
+    } else {
+        var generator = ClusteredData(ClusteredData.Parameters(dimension: 64))
+        d = 64
+        progress("Build: generating \(options.buildCompare) × \(d) + \(queryCount) queries (\(generator.parameters)), \(metric.rawValue)")
+        vectors = generator.sample(options.buildCompare)
+        queries = generator.sample(queryCount)
+    }
+    let n = vectors.count / d
     let ids = (1...n).map(UInt32.init)
-    // Exact top-10 of every query (Flat, L2), the reference of both graphs' recall.
-    let exactIndex = try VectorIndex(factory: "Flat", dimension: d, metric: .l2)
+    // Exact top-10 of every query (Flat), the reference of every graph's recall.
+    let exactIndex = try VectorIndex(factory: "Flat", dimension: d, metric: metric)
     try exactIndex.add(ids: ids, vectors: vectors)
     let truth = try exactIndex.search(batch: queries, k: k)
     func recallOf(_ found: [[UInt32]]) -> Double {
@@ -93,16 +134,33 @@ if options.buildCompare > 0 {
         }
         return Double(hits) / Double(truth.count * k)
     }
-    var ours: [Double] = [], theirs: [Double] = []
-    var ourRecall: [Double] = [], theirRecall: [Double] = []
+    let budget = options.faissBudget
+    let chunk = budget > 0 ? 20_000 : 0
+    var ours: [Double] = [], theirs: [Double] = [], plain: [Double] = []
+    var ourRecall: [Double] = [], theirRecall: [Double] = [], plainRecall: [Double] = []
+    var theirRows: [Int] = [], plainRows: [Int] = []
     for round in 0..<options.rounds {
         let measureRecall = round == 0
-        func buildOurs() throws {
+        /// VectorIndex.add: one call (one HNSWBuild.h build inside the shim), or, with a budget, calls of `chunk`
+        /// rows until it is spent. Returns the rows linked.
+        func buildOurs(reduction: Bool, bounded: Bool, times: inout [Double], recalls: inout [Double]) throws -> Int {
+            VectorIndex.setHNSWMipsReduction(enabled: reduction)
+            defer { VectorIndex.setHNSWMipsReduction(enabled: true) }
             let start = seconds()
-            let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: .l2)
-            try index.add(ids: ids, vectors: vectors)  // one call: one HNSWBuild.h build inside the shim
-            ours.append(seconds() - start)
-            if measureRecall {
+            let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: metric)
+            var linked = 0
+            if bounded && chunk > 0 {
+                while linked < n && seconds() - start < budget {
+                    let end = min(n, linked + chunk)
+                    try index.add(ids: Array(ids[linked..<end]), vectors: Array(vectors[(linked * d)..<(end * d)]))
+                    linked = end
+                }
+            } else {
+                try index.add(ids: ids, vectors: vectors)
+                linked = n
+            }
+            times.append(seconds() - start)
+            if measureRecall && linked == n {
                 // Searched by the same graph search as the peer's graph (HNSWSearch.h), one query at a time.
                 VectorIndex.setThreadCount(1)
                 for ef in efSearches {
@@ -111,25 +169,29 @@ if options.buildCompare > 0 {
                             try index.search(Array(q[(i * d)..<((i + 1) * d)]), k: k, parameters: SearchParameters(efSearch: Int(ef))).map(\.id)
                         }
                     }
-                    ourRecall.append(recallOf(found))
+                    recalls.append(recallOf(found))
                 }
                 VectorIndex.setThreadCount(options.threads)
             }
+            return linked
         }
         func buildTheirs() {
             var labels = [Int64](repeating: -1, count: measureRecall ? efSearches.count * queryCount * k : 0)
+            var linked = 0
             let elapsed = vectors.withUnsafeBufferPointer { x in
                 queries.withUnsafeBufferPointer { q in
                     efSearches.withUnsafeBufferPointer { e in
                         labels.withUnsafeMutableBufferPointer { l in
-                            indexbench_direct_hnsw_build_search(x.baseAddress!, n, d, 32, q.baseAddress!, measureRecall ? queryCount : 0, k,
-                                                                e.baseAddress!, e.count, l.baseAddress)
+                            indexbench_direct_hnsw_build_bounded(x.baseAddress!, n, d, 32, metric == .innerProduct ? 1 : 0, budget, chunk,
+                                                                 &linked, q.baseAddress!, measureRecall ? queryCount : 0, k,
+                                                                 e.baseAddress!, e.count, l.baseAddress)
                         }
                     }
                 }
             }
             theirs.append(elapsed)
-            if measureRecall {
+            theirRows.append(linked)
+            if measureRecall && linked == n {
                 for e in 0..<efSearches.count {
                     let found = (0..<queryCount).map { q in
                         labels[((e * queryCount + q) * k)..<((e * queryCount + q + 1) * k)].filter { $0 >= 0 }.map { UInt32($0 + 1) }
@@ -139,21 +201,31 @@ if options.buildCompare > 0 {
             }
         }
         // Alternate which build goes first, so a drift in the machine's load does not favour one side.
-        if round % 2 == 0 {
-            try buildOurs()
-            buildTheirs()
-        } else {
-            buildTheirs()
-            try buildOurs()
+        var order: [Int] = options.plainToo ? [0, 1, 2] : [0, 1]
+        if round % 2 == 1 { order.reverse() }
+        for side in order {
+            switch side {
+            case 0: _ = try buildOurs(reduction: true, bounded: false, times: &ours, recalls: &ourRecall)
+            case 1: buildTheirs()
+            default: plainRows.append(try buildOurs(reduction: false, bounded: true, times: &plain, recalls: &plainRecall))
+            }
         }
-        progress("  round \(round + 1): VectorIndex \(fmt(ours.last!, 1)) s, IndexHNSWFlat::add \(fmt(theirs.last!, 1)) s")
+        progress("  round \(round + 1): VectorIndex \(fmt(ours.last!, 1)) s, IndexHNSWFlat::add \(fmt(theirs.last!, 1)) s (\(theirRows.last!) of \(n) rows)"
+                 + (options.plainToo ? ", VectorIndex without the MIPS reduction \(fmt(plain.last!, 1)) s (\(plainRows.last!) rows)" : ""))
     }
-    print("HNSW32 build over \(n) × \(d), \(indexbench_direct_omp_threads()) threads, \(options.rounds) alternated rounds (median): " +
-          "VectorIndex.add \(fmt(median(ours), 2)) s, Faiss IndexHNSWFlat::add \(fmt(median(theirs), 2)) s, " +
-          "Faiss / ours \(fmt(median(theirs) / median(ours), 2))×; rounds ours \(ours.map { fmt($0, 2) }), Faiss \(theirs.map { fmt($0, 2) })")
+    func rowsNote(_ rows: [Int]) -> String { rows.allSatisfy { $0 == n } ? "" : " (budget \(fmt(budget, 0)) s: rows linked \(rows))" }
+    print("HNSW32 build over \(n) × \(d) (\(metric.rawValue)), \(indexbench_direct_omp_threads()) threads, \(options.rounds) alternated rounds (median): " +
+          "VectorIndex.add \(fmt(median(ours), 2)) s, Faiss IndexHNSWFlat::add \(fmt(median(theirs), 2)) s\(rowsNote(theirRows)), " +
+          (theirRows.allSatisfy { $0 == n } ? "Faiss / ours \(fmt(median(theirs) / median(ours), 2))×"
+              : "ours \(fmt(Double(n) / median(ours), 0)) rows/s, Faiss \(fmt(Double(theirRows.sorted()[theirRows.count / 2]) / median(theirs), 0)) rows/s before its budget ran out") +
+          "; rounds ours \(ours.map { fmt($0, 2) }), Faiss \(theirs.map { fmt($0, 2) })")
+    if options.plainToo {
+        print("  VectorIndex.add without the MIPS→L2 reduction: \(fmt(median(plain), 2)) s\(rowsNote(plainRows)); rounds \(plain.map { fmt($0, 2) })")
+    }
     for (e, ef) in efSearches.enumerated() {
-        print("  recall@10 vs exact at efSearch \(ef) (\(queryCount) held-out queries, same graph search): " +
-              "ours \(fmt(ourRecall[e], 4)), Faiss-built \(fmt(theirRecall[e], 4))")
+        func value(_ recalls: [Double]) -> String { e < recalls.count ? fmt(recalls[e], 4) : "not measured (build not finished)" }
+        print("  recall@10 vs exact at efSearch \(ef) (\(queryCount) queries, same graph search): " +
+              "ours \(value(ourRecall)), Faiss-built \(value(theirRecall))" + (options.plainToo ? ", ours without the reduction \(value(plainRecall))" : ""))
     }
     exit(0)
 }

@@ -133,4 +133,39 @@ extern "C" double indexbench_direct_hnsw_build_search(const float* x, size_t n, 
     return elapsed;
 }
 
+extern "C" double indexbench_direct_hnsw_build_bounded(const float* x, size_t n, size_t d, int m, int inner_product,
+                                                       double budget_seconds, size_t chunk, size_t* rows_linked,
+                                                       const float* queries, size_t nq, size_t k, const int* ef_searches,
+                                                       size_t nef, int64_t* labels_out) {
+    // What index_factory("HNSW32", metric) builds: IndexHNSWFlat, efConstruction 40.
+    faiss::IndexHNSWFlat index(int(d), m, inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2);
+    auto start = std::chrono::steady_clock::now();
+    size_t added = 0;
+    if (chunk == 0) chunk = n;
+    // Successive IndexHNSWFlat::add calls: each links its rows into the graph of the earlier ones, as one call would
+    // (Faiss draws levels per call); the budget is checked between calls.
+    while (added < n && (budget_seconds <= 0 || seconds(start) < budget_seconds)) {
+        const size_t count = std::min(chunk, n - added);
+        index.add(idx_t(count), x + added * d);
+        added += count;
+    }
+    const double elapsed = seconds(start);
+    *rows_linked = added;
+    if (nq == 0 || added < n) return elapsed;
+    std::vector<float> distances(k);
+    faiss::VisitedTable visited(int(index.ntotal));
+    auto* storage = dynamic_cast<faiss::IndexFlat*>(index.storage);
+    faiss::HNSW::MinimaxHeap* candidates = nullptr;
+    for (size_t e = 0; e < nef; e++) {
+        for (size_t q = 0; q < nq; q++) {
+            cfaiss::FlatRowsDistance distance(storage->get_xb(), d, inner_product != 0);
+            distance.set_query(queries + q * d);
+            cfaiss::searchHNSWGraph(index.hnsw, distance, int(k), ef_searches[e], index.hnsw.check_relative_distance,
+                                    nullptr, distances.data(), labels_out + (e * nq + q) * k, visited, candidates);
+        }
+    }
+    delete candidates;
+    return elapsed;
+}
+
 extern "C" int indexbench_direct_omp_threads(void) { return omp_get_max_threads(); }

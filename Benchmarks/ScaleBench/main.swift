@@ -10,6 +10,35 @@ import RecDB
 // With --exact-db DB2 (a copy of DB whose model item space has an exact `Flat` index: `rdbctl index build
 // --type Flat`): the same users are served from both, alternating blocks of 100 requests, and the report adds
 // DB2's p50/p99 and recall@10 of DB's lists against DB2's (exact, seen items excluded in both).
+//
+// scale-bench DB --export-space SPACE FILE.npy: writes the space's vectors (entity-id order) as a float32 .npy, the
+// input of `IndexBench --build-compare N --vectors FILE.npy --metric ip` (HNSW builds on a model's real item vectors).
+func exportSpace(_ db: Database, space: String, to path: String) throws {
+    let (rows, d, values) = try db.read { tx -> (Int, Int, [Float]) in
+        guard let info = try tx.spaces().first(where: { $0.name == space }) else { throw RecDBError.unknownSpace(space) }
+        var values: [Float] = []
+        values.reserveCapacity(info.count * info.dimension)
+        var rows = 0
+        try tx.forEachVector(space: space) { _, view in
+            let start = values.count
+            values.append(contentsOf: repeatElement(0, count: view.count))
+            values.withUnsafeMutableBufferPointer { view.copy(into: UnsafeMutableBufferPointer(rebasing: $0[start...])) }
+            rows += 1
+            return true
+        }
+        return (rows, info.dimension, values)
+    }
+    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows), \(d)), }"
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    var data = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0])
+    data.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+    data.append(contentsOf: Array(header.utf8))
+    values.withUnsafeBytes { data.append(contentsOf: $0) }
+    try data.write(to: URL(fileURLWithPath: path))
+    print("exported \(rows) × \(d) vectors of '\(space)' to \(path)")
+}
+
 func run() {
     Database.configureProcess()
     var args = Array(CommandLine.arguments.dropFirst())
@@ -32,12 +61,18 @@ func run() {
         recommendModel = args[i + 1]
         args.removeSubrange(i...(i + 1))
     }
+    var exportRequest: (String, String)?
+    if let i = args.firstIndex(of: "--export-space"), i + 2 < args.count {
+        exportRequest = (args[i + 1], args[i + 2])
+        args.removeSubrange(i...(i + 2))
+    }
     guard let path = args.first else {
         FileHandle.standardError.write(Data("usage: scale-bench DB [--samples N] [--seed S] [--last N]\n".utf8))
         exit(2)
     }
     do {
         let db = try Database(path: path, options: .init(readOnly: true, create: false))
+        if let (space, file) = exportRequest { return try exportSpace(db, space: space, to: file) }
         let (users, events) = try db.read { (try $0.userCount(), try $0.eventCount()) }
         guard users > 0 else { throw RecDBError.invalidArgument("the database has no users") }
         var state = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15

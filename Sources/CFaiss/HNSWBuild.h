@@ -18,7 +18,9 @@
 // without keeping pruned connections, a bucket of at most 100 nodes inserted serially). Stated differences:
 //   * each lower level's search starts from the closest node found on the level above (as hnswlib does); Faiss
 //     1.7.3 restarts every level from the node the greedy descent reached above the new node's top level;
-//   * a link already present is not added twice (Faiss may duplicate one when two insertions meet).
+//   * a link already present is not added twice (Faiss may duplicate one when two insertions meet);
+//   * under inner product the rows are linked through the MIPS→L2 reduction (MipsAugmentation below), not under
+//     inner product itself, where a model's few longest item vectors become hubs (issue #14).
 // With one thread the graph is a deterministic function of the rows and the index's prior state. With several
 // threads, as with Faiss, it depends on the interleaving (neighbour lists are read while other threads extend them).
 // Distances differ from Faiss's in the last float bits (summation order), so even a one-thread graph is not
@@ -36,6 +38,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -47,14 +50,64 @@
 
 namespace cfaiss {
 
+/// The extra coordinate per stored row of the MIPS→L2 reduction (Bachrach et al., 2014): row x becomes
+/// (x, sqrt(M² − ‖x‖²)) with M the largest norm, so every augmented row has norm M, and a query q becomes (q, 0), so
+/// ‖(q, 0) − (x, e)‖² = ‖q‖² + M² − 2 q·x ranks rows exactly as the inner product does.
+///
+/// Why: built under inner product itself, an HNSW graph is dominated by the few rows of largest norm (a trained
+/// model's popular items): they score highest against nearly every row, so the selection heuristic keeps them and
+/// prunes almost everything else; every insertion then links to the same few "hub" rows, whose full lists are
+/// re-pruned under their locks on every insertion (the insertions serialise there), while the other rows keep
+/// one or two links. The augmented rows lie on a sphere, where the heuristic behaves as on any L2 data.
+///
+/// Only the construction uses the augmentation. Searches keep scoring q·x on the stored rows: for one query that
+/// orders every candidate as the augmented L2 distance does (a constant minus twice q·x), so the graph walk is the
+/// same as the one in the augmented space, and the stored index stays a plain inner-product IndexHNSWFlat.
+/// Rows are append-only between compactions, so the coordinates are kept across adds and only a longer new row
+/// (a larger M) recomputes them all; rows linked earlier keep the links found under the smaller M.
+struct MipsAugmentation {
+    std::vector<float> extra;   // sqrt(M² − ‖x_i‖²) for rows [0, extra.size())
+    double maxNormSquared = 0;  // M²
+
+    /// Brings `extra` up to the first `ntotal` rows. False (and `extra` emptied) when a squared norm is not finite:
+    /// those rows are then linked under plain inner product.
+    bool update(const float* rows, size_t dimension, size_t ntotal) {
+        if (extra.size() > ntotal) extra.clear();
+        auto normSquared = [&](size_t i) {
+            const float* x = rows + i * dimension;
+            double sum = 0;
+            for (size_t j = 0; j < dimension; j++) sum += double(x[j]) * double(x[j]);
+            return sum;
+        };
+        double maximum = extra.empty() ? 0 : maxNormSquared;
+        for (size_t i = extra.size(); i < ntotal; i++) {
+            const double n = normSquared(i);
+            if (!std::isfinite(n)) {
+                extra.clear();
+                maxNormSquared = 0;
+                return false;
+            }
+            maximum = std::max(maximum, n);
+        }
+        const size_t from = maximum > maxNormSquared || extra.empty() ? 0 : extra.size();
+        maxNormSquared = maximum;
+        extra.resize(ntotal);
+        for (size_t i = from; i < ntotal; i++) extra[i] = float(std::sqrt(std::max(0.0, maximum - normSquared(i))));
+        return true;
+    }
+};
+
 class HNSWBuilder {
 public:
     using storage_idx_t = faiss::HNSW::storage_idx_t;
 
     /// `rows`: all ntotal rows of the storage (the new ones included), `dimension` floats each.
-    HNSWBuilder(faiss::HNSW& hnsw, const float* rows, size_t dimension, bool innerProduct)
-            : hnsw(hnsw), rows(rows), dimension(dimension), innerProduct(innerProduct),
-              kernel(innerProduct ? innerProductKernel() : squaredL2Kernel()) {}
+    /// `mipsExtra` (inner product only, may be NULL): one extra coordinate per stored row, sqrt(M² − ‖x‖²) with
+    /// M ≥ every row's norm (see mipsExtraCoordinates). With it the graph is built over the augmented rows under
+    /// L2 — the MIPS→L2 reduction of Bachrach et al. (2014) — instead of over the raw rows under inner product.
+    HNSWBuilder(faiss::HNSW& hnsw, const float* rows, size_t dimension, bool innerProduct, const float* mipsExtra = nullptr)
+            : hnsw(hnsw), rows(rows), dimension(dimension), innerProduct(innerProduct && !mipsExtra), extra(mipsExtra),
+              kernel(innerProduct && !mipsExtra ? innerProductKernel() : squaredL2Kernel()) {}
 
     /// Links rows n0 ..< n0 + n into the graph (rows before n0 are already linked). With `presetLevels`,
     /// hnsw.levels already holds their levels (as IndexHNSW::add allows); otherwise they are drawn here.
@@ -97,7 +150,8 @@ private:
     faiss::HNSW& hnsw;
     const float* rows;
     size_t dimension;
-    bool innerProduct;
+    bool innerProduct;        // distances are negated inner products (inner product without mipsExtra, cosine)
+    const float* extra;       // MIPS→L2 extra coordinates, or NULL
     DistanceKernel kernel;
     std::vector<int> cum;
     std::unique_ptr<std::mutex[]> stripes;
@@ -144,8 +198,16 @@ private:
 
     const float* row(storage_idx_t i) const { return rows + size_t(i) * dimension; }
 
-    float distance(const float* query, storage_idx_t i) const {
-        const float v = kernel(query, row(i), dimension);
+    /// The construction distance between two stored rows (every query of a build is a stored row: the one being
+    /// inserted). With mipsExtra: the squared L2 distance of the augmented rows, ‖a − b‖² + (e_a − e_b)². Written
+    /// that way rather than as 2M² − 2(a·b + e_a·e_b): when one long row sets M, the e's of all other rows are
+    /// close to M and the second form would cancel away the float bits that rank them.
+    float distance(storage_idx_t a, storage_idx_t b) const {
+        const float v = kernel(row(a), row(b), dimension);
+        if (extra) {
+            const float gap = extra[size_t(a)] - extra[size_t(b)];
+            return v + gap * gap;
+        }
         return innerProduct ? -v : v;
     }
 
@@ -153,6 +215,7 @@ private:
         const char* p = reinterpret_cast<const char*>(row(i));
         const size_t bytes = dimension * sizeof(float);
         for (size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset, 0, 3);
+        if (extra) __builtin_prefetch(extra + size_t(i), 0, 3);
     }
 
     storage_idx_t* slots(storage_idx_t node, int level, size_t& count) {
@@ -211,7 +274,7 @@ private:
     }
 
     /// Faiss's greedy_update_nearest: move to a closer neighbour on `level` until none is closer.
-    void greedy(const float* query, int level, storage_idx_t& nearest, float& nearestDistance) {
+    void greedy(storage_idx_t query, int level, storage_idx_t& nearest, float& nearestDistance) {
         for (;;) {
             const storage_idx_t previous = nearest;
             size_t count;
@@ -231,7 +294,7 @@ private:
 
     /// Faiss's search_neighbors_to_add: best-first search of `level` from `entry`, keeping the efConstruction
     /// closest in scratch.results (a max-heap).
-    void searchLevel(const float* query, storage_idx_t self, storage_idx_t entry, float entryDistance, int level, Scratch& s) {
+    void searchLevel(storage_idx_t self, storage_idx_t entry, float entryDistance, int level, Scratch& s) {
         const size_t ef = size_t(std::max(1, hnsw.efConstruction));
         auto nearer = [](const std::pair<float, storage_idx_t>& a, const std::pair<float, storage_idx_t>& b) { return a.first > b.first; };
         auto farther = [](const std::pair<float, storage_idx_t>& a, const std::pair<float, storage_idx_t>& b) { return a.first < b.first; };
@@ -259,7 +322,7 @@ private:
                 s.fresh.push_back(v);
             }
             for (storage_idx_t v : s.fresh) {
-                const float d = distance(query, v);
+                const float d = distance(self, v);
                 if (s.results.size() < ef || d < s.results.front().first) {
                     s.results.emplace_back(d, v);
                     std::push_heap(s.results.begin(), s.results.end(), farther);
@@ -281,10 +344,9 @@ private:
                          std::vector<std::pair<float, storage_idx_t>>& out) {
         out.clear();
         for (const auto& candidate : pool) {
-            const float* x = row(candidate.second);
             bool keep = true;
             for (const auto& kept : out) {
-                if (distance(x, kept.second) < candidate.first) {
+                if (distance(candidate.second, kept.second) < candidate.first) {
                     keep = false;
                     break;
                 }
@@ -311,11 +373,10 @@ private:
             store(list + used, dest);
             return;
         }
-        const float* base = row(src);
         for (size_t i = 0; i < count; i++) prefetchRow(list[i]);
         s.pool.clear();
-        s.pool.emplace_back(distance(base, dest), dest);
-        for (size_t i = 0; i < count; i++) s.pool.emplace_back(distance(base, list[i]), list[i]);
+        s.pool.emplace_back(distance(src, dest), dest);
+        for (size_t i = 0; i < count; i++) s.pool.emplace_back(distance(src, list[i]), list[i]);
         std::sort(s.pool.begin(), s.pool.end());
         selectHeuristic(s.pool, count, s.linkKept);
         size_t i = 0;
@@ -337,11 +398,10 @@ private:
                 return;
             }
         }
-        const float* query = row(node);
-        float nearestDistance = distance(query, nearest);
-        for (; level > nodeLevel; level--) greedy(query, level, nearest, nearestDistance);
+        float nearestDistance = distance(node, nearest);
+        for (; level > nodeLevel; level--) greedy(node, level, nearest, nearestDistance);
         for (; level >= 0; level--) {
-            searchLevel(query, node, nearest, nearestDistance, level, s);
+            searchLevel(node, nearest, nearestDistance, level, s);
             std::sort(s.results.begin(), s.results.end());
             // The next level down starts from the closest node found here.
             nearest = s.results.front().second;

@@ -12,7 +12,9 @@
 //   VisitedTable and the AVX2/FMA kernels of FlatDistance.h (chosen at run time). Scores may differ from
 //   Faiss's own in the last float bits (different summation order); neighbours are the same walk.
 // * HNSW<M>,Flat adds skip IndexHNSW::add for the same reasons (scalar distances) and link the rows with
-//   HNSWBuild.h, on omp_get_max_threads() std::threads, into Faiss's own graph structures.
+//   HNSWBuild.h, on omp_get_max_threads() std::threads, into Faiss's own graph structures. Under inner product
+//   the build links the MIPS→L2-augmented rows (HNSWBuild.h, MipsAugmentation); searches and the stored format
+//   are those of a plain inner-product IndexHNSWFlat.
 
 #include "cfaiss.h"
 #include "FlatDistance.h"
@@ -206,6 +208,9 @@ constexpr uint32_t kFormatVersion = 1;
 /// See cfaiss_set_quantized_scan.
 std::atomic<bool> quantizedScanEnabled{true};
 
+/// See cfaiss_set_hnsw_mips_reduction.
+std::atomic<bool> mipsReductionEnabled{true};
+
 /// Allow-lists up to this size are scored exactly instead of filtering a graph/IVF search (see cfaiss.h).
 constexpr size_t kExactAllowListLimit = CFAISS_EXACT_ALLOW_LIST_LIMIT;
 
@@ -235,6 +240,10 @@ struct cfaiss_index {
 
     // int8 copy of the rows of a plain flat similarity index, for exact scans (see CompactRowScan.h).
     cfaiss::CompactRows compactRows;
+
+    // HNSW<M>,Flat under inner product: the MIPS→L2 coordinates its build links with (see HNSWBuild.h). Not
+    // serialized: recomputed from the stored rows by the first add after a load.
+    cfaiss::MipsAugmentation mips;
 
     bool isPlainFlatSimilarity() const { return flat && core == index.get() && !hnsw && isSimilarity(); }
 
@@ -270,6 +279,7 @@ struct cfaiss_index {
         }
         deletesPhysically = ivf != nullptr;
         compactRows.reset(size_t(dimension));
+        mips = cfaiss::MipsAugmentation();
     }
 
     bool isSimilarity() const { return metric != CFAISS_METRIC_L2; }
@@ -315,7 +325,13 @@ void addRows(cfaiss_index* h, size_t n, const float* x) {
     const bool presetLevels = index.hnsw.levels.size() == n0 + n;
     index.storage->add(idx_t(n), x);
     index.ntotal = index.storage->ntotal;
-    cfaiss::HNSWBuilder builder(index.hnsw, h->flat->get_xb(), size_t(h->dimension), h->isSimilarity());
+    // Inner product links the augmented rows under L2 (see MipsAugmentation); cosine rows all have norm 1, where
+    // the augmentation would add nothing.
+    const float* extra = nullptr;
+    if (h->metric == CFAISS_METRIC_INNER_PRODUCT && mipsReductionEnabled.load(std::memory_order_relaxed) &&
+        h->mips.update(h->flat->get_xb(), size_t(h->dimension), size_t(index.ntotal)))
+        extra = h->mips.extra.data();
+    cfaiss::HNSWBuilder builder(index.hnsw, h->flat->get_xb(), size_t(h->dimension), h->isSimilarity(), extra);
     builder.add(n0, n, std::max(1, omp_get_max_threads()), presetLevels);
 }
 
@@ -1008,6 +1024,8 @@ int cfaiss_index_deserialize(const uint8_t* data, size_t size, cfaiss_index_t** 
 void cfaiss_free(void* pointer) { std::free(pointer); }
 
 void cfaiss_set_quantized_scan(int enabled) { quantizedScanEnabled.store(enabled != 0, std::memory_order_relaxed); }
+
+void cfaiss_set_hnsw_mips_reduction(int enabled) { mipsReductionEnabled.store(enabled != 0, std::memory_order_relaxed); }
 
 void cfaiss_set_thread_count(int threads) {
     if (threads > 0) omp_set_num_threads(threads);

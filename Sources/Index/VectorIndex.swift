@@ -307,6 +307,15 @@ public final class VectorIndex: @unchecked Sendable {
     public static func setQuantizedScan(enabled: Bool) {
         cfaiss_set_quantized_scan(enabled ? 1 : 0)
     }
+
+    /// Turns the MIPS→L2 reduction of inner-product `HNSW<M>` builds on (the default) or off for the whole process.
+    /// With it the graph links the rows augmented to a common norm under L2 (a trained model's few long item vectors
+    /// no longer become hubs that every insertion links to and waits on); without it the raw rows are linked under
+    /// inner product, as Faiss does. Searches and the stored format are the same either way; benchmarks switch it
+    /// off to measure what it buys.
+    public static func setHNSWMipsReduction(enabled: Bool) {
+        cfaiss_set_hnsw_mips_reduction(enabled ? 1 : 0)
+    }
 }
 
 extension Metric {

@@ -41,6 +41,14 @@ double indexbench_direct_hnsw_build(const float* x, size_t n, size_t d, int m);
 double indexbench_direct_hnsw_build_search(const float* x, size_t n, size_t d, int m, const float* queries, size_t nq,
                                            size_t k, const int* ef_searches, size_t nef, int64_t* labels_out);
 
+/* IndexHNSWFlat(d, m) under L2 or inner product, built by IndexHNSWFlat::add calls of `chunk` rows (0: one call) until
+ * all n rows are linked or `budget_seconds` (> 0) have passed between calls; *rows_linked says how many were. When
+ * all were, the nq queries are searched as in indexbench_direct_hnsw_build_search. Returns the seconds of the adds. */
+double indexbench_direct_hnsw_build_bounded(const float* x, size_t n, size_t d, int m, int inner_product,
+                                            double budget_seconds, size_t chunk, size_t* rows_linked,
+                                            const float* queries, size_t nq, size_t k, const int* ef_searches,
+                                            size_t nef, int64_t* labels_out);
+
 /* omp_get_max_threads() as Faiss sees it (the threads IndexHNSW::add may use). */
 int indexbench_direct_omp_threads(void);
 

@@ -141,6 +141,11 @@ void cfaiss_set_thread_count(int threads);
 /// scan the float rows (BLAS), with the same results: for measuring what the copy buys, not for production.
 void cfaiss_set_quantized_scan(int enabled);
 
+/// Process-wide switch for the MIPS→L2 reduction of inner-product HNSW<M>,Flat builds (on by default; see
+/// HNSWBuild.h). Off links the raw rows under inner product, as Faiss does: for measuring what the reduction buys,
+/// not for production. Searches and the stored format are the same either way.
+void cfaiss_set_hnsw_mips_reduction(int enabled);
+
 #ifdef __cplusplus
 }
 #endif
