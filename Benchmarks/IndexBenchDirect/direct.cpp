@@ -108,6 +108,25 @@ extern "C" double indexbench_direct_hnsw_build(const float* x, size_t n, size_t 
     return indexbench_direct_hnsw_build_search(x, n, d, m, nullptr, 0, 0, nullptr, 0, nullptr);
 }
 
+// The graph search the shim runs (HNSWSearch.h) over a Faiss-built graph, so recall differences are the graphs' alone:
+// the top k of every query at every efSearch, into labels_out[(e * nq + q) * k ...].
+static void searchGraph(faiss::IndexHNSWFlat& index, bool inner_product, const float* queries, size_t nq, size_t k,
+                        const int* ef_searches, size_t nef, int64_t* labels_out) {
+    std::vector<float> distances(k);
+    faiss::VisitedTable visited(int(index.ntotal));
+    auto* storage = dynamic_cast<faiss::IndexFlat*>(index.storage);
+    faiss::HNSW::MinimaxHeap* candidates = nullptr;
+    for (size_t e = 0; e < nef; e++) {
+        for (size_t q = 0; q < nq; q++) {
+            cfaiss::FlatRowsDistance distance(storage->get_xb(), size_t(index.d), inner_product);
+            distance.set_query(queries + q * size_t(index.d));
+            cfaiss::searchHNSWGraph(index.hnsw, distance, int(k), ef_searches[e], index.hnsw.check_relative_distance,
+                                    nullptr, distances.data(), labels_out + (e * nq + q) * k, visited, candidates);
+        }
+    }
+    delete candidates;
+}
+
 extern "C" double indexbench_direct_hnsw_build_search(const float* x, size_t n, size_t d, int m, const float* queries,
                                                       size_t nq, size_t k, const int* ef_searches, size_t nef,
                                                       int64_t* labels_out) {
@@ -116,20 +135,7 @@ extern "C" double indexbench_direct_hnsw_build_search(const float* x, size_t n, 
     index.add(idx_t(n), x);
     const double elapsed = seconds(start);
     if (nq == 0) return elapsed;
-    // The graph search the shim runs (HNSWSearch.h), so recall differences are the graphs' alone.
-    std::vector<float> distances(k);
-    faiss::VisitedTable visited(int(index.ntotal));
-    auto* storage = dynamic_cast<faiss::IndexFlat*>(index.storage);
-    faiss::HNSW::MinimaxHeap* candidates = nullptr;
-    for (size_t e = 0; e < nef; e++) {
-        for (size_t q = 0; q < nq; q++) {
-            cfaiss::FlatRowsDistance distance(storage->get_xb(), d, false);
-            distance.set_query(queries + q * d);
-            cfaiss::searchHNSWGraph(index.hnsw, distance, int(k), ef_searches[e], index.hnsw.check_relative_distance,
-                                    nullptr, distances.data(), labels_out + (e * nq + q) * k, visited, candidates);
-        }
-    }
-    delete candidates;
+    searchGraph(index, false, queries, nq, k, ef_searches, nef, labels_out);
     return elapsed;
 }
 
@@ -152,19 +158,7 @@ extern "C" double indexbench_direct_hnsw_build_bounded(const float* x, size_t n,
     const double elapsed = seconds(start);
     *rows_linked = added;
     if (nq == 0 || added < n) return elapsed;
-    std::vector<float> distances(k);
-    faiss::VisitedTable visited(int(index.ntotal));
-    auto* storage = dynamic_cast<faiss::IndexFlat*>(index.storage);
-    faiss::HNSW::MinimaxHeap* candidates = nullptr;
-    for (size_t e = 0; e < nef; e++) {
-        for (size_t q = 0; q < nq; q++) {
-            cfaiss::FlatRowsDistance distance(storage->get_xb(), d, inner_product != 0);
-            distance.set_query(queries + q * d);
-            cfaiss::searchHNSWGraph(index.hnsw, distance, int(k), ef_searches[e], index.hnsw.check_relative_distance,
-                                    nullptr, distances.data(), labels_out + (e * nq + q) * k, visited, candidates);
-        }
-    }
-    delete candidates;
+    searchGraph(index, inner_product != 0, queries, nq, k, ef_searches, nef, labels_out);
     return elapsed;
 }
 
