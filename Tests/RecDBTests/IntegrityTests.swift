@@ -59,6 +59,33 @@ final class IntegrityTests: DatabaseTestCase {
         XCTAssertEqual(try makeDatabase("empty").stats().items, 0)
     }
 
+    /// The external-id tables' values carry no checksum: a value that is not a 4-byte id (or holds id 0) is damage
+    /// named by table and id — for a lookup, for recommend and for an import that meets it — never id 0 used as an id.
+    func testADamagedExternalIDEntryIsAnErrorNotIDZero() throws {
+        let db = try makeDatabase()
+        try db.write { tx in
+            try tx.upsertItem(ItemInput(externalID: "a", title: "A"))
+            _ = try tx.upsertUser(externalID: "u")
+        }
+        for (table, external, value) in [(Table.itemIDs, "a", [UInt8]([0, 1])), (.userIDs, "u", [0, 0, 0, 0])] {
+            try db.write { tx in try tx.raw.put(table, key: Array(external.utf8), value: value) }
+            let lookup: () throws -> UInt32? = table == .itemIDs ? { try db.read { try $0.itemID(for: external) } }
+                                                                 : { try db.read { try $0.userID(for: external) } }
+            XCTAssertThrowsError(try lookup()) { error in
+                guard case let RecDBError.damaged(t, key, detail) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(t, table.rawValue)
+                XCTAssertEqual(key, external)
+                XCTAssertTrue(detail.contains("\(value.count) bytes"), detail)
+            }
+        }
+        let before = try fingerprint(db)
+        let file = try writeFile("e.csv", "user,item,timestamp\nu,a,5\n")
+        XCTAssertThrowsError(try db.importInteractions(from: file)) { error in
+            XCTAssertTrue("\(error)".contains("_ids"), "\(error)")
+        }
+        XCTAssertEqual(try fingerprint(db), before)
+    }
+
     func testAFileThatIsNotLMDBIsRefusedWithoutTouchingIt() throws {
         let dir = path("x")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -113,7 +113,7 @@ func validateExternalID(_ id: String, kind: String) throws {
 extension ReadTransaction {
     /// Internal id of the item with external id `externalID`, or nil.
     public func itemID(for externalID: String) throws -> UInt32? {
-        try raw.withValue(.itemIDs, key: Array(externalID.utf8)) { Keys.readU32($0) }
+        try raw.withValue(.itemIDs, key: Array(externalID.utf8)) { try Keys.storedID($0, table: .itemIDs, externalID: externalID) }
     }
 
     public func item(id: UInt32) throws -> Item? {

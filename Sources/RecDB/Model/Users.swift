@@ -35,7 +35,7 @@ enum UserRecord {
 
 extension ReadTransaction {
     public func userID(for externalID: String) throws -> UInt32? {
-        try raw.withValue(.userIDs, key: Array(externalID.utf8)) { Keys.readU32($0) }
+        try raw.withValue(.userIDs, key: Array(externalID.utf8)) { try Keys.storedID($0, table: .userIDs, externalID: externalID) }
     }
 
     public func user(id: UInt32) throws -> User? {

@@ -72,6 +72,17 @@ struct ByteReader {
 
 /// Fixed-size keys built on the stack.
 enum Keys {
+    /// The id an external-id table (`user_ids`, `item_ids`) stores for `externalID`: exactly 4 bytes, never 0.
+    /// These values carry no checksum, so anything else is damage, reported as such — never id 0 used as an id.
+    static func storedID(_ raw: UnsafeRawBufferPointer, table: Table, externalID: String) throws -> UInt32 {
+        let id = raw.count == 4 ? readU32(raw) : 0
+        guard id != 0 else {
+            throw RecDBError.damaged(table: table.rawValue, key: String(externalID.prefix(60)),
+                                     detail: "an id entry of \(raw.count) bytes\(raw.count == 4 ? " holding id 0" : "") (a stored id is 4 bytes, never 0)")
+        }
+        return id
+    }
+
     static func u32(_ v: UInt32) -> [UInt8] { var w = ByteWriter(capacity: 4); w.beU32(v); return w.bytes }
     static func u64(_ v: UInt64) -> [UInt8] { var w = ByteWriter(capacity: 8); w.beU64(v); return w.bytes }
     static func pair(_ a: UInt32, _ b: UInt32) -> [UInt8] { var w = ByteWriter(capacity: 8); w.beU32(a); w.beU32(b); return w.bytes }
