@@ -28,34 +28,45 @@ final class SampledSoftmaxTests: XCTestCase {
     }
 
     func testGradientsAgainstFiniteDifferences() {
-        let rows = 9, d = 5, items = 30
-        var h = randomFloats(rows * d, seed: 21, scale: 2), e = randomFloats(items * d, seed: 22, scale: 2)
-        // Repeated targets (in-batch draws hit them) and a small catalogue (uniform draws hit positives).
-        let targets: [Int32] = [1, 7, 7, 30, 12, 3, 7, 22, 1]
-        let loss = SampledSoftmaxCrossEntropy(negatives: 14, chunkRows: 2)  // several chunks per part
-        var dh = [Float](repeating: 0, count: rows * d), de = [Float](repeating: 0, count: items * d)
-        var rng = Xoshiro256(seed: 3)
-        let sum = loss.run(hidden: h, rows: rows, width: d, catalogue: e, items: items, targets: targets,
-                           gradScale: 1 / Float(rows), hiddenGrad: &dh, catalogueGrad: &de, rng: &rng)
-        let hits = (0..<rows).filter { r in loss.candidates.contains(targets[r]) }.count
-        XCTAssertGreaterThan(hits, 0, "the test must exercise accidental hits")
-        XCTAssertLessThan(loss.candidates.count, items, "and a true sample, not the whole catalogue")
-        XCTAssertEqual(Set(loss.candidates).count, loss.candidates.count, "candidates are distinct")
-        XCTAssertEqual(sum / Double(rows), direct(loss, h: h, e: e, targets: targets, d: d), accuracy: 1e-4)
-        let f = { self.direct(loss, h: h, e: e, targets: targets, d: d) }
-        checkGradient("sampled.hidden", values: &h, indices: Array(0..<h.count), analytic: dh, eps: 1e-2, loss: f)
-        checkGradient("sampled.catalogue", values: &e, indices: Array(0..<e.count), analytic: de, eps: 1e-2, loss: f)
-        // Rows never drawn and never a positive get no gradient (the scatter is sparse).
-        let touched = Set(loss.candidates).union(targets)
-        for j in 1...items where !touched.contains(Int32(j)) {
-            XCTAssertEqual(Array(de[(j - 1) * d ..< j * d]), [Float](repeating: 0, count: d), "item \(j)")
+        // Both corrections: the batch's own counts (default) and global target shares (the logQ terms
+        // are constants of the draw, so the gradient must match finite differences either way).
+        // And with the positive left uncorrected (log π_t = 0 for the positive only).
+        let shares = (0...30).map { $0 == 0 ? 0 : Double(31 - $0) / 465 }
+        for (frequency, correctsPositive) in [(nil, true), (shares, true), (nil, false), (shares, false)] as [([Double]?, Bool)] {
+            let rows = 9, d = 5, items = 30
+            var h = randomFloats(rows * d, seed: 21, scale: 2), e = randomFloats(items * d, seed: 22, scale: 2)
+            // Repeated targets (in-batch draws hit them) and a small catalogue (uniform draws hit positives).
+            let targets: [Int32] = [1, 7, 7, 30, 12, 3, 7, 22, 1]
+            let loss = SampledSoftmaxCrossEntropy(negatives: 14, chunkRows: 2, targetFrequency: frequency,
+                                                  correctsPositive: correctsPositive)  // several chunks per part
+            var dh = [Float](repeating: 0, count: rows * d), de = [Float](repeating: 0, count: items * d)
+            var rng = Xoshiro256(seed: 3)
+            let sum = loss.run(hidden: h, rows: rows, width: d, catalogue: e, items: items, targets: targets,
+                               gradScale: 1 / Float(rows), hiddenGrad: &dh, catalogueGrad: &de, rng: &rng)
+            let hits = (0..<rows).filter { r in loss.candidates.contains(targets[r]) }.count
+            XCTAssertGreaterThan(hits, 0, "the test must exercise accidental hits")
+            XCTAssertLessThan(loss.candidates.count, items, "and a true sample, not the whole catalogue")
+            XCTAssertEqual(Set(loss.candidates).count, loss.candidates.count, "candidates are distinct")
+            // π < 1 for every item here (N = 14 draws over 30 items), so a corrected positive has log π < 0.
+            XCTAssertEqual(loss.positiveLogQ.map { $0 < 0 }, [Bool](repeating: correctsPositive, count: rows))
+            if !correctsPositive { XCTAssertEqual(loss.positiveLogQ, [Float](repeating: 0, count: rows)) }
+            XCTAssertEqual(sum / Double(rows), direct(loss, h: h, e: e, targets: targets, d: d), accuracy: 1e-4)
+            let f = { self.direct(loss, h: h, e: e, targets: targets, d: d) }
+            checkGradient("sampled.hidden", values: &h, indices: Array(0..<h.count), analytic: dh, eps: 1e-2, loss: f)
+            checkGradient("sampled.catalogue", values: &e, indices: Array(0..<e.count), analytic: de, eps: 1e-2, loss: f)
+            // Rows never drawn and never a positive get no gradient (the scatter is sparse).
+            let touched = Set(loss.candidates).union(targets)
+            for j in 1...items where !touched.contains(Int32(j)) {
+                XCTAssertEqual(Array(de[(j - 1) * d ..< j * d]), [Float](repeating: 0, count: d), "item \(j)")
+            }
         }
     }
 
     func testInclusionProbabilitiesAgainstHandValues() {
-        // rows 4, items 8, N = 4 with half in-batch: f = 0.5, q_j = 0.5·c_j/4 + 0.5/8.
+        // rows 4, items 8, N = 4 with half in-batch: f = 0.5, q_j = 0.5·c_j/4 + 0.5/8 (positives corrected
+        // too here, so their log π is visible).
         let targets: [Int32] = [2, 2, 5, 8]
-        let loss = SampledSoftmaxCrossEntropy(negatives: 4)
+        let loss = SampledSoftmaxCrossEntropy(negatives: 4, correctsPositive: true)
         var rng = Xoshiro256(seed: 11)
         loss.draw(targets: targets, rows: 4, items: 8, rng: &rng)
         func pi(_ q: Double) -> Double { 1 - pow(1 - q, 4) }
@@ -75,6 +86,59 @@ final class SampledSoftmaxTests: XCTestCase {
         var same = Xoshiro256(seed: 11)
         loss.draw(targets: targets, rows: 4, items: 8, rng: &same)
         XCTAssertEqual(loss.candidates, first)
+    }
+
+    func testGlobalFrequencyCorrectionAgainstHandValues() {
+        // Targets of the training part: every item but a sequence's first. Here 2 ×3, 5 ×1, 8 ×0 (first
+        // only), 3 ×4: shares over 8 targets.
+        let train: [[Int32]] = [[8, 2, 2, 3], [1, 3, 3, 5], [4, 2, 3], [6]]
+        let p = SampledSoftmaxCrossEntropy.targetFrequency(train: train, items: 8)
+        XCTAssertEqual(p, [0, 0, 3.0 / 8, 4.0 / 8, 0, 1.0 / 8, 0, 0, 0])
+        // Same batch as above, but q_j = 0.5·p_j + 0.5/8 whatever the batch holds: item 8 (in the batch,
+        // never a training target) gets the uniform part only, item 2 its global share.
+        let targets: [Int32] = [2, 2, 5, 8]
+        let loss = SampledSoftmaxCrossEntropy(negatives: 4, targetFrequency: p, correctsPositive: true)
+        var rng = Xoshiro256(seed: 11)
+        loss.draw(targets: targets, rows: 4, items: 8, rng: &rng)
+        func pi(_ q: Double) -> Double { 1 - pow(1 - q, 4) }
+        let expected: [Int32: Double] = [2: pi(0.1875 + 0.0625), 5: pi(0.0625 + 0.0625), 8: pi(0.0625)]
+        for (r, t) in targets.enumerated() {
+            XCTAssertEqual(Double(loss.positiveLogQ[r]), log(expected[t]!), accuracy: 1e-6, "positive \(t)")
+        }
+        for (k, j) in loss.candidates.enumerated() {
+            XCTAssertEqual(Double(loss.candidateLogQ[k]), log(pi(0.5 * p[Int(j)] + 0.0625)), accuracy: 1e-6, "candidate \(j)")
+        }
+        // The draw itself is the batch-conditional one: the same candidates as without the frequencies.
+        let plain = SampledSoftmaxCrossEntropy(negatives: 4, correctsPositive: true)
+        var rng2 = Xoshiro256(seed: 11)
+        plain.draw(targets: targets, rows: 4, items: 8, rng: &rng2)
+        XCTAssertEqual(plain.candidates, loss.candidates)
+        XCTAssertNotEqual(plain.positiveLogQ[3], loss.positiveLogQ[3], "item 8's own presence no longer counts")
+    }
+
+    func testUncorrectedPositiveKeepsTheDrawAndTheNegativesCorrection() {
+        // Same batch and seed as the hand-valued test above: only the positives' log π changes (to 0).
+        let targets: [Int32] = [2, 2, 5, 8]
+        let corrected = SampledSoftmaxCrossEntropy(negatives: 4, correctsPositive: true)
+        let plain = SampledSoftmaxCrossEntropy(negatives: 4)  // the default: the positive uncorrected
+        var r1 = Xoshiro256(seed: 11), r2 = Xoshiro256(seed: 11)
+        corrected.draw(targets: targets, rows: 4, items: 8, rng: &r1)
+        plain.draw(targets: targets, rows: 4, items: 8, rng: &r2)
+        XCTAssertEqual(plain.candidates, corrected.candidates)
+        XCTAssertEqual(plain.candidateLogQ, corrected.candidateLogQ)
+        XCTAssertEqual(plain.positiveLogQ, [0, 0, 0, 0])
+        XCTAssertEqual(Double(corrected.positiveLogQ[0]), log(0.7765960693359375), accuracy: 1e-6)
+        // Loss of row 0 by hand: h·E = 1 for the positive (item 2) and every candidate, so
+        // L = log(e¹ + Σ_{k≠2} e^{1 − log π_k}) − 1 = log(1 + Σ_{k≠2} 1/π_k).
+        let d = 1, items = 8
+        let h: [Float] = [1], e = [Float](repeating: 1, count: items * d)
+        var dh: [Float] = [0], de = [Float](repeating: 0, count: items * d), r3 = Xoshiro256(seed: 11)
+        let sum = plain.run(hidden: h, rows: 1, width: d, catalogue: e, items: items, targets: [2], gradScale: 1,
+                            hiddenGrad: &dh, catalogueGrad: &de, rng: &r3)
+        let others = zip(plain.candidates, plain.candidateLogQ).filter { $0.0 != 2 }.map { 1 / exp(Double($0.1)) }
+        XCTAssertFalse(others.isEmpty, "the draw must hold a negative")
+        XCTAssertEqual(plain.positiveLogQ, [0])
+        XCTAssertEqual(sum, log(1 + others.reduce(0, +)), accuracy: 1e-5)
     }
 
     func testEqualsTheFullSoftmaxWhenTheSampleCoversTheCatalogue() {

@@ -12,13 +12,19 @@ import Foundation
 ///
 ///     q_j = f · c_j / P + (1 − f) / n        (f = in-batch share, c_j = j's count among the P targets)
 ///
-/// and j is in C with probability π_j = 1 − (1 − q_j)^N. Every logit (candidates and positive alike)
-/// is corrected by −log π_j, which makes the sampled softmax an estimate of the full one (popular items,
-/// drawn often, are not over-penalised). A candidate equal to a row's own positive (an accidental hit)
-/// is masked out of that row.
+/// and j is in C with probability π_j = 1 − (1 − q_j)^N. Every candidate's logit is corrected by
+/// −log π_j, so Σ_{k ∈ C} e^{s_k} / π_k estimates the negatives' part of the partition function without
+/// bias (popular items, drawn often, are not over-penalised). A candidate equal to a row's own positive
+/// (an accidental hit) is masked out of that row. The positive's logit is NOT corrected: it is in its
+/// row's softmax with probability 1, not Monte-Carlo sampled (Blanc & Rendle 2018; Khrylchenko et al.
+/// 2025, "Correcting the LogQ Correction"), and weighting it by 1/π_t ≥ 1 as TF's `sampled_softmax_loss`
+/// does shrinks the gradient of rarely drawn positives (measured on Beauty: README, "Large catalogues").
 ///
-///     z_i0 = h_i · E[t_i] − log π(t_i);   z_ik = h_i · E[c_k] − log π(c_k)  (−∞ if c_k = t_i)
+///     z_i0 = h_i · E[t_i];   z_ik = h_i · E[c_k] − log π(c_k)  (−∞ if c_k = t_i)
 ///     L    = Σ_i logsumexp(z_i) − z_i0
+///
+/// The gradient is (1 − p̂_i0) · ∇(log Σ_{k≠t_i} e^{z_ik} − s_i0): the self-normalised estimate over the
+/// negatives of the full softmax's gradient (1 − p_t) · ∇(log Z_{−t} − s_t).
 ///
 /// The |C| candidate rows are gathered into a `[|C|, d]` matrix, so the forward and both backward
 /// products are three sgemms of `rows × |C| × d`; the gradient is scattered back only to the rows of
@@ -30,6 +36,15 @@ final class SampledSoftmaxCrossEntropy {
     /// Share of the draws taken from the batch's own targets.
     let inBatchFraction: Double
     let chunkRows: Int
+    /// Per item id (index 0 unused): the item's share of all training targets. When set, the in-batch
+    /// part of q_j uses it in place of the batch's own count c_j / P (Yi et al. 2019's frequency
+    /// estimate): the marginal inclusion over batches, not the batch-conditional one the draw has, so it
+    /// ignores that an item in this batch is more likely drawn. Not the default: it scored lower on Beauty
+    /// (README, "Large catalogues").
+    let targetFrequency: [Double]?
+    /// Whether the positive's logit is corrected by −log π too (TF's `sampled_softmax_loss`; Yi et al. 2019).
+    /// Off by default: see the type's comment.
+    let correctsPositive: Bool
 
     /// The distinct candidates of the last `run` (ids 1...items), in draw order.
     private(set) var candidates: [Int32] = []
@@ -47,10 +62,21 @@ final class SampledSoftmaxCrossEntropy {
     private var logits: [Buffer] = []
     private var candidateGrads: [Buffer] = []
 
-    init(negatives: Int, inBatchFraction: Double = 0.5, chunkRows: Int = 256) {
+    init(negatives: Int, inBatchFraction: Double = 0.5, chunkRows: Int = 256, targetFrequency: [Double]? = nil,
+         correctsPositive: Bool = false) {
         // Unreachable from input: `ModelConfiguration.validate` bounds `negatives`.
         precondition(negatives >= 1 && inBatchFraction >= 0 && inBatchFraction <= 1)
         self.negatives = negatives; self.inBatchFraction = inBatchFraction; self.chunkRows = max(1, chunkRows)
+        self.targetFrequency = targetFrequency; self.correctsPositive = correctsPositive
+    }
+
+    /// Each item's share of the next-item targets of `train` (every item but a sequence's first), indexed by id.
+    static func targetFrequency(train: [[Int32]], items: Int) -> [Double] {
+        var count = [Double](repeating: 0, count: items + 1), total = 0.0
+        for s in train where s.count > 1 {
+            for j in s.dropFirst() where j >= 1 && Int(j) <= items { count[Int(j)] += 1; total += 1 }
+        }
+        return total > 0 ? count.map { $0 / total } : count
     }
 
     /// Draws the candidate set for a batch whose scored rows have these targets (ids 1...items) and
@@ -79,13 +105,14 @@ final class SampledSoftmaxCrossEntropy {
         for i in 0..<rows { targetCount[Int(targets[i])] += 1 }
         let f = Double(inBatch) / Double(negatives), n = Double(negatives)
         func logInclusion(_ j: Int32) -> Float {
-            let q = min(1, f * Double(targetCount[Int(j)]) / Double(max(rows, 1)) + (1 - f) / Double(items))
+            let share = targetFrequency.map { Int(j) < $0.count ? $0[Int(j)] : 0 } ?? Double(targetCount[Int(j)]) / Double(max(rows, 1))
+            let q = min(1, f * share + (1 - f) / Double(items))
             // π = 1 − (1 − q)^N, computed without cancellation for small q.
             let pi = q >= 1 ? 1 : -expm1(n * log1p(-q))
             return Float(log(max(pi, .leastNormalMagnitude)))
         }
         candidateLogQ = candidates.map(logInclusion)
-        positiveLogQ = (0..<rows).map { logInclusion(targets[$0]) }
+        positiveLogQ = correctsPositive ? (0..<rows).map { logInclusion(targets[$0]) } : [Float](repeating: 0, count: rows)
         for i in 0..<rows { targetCount[Int(targets[i])] = 0 }
     }
 
