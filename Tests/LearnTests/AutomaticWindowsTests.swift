@@ -7,6 +7,21 @@ import XCTest
 final class AutomaticWindowsTests: XCTestCase {
     override func setUp() { LearnEngine.configureProcess() }
 
+    /// Trains `auto` and `explicit` on `data`: the same weights bit for bit, and `auto`'s report carries the explicit
+    /// selection (with the loss's and the evaluated users' `auto` resolved too: full CE on these small catalogues,
+    /// and every user, 0). Returns both results.
+    @discardableResult
+    func assertAutoTrains(_ auto: ModelConfiguration, as explicit: ModelConfiguration, on data: SequenceDataset,
+                          _ message: String = "the report carries the resolved selection",
+                          file: StaticString = #filePath, line: UInt = #line) throws -> (auto: TrainingResult, explicit: TrainingResult) {
+        let a = try Trainer.train(dataset: data, configuration: auto)
+        let e = try Trainer.train(dataset: data, configuration: explicit)
+        XCTAssertEqual(a.model.exportParameters(), e.model.exportParameters(), file: file, line: line)
+        var resolved = explicit; resolved.loss = .ce; resolved.evaluationUsers = 0
+        XCTAssertEqual(a.report.configuration, resolved, message, file: file, line: line)
+        return (a, e)
+    }
+
     func testResolutionFollowsTheMeanHistoryLength() throws {
         var c = ModelConfiguration(); c.maxLength = 5
         XCTAssertEqual(c.windows, .auto)
@@ -61,22 +76,12 @@ final class AutomaticWindowsTests: XCTestCase {
         var c = smallConfiguration(.sasrec); c.maxEpochs = 2
         XCTAssertEqual(c.windows, .auto)
         var last = c; last.windows = .last
-        let a = try Trainer.train(dataset: short, configuration: c)
-        let l = try Trainer.train(dataset: short, configuration: last)
-        XCTAssertEqual(a.model.exportParameters(), l.model.exportParameters())
-        // The report carries the resolved selections (the loss's `auto` is resolved too: full CE on 30 items;
-        // and the evaluated users': every user, 0).
-        var resolvedLast = last; resolvedLast.loss = .ce; resolvedLast.evaluationUsers = 0
-        XCTAssertEqual(a.report.configuration, resolvedLast, "the report carries the resolved selection")
+        let a = try assertAutoTrains(c, as: last, on: short).auto
         XCTAssertEqual(a.model.configuration.windows, .last)
         // Long histories (20…40 events, maxLength 10): auto = prefixes:1.
         let long = try syntheticDataset(users: 30, items: 30, length: 20...40)
         var all = c; all.windows = .prefixes(1)
-        let b = try Trainer.train(dataset: long, configuration: c)
-        let e = try Trainer.train(dataset: long, configuration: all)
-        XCTAssertEqual(b.model.exportParameters(), e.model.exportParameters())
-        var resolvedAll = all; resolvedAll.loss = .ce; resolvedAll.evaluationUsers = 0
-        XCTAssertEqual(b.report.configuration, resolvedAll)
+        let (b, e) = try assertAutoTrains(c, as: all, on: long)
         XCTAssertEqual(b.report.trainExamples, e.report.trainExamples)
         XCTAssertGreaterThan(b.report.trainExamples, 30 * 17, "one example per training target")
     }
@@ -89,20 +94,11 @@ final class AutomaticWindowsTests: XCTestCase {
         XCTAssertEqual(c.windows, .auto)
         XCTAssertNil(c.lastMaskProbability)
         var last = c; last.windows = .last; last.lastMaskProbability = 0
-        let a = try Trainer.train(dataset: short, configuration: c)
-        let l = try Trainer.train(dataset: short, configuration: last)
-        XCTAssertEqual(a.model.exportParameters(), l.model.exportParameters())
-        // (with the loss's and the evaluated users' `auto` resolved too: full CE and every user, 0)
-        var resolvedLast = last; resolvedLast.loss = .ce; resolvedLast.evaluationUsers = 0
-        XCTAssertEqual(a.report.configuration, resolvedLast, "the report carries the resolved selections")
+        try assertAutoTrains(c, as: last, on: short, "the report carries the resolved selections")
         // Long histories (20…40 events): auto = stride:2 (maxLength 10 / 5) with last-item masks at 0.5.
         let long = try syntheticDataset(users: 30, items: 30, length: 20...40)
         var stride = c; stride.windows = .stride(2); stride.lastMaskProbability = 0.5
-        let b = try Trainer.train(dataset: long, configuration: c)
-        let e = try Trainer.train(dataset: long, configuration: stride)
-        XCTAssertEqual(b.model.exportParameters(), e.model.exportParameters())
-        var resolvedStride = stride; resolvedStride.loss = .ce; resolvedStride.evaluationUsers = 0
-        XCTAssertEqual(b.report.configuration, resolvedStride)
+        let (b, e) = try assertAutoTrains(c, as: stride, on: long)
         XCTAssertEqual(b.report.trainExamples, e.report.trainExamples)
         XCTAssertGreaterThan(b.report.trainExamples, 30 * 9, "a window every 2 training items")
         // The stored JSON carries the resolved probability, so the version reads back what it trained with.

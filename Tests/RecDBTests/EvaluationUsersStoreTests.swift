@@ -7,14 +7,7 @@ import Learn
 /// recorded metrics on the same sampled users, and can be asked for every user instead.
 final class EvaluationUsersStoreTests: DatabaseTestCase {
     func testSampledEvaluationIsRecordedAndReproduced() throws {
-        let db = try makeDatabase()
-        try db.write { tx in
-            for i in 1...30 { try tx.upsertItem(ItemInput(externalID: "i\(i)", title: "Item \(i)")) }
-            for u in 0..<120 {
-                let user = try tx.upsertUser(externalID: "u\(u)")
-                for t in 0..<(4 + u % 6) { try tx.appendEvent(user: user, item: UInt32((u * 7 + t) % 30 + 1), timestamp: Int64(t)) }
-            }
-        }
+        let db = try makeSequenceDatabase(items: 30, users: 120, length: { 4 + $0 % 6 }, item: { u, t in (u * 7 + t) % 30 + 1 })
         var c = ModelConfiguration(); c.hiddenSize = 16; c.blocks = 1; c.maxLength = 8; c.batchSize = 32
         c.maxEpochs = 2; c.threads = 1
         c.evaluationUsers = 25

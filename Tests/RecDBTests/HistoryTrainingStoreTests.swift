@@ -7,18 +7,8 @@ import Learn
 /// the version, `train` reports the curve and steps, and `evaluate` takes evaluation options.
 final class HistoryTrainingStoreTests: DatabaseTestCase {
     func testWindowsAndCadenceAreStoredAndEvaluationOptionsApply() throws {
-        let db = try makeDatabase()
-        try db.write { tx in
-            for i in 1...30 { try tx.upsertItem(ItemInput(externalID: "i\(i)", title: "Item \(i)")) }
-            for u in 0..<40 {
-                let user = try tx.upsertUser(externalID: "u\(u)")
-                var item = u % 30 + 1
-                for t in 0..<(20 + u % 7) {   // histories longer than maxLength 8
-                    try tx.appendEvent(user: user, item: UInt32(item), timestamp: Int64(t))
-                    item = item % 30 + 1
-                }
-            }
-        }
+        // Histories longer than maxLength 8, each user walking the items in order from its own start.
+        let db = try makeSequenceDatabase(items: 30, users: 40, length: { 20 + $0 % 7 }, item: { u, t in (u + t) % 30 + 1 })
         var c = ModelConfiguration(); c.hiddenSize = 16; c.blocks = 1; c.maxLength = 8; c.batchSize = 16
         c.maxEpochs = 2; c.windows = .all; c.evaluateEvery = 4; c.threads = 1
         let outcome = try db.train(TrainingRequest(model: "w", configuration: c))

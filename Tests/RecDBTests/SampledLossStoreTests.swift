@@ -7,14 +7,7 @@ import Learn
 /// (`auto` resolved), evaluation reproduces its metrics, and it serves.
 final class SampledLossStoreTests: DatabaseTestCase {
     func testSampledLossVersionRecordsItsLossAndServes() throws {
-        let db = try makeDatabase()
-        try db.write { tx in
-            for i in 1...40 { try tx.upsertItem(ItemInput(externalID: "i\(i)", title: "Item \(i)")) }
-            for u in 0..<200 {
-                let user = try tx.upsertUser(externalID: "u\(u)")
-                for t in 0..<(6 + u % 8) { try tx.appendEvent(user: user, item: UInt32((u + t) % 40 + 1), timestamp: Int64(t)) }
-            }
-        }
+        let db = try makeSequenceDatabase(items: 40, users: 200, length: { 6 + $0 % 8 }, item: { u, t in (u + t) % 40 + 1 })
         var c = ModelConfiguration(architecture: .sasrec, items: .id)
         c.hiddenSize = 16; c.blocks = 1; c.maxLength = 10; c.batchSize = 64; c.maxEpochs = 12; c.patience = 12
         c.learningRate = 5e-3; c.dropout = 0.1; c.threads = 2

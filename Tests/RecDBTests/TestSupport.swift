@@ -25,6 +25,20 @@ class DatabaseTestCase: XCTestCase {
         try Database(path: path(name), options: .init(initialMapSize: initialMapSize))
     }
 
+    /// A database of `items` items (`i1`… titled `Item 1`…) and `users` users (`u0`…): user u has `length(u)`
+    /// events at times 0, 1, …, the t-th on item `item(u, t)` (1…items).
+    func makeSequenceDatabase(items: Int, users: Int, length: (Int) -> Int, item: (Int, Int) -> Int) throws -> Database {
+        let db = try makeDatabase()
+        try db.write { tx in
+            for i in 1...items { try tx.upsertItem(ItemInput(externalID: "i\(i)", title: "Item \(i)")) }
+            for u in 0..<users {
+                let user = try tx.upsertUser(externalID: "u\(u)")
+                for t in 0..<length(u) { try tx.appendEvent(user: user, item: UInt32(item(u, t)), timestamp: Int64(t)) }
+            }
+        }
+        return db
+    }
+
     @discardableResult
     func writeFile(_ name: String, _ text: String) throws -> String {
         let p = path(name)
