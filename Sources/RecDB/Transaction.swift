@@ -74,6 +74,7 @@ public final class WriteTransaction: ReadTransaction {
     /// Moves a counter forward to `value` (bulk paths number their rows themselves, then record the last).
     func advanceCounter(_ key: MetaKey, to value: UInt64) throws {
         let current = try counter(key)
+        // Unreachable from input: callers pass the counter read in this transaction plus what they added.
         precondition(value >= current, "counters only grow")
         counters[key] = value
         dirtyCounters.insert(key)

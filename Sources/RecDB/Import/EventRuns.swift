@@ -50,6 +50,7 @@ final class EventRunSorter {
     var spilledRuns: Int { runs.count }
 
     init(capacity: Int, directory: String) {
+        // Unreachable from input: `InteractionImporter.init` throws for `runEvents` below 2 before building the sorter.
         precondition(capacity >= 2, "a run holds at least two events")
         self.capacity = capacity
         self.directory = directory

@@ -587,6 +587,7 @@ final class LMDBTransaction {
     }
 
     private var handle: OpaquePointer {
+        // A programmer error, not input: a transaction escaped the closure it was lent to.
         guard let txn else { preconditionFailure("a RecDB transaction was used outside its closure") }
         return txn
     }
@@ -683,6 +684,7 @@ final class LMDBCursor {
     }
 
     private var handle: OpaquePointer {
+        // A programmer error, not input: a cursor kept past the transaction that owns it.
         guard let cursor else { preconditionFailure("a RecDB cursor was used after its transaction ended") }
         return cursor
     }
