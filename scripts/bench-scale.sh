@@ -4,6 +4,10 @@
 #   scripts/bench-scale.sh quality  generated data, 50k items: CE then sampled per seed, test NDCG@10 ratio
 #   scripts/bench-scale.sh epoch    generated data, 1M events: one sampled epoch at 50k, 200k, 1M items (full CE at 50k between two sampled runs)
 #   scripts/bench-scale.sh torch    RecDB and the PyTorch sampled-softmax peer alternated, one epoch each ($PAIRS pairs)
+#   scripts/bench-scale.sh table    the README's scaling table through rdbctl: for each events × items cell in $CELLS, one
+#                                   sampled epoch (`rdbctl train --windows all --epochs 1 --index Flat`), its validation, an
+#                                   HNSW32 `rdbctl index build` of the item vectors, `recommend` p50/p99 (scale-bench), peak RSS.
+#                                   PREP_ONLY=1 only generates and imports the databases (do that before the quiet window).
 #   scripts/bench-scale.sh          beauty, quality and epoch
 # Long: run it on a quiet machine (NICE=10 by default, so it yields to interactive work).
 set -euo pipefail
@@ -14,7 +18,11 @@ NEGATIVES=${NEGATIVES:-2048}
 NICE=${NICE:-10}
 SHARED=${SHARED:-../shared}
 export OMP_WAIT_POLICY=passive
-if [ "$PART" != torch ]; then
+BIN=${BIN:-.build/release}
+if [ "$PART" = table ]; then
+    [ -n "${SKIP_BUILD:-}" ] || swift build -c release --product rdbctl >&2
+    [ -n "${SKIP_BUILD:-}" ] || swift build -c release --product scale-bench >&2
+elif [ "$PART" != torch ]; then
     swift build -c release --product train-scale-bench >&2
     swift build -c release --product learn-bench >&2
 fi
@@ -87,4 +95,44 @@ r = statistics.median(x["seconds_per_epoch"] for x in rows if x["engine"] == "re
 t = statistics.median(x["seconds_per_epoch"] for x in rows if x["engine"] == "pytorch")
 print(f"s/epoch median: RecDB {r:.1f}, PyTorch {t:.1f}: RecDB {t / r:.2f}x faster")
 PY
+fi
+if [ "$PART" = table ]; then
+    # Each cell: `rdbctl generate --format sequences` (seed 42), the whole catalogue imported first as items (so the model
+    # scores all of it, seen or not), then the events. Timings come from rdbctl's own JSON (train s/epoch, median validation
+    # seconds) and from the wall clock of `rdbctl index build`; peak RSS is GNU time's maximum resident set of `rdbctl train`.
+    CELLS=${CELLS:-"1000000x50000 1000000x200000 1000000x1000000 5000000x50000 5000000x200000 5000000x1000000 20000000x50000 20000000x200000 20000000x1000000"}
+    [ -x /usr/bin/time ] || { echo "table: needs GNU time (apt-get install time)" >&2; exit 1; }
+    for cell in $CELLS; do
+        rows=${cell%x*}; items=${cell#*x}; D="$OUT/table-$rows-$items"
+        if [ ! -d "$D.recdb" ]; then
+            "$BIN/rdbctl" generate "$D.txt" --rows "$rows" --items "$items" --format sequences --json >/dev/null
+            python3 -c "import sys; n=int(sys.argv[1]); f=open(sys.argv[2],'w'); f.write('item_id\ttitle\n'); [f.write(f'i{i}\tt{i}\n') for i in range(n)]" "$items" "$D.items.tsv"
+            rm -rf "$D.recdb.tmp"
+            "$BIN/rdbctl" init "$D.recdb.tmp" >/dev/null
+            "$BIN/rdbctl" import items "$D.recdb.tmp" "$D.items.tsv" --format tsv --id-column item_id --title-column title --json >/dev/null
+            "$BIN/rdbctl" import interactions "$D.recdb.tmp" "$D.txt" --format sequences --json >/dev/null
+            rm -f "$D.txt" "$D.items.tsv"
+            mv "$D.recdb.tmp" "$D.recdb"
+            echo "prepared $D.recdb" >&2
+        fi
+        [ -z "${PREP_ONLY:-}" ] || continue
+        model=t$(date +%s)
+        echo "cell $rows events x $items items: load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+        /usr/bin/time -f '%M %e' -o "$D.train.time" "$BIN/rdbctl" train "$D.recdb" --model "$model" --loss sampled --negatives "$NEGATIVES" \
+            --windows all --epochs 1 --index Flat --threads 2 --json > "$D.train.json"
+        /usr/bin/time -f '%M %e' -o "$D.index.time" "$BIN/rdbctl" index build "$D.recdb" --space "$model@1" --type HNSW32 --ef-search 128 --json > "$D.index.json"
+        "$BIN/scale-bench" "$D.recdb" --samples 2000 --recommend "$model" --recommend-samples 2000 | grep '"bench":"recommend"' > "$D.recommend.json"
+        python3 - "$D" "$rows" "$items" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee -a "$OUT/table.jsonl"
+import json, sys
+d, rows, items, load = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+t = json.load(open(d + ".train.json")); rec = json.loads(open(d + ".recommend.json").read())
+rss_kb, train_wall = open(d + ".train.time").read().split()
+irss_kb, index_wall = open(d + ".index.time").read().split()
+print(json.dumps({"events": rows, "items": items, "train_s_per_epoch": round(t["seconds_per_epoch"], 2),
+    "eval_s": round(t["evaluation_seconds_per_epoch"], 2), "train_wall_s": float(train_wall), "peak_rss_gib": round(int(rss_kb) / 2**20, 2),
+    "index_build_s": float(index_wall), "index_peak_rss_gib": round(int(irss_kb) / 2**20, 2),
+    "recommend_p50_ms": rec["p50_ms"], "recommend_p99_ms": rec["p99_ms"], "windows": t["train_examples"], "steps": t["steps"],
+    "scored_items": t["items"], "load_after": load}))
+PY
+    done
 fi

@@ -208,8 +208,8 @@ constexpr uint32_t kFormatVersion = 1;
 /// See cfaiss_set_quantized_scan.
 std::atomic<bool> quantizedScanEnabled{true};
 
-/// See cfaiss_set_hnsw_mips_reduction.
-std::atomic<bool> mipsReductionEnabled{true};
+/// See cfaiss_set_hnsw_mips_reduction: CFAISS_MIPS_REDUCTION_{NEVER, ALWAYS, AUTOMATIC}.
+std::atomic<int> mipsReductionMode{CFAISS_MIPS_REDUCTION_AUTOMATIC};
 
 /// Allow-lists up to this size are scored exactly instead of filtering a graph/IVF search (see cfaiss.h).
 constexpr size_t kExactAllowListLimit = CFAISS_EXACT_ALLOW_LIST_LIMIT;
@@ -244,6 +244,10 @@ struct cfaiss_index {
     // HNSW<M>,Flat under inner product: the MIPS→L2 coordinates its build links with (see HNSWBuild.h). Not
     // serialized: recomputed from the stored rows by the first add after a load.
     cfaiss::MipsAugmentation mips;
+    // Whether this handle's inner-product HNSW build links through the reduction: -1 until decided (automatic mode
+    // decides once enough rows are stored to tell, see cfaiss::longRowShareOfNearestCandidates), then 0 or 1 for
+    // the handle's life. Not serialized: a loaded index decides again at its first add, from all its rows.
+    int mipsDecision = -1;
 
     bool isPlainFlatSimilarity() const { return flat && core == index.get() && !hnsw && isSimilarity(); }
 
@@ -280,6 +284,7 @@ struct cfaiss_index {
         deletesPhysically = ivf != nullptr;
         compactRows.reset(size_t(dimension));
         mips = cfaiss::MipsAugmentation();
+        mipsDecision = -1;
     }
 
     bool isSimilarity() const { return metric != CFAISS_METRIC_L2; }
@@ -314,6 +319,23 @@ struct cfaiss_index {
 
 namespace {
 
+/// Whether the next inner-product HNSW add links through the MIPS→L2 reduction (see cfaiss_set_hnsw_mips_reduction).
+bool linksThroughMipsReduction(cfaiss_index* h, size_t ntotal) {
+    switch (mipsReductionMode.load(std::memory_order_relaxed)) {
+    case CFAISS_MIPS_REDUCTION_NEVER: return false;
+    case CFAISS_MIPS_REDUCTION_ALWAYS: return true;
+    default: break;
+    }
+    if (h->mipsDecision < 0) {
+        // Below 1,000 rows: link them plainly and decide at a later add, from more rows (a small graph's hubs
+        // cost little, and the decision holds for the handle's life).
+        if (ntotal < 1000) return false;
+        h->mipsDecision = cfaiss::longRowShareOfNearestCandidates(h->flat->get_xb(), size_t(h->dimension), ntotal) >
+                                  cfaiss::kHubShareForMipsReduction ? 1 : 0;
+    }
+    return h->mipsDecision == 1;
+}
+
 /// Appends n rows to the index: HNSW<M>,Flat through HNSWBuild.h, every other kind through Faiss's add.
 void addRows(cfaiss_index* h, size_t n, const float* x) {
     if (!(h->hnswFlat && h->hnswDirect && h->flat)) {
@@ -328,7 +350,7 @@ void addRows(cfaiss_index* h, size_t n, const float* x) {
     // Inner product links the augmented rows under L2 (see MipsAugmentation); cosine rows all have norm 1, where
     // the augmentation would add nothing.
     const float* extra = nullptr;
-    if (h->metric == CFAISS_METRIC_INNER_PRODUCT && mipsReductionEnabled.load(std::memory_order_relaxed) &&
+    if (h->metric == CFAISS_METRIC_INNER_PRODUCT && linksThroughMipsReduction(h, size_t(index.ntotal)) &&
         h->mips.update(h->flat->get_xb(), size_t(h->dimension), size_t(index.ntotal)))
         extra = h->mips.extra.data();
     cfaiss::HNSWBuilder builder(index.hnsw, h->flat->get_xb(), size_t(h->dimension), h->isSimilarity(), extra);
@@ -1025,7 +1047,12 @@ void cfaiss_free(void* pointer) { std::free(pointer); }
 
 void cfaiss_set_quantized_scan(int enabled) { quantizedScanEnabled.store(enabled != 0, std::memory_order_relaxed); }
 
-void cfaiss_set_hnsw_mips_reduction(int enabled) { mipsReductionEnabled.store(enabled != 0, std::memory_order_relaxed); }
+void cfaiss_set_hnsw_mips_reduction(int mode) {
+    if (mode < CFAISS_MIPS_REDUCTION_NEVER || mode > CFAISS_MIPS_REDUCTION_AUTOMATIC) mode = CFAISS_MIPS_REDUCTION_AUTOMATIC;
+    mipsReductionMode.store(mode, std::memory_order_relaxed);
+}
+
+int cfaiss_index_links_through_mips_reduction(const cfaiss_index_t* h) { return h && h->mipsDecision == 1 ? 1 : 0; }
 
 void cfaiss_set_thread_count(int threads) {
     if (threads > 0) omp_set_num_threads(threads);

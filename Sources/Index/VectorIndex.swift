@@ -118,6 +118,10 @@ public final class VectorIndex: @unchecked Sendable {
     /// Number of live (searchable) vectors.
     public var count: Int { lock.read { Int(cfaiss_index_count(handle)) } }
 
+    /// Whether this index's inner-product HNSW build decided (in ``InnerProductLinking/automatic`` mode) to link
+    /// through the MIPS→L2 reduction. False for every other kind of index and before the decision.
+    public var linksThroughMipsReduction: Bool { lock.read { cfaiss_index_links_through_mips_reduction(handle) != 0 } }
+
     /// Rows Faiss holds, including tombstones (Faiss's `ntotal`).
     public var storedRowCount: Int { lock.read { Int(cfaiss_index_stored_rows(handle)) } }
 
@@ -308,13 +312,27 @@ public final class VectorIndex: @unchecked Sendable {
         cfaiss_set_quantized_scan(enabled ? 1 : 0)
     }
 
-    /// Turns the MIPS→L2 reduction of inner-product `HNSW<M>` builds on (the default) or off for the whole process.
-    /// With it the graph links the rows augmented to a common norm under L2 (a trained model's few long item vectors
-    /// no longer become hubs that every insertion links to and waits on); without it the raw rows are linked under
-    /// inner product, as Faiss does. Searches and the stored format are the same either way; benchmarks switch it
-    /// off to measure what it buys.
-    public static func setHNSWMipsReduction(enabled: Bool) {
-        cfaiss_set_hnsw_mips_reduction(enabled ? 1 : 0)
+    /// How inner-product `HNSW<M>` builds link their rows.
+    public enum InnerProductLinking: Sendable {
+        /// Decide per index (the default): through the MIPS→L2 reduction when the longest rows dominate the other
+        /// rows' nearest candidates (a trained model's item vectors, whose few long rows would become hubs that every
+        /// insertion links to and waits on), plainly otherwise (there the reduction costs recall at equal efSearch).
+        /// Decided once an index holds 1,000 rows, from a sample; see ``linksThroughMipsReduction``.
+        case automatic
+        /// Always through the reduction: rows augmented to a common norm and linked under L2.
+        case mipsReduction
+        /// Always the raw rows under inner product, as Faiss does.
+        case plain
+    }
+
+    /// Sets how inner-product `HNSW<M>` builds link rows, for the whole process. Searches and the stored format are
+    /// the same in every mode; benchmarks and tests force a mode to measure what the reduction buys.
+    public static func setHNSWInnerProductLinking(_ linking: InnerProductLinking) {
+        switch linking {
+        case .automatic: cfaiss_set_hnsw_mips_reduction(CFAISS_MIPS_REDUCTION_AUTOMATIC)
+        case .mipsReduction: cfaiss_set_hnsw_mips_reduction(CFAISS_MIPS_REDUCTION_ALWAYS)
+        case .plain: cfaiss_set_hnsw_mips_reduction(CFAISS_MIPS_REDUCTION_NEVER)
+        }
     }
 }
 

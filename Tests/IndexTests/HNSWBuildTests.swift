@@ -8,7 +8,7 @@ final class HNSWBuildTests: XCTestCase {
 
     override func tearDown() {
         VectorIndex.setThreadCount(1)
-        VectorIndex.setHNSWMipsReduction(enabled: true)
+        VectorIndex.setHNSWInnerProductLinking(.automatic)
         super.tearDown()
     }
 
@@ -120,12 +120,13 @@ final class HNSWBuildTests: XCTestCase {
         let n = 4000
         let vectors = longTailed(n, seed: 11), queries = clustered(100, seed: 12)
         let ids = (1...UInt32(n)).map { $0 }
+        VectorIndex.setHNSWInnerProductLinking(.mipsReduction)
         let index = try VectorIndex(factory: "HNSW32", dimension: d, metric: .innerProduct)
         try index.add(ids: ids, vectors: vectors)
-        VectorIndex.setHNSWMipsReduction(enabled: false)
+        VectorIndex.setHNSWInnerProductLinking(.plain)
         let plain = try VectorIndex(factory: "HNSW32", dimension: d, metric: .innerProduct)
         try plain.add(ids: ids, vectors: vectors)
-        VectorIndex.setHNSWMipsReduction(enabled: true)
+        VectorIndex.setHNSWInnerProductLinking(.automatic)
         let at16 = try recall(index, vectors, queries, metric: .innerProduct, efSearch: 16)
         let at128 = try recall(index, vectors, queries, metric: .innerProduct, efSearch: 128)
         let plainAt128 = try recall(plain, vectors, queries, metric: .innerProduct, efSearch: 128)
@@ -165,6 +166,7 @@ final class HNSWBuildTests: XCTestCase {
 
     func testInnerProductReductionIsDeterministicAndSurvivesSerialization() throws {
         VectorIndex.setThreadCount(1)
+        VectorIndex.setHNSWInnerProductLinking(.mipsReduction)
         let n = 3000
         let vectors = longTailed(n, seed: 21), queries = clustered(60, seed: 22)
         let ids = (1...UInt32(n)).map { $0 }
@@ -197,14 +199,83 @@ final class HNSWBuildTests: XCTestCase {
                        bruteForce(query: row(queries, 0, d), vectors: all, ids: ids, dimension: d, metric: .innerProduct, k: 1).first?.id)
         // A graph linked without the reduction (every index stored before it) loads, searches and takes new rows
         // linked with it; the stored format is the same.
-        VectorIndex.setHNSWMipsReduction(enabled: false)
+        VectorIndex.setHNSWInnerProductLinking(.plain)
         let old = try VectorIndex(factory: "HNSW32", dimension: d, metric: .innerProduct)
         try old.add(ids: Array(ids[0..<first]), vectors: Array(vectors[0..<(first * d)]))
-        VectorIndex.setHNSWMipsReduction(enabled: true)
+        VectorIndex.setHNSWInnerProductLinking(.mipsReduction)
         XCTAssertTrue(try old.serialized() != b.serialized(), "the switch must change the build")
         let reopened = try VectorIndex(serialized: try old.serialized())
         try reopened.add(ids: Array(ids[first...]), vectors: Array(vectors[(first * d)...]))
         all = vectors
         XCTAssertGreaterThanOrEqual(try recall(reopened, all, queries, metric: .innerProduct, efSearch: 64), 0.95)
+    }
+
+    /// Rows sharing one direction (a trained model's item vectors share a popularity direction) plus noise of the same
+    /// size, with log-normal lengths (σ = 1): the lengths decide the inner products, so the longest rows are every row's
+    /// best candidates (82 % of the 40 nearest are among the longest 1 % in numpy; trained item vectors: 53–61 %).
+    func normDominated(_ n: Int, seed: UInt64) -> [Float] {
+        var rng = TestRandom(seed: seed)
+        let shared = rng.vectors(1, d)
+        let length = Float(sqrt(shared.reduce(0) { $0 + $1 * $1 }))
+        var out = [Float](repeating: 0, count: n * d)
+        for i in 0..<n {
+            let scale = Float(exp(Double(rng.gaussian())))
+            for j in 0..<d { out[i * d + j] = scale * (shared[j] / length + rng.gaussian() / Float(d).squareRoot()) }
+        }
+        return out
+    }
+
+    func testAutomaticLinkingUsesTheReductionOnlyWhereTheLongestRowsAreHubs() throws {
+        VectorIndex.setThreadCount(2)
+        VectorIndex.setHNSWInnerProductLinking(.automatic)
+        let n = 4000
+        let ids = (1...UInt32(n)).map { $0 }
+        // Long-tailed clusters: the directions decide (15 % of the nearest among the longest 1 %; the plain graph's
+        // recall is 1.0 there, the reduction's lower), so the automatic build links plainly.
+        let clusteredRows = longTailed(n, seed: 11), clusterQueries = clustered(100, seed: 12)
+        let automatic = try VectorIndex(factory: "HNSW32", dimension: d, metric: .innerProduct)
+        try automatic.add(ids: ids, vectors: clusteredRows)
+        XCTAssertFalse(automatic.linksThroughMipsReduction, "long-tailed clusters have no hubs")
+        XCTAssertGreaterThanOrEqual(try recall(automatic, clusteredRows, clusterQueries, metric: .innerProduct, efSearch: 128), 0.99)
+
+        // Gaussian directions with log-normal lengths (σ = 1.5): 34 % among the longest 1 %, and the plain graph is
+        // better (0.99 against 0.87 at efSearch 32), so plainly too.
+        var gaussianRng = TestRandom(seed: 41)
+        var spread = gaussianRng.vectors(n, d)
+        for i in 0..<n {
+            let scale = Float(exp(1.5 * Double(gaussianRng.gaussian())))
+            for j in 0..<d { spread[i * d + j] *= scale }
+        }
+        let spreadIndex = try VectorIndex(factory: "HNSW32", dimension: d, metric: .innerProduct)
+        try spreadIndex.add(ids: ids, vectors: spread)
+        XCTAssertFalse(spreadIndex.linksThroughMipsReduction, "log-normal Gaussians have no hubs worth the reduction")
+
+        // Norm-dominated rows: the automatic build links through the reduction, and its graph is at least as good as
+        // the plain one (a tree hanging from the longest rows) at equal efSearch.
+        let hubRows = normDominated(n, seed: 31), hubQueries = normDominated(100, seed: 32)
+        let chosen = try VectorIndex(factory: "HNSW32", dimension: d, metric: .innerProduct)
+        try chosen.add(ids: ids, vectors: hubRows)
+        XCTAssertTrue(chosen.linksThroughMipsReduction, "the longest rows are hubs here")
+        VectorIndex.setHNSWInnerProductLinking(.plain)
+        let plain = try VectorIndex(factory: "HNSW32", dimension: d, metric: .innerProduct)
+        try plain.add(ids: ids, vectors: hubRows)
+        VectorIndex.setHNSWInnerProductLinking(.automatic)
+        XCTAssertFalse(plain.linksThroughMipsReduction)
+        let chosenRecall = try recall(chosen, hubRows, hubQueries, metric: .innerProduct, efSearch: 32)
+        let plainRecall = try recall(plain, hubRows, hubQueries, metric: .innerProduct, efSearch: 32)
+        print("norm-dominated rows, recall@10 at efSearch 32: automatic (reduction) \(chosenRecall), plain \(plainRecall)")
+        XCTAssertGreaterThanOrEqual(chosenRecall, plainRecall - 0.01)
+
+        // Fewer than 1,000 rows: not decided yet (linked plainly); the decision comes with a later add, from all rows.
+        let growing = try VectorIndex(factory: "HNSW32", dimension: d, metric: .innerProduct)
+        try growing.add(ids: Array(ids[0..<500]), vectors: Array(hubRows[0..<(500 * d)]))
+        XCTAssertFalse(growing.linksThroughMipsReduction)
+        try growing.add(ids: Array(ids[500...]), vectors: Array(hubRows[(500 * d)...]))
+        XCTAssertTrue(growing.linksThroughMipsReduction)
+        // Not serialized: a loaded index decides again at its first add.
+        let loaded = try VectorIndex(serialized: try growing.serialized())
+        XCTAssertFalse(loaded.linksThroughMipsReduction)
+        try loaded.add(ids: [UInt32(n + 1)], vectors: Array(hubRows[0..<d]))
+        XCTAssertTrue(loaded.linksThroughMipsReduction)
     }
 }

@@ -141,10 +141,19 @@ void cfaiss_set_thread_count(int threads);
 /// scan the float rows (BLAS), with the same results: for measuring what the copy buys, not for production.
 void cfaiss_set_quantized_scan(int enabled);
 
-/// Process-wide switch for the MIPS→L2 reduction of inner-product HNSW<M>,Flat builds (on by default; see
-/// HNSWBuild.h). Off links the raw rows under inner product, as Faiss does: for measuring what the reduction buys,
-/// not for production. Searches and the stored format are the same either way.
-void cfaiss_set_hnsw_mips_reduction(int enabled);
+#define CFAISS_MIPS_REDUCTION_NEVER 0
+#define CFAISS_MIPS_REDUCTION_ALWAYS 1
+#define CFAISS_MIPS_REDUCTION_AUTOMATIC 2
+
+/// Process-wide mode of the MIPS→L2 reduction of inner-product HNSW<M>,Flat builds (see HNSWBuild.h). AUTOMATIC (the
+/// default) decides per index, once it holds 1,000 rows, from whether its longest rows dominate the other rows' nearest
+/// candidates (would be hubs of a plain inner-product graph); NEVER links the raw rows under inner product, as Faiss does; ALWAYS links through the reduction. The
+/// forced modes are for measuring what the reduction buys, not for production. Searches and the stored format are the
+/// same in every mode. Unknown values select AUTOMATIC.
+void cfaiss_set_hnsw_mips_reduction(int mode);
+
+/// 1 when this index's HNSW build has decided to link through the MIPS→L2 reduction (automatic mode), else 0.
+int cfaiss_index_links_through_mips_reduction(const cfaiss_index_t* index);
 
 #ifdef __cplusplus
 }
