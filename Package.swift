@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
         // Hummingbird's own networking layer; named only so `rdbctl serve` can run Swift concurrency on its event loops.
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        // Hummingbird's HTTP part types (NIOHTTPTypes), named only for the server's recommendation fast path.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.34.1"),
     ],
     targets: [
         // MARK: - C bindings (system libraries and the Faiss shim)
@@ -44,7 +46,9 @@ let package = Package(
         .target(
             name: "RecDBServer",
             dependencies: ["RecDB", .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "NIOPosix", package: "swift-nio")],
+                           .product(name: "HummingbirdCore", package: "hummingbird"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTPTypes", package: "swift-nio-extras")],
             path: "Sources/RecDBServer"
         ),
 

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import RecDB
 
 /// The routes, as `schemas/openapi.json` documents them (a test checks the two agree).
@@ -87,19 +88,9 @@ extension RecDBServer {
                 return out
             })
         }
-        endpoint(router, .get, "/v1/users/:id/recommendations", .read) { [self] request, context in
-            let user = try pathParameter(context, "id")
-            let query = Query(request)
-            let k = try boundedK(try query.int("k"))
-            var options = RecommendOptions()
-            options.model = query.string("model")
-            options.version = try query.int("version").map { v in
-                guard let u = UInt32(exactly: v) else { throw Problem.badRequest("version must be a version number") }
-                return u
-            }
-            options.excludeSeen = try query.bool("exclude_seen") ?? true
-            options.filter = try query.attributeFilter()
-            return bytes(try ResponseJSON.encode(try database.recommend(user: user, k: k, options: options)), type: "application/json")
+        // RecommendationFastPath answers this route before the router sees it (same function, same answers).
+        endpoint(router, .get, Self.recommendationsPattern, .read) { [self] request, context in
+            bytes(try recommendations(user: try pathParameter(context, "id"), query: Query(request)), type: "application/json")
         }
         endpoint(router, .post, "/v1/recommendations", .read) { [self] request, _ in
             let body = try await jsonBody(request)
@@ -258,8 +249,30 @@ extension RecDBServer {
         return try json(JobCreated(job: id, href: "/v1/jobs/\(id)"), status: .accepted)
     }
 
+    static let recommendationsPattern = "/v1/users/:id/recommendations"
+
+    /// `GET /v1/users/{id}/recommendations`: the JSON body for the user and query (the router's handler
+    /// and `RecommendationFastPath` both call this).
+    func recommendations(user: String, query: Query) throws -> [UInt8] {
+        let k = try boundedK(try query.int("k"))
+        var options = RecommendOptions()
+        options.model = query.string("model")
+        options.version = try query.int("version").map { v in
+            guard let u = UInt32(exactly: v) else { throw Problem.badRequest("version must be a version number") }
+            return u
+        }
+        options.excludeSeen = try query.bool("exclude_seen") ?? true
+        options.filter = try query.attributeFilter()
+        return try ResponseJSON.encode(try database.recommend(user: user, k: k, options: options))
+    }
+
     func pathParameter(_ context: Context, _ name: String) throws -> String {
         guard let raw = context.parameters.get(name) else { throw Problem.badRequest("missing path parameter \(name)") }
+        return try decodedID(raw, name)
+    }
+
+    /// A path segment as an id: percent-decoded, 1 to 4096 bytes.
+    func decodedID(_ raw: String, _ name: String) throws -> String {
         // Most ids hold no escape: Foundation's decoding (a bridged copy) is only needed when one does.
         let decoded = raw.utf8.contains(UInt8(ascii: "%")) ? raw.removingPercentEncoding : raw
         guard let decoded, !decoded.isEmpty, decoded.utf8.count <= 4096 else {
@@ -419,7 +432,8 @@ struct Query {
     /// (key, percent-decoded value), in the order given.
     let pairs: [(key: Substring, value: Substring)]
 
-    init(_ request: Request) { pairs = Array(request.uri.queryParameters) }
+    init(_ request: Request) { self.init(request.uri) }
+    init(_ uri: URI) { pairs = Array(uri.queryParameters) }
 
     subscript(_ name: String) -> Substring? { pairs.first { $0.key == name }?.value }
 

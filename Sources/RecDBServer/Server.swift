@@ -1,9 +1,11 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
 import RecDB
+import Synchronization
 
 /// `rdbctl serve`: JSON over HTTP and a dashboard, a thin layer over one `Database` in this process.
 /// Every route goes through `endpoint`, which authorises, bounds, times and turns every error into a
@@ -22,6 +24,12 @@ public final class RecDBServer: Sendable {
     let writer = DispatchQueue(label: "recdb.server.writer")
     /// "METHOD /pattern" of every route, as registered (checked against schemas/openapi.json).
     let routes = RouteList()
+    /// The recommendations route's series, shared by its handler and `RecommendationFastPath`.
+    let recommendationsSeries: RequestMetrics.Series
+    /// The Server header of every response.
+    static let serverName = "RecDB"
+    /// Requests `RecommendationFastPath` answered (tests check it takes the requests it should).
+    let fastPathAnswers = Atomic<Int>(0)
 
     /// Who may call a route.
     enum Access { case open, read, write }
@@ -30,16 +38,21 @@ public final class RecDBServer: Sendable {
         self.database = database
         self.databasePath = path
         self.configuration = configuration
+        recommendationsSeries = metrics.series(method: "GET", route: RecDBServer.metricsLabel(RecDBServer.recommendationsPattern))
     }
 
     /// The application: routes, body limits and timeouts. `onListening` receives the bound port.
     public func application(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         var logger = Logger(label: "recdb.serve")
         logger.logLevel = .warning
+        let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))
+        let server: HTTPServerBuilder = configuration.recommendationFastPath
+            ? HTTPServerBuilder { [self] responder in RecDBHTTP1Channel(http1: HTTP1Channel(responder: responder, configuration: http1), server: self) }
+            : .http1(configuration: http1)
         return Application(
             router: makeRouter(),
-            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "RecDB"),
+            server: server,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: Self.serverName),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger
         )
@@ -74,9 +87,7 @@ public final class RecDBServer: Sendable {
 
     func endpoint(_ router: Router<Context>, _ method: HTTPRequest.Method, _ pattern: String, _ access: Access,
                   _ handler: @escaping @Sendable (Request, Context) async throws -> Response) {
-        // Metrics label: the pattern in OpenAPI's spelling (`{id}`), never the raw path.
-        let label = pattern.split(separator: "/", omittingEmptySubsequences: false)
-            .map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+        let label = Self.metricsLabel(pattern)
         routes.append("\(method.rawValue) \(label)")
         let series = metrics.series(method: method.rawValue, route: label)
         router.on(RouterPath(pattern), method: method) { [self] request, context in
@@ -93,12 +104,20 @@ public final class RecDBServer: Sendable {
         }
     }
 
-    func authorise(_ request: Request, _ access: Access) throws {
+    /// Metrics label: the pattern in OpenAPI's spelling (`{id}`), never the raw path.
+    static func metricsLabel(_ pattern: String) -> String {
+        pattern.split(separator: "/", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+    }
+
+    func authorise(_ request: Request, _ access: Access) throws { try authorise(request.headers, access) }
+
+    func authorise(_ headers: HTTPFields, _ access: Access) throws {
         if access == .write && configuration.readOnly {
             throw Problem(.forbidden, "the server is read-only (rdbctl serve --read-only): writes are refused")
         }
         guard access != .open, let keys = configuration.apiKeys else { return }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        guard let header = headers[.authorization], header.hasPrefix("Bearer ") else {
             throw Problem(.unauthorized, "this server needs an API key: send Authorization: Bearer KEY")
         }
         guard let granted = keys.access(for: Array(header.utf8.dropFirst("Bearer ".utf8.count))) else {
@@ -108,6 +127,12 @@ public final class RecDBServer: Sendable {
     }
 
     func problemResponse(for error: Error, path: String) -> Response {
+        let (status, headers, body) = problemParts(for: error, path: path)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// A failure's status, headers (Content-Length not yet set) and problem+json body.
+    func problemParts(for error: Error, path: String) -> (HTTPResponse.Status, HTTPFields, [UInt8]) {
         let problem: Problem
         switch error {
         case let p as Problem: problem = p
@@ -118,7 +143,7 @@ public final class RecDBServer: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "application/problem+json"
         if problem.status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
-        return Response(status: problem.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: problem.body(instance: path))))
+        return (problem.status, headers, problem.body(instance: path))
     }
 
     // MARK: - Request and response helpers

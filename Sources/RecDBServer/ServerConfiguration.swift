@@ -23,6 +23,9 @@ public struct ServerConfiguration: Sendable {
     public var maxBatch = 10_000
     /// Seconds a connection may stay idle before it is closed.
     public var idleTimeoutSeconds = 60
+    /// `GET /v1/users/{id}/recommendations` answered on the event loop (`RecommendationFastPath`); off only
+    /// to compare the two paths (tests).
+    var recommendationFastPath = true
 
     public init() {}
 }

@@ -1,0 +1,164 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import XCTest
+import RecDB
+@testable import RecDBServer
+
+/// `RecommendationFastPath` (GET /v1/users/{id}/recommendations answered on the event loop) against the
+/// router's handler, and the order of responses on one connection when the two paths mix.
+extension ServerTests {
+    /// The same requests to a server with the fast path and one without: the same status, headers and
+    /// body bytes, for answers, every kind of refusal and paths the fast path leaves to the router.
+    func testTheRecommendationFastPathAnswersAsTheRouter() throws {
+        let readKey = "read-key-0123456789"
+        let keys = try APIKeys(fileContents: "\(readKey)\n")
+        for withKeys in [false, true] {
+            let fast = try start { if withKeys { $0.apiKeys = keys } }
+            let routed = try start { $0.recommendationFastPath = false; if withKeys { $0.apiKeys = keys } }
+            let paths = [
+                "/v1/users/u3/recommendations", "/v1/users/u3/recommendations?k=5", "/v1/users/u7/recommendations?k=3&exclude_seen=false",
+                "/v1/users/u5/recommendations?attribute=color=red&k=3&version=1&model=seq", "/v1/users/u5/recommendations?k=%32",
+                "/v1/users/u5/recommendations?k=2&k=5", "/v1/users/u3/recommendations?k=0", "/v1/users/u3/recommendations?k=ten",
+                "/v1/users/u3/recommendations?exclude_seen=maybe", "/v1/users/u3/recommendations?version=-1",
+                "/v1/users/u3/recommendations?attribute=color", "/v1/users/u3/recommendations?model=nope",
+                "/v1/users/nobody/recommendations", "/v1/users/%C3%28/recommendations", "/v1/users/u%31/recommendations",
+                "/v1/users/u3/recommendations/", "/v1/users//recommendations", "/v1/users/u3/recommendations?k=4#fragment",
+            ]
+            for path in paths {
+                for key in withKeys ? [nil, readKey, "wrong-key-0123456789"] : [nil] {
+                    let a = try call(fast, "GET", path, key: key), b = try call(routed, "GET", path, key: key)
+                    let what = "\(path) key \(key ?? "none")"
+                    XCTAssertEqual(a.status, b.status, what)
+                    XCTAssertEqual(a.body, b.body, what)
+                    for header in ["content-type", "content-length", "server", "www-authenticate"] {
+                        XCTAssertEqual(a.headers[header], b.headers[header], "\(what): \(header)")
+                    }
+                    XCTAssertNotNil(a.headers["date"], what)
+                    XCTAssertEqual(a.headers["server"], "RecDB", what)
+                }
+            }
+            // The fast path answered every request for the route but the two it leaves to the router
+            // (a trailing slash, an empty id, which the router reads as /v1/users/{id}) and the others none.
+            XCTAssertEqual(fast.server.fastPathAnswers.load(ordering: .relaxed), (paths.count - 2) * (withKeys ? 3 : 1))
+            XCTAssertEqual(routed.server.fastPathAnswers.load(ordering: .relaxed), 0)
+            // Both count the route's requests in the same series, by status.
+            let metricKey = withKeys ? readKey : nil
+            let fastMetrics = try call(fast, "GET", "/metrics", key: metricKey).text.split(separator: "\n").filter { $0.contains("recdb_http_requests_total") && $0.contains("recommendations") }
+            let routedMetrics = try call(routed, "GET", "/metrics", key: metricKey).text.split(separator: "\n").filter { $0.contains("recdb_http_requests_total") && $0.contains("recommendations") }
+            XCTAssertEqual(fastMetrics, routedMetrics)
+            XCTAssertTrue(fastMetrics.contains(#"recdb_http_requests_total{method="GET",route="/v1/users/{id}/recommendations",status="200"} 9"#), "\(fastMetrics)")
+        }
+    }
+
+    /// Pipelined requests on one connection are answered in order when fast and routed requests mix: a
+    /// fast one first (with a body, which is ignored), then a write and a recommendation queued behind it
+    /// that must see the write, then, once the write is answered, a fast recommendation that must see it
+    /// too; `Connection: close` is answered, then the connection ends.
+    func testPipelinedRequestsAreAnsweredInOrder() throws {
+        let running = try start()
+        let before = try database.recommend(user: "u1", k: 4).items.map(\.item)
+        let event = #"{"events":[{"user":"u1","item":"i9","timestamp":99}]}"#
+        let connection = try RawConnection(port: running.port)
+        try connection.send("GET /v1/users/u2/recommendations?k=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            + "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(event.utf8.count)\r\n\r\n\(event)"
+            + "GET /v1/users/u1/recommendations?k=4 HTTP/1.1\r\nHost: x\r\n\r\n"
+            + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        let first = try connection.read(4)
+        XCTAssertEqual(first.map(\.status), [200, 200, 200, 200])
+        let after = try database.recommend(user: "u1", k: 4).items.map(\.item)
+        XCTAssertNotEqual(before, after, "the write must change u1's recommendations for this test to tell the order")
+        XCTAssertEqual(first[0].json["user"] as? String, "u2")
+        XCTAssertEqual(first[0].items, try database.recommend(user: "u2", k: 2).items.map(\.item))
+        XCTAssertEqual(first[1].json["written"] as? Int, 1)
+        XCTAssertEqual(first[2].items, after, "the recommendation queued behind the write was made after it")
+        XCTAssertEqual(first[3].json["status"] as? String, "ok")
+
+        // The same connection, everything answered: fast requests, one the router answers, a refusal, then close.
+        try connection.send(String(repeating: "GET /v1/users/u1/recommendations?k=4 HTTP/1.1\r\nHost: x\r\n\r\n", count: 10)
+            + "GET /v1/stats HTTP/1.1\r\nHost: x\r\n\r\n"
+            + "GET /v1/users/nobody/recommendations HTTP/1.1\r\nHost: x\r\n\r\n"
+            + "GET /v1/users/u3/recommendations?k=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let second = try connection.read(13)
+        XCTAssertEqual(second.map(\.status), Array(repeating: 200, count: 11) + [404, 200])
+        XCTAssertEqual(second.prefix(10).map(\.items), Array(repeating: after, count: 10))
+        XCTAssertEqual(second[10].json["users"] as? Int, 200)
+        XCTAssertEqual(second[11].json["detail"] as? String, "unknown user 'nobody'")
+        XCTAssertEqual(second[12].items, try database.recommend(user: "u3", k: 3).items.map(\.item))
+        XCTAssertTrue(try connection.endsWithinASecond(), "the server kept the connection open after Connection: close")
+    }
+
+    struct RawReply {
+        var status: Int
+        var headers: [String: String]
+        var body: Data
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:] }
+        var items: [String]? { (json["items"] as? [[String: Any]])?.compactMap { $0["item"] as? String } }
+    }
+
+    struct ConnectionError: Error, CustomStringConvertible { var description: String }
+
+    /// One TCP connection to the server: bytes written as given (so requests can be pipelined), HTTP
+    /// responses read back (Content-Length bodies).
+    final class RawConnection {
+        let fd: Int32
+        var buffer = Data()
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+
+        init(port: Int) throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw ConnectionError(description: "socket: errno \(errno)") }
+            var timeout = timeval(tv_sec: 30, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0 else { close(fd); throw ConnectionError(description: "connect: errno \(errno)") }
+        }
+
+        deinit { close(fd) }
+
+        func send(_ text: String) throws {
+            let bytes = Array(text.utf8)
+            let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+            guard sent == bytes.count else { throw ConnectionError(description: "send: \(sent) of \(bytes.count) bytes") }
+        }
+
+        private func receive() throws {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            guard n > 0 else { throw ConnectionError(description: "the connection ended or timed out (recv \(n), errno \(errno))") }
+            buffer.append(contentsOf: chunk[0..<n])
+        }
+
+        func read(_ count: Int) throws -> [RawReply] {
+            var replies: [RawReply] = []
+            while replies.count < count {
+                guard let end = buffer.range(of: Data("\r\n\r\n".utf8)) else { try receive(); continue }
+                let head = String(decoding: buffer[buffer.startIndex..<end.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
+                var headers: [String: String] = [:]
+                for line in head.dropFirst() {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                }
+                let length = Int(headers["content-length"] ?? "") ?? 0
+                while buffer.endIndex - end.upperBound < length { try receive() }
+                let status = Int(head[0].split(separator: " ").dropFirst().first ?? "") ?? 0
+                replies.append(RawReply(status: status, headers: headers, body: Data(buffer[end.upperBound..<(end.upperBound + length)])))
+                buffer = Data(buffer[(end.upperBound + length)...])
+            }
+            return replies
+        }
+
+        /// Nothing more arrives and the server closes its side within a second.
+        func endsWithinASecond() throws -> Bool {
+            var short = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &short, socklen_t(MemoryLayout<timeval>.size))
+            return buffer.isEmpty && recv(fd, &chunk, chunk.count, 0) == 0
+        }
+    }
+}
