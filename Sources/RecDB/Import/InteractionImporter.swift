@@ -42,11 +42,15 @@ struct InteractionImporter {
     let noUsersBefore: Bool
     let noItemsBefore: Bool
     /// Ids of the database met for the first time are looked up in batches, in key order (see
-    /// `UnseenIDs`): the rows naming them wait (`parked`) with provisional ids until their batch is resolved.
+    /// `UnseenIDs`): the rows naming them go to the sort buffer with provisional numbers, and their
+    /// places are marked here until their batch fills them in — before the buffer is sorted or spilled.
+    /// (Copies of the waiting rows, or lists of their places, in growing arrays cost more in page faults
+    /// than the lookups saved: a delta's first batch can span most of it.)
     let batchesLookups: Bool
     let unseenUsers = UnseenIDs()
     let unseenItems = UnseenIDs()
-    var parked: [ParkedRow] = []
+    let provisionalUsers: PlaceBits?
+    let provisionalItems: PlaceBits?
     var typeCache: [String: UInt16] = [:]
     let sorter: EventRunSorter
     /// Parsed rows whose ids are not looked up yet (see `PendingRows`).
@@ -78,6 +82,8 @@ struct InteractionImporter {
         noUsersBefore = try tx.raw.count(.userIDs) == 0
         noItemsBefore = try tx.raw.count(.itemIDs) == 0
         batchesLookups = !(noUsersBefore && noItemsBefore)
+        provisionalUsers = batchesLookups ? PlaceBits(places: options.runEvents) : nil
+        provisionalItems = batchesLookups ? PlaceBits(places: options.runEvents) : nil
         guard options.idLookupBatch >= 1 else { throw RecDBError.invalidArgument("an id lookup batch must hold at least 1 id") }
         firstSequence = try tx.eventVersion()
         nextSequence = firstSequence
@@ -354,20 +360,24 @@ struct InteractionImporter {
         nextSequence += 1
         summary.rows += 1
         summary.events += 1
-        if batchesLookups, knownUser == nil || knownItem == nil {
-            // Numbered now, in file order, like every row; handed to the sorter (whose order does not
-            // depend on arrival) once its batch knows the ids.
-            let record = EventRecord(timestamp: r.timestamp, sequence: nextSequence,
-                                     user: knownUser ?? unseenUsers.provisional(user, hash: r.userHash, line: r.line),
-                                     item: knownItem ?? unseenItems.provisional(item, hash: r.itemHash, line: r.line),
-                                     valueBits: r.valueBits, typeCode: r.typeCode, hasValue: r.hasValue)
-            parked.append(ParkedRow(record: record, userUnseen: knownUser == nil, itemUnseen: knownItem == nil))
-            let batch = options.idLookupBatch
-            if unseenUsers.count + unseenItems.count >= batch || parked.count >= 4 * batch
-                || unseenUsers.arenaBytes + unseenItems.arenaBytes >= 16 << 20 {
-                try resolveUnseen()
+        if let provisionalUsers, let provisionalItems {
+            // A full sort buffer is sorted and spilled by the next add: no provisional number may be in it then.
+            if sorter.isFull && hasProvisional { try resolveUnseen() }
+            if knownUser == nil || knownItem == nil {
+                // Numbered now, in file order, like every row: the ids are filled in where it lies.
+                try sorter.add(EventRecord(timestamp: r.timestamp, sequence: nextSequence,
+                                           user: knownUser ?? unseenUsers.provisional(user, hash: r.userHash, line: r.line),
+                                           item: knownItem ?? unseenItems.provisional(item, hash: r.itemHash, line: r.line),
+                                           valueBits: r.valueBits, typeCode: r.typeCode, hasValue: r.hasValue))
+                let place = sorter.count - 1
+                if knownUser == nil { provisionalUsers.set(place) }
+                if knownItem == nil { provisionalItems.set(place) }
+                if unseenUsers.count + unseenItems.count >= options.idLookupBatch
+                    || unseenUsers.arenaBytes + unseenItems.arenaBytes >= 16 << 20 {
+                    try resolveUnseen()
+                }
+                return
             }
-            return
         }
         let userID = try knownUser ?? create(.user, user, hash: r.userHash, line: r.line)
         let itemID = try knownItem ?? create(.item, item, hash: r.itemHash, line: r.line)
@@ -377,14 +387,16 @@ struct InteractionImporter {
 
     private mutating func resolvePending() throws {
         while !pending.isEmpty { try resolveOldest() }
-        if !parked.isEmpty {
+        if hasProvisional {
             do { try resolveUnseen() } catch { resolveFailed = true; throw error }
         }
     }
 
+    private var hasProvisional: Bool { !(provisionalUsers?.isEmpty ?? true) || !(provisionalItems?.isEmpty ?? true) }
+
     /// Resolves the batch of ids met for the first time: looks them up in key order, creates the ones
     /// not stored — users and items in the order of their first rows, as resolving row by row would
-    /// (same ids, and the file's first invalid id is the one reported) — and hands the parked rows to the sorter.
+    /// (same ids, and the file's first invalid id is the one reported) — and fills them in in the sort buffer.
     private mutating func resolveUnseen() throws {
         var userIDs = [UInt32](repeating: 0, count: unseenUsers.count), itemIDs = [UInt32](repeating: 0, count: unseenItems.count)
         var userFailures: [Int: Error] = [:], itemFailures: [Int: Error] = [:]
@@ -421,13 +433,8 @@ struct InteractionImporter {
             if isUser { userIDs[u] = id; u += 1 } else { itemIDs[i] = id; i += 1 }
         }
         precondition(!checkOnly, "unreachable: the walk throws at the entry whose lookup failed")
-        for p in parked {
-            var r = p.record
-            if p.userUnseen { r.user = userIDs[Int(r.user)] }
-            if p.itemUnseen { r.item = itemIDs[Int(r.item)] }
-            try sorter.add(r)
-        }
-        parked.removeAll(keepingCapacity: true)  // at most 4 batches' rows
+        provisionalUsers?.drain { place in sorter.update(place) { $0.user = userIDs[Int($0.user)] } }
+        provisionalItems?.drain { place in sorter.update(place) { $0.item = itemIDs[Int($0.item)] } }
         unseenUsers.removeAll()
         unseenItems.removeAll()
     }

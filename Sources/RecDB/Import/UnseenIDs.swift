@@ -20,7 +20,7 @@ final class UnseenIDs {
     }
 
     // Probed for every row whose id the import has not met yet, from one thread: no dynamic exclusivity bookkeeping.
-    @exclusivity(unchecked) private var map = ExternalIDMap()
+    private let map = ExternalIDMap()
     @exclusivity(unchecked) private(set) var entries: [Entry] = []
     @exclusivity(unchecked) private var arena: [UInt8] = []
     /// One for the whole import: LMDB walks a write transaction's open cursors on every write to their
@@ -93,18 +93,55 @@ final class UnseenIDs {
         return (ids, failures)
     }
 
-    /// Forgets every entry (after its batch is resolved), keeping small buffers.
+    /// Forgets every entry (after its batch is resolved), keeping the memory: fresh memory each batch
+    /// was more page faults than lookups saved.
     func removeAll() {
-        map = ExternalIDMap()
-        entries.removeAll(keepingCapacity: entries.count <= 1 << 16)
-        arena.removeAll(keepingCapacity: arena.count <= 1 << 20)
+        map.removeAll()
+        entries.removeAll(keepingCapacity: true)
+        arena.removeAll(keepingCapacity: arena.count <= 64 << 20)
     }
 }
 
-/// A row of an import into a database holding ids, waiting for the batch lookup of an id it names
-/// (`UnseenIDs`): its record holds the provisional number in place of each id still unknown.
-struct ParkedRow {
-    var record: EventRecord
-    var userUnseen: Bool
-    var itemUnseen: Bool
+/// A bit for each place of the import's sort buffer: the record there holds a provisional number (see
+/// `UnseenIDs`) for one kind of id. A quarter of a megabyte for the default 2M-event buffer.
+final class PlaceBits {
+    private let words: UnsafeMutablePointer<UInt64>
+    private let wordCount: Int
+    /// The words with bits set are within lowest...highest (empty when highest < lowest).
+    @exclusivity(unchecked) private var lowest = Int.max
+    @exclusivity(unchecked) private var highest = -1
+
+    init(places: Int) {
+        wordCount = (places + 63) / 64
+        words = .allocate(capacity: wordCount)
+        words.initialize(repeating: 0, count: wordCount)
+    }
+    deinit { words.deallocate() }
+
+    var isEmpty: Bool { highest < 0 }
+
+    @inline(__always)
+    func set(_ place: Int) {
+        let w = place >> 6
+        // Unreachable from input: places are below the sort buffer's capacity, which sized this.
+        precondition(w < wordCount, "a place in the sort buffer")
+        words[w] |= 1 << UInt64(place & 63)
+        if w < lowest { lowest = w }
+        if w > highest { highest = w }
+    }
+
+    /// Calls `body` with every place set, in ascending order, and clears them.
+    func drain(_ body: (Int) -> Void) {
+        guard highest >= lowest else { return }
+        for w in lowest...highest {
+            var bits = words[w]
+            words[w] = 0
+            while bits != 0 {
+                body(w << 6 | bits.trailingZeroBitCount)
+                bits &= bits - 1
+            }
+        }
+        lowest = .max
+        highest = -1
+    }
 }
