@@ -11,7 +11,8 @@
 # Per size: rows/s of both and the ratio; data.mdb bytes per event vs the sqlite file's bytes per row;
 # peak anonymous RSS (RssAnon, sampled every 0.1 s from /proc/PID/status: file-backed map pages
 # excluded) and peak total RSS (VmHWM). Then, on the largest size: the same for the sequence-file
-# layout, a 1M-row import (old and new users) into the database that already holds it, latest-50
+# layout, a 1M-row import (old and new users) into the database that already holds it against the
+# same rows into an empty database (alternated, INTO_RUNS pairs), latest-50
 # read p50/p99 (`scale-bench`), and a kill -9 trial in the middle of a 20M-row import. With
 # TRAIN_MODEL=1, a small SASRec is trained on the largest database (hidden 16, 1 block, 1 epoch,
 # sampled softmax with 512 negatives; validation and test rank the full catalogue for a fixed sample
@@ -22,11 +23,14 @@
 # RecDB's anonymous memory holds the sort run and the id maps but not LMDB's dirty pages.
 #
 #   SIZES="5000000 20000000 50000000" RUNS=3 make bench-import
+# Only the delta pairs, on the largest database of an earlier full run (which already holds the default
+# delta; DELTA names another): ONLY_INTO=1 DELTA=FILE SKIP_BUILD=1 scripts/bench-import.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"5000000 20000000 50000000"}
 RUNS=${RUNS:-3}
 LARGEST_RUNS=${LARGEST_RUNS:-$RUNS}  # runs at the largest size and of its sequence file
+INTO_RUNS=${INTO_RUNS:-$RUNS}  # pairs of the delta into an empty and into the largest database
 KILL_ROWS=${KILL_ROWS:-20000000}
 work=${BENCH_DIR:-.cache/bench-import}
 mkdir -p "$work"
@@ -39,21 +43,32 @@ R=${RDBCTL:-.build/release/rdbctl}
 B=${SCALE_BENCH:-.build/release/scale-bench}
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start (shared with other jobs)" >&2
 
-# measure OUT cmd...: runs cmd, samples its memory; prints "seconds peak_anon_kib peak_hwm_kib exit_code".
-measure() {
-  local out=$1; shift
-  local start end pid anon=0 hwm=0 a h rc
-  start=$(date +%s.%N)
-  "$@" >"$out" 2>&1 &
-  pid=$!
+# sample_memory PID: samples its memory every 0.1 s until it ends; prints "peak_anon_kib peak_hwm_kib".
+sample_memory() {
+  local pid=$1 anon=0 hwm=0 a h
   while kill -0 "$pid" 2>/dev/null; do
     read -r a h < <(awk '/^RssAnon/{a=$2} /^VmHWM/{h=$2} END{print a+0, h+0}' "/proc/$pid/status" 2>/dev/null || echo "0 0")
     [ "${a:-0}" -gt "$anon" ] && anon=$a
     [ "${h:-0}" -gt "$hwm" ] && hwm=$h
     sleep 0.1
   done
+  echo "$anon $hwm"
+}
+# measure OUT cmd...: runs cmd, samples its memory; prints "seconds peak_anon_kib peak_hwm_kib exit_code".
+# The clock stops when `wait` returns, not at the sampler's next 0.1 s tick (a 0.5 s import was off by up to 20 %).
+measure() {
+  local out=$1; shift
+  local start end pid sampler anon hwm rc
+  start=$(date +%s.%N)
+  "$@" >"$out" 2>&1 &
+  pid=$!
+  sample_memory "$pid" >"$out.memory" &
+  sampler=$!
   set +e; wait "$pid"; rc=$?; set -e
   end=$(date +%s.%N)
+  wait "$sampler" || true
+  read -r anon hwm <"$out.memory"
+  rm -f "$out.memory"
   echo "$(echo "$end - $start" | bc -l) $anon $hwm $rc"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -70,6 +85,11 @@ SQL
 
 results=()
 largest=0
+if [ -n "${ONLY_INTO:-}" ]; then  # the delta pairs alone, on the largest database a full run left
+  largest=${SIZES##* }
+  [ -f "$work/recdb-$largest/data.mdb" ] || { echo "ONLY_INTO: no $work/recdb-$largest (run the full benchmark once)" >&2; exit 1; }
+  SIZES=""
+fi
 for rows in $SIZES; do
   csv="$work/app-$rows.csv"
   [ -f "$csv" ] || { echo "generating $csv..." >&2; $R generate "$csv" --rows "$rows" >&2; }
@@ -99,6 +119,7 @@ for rows in $SIZES; do
 done
 
 # The sequence-file layout of the largest size (the same histories), RecDB only: sqlite has no such import.
+if [ -z "${ONLY_INTO:-}" ]; then
 seqfile="$work/app-$largest.txt"
 [ -f "$seqfile" ] || $R generate "$seqfile" --rows "$largest" --format sequences >&2
 qt=(); qa=(); qh=()
@@ -113,15 +134,36 @@ printf '{"bench":"import-sequences","rows":%d,"runs":%d,"recdb_s":%.2f,"recdb_ro
   "$largest" "$LARGEST_RUNS" "$mqt" "$(echo "$largest / $mqt" | bc -l)" "$(echo "$(fsize "$work/recdb-seq/data.mdb") / $largest" | bc -l)" \
   "$(echo "$(median "${qa[@]}") / 1024" | bc -l)" "$(echo "$(median "${qh[@]}") / 1024" | bc -l)"
 rm -rf "$work/recdb-seq"
+fi
 
-# 1M more rows into the largest database: users u990000… (half of them have events, half are new), later times.
+# 1M more rows (users u990000… at 50M: half of them have events, half are new; later times), imported
+# alternately into an empty database and into a fresh copy of the largest one (empty, existing, empty,
+# …; INTO_RUNS pairs), whole processes by the wall clock, medians: the goal is the same rate into both.
+# The last copy (the largest database plus the delta) replaces the largest database for the reads below.
 offset=$(( largest / 50 > 10000 ? largest / 50 - 10000 : 0 ))
-delta="$work/delta-1000000-from-u$offset.csv"
+delta=${DELTA:-"$work/delta-1000000-from-u$offset.csv"}  # DELTA: another file (one the database has not imported)
 [ -f "$delta" ] || $R generate "$delta" --rows 1000000 --seed 7 --user-offset "$offset" --start-time 1700000000 >&2
-read -r t a h rc < <(measure "$work/recdb.log" $R import interactions "$work/recdb-$largest" "$delta" --json)
-[ "$rc" = 0 ] || { cat "$work/recdb.log" >&2; exit 1; }
-printf '{"bench":"import-into-existing","existing_events":%d,"rows":1000000,"recdb_s":%.2f,"recdb_rows_per_s":%.0f,"recdb_anon_peak_mib":%.0f,"summary":%s}\n' \
-  "$largest" "$t" "$(echo "1000000 / $t" | bc -l)" "$(echo "$a / 1024" | bc -l)" "$(tail -1 "$work/recdb.log")"
+et=(); xt=(); ei=(); xi=(); xa=()
+for run in $(seq 1 "$INTO_RUNS"); do
+  rm -rf "$work/into-empty"; $R init "$work/into-empty" >/dev/null
+  read -r t a h rc < <(measure "$work/recdb.log" $R import interactions "$work/into-empty" "$delta" --json)
+  [ "$rc" = 0 ] || { cat "$work/recdb.log" >&2; exit 1; }
+  et+=("$t"); ei+=("$(tail -1 "$work/recdb.log" | sed 's/.*"seconds":\([0-9.e-]*\).*/\1/')")
+  rm -rf "$work/into-existing"; cp -r "$work/recdb-$largest" "$work/into-existing"; sync
+  read -r t a h rc < <(measure "$work/recdb.log" $R import interactions "$work/into-existing" "$delta" --json)
+  [ "$rc" = 0 ] || { cat "$work/recdb.log" >&2; exit 1; }
+  xt+=("$t"); xa+=("$a"); xi+=("$(tail -1 "$work/recdb.log" | sed 's/.*"seconds":\([0-9.e-]*\).*/\1/')")
+  echo "  1M-row delta, pair $run: into empty ${et[-1]} s (${ei[-1]} s inside), into the $largest-event copy ${xt[-1]} s (${xi[-1]} s inside)" >&2
+done
+summary=$(tail -1 "$work/recdb.log")
+rm -rf "$work/into-empty"
+# ONLY_INTO keeps the largest database as it was (the delta's ledger entry would refuse the next run).
+if [ -n "${ONLY_INTO:-}" ]; then rm -rf "$work/into-existing"; else rm -rf "$work/recdb-$largest"; mv "$work/into-existing" "$work/recdb-$largest"; fi
+met=$(median "${et[@]}"); mxt=$(median "${xt[@]}")
+printf '{"bench":"import-into-existing","existing_events":%d,"rows":1000000,"pairs":%d,"empty_s":%.3f,"existing_s":%.3f,"empty_rows_per_s":%.0f,"existing_rows_per_s":%.0f,"existing_vs_empty":%.3f,"empty_inside_s":%.3f,"existing_inside_s":%.3f,"existing_anon_peak_mib":%.0f,"summary":%s}\n' \
+  "$largest" "$INTO_RUNS" "$met" "$mxt" "$(echo "1000000 / $met" | bc -l)" "$(echo "1000000 / $mxt" | bc -l)" "$(echo "$met / $mxt" | bc -l)" \
+  "$(median "${ei[@]}")" "$(median "${xi[@]}")" "$(echo "$(median "${xa[@]}") / 1024" | bc -l)" "$summary"
+if [ -n "${ONLY_INTO:-}" ]; then echo "machine load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2; exit 0; fi
 
 # Latest-50 reads on the largest database (plus the delta).
 $B "$work/recdb-$largest" --samples 20000 | tail -1

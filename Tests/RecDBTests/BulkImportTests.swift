@@ -149,6 +149,101 @@ final class BulkImportTests: DatabaseTestCase {
         XCTAssertEqual(recent, Array(expected))
     }
 
+    /// Into a database holding ids, ids met for the first time are looked up in batches in key order
+    /// (`UnseenIDs`) while their rows wait. New ids that sort between stored ones (odd numbers among
+    /// stored even ones, long ids sharing an 8-byte prefix), old and new users and items mixed, across
+    /// batch sizes from 1 id to the default and spilled sort runs: every stored id resolves to its own
+    /// number, new ids are numbered in order of first sight (users and items apart), each event keeps its
+    /// row's sequence, and the histories match a reference.
+    func testBatchedIDLookupsResolveStoredAndNewIDsInterleavedInKeyOrder() throws {
+        func userName(_ u: Int) -> String { u % 25 == 1 ? "u" + String(repeating: "x", count: 80) + "\(u)" : String(format: "u%04d", u) }
+        func itemName(_ i: Int) -> String { String(format: "i%04d", i) }
+        let first: [(String, String, Int64)] = (0..<600).map { r in (userName(2 * (r % 150)), itemName(2 * (r % 90)), Int64(r)) }
+        var rng = SplitMix64(seed: 31)
+        let second: [(String, String, Int64)] = (0..<4_000).map { _ in
+            (userName(Int(rng.next() % 300)), itemName(Int(rng.next() % 180)), 10_000 + Int64(rng.next() % 1_000))
+        }
+        for batch in [1, 5, 64, 1 << 16] {
+            let db = try makeDatabase("db-\(batch)")
+            try db.importInteractions(from: try writeFile("a.csv", csv(first)))
+            let (usersBefore, itemsBefore, sequenceBefore) = try db.read { (try $0.userCount(), try $0.itemCount(), try $0.eventVersion()) }
+            XCTAssertEqual(usersBefore, 150)
+            var expectedUsers: [String: UInt32] = [:], expectedItems: [String: UInt32] = [:]
+            try db.read { tx in
+                for u in 0..<150 { expectedUsers[userName(2 * u)] = try XCTUnwrap(tx.userID(for: userName(2 * u))) }
+                for i in 0..<90 { expectedItems[itemName(2 * i)] = try XCTUnwrap(tx.itemID(for: itemName(2 * i))) }
+            }
+            var nextUser = UInt32(usersBefore), nextItem = UInt32(itemsBefore)
+            for (u, i, _) in second {
+                if expectedUsers[u] == nil { nextUser += 1; expectedUsers[u] = nextUser }
+                if expectedItems[i] == nil { nextItem += 1; expectedItems[i] = nextItem }
+            }
+            var options = InteractionImportOptions()
+            options.idLookupBatch = batch
+            options.runEvents = 257
+            let summary = try db.importInteractions(from: try writeFile("b.csv", csv(second)), options: options)
+            XCTAssertEqual(summary.events, 4_000, "batch \(batch)")
+            XCTAssertEqual(summary.createdUsers, expectedUsers.count - 150, "batch \(batch)")
+            XCTAssertEqual(summary.createdItems, expectedItems.count - 90, "batch \(batch)")
+            try db.read { tx in
+                for (name, id) in expectedUsers { XCTAssertEqual(try tx.userID(for: name), id, "batch \(batch), user \(name)") }
+                for (name, id) in expectedItems { XCTAssertEqual(try tx.itemID(for: name), id, "batch \(batch), item \(name)") }
+                var seen = 0
+                try tx.forEachEvent(after: sequenceBefore) { e in
+                    let row = second[Int(e.sequence - sequenceBefore) - 1]
+                    XCTAssertEqual(e.user, expectedUsers[row.0], "batch \(batch), sequence \(e.sequence)")
+                    XCTAssertEqual(e.item, expectedItems[row.1], "batch \(batch), sequence \(e.sequence)")
+                    XCTAssertEqual(e.timestamp, row.2, "batch \(batch), sequence \(e.sequence)")
+                    seen += 1
+                    return true
+                }
+                XCTAssertEqual(seen, 4_000, "batch \(batch)")
+            }
+            assertSameHistories(try histories(db), reference(first + second))
+            let report = try db.verify()
+            XCTAssertTrue(report.isClean, "batch \(batch): \(report.problems)")
+        }
+    }
+
+    /// A failure while a lookup batch is open leaves the database unchanged and reports the file's
+    /// first bad line: a bad item id on an earlier line than a bad user id of the same batch wins; a bad
+    /// id still waiting for its batch wins over a later line that cannot be parsed; an empty id is
+    /// refused as empty (never looked up); a damaged stored id entry is an error naming its row.
+    func testAFailedLookupBatchReportsTheFilesFirstBadLineAndChangesNothing() throws {
+        let db = try makeDatabase()
+        try db.importInteractions(from: try writeFile("a.csv", csv(shuffledRows(count: 500, users: 50, items: 30, seed: 3))))
+        let before = try fingerprint(db)
+        // Lines 2…: stored and new ids mixed; line 38 a new item with a control character, line 40 a new user with one.
+        var rows = (0..<60).map { r in "\(r % 3 == 0 ? "new\(r)" : "u\(r % 50)"),\(r % 4 == 0 ? "n\(r)" : "i\(r % 30)"),\(2_000 + r)\n" }
+        rows[36] = "u1,i\u{7}x,2036\n"
+        rows[38] = "u\u{1}y,i2,2038\n"
+        for batch in [4, 1 << 16] {
+            var options = InteractionImportOptions()
+            options.idLookupBatch = batch
+            let both = try writeFile("both-\(batch).csv", "user,item,timestamp\n" + rows.joined())
+            assertImportError(file: both, line: 38, contains: "item id contains the control character U+0007") { try db.importInteractions(from: both, options: options) }
+            let late = try writeFile("late-\(batch).csv", "user,item,timestamp\n" + rows[0..<38].joined() + rows[38] + "u1,i1,5\nu2,i2\n")
+            assertImportError(file: late, line: 38, contains: "item id contains the control character") { try db.importInteractions(from: late, options: options) }
+            let userFirst = try writeFile("user-\(batch).csv", "user,item,timestamp\n" + rows[0..<36].joined() + rows[38] + "u2,i2\n")
+            assertImportError(file: userFirst, line: 38, contains: "user id contains the control character U+0001") { try db.importInteractions(from: userFirst, options: options) }
+            let empty = try writeFile("empty-\(batch).csv", "user,item,timestamp\n" + rows[0..<10].joined() + ",i1,7\n" + rows[10..<20].joined())
+            assertImportError(file: empty, line: 12, contains: "empty user id") { try db.importInteractions(from: empty, options: options) }
+            XCTAssertEqual(try fingerprint(db), before, "batch \(batch)")
+        }
+        // A stored id entry of 3 bytes (damage): its first row's line, and nothing written.
+        try db.write { tx in try tx.raw.put(.userIDs, key: Array("u7".utf8), value: [1, 2, 3]) }
+        let damagedBefore = try fingerprint(db)
+        var options = InteractionImportOptions()
+        options.idLookupBatch = 4
+        let damaged = try writeFile("damaged.csv", "user,item,timestamp\n" + rows[0..<7].joined() + "u7,i1,9\n" + rows[7..<30].joined())
+        assertImportError(file: damaged, line: 9, contains: "an id entry of 3 bytes") { try db.importInteractions(from: damaged, options: options) }
+        // A new invalid id on an earlier line of the same batch is the error (the damaged entry's lookup comes first).
+        let both = try writeFile("damaged-late.csv", "user,item,timestamp\n" + rows[0..<3].joined() + "u3,i\u{7},8\n" + rows[3..<7].joined() + "u7,i1,9\n")
+        options.idLookupBatch = 64
+        assertImportError(file: both, line: 5, contains: "item id contains the control character") { try db.importInteractions(from: both, options: options) }
+        XCTAssertEqual(try fingerprint(db), damagedBefore)
+    }
+
     /// `Options.writeMap` (MDB_WRITEMAP, what `rdbctl import interactions` uses for large files): the same
     /// histories as the reference, a failed import leaves the contents unchanged, and data.mdb — as long
     /// as the map while open — is cut back to its used pages when the database closes.

@@ -72,6 +72,17 @@ final class EventRunSorter {
         count += 1
     }
 
+    var isFull: Bool { count == capacity }
+
+    /// Changes the record added `index`-th since the last spill, in place: an import fills in ids it
+    /// learns after adding the record, before the buffer is sorted or spilled.
+    @inline(__always)
+    func update(_ index: Int, _ body: (inout EventRecord) -> Void) {
+        // Unreachable from input: the importer passes places of records it added since the last spill.
+        precondition(index < count, "a buffered record's place")
+        body(&buffer[index])
+    }
+
     /// Sorts the buffered records in place.
     func sortBuffer() {
         let n = count
@@ -481,6 +492,13 @@ final class ExternalIDMap {
         }
         place(Slot(tag: UInt64(hash) << 32 | UInt64(id), key: ref), in: table.slots)
         count += 1
+    }
+
+    /// Forgets every key, keeping the slot table (its memory already faulted in).
+    func removeAll() {
+        table.slots.update(repeating: Slot(tag: 0, key: 0), count: table.count)
+        arena.removeAll(keepingCapacity: true)
+        count = 0
     }
 
     private func place(_ entry: Slot, in slots: UnsafeMutablePointer<Slot>) {

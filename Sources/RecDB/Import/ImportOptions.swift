@@ -76,6 +76,9 @@ public struct InteractionImportOptions {
     public var progress: ImportProgressHandler?
     /// Events per sort run (32 bytes each, twice: the run and the radix sort's copy): 2M = 128 MiB.
     var runEvents = 1 << 21
+    /// Into a database holding ids: ids met for the first time looked up together, in key order (the
+    /// rows naming them wait in the sort buffer; fewer when the buffer fills first).
+    var idLookupBatch = 1 << 16
 
     public init(format: InteractionFormat? = nil) { self.format = format }
 }

@@ -41,6 +41,16 @@ struct InteractionImporter {
     /// new, with no B-tree lookup (1M random lookups into a 1M-key table at 50M rows, perf).
     let noUsersBefore: Bool
     let noItemsBefore: Bool
+    /// Ids of the database met for the first time are looked up in batches, in key order (see
+    /// `UnseenIDs`): the rows naming them go to the sort buffer with provisional numbers, and their
+    /// places are marked here until their batch fills them in — before the buffer is sorted or spilled.
+    /// (Copies of the waiting rows, or lists of their places, in growing arrays cost more in page faults
+    /// than the lookups saved: a delta's first batch can span most of it.)
+    let batchesLookups: Bool
+    let unseenUsers = UnseenIDs()
+    let unseenItems = UnseenIDs()
+    let provisionalUsers: PlaceBits?
+    let provisionalItems: PlaceBits?
     var typeCache: [String: UInt16] = [:]
     let sorter: EventRunSorter
     /// Parsed rows whose ids are not looked up yet (see `PendingRows`).
@@ -71,6 +81,10 @@ struct InteractionImporter {
         usersBefore = UInt32(try tx.userCount())
         noUsersBefore = try tx.raw.count(.userIDs) == 0
         noItemsBefore = try tx.raw.count(.itemIDs) == 0
+        batchesLookups = !(noUsersBefore && noItemsBefore)
+        provisionalUsers = batchesLookups ? PlaceBits(places: options.runEvents) : nil
+        provisionalItems = batchesLookups ? PlaceBits(places: options.runEvents) : nil
+        guard options.idLookupBatch >= 1 else { throw RecDBError.invalidArgument("an id lookup batch must hold at least 1 id") }
         firstSequence = try tx.eventVersion()
         nextSequence = firstSequence
     }
@@ -341,48 +355,122 @@ struct InteractionImporter {
         let row = pending.oldest
         let user = pending.userKey(of: row), item = pending.itemKey(of: row)
         let r = pending.rows[row]
-        let userID = try users.find(user, hash: r.userHash) ?? resolveNew(user, hash: r.userHash, kind: .user, line: r.line)
-        let itemID = try items.find(item, hash: r.itemHash) ?? resolveNew(item, hash: r.itemHash, kind: .item, line: r.line)
+        let knownUser = users.find(user, hash: r.userHash), knownItem = items.find(item, hash: r.itemHash)
         pending.popOldest()
         nextSequence += 1
-        try sorter.add(EventRecord(timestamp: r.timestamp, sequence: nextSequence, user: userID, item: itemID,
-                                   valueBits: r.valueBits, typeCode: r.typeCode, hasValue: r.hasValue))
         summary.rows += 1
         summary.events += 1
+        if let provisionalUsers, let provisionalItems {
+            // A full sort buffer is sorted and spilled by the next add: no provisional number may be in it then.
+            if sorter.isFull && hasProvisional { try resolveUnseen() }
+            if knownUser == nil || knownItem == nil {
+                // Numbered now, in file order, like every row: the ids are filled in where it lies.
+                try sorter.add(EventRecord(timestamp: r.timestamp, sequence: nextSequence,
+                                           user: knownUser ?? unseenUsers.provisional(user, hash: r.userHash, line: r.line),
+                                           item: knownItem ?? unseenItems.provisional(item, hash: r.itemHash, line: r.line),
+                                           valueBits: r.valueBits, typeCode: r.typeCode, hasValue: r.hasValue))
+                let place = sorter.count - 1
+                if knownUser == nil { provisionalUsers.set(place) }
+                if knownItem == nil { provisionalItems.set(place) }
+                if unseenUsers.count + unseenItems.count >= options.idLookupBatch
+                    || unseenUsers.arenaBytes + unseenItems.arenaBytes >= 16 << 20 {
+                    try resolveUnseen()
+                }
+                return
+            }
+        }
+        let userID = try knownUser ?? create(.user, user, hash: r.userHash, line: r.line)
+        let itemID = try knownItem ?? create(.item, item, hash: r.itemHash, line: r.line)
+        try sorter.add(EventRecord(timestamp: r.timestamp, sequence: nextSequence, user: userID, item: itemID,
+                                   valueBits: r.valueBits, typeCode: r.typeCode, hasValue: r.hasValue))
     }
 
     private mutating func resolvePending() throws {
         while !pending.isEmpty { try resolveOldest() }
+        if hasProvisional {
+            do { try resolveUnseen() } catch { resolveFailed = true; throw error }
+        }
     }
 
-    /// An id not seen yet in this import: the stored one, or a new user or item (validated, appended:
-    /// ids only grow). `line`: the row's, for errors.
-    private mutating func resolveNew(_ bytes: UnsafeRawBufferPointer, hash: UInt32, kind: EntityKind, line: Int) throws -> UInt32 {
+    private var hasProvisional: Bool { !(provisionalUsers?.isEmpty ?? true) || !(provisionalItems?.isEmpty ?? true) }
+
+    /// Resolves the batch of ids met for the first time: looks them up in key order, creates the ones
+    /// not stored — users and items in the order of their first rows, as resolving row by row would
+    /// (same ids, and the file's first invalid id is the one reported) — and fills them in in the sort buffer.
+    private mutating func resolveUnseen() throws {
+        var userIDs = [UInt32](repeating: 0, count: unseenUsers.count), itemIDs = [UInt32](repeating: 0, count: unseenItems.count)
+        var userFailures: [Int: Error] = [:], itemFailures: [Int: Error] = [:]
+        do {
+            if !noUsersBefore { (userIDs, userFailures) = try unseenUsers.storedIDs(in: .userIDs, tx: tx) }
+            if !noItemsBefore { (itemIDs, itemFailures) = try unseenItems.storedIDs(in: .itemIDs, tx: tx) }
+        } catch {
+            // Opening a cursor failed: the batch's first row (entries are in file order) names it.
+            let line = min(unseenUsers.entries.first?.line ?? .max, unseenItems.entries.first?.line ?? .max)
+            throw reader.error("\(error)", line: line)
+        }
+        // A failed lookup fails the import at its row; rows before it are only checked, for an earlier
+        // invalid id (the store may refuse every write after a failure, and none would be kept).
+        let checkOnly = !userFailures.isEmpty || !itemFailures.isEmpty
+        var u = 0, i = 0
+        while u < userIDs.count || i < itemIDs.count {
+            // A row's user before its item (and a sequence line's user before its items).
+            let isUser = i == itemIDs.count || (u < userIDs.count && unseenUsers.entries[u].line <= unseenItems.entries[i].line)
+            let kind: EntityKind = isUser ? .user : .item
+            let unseen = isUser ? unseenUsers : unseenItems
+            let index = isUser ? u : i
+            let e = unseen.entries[index]
+            if let failure = isUser ? userFailures[index] : itemFailures[index] { throw reader.error("\(failure)", line: e.line) }
+            let stored = isUser ? userIDs[index] : itemIDs[index]
+            let id = try unseen.withKey(index) { key -> UInt32 in
+                if checkOnly {
+                    if stored == 0 { try validate(kind, key, line: e.line) }
+                    return stored
+                }
+                if stored == 0 { return try create(kind, key, hash: e.hash, line: e.line) }
+                (isUser ? users : items).insert(key, hash: e.hash, id: stored)
+                return stored
+            }
+            if isUser { userIDs[u] = id; u += 1 } else { itemIDs[i] = id; i += 1 }
+        }
+        precondition(!checkOnly, "unreachable: the walk throws at the entry whose lookup failed")
+        provisionalUsers?.drain { place in sorter.update(place) { $0.user = userIDs[Int($0.user)] } }
+        provisionalItems?.drain { place in sorter.update(place) { $0.item = itemIDs[Int($0.item)] } }
+        unseenUsers.removeAll()
+        unseenItems.removeAll()
+    }
+
+    private func validate(_ kind: EntityKind, _ bytes: UnsafeRawBufferPointer, line: Int) throws {
+        do {
+            try validateExternalID(String(decoding: bytes, as: UTF8.self), kind: kind.rawValue)
+        } catch let e as RecDBError {
+            throw reader.error("\(e)", line: line)
+        }
+    }
+
+    /// A new user or item (validated, appended: ids only grow) for an id known not to be stored, added
+    /// to its map. `line`: its first row's, for errors.
+    private mutating func create(_ kind: EntityKind, _ bytes: UnsafeRawBufferPointer, hash: UInt32, line: Int) throws -> UInt32 {
         let external = String(decoding: bytes, as: UTF8.self)
         let id: UInt32
         do {
             switch kind {
             case .user:
-                if !noUsersBefore, let existing = try tx.userID(for: external) { id = existing } else {
-                    try validateExternalID(external, kind: "user")
-                    id = UInt32(try tx.nextCounter(.lastUserID))
-                    let record = User(id: id, externalID: external, attributesJSON: nil, createdAt: now)
-                    try tx.raw.put(.users, key: Keys.u32(id), value: UserRecord.encode(record), append: true)
-                    try tx.raw.put(.userIDs, key: Array(bytes), value: Keys.u32(id))
-                    summary.createdUsers += 1
-                }
+                try validateExternalID(external, kind: "user")
+                id = UInt32(try tx.nextCounter(.lastUserID))
+                let record = User(id: id, externalID: external, attributesJSON: nil, createdAt: now)
+                try tx.raw.put(.users, key: Keys.u32(id), value: UserRecord.encode(record), append: true)
+                try tx.raw.put(.userIDs, key: Array(bytes), value: Keys.u32(id))
+                summary.createdUsers += 1
                 users.insert(bytes, hash: hash, id: id)
             case .item:
-                if !noItemsBefore, let existing = try tx.itemID(for: external) { id = existing } else {
-                    try validateExternalID(external, kind: "item")
-                    id = UInt32(try tx.nextCounter(.lastItemID))
-                    let record = Item(id: id, externalID: external, title: nil, text: nil, attributesJSON: nil, isAvailable: true,
-                                      isDeleted: false, createdAt: now, updatedAt: now)
-                    try tx.raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(record), append: true)
-                    try tx.raw.put(.itemIDs, key: Array(bytes), value: Keys.u32(id))
-                    try tx.itemCreated(id)
-                    summary.createdItems += 1
-                }
+                try validateExternalID(external, kind: "item")
+                id = UInt32(try tx.nextCounter(.lastItemID))
+                let record = Item(id: id, externalID: external, title: nil, text: nil, attributesJSON: nil, isAvailable: true,
+                                  isDeleted: false, createdAt: now, updatedAt: now)
+                try tx.raw.put(.items, key: Keys.u32(id), value: ItemRecord.encode(record), append: true)
+                try tx.raw.put(.itemIDs, key: Array(bytes), value: Keys.u32(id))
+                try tx.itemCreated(id)
+                summary.createdItems += 1
                 items.insert(bytes, hash: hash, id: id)
             }
         } catch let e as RecDBError {

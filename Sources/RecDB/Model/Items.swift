@@ -98,12 +98,15 @@ enum ItemRecord {
     }
 }
 
+/// The longest external id, in bytes of UTF-8 (LMDB's keys end at 511).
+let maxExternalIDBytes = 500
+
 /// External ids are LMDB keys: non-empty, at most 500 bytes of UTF-8, not blank and without control
 /// characters (a NUL or a line break in an id cannot be exported, typed or told apart when printed).
 func validateExternalID(_ id: String, kind: String) throws {
     let n = id.utf8.count
     guard n > 0 else { throw RecDBError.invalidArgument("empty \(kind) id") }
-    guard n <= 500 else { throw RecDBError.invalidArgument("\(kind) id longer than 500 bytes: \(id.prefix(40))…") }
+    guard n <= maxExternalIDBytes else { throw RecDBError.invalidArgument("\(kind) id longer than \(maxExternalIDBytes) bytes: \(id.prefix(40))…") }
     if let c = id.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
         throw RecDBError.invalidArgument("\(kind) id contains the control character U+\(String(format: "%04X", c.value)): \(id.debugDescription.prefix(60))")
     }
