@@ -2,7 +2,7 @@
 // (test recall@10, ndcg@10, epochs, seconds per epoch, GFLOP/s …) on stdout; progress on stderr.
 //
 //   swift run -c release learn-bench --data ../shared/data/amazon-beauty/Beauty.txt --arch sasrec --items id
-//        [--emb ../shared/emb/beauty_minilm.npy] [--loss auto|ce|sampled] [--negatives N] [--seed 0] [--max-epochs N] [--patience N] [--threads N]
+//        [--emb ../shared/emb/beauty_minilm.npy] [--loss auto|ce|sampled] [--negatives N] [--lr 0.001] [--seed 0] [--max-epochs N] [--patience N] [--threads N]
 //        [--profiles ../shared/emb/beauty_profiles_titlemean.npy] [--distill-epochs N] [--alpha A] [--quiet]
 //   swift run -c release learn-bench --peak          # cblas_sgemm GFLOP/s on this machine (1 and 2 threads)
 //   swift run -c release learn-bench --serve --data … # single-sequence user-representation latency
@@ -71,6 +71,7 @@ if let s = options["batch"], let v = Int(s) { configuration.batchSize = v }
 if let s = options["chunk"], let v = Int(s) { configuration.lossChunkRows = v }
 if let l = options["loss"] { guard let v = ModelConfiguration.Loss(rawValue: l) else { fail("--loss auto|ce|sampled") }; configuration.loss = v }
 if let s = options["negatives"], let v = Int(s) { configuration.negatives = v }
+if let s = options["lr"], let v = Float(s) { configuration.learningRate = v }
 if flags.contains("mask-seen") { configuration.maskSeen = true }
 let quiet = flags.contains("quiet")
 

@@ -125,7 +125,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     /// Training loss (`auto` picks `ce` or `sampled` by catalogue size).
     public var loss: Loss = .auto
     /// Sampled loss: draws per batch (the candidate set shared by the batch's positions). 2048 because
-    /// on Beauty 512 reached 83 % of full CE's test NDCG@10 and 2048 97 % (README), while the loss stays
+    /// on Beauty 512 reached 83 % of full CE's test NDCG@10 and 2048 95 % (README), while the loss stays
     /// a fraction of a full-CE step at 50k items.
     public var negatives: Int = 2048
     /// Catalogue size above which `auto` trains with the sampled loss (see the README's measurements).
