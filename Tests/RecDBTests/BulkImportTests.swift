@@ -205,6 +205,83 @@ final class BulkImportTests: DatabaseTestCase {
         }
     }
 
+    /// A waiting id is held in the importer's id map as a tagged provisional number until its batch is
+    /// looked up: rows naming it again while it waits (many times, with short inline ids and long arena
+    /// ids), a sort buffer that fills and spills while ids wait, stored users of one batch alongside new
+    /// ones, and a batch that is resolved between two rows of the same new id all give every event its
+    /// own user's and item's id; new ids are numbered in order of first sight, stored ones keep theirs.
+    func testWaitingIDsRepeatedAcrossSpillsAndBatchesResolveToOneIDEach() throws {
+        func userName(_ u: Int) -> String { u % 3 == 0 ? "user-with-a-long-name-\(u)" : "u\(u)" }
+        func itemName(_ i: Int) -> String { i % 4 == 0 ? "item-with-a-long-name-\(i)" : "i\(i)" }
+        let first: [(String, String, Int64)] = (0..<200).map { r in (userName(2 * (r % 40)), itemName(2 * (r % 25)), Int64(r)) }
+        // Users 0…79 and items 0…49: the even ones stored, the odd ones new; each named on many rows,
+        // the same few in runs of rows (repeats while waiting), then all of them again.
+        var second: [(String, String, Int64)] = []
+        for r in 0..<600 { second.append((userName(r / 15 % 80), itemName(r / 9 % 50), 5_000 + Int64(r % 7))) }
+        for r in 0..<600 { second.append((userName((r * 7) % 80), itemName((r * 11) % 50), 6_000 - Int64(r % 13))) }
+        for (batch, runEvents) in [(3, 4), (17, 50), (1 << 16, 7), (1 << 16, 1 << 20)] {
+            let db = try makeDatabase("db-\(batch)-\(runEvents)")
+            try db.importInteractions(from: try writeFile("a.csv", csv(first)))
+            let (usersBefore, itemsBefore, sequenceBefore) = try db.read { (try $0.userCount(), try $0.itemCount(), try $0.eventVersion()) }
+            var expectedUsers: [String: UInt32] = [:], expectedItems: [String: UInt32] = [:]
+            try db.read { tx in
+                for u in 0..<40 { expectedUsers[userName(2 * u)] = try XCTUnwrap(tx.userID(for: userName(2 * u))) }
+                for i in 0..<25 { expectedItems[itemName(2 * i)] = try XCTUnwrap(tx.itemID(for: itemName(2 * i))) }
+            }
+            var nextUser = UInt32(usersBefore), nextItem = UInt32(itemsBefore)
+            for (u, i, _) in second {
+                if expectedUsers[u] == nil { nextUser += 1; expectedUsers[u] = nextUser }
+                if expectedItems[i] == nil { nextItem += 1; expectedItems[i] = nextItem }
+            }
+            var options = InteractionImportOptions()
+            options.idLookupBatch = batch
+            options.runEvents = runEvents
+            let summary = try db.importInteractions(from: try writeFile("b.csv", csv(second)), options: options)
+            let tag = "batch \(batch), run \(runEvents)"
+            XCTAssertEqual(summary.events, 1_200, tag)
+            XCTAssertEqual(summary.createdUsers, 40, tag)
+            XCTAssertEqual(summary.createdItems, 25, tag)
+            try db.read { tx in
+                for (name, id) in expectedUsers { XCTAssertEqual(try tx.userID(for: name), id, "\(tag), user \(name)") }
+                for (name, id) in expectedItems { XCTAssertEqual(try tx.itemID(for: name), id, "\(tag), item \(name)") }
+                var seen = 0
+                try tx.forEachEvent(after: sequenceBefore) { e in
+                    let row = second[Int(e.sequence - sequenceBefore) - 1]
+                    XCTAssertEqual(e.user, expectedUsers[row.0], "\(tag), sequence \(e.sequence)")
+                    XCTAssertEqual(e.item, expectedItems[row.1], "\(tag), sequence \(e.sequence)")
+                    seen += 1
+                    return true
+                }
+                XCTAssertEqual(seen, 1_200, tag)
+            }
+            assertSameHistories(try histories(db), reference(first + second))
+            let report = try db.verify()
+            XCTAssertTrue(report.isClean, "\(tag): \(report.problems)")
+            // The same rows as a sequence file (a line's user, then its items): waiting ids within one line.
+            let lines = stride(from: 0, to: second.count, by: 6).map { s in
+                "\(second[s].0) " + second[s..<min(s + 6, second.count)].map(\.1).joined(separator: " ") + "\n"
+            }
+            var sequenceOptions = InteractionImportOptions(format: .sequences)
+            sequenceOptions.idLookupBatch = batch
+            sequenceOptions.runEvents = runEvents
+            let more = try db.importInteractions(from: try writeFile("c.txt", lines.joined()), options: sequenceOptions)
+            XCTAssertEqual(more.createdUsers, 0, tag)
+            XCTAssertEqual(more.createdItems, 0, tag)
+            XCTAssertEqual(more.events, 1_200, tag)
+            try db.read { tx in
+                var seen = 0
+                try tx.forEachEvent(after: sequenceBefore + 1_200) { e in
+                    let k = Int(e.sequence - sequenceBefore - 1_200) - 1
+                    XCTAssertEqual(e.user, expectedUsers[second[k / 6 * 6].0], "\(tag), sequence line \(k / 6 + 1)")
+                    XCTAssertEqual(e.item, expectedItems[second[k].1], "\(tag), sequence \(e.sequence)")
+                    seen += 1
+                    return true
+                }
+                XCTAssertEqual(seen, 1_200, tag)
+            }
+        }
+    }
+
     /// A failure while a lookup batch is open leaves the database unchanged and reports the file's
     /// first bad line: a bad item id on an earlier line than a bad user id of the same batch wins; a bad
     /// id still waiting for its batch wins over a later line that cannot be parsed; an empty id is

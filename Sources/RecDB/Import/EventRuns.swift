@@ -494,6 +494,34 @@ final class ExternalIDMap {
         count += 1
     }
 
+    /// Replaces the id of a key known to be present (a provisional number by the stored or created id).
+    func setID(_ key: UnsafeRawBufferPointer, hash: UInt32, id: UInt32) {
+        let short = Self.inline(key)
+        var i = slot(hash)
+        let slots = table.slots
+        while true {
+            let s = slots[i]
+            // Unreachable: the importer replaces only ids it put in this map.
+            precondition(s.tag != 0, "a key present in the id map")
+            if UInt32(truncatingIfNeeded: s.tag >> 32) == hash {
+                let same: Bool
+                if let short {
+                    same = s.key == short
+                } else if s.key >> 63 == 0 {
+                    let length = Int(s.key & 0xFFFF), offset = Int(s.key >> 16)
+                    same = length == key.count && arena.withUnsafeBytes { memcmp($0.baseAddress! + offset, key.baseAddress!, length) == 0 }
+                } else {
+                    same = false
+                }
+                if same {
+                    slots[i].tag = UInt64(hash) << 32 | UInt64(id)
+                    return
+                }
+            }
+            i = (i + 1) & mask
+        }
+    }
+
     /// Forgets every key, keeping the slot table (its memory already faulted in).
     func removeAll() {
         table.slots.update(repeating: Slot(tag: 0, key: 0), count: table.count)
