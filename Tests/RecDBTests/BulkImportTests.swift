@@ -166,18 +166,10 @@ final class BulkImportTests: DatabaseTestCase {
         for batch in [1, 5, 64, 1 << 16] {
             let db = try makeDatabase("db-\(batch)")
             try db.importInteractions(from: try writeFile("a.csv", csv(first)))
-            let (usersBefore, itemsBefore, sequenceBefore) = try db.read { (try $0.userCount(), try $0.itemCount(), try $0.eventVersion()) }
+            let (usersBefore, sequenceBefore) = try db.read { (try $0.userCount(), try $0.eventVersion()) }
             XCTAssertEqual(usersBefore, 150)
-            var expectedUsers: [String: UInt32] = [:], expectedItems: [String: UInt32] = [:]
-            try db.read { tx in
-                for u in 0..<150 { expectedUsers[userName(2 * u)] = try XCTUnwrap(tx.userID(for: userName(2 * u))) }
-                for i in 0..<90 { expectedItems[itemName(2 * i)] = try XCTUnwrap(tx.itemID(for: itemName(2 * i))) }
-            }
-            var nextUser = UInt32(usersBefore), nextItem = UInt32(itemsBefore)
-            for (u, i, _) in second {
-                if expectedUsers[u] == nil { nextUser += 1; expectedUsers[u] = nextUser }
-                if expectedItems[i] == nil { nextItem += 1; expectedItems[i] = nextItem }
-            }
+            let (expectedUsers, expectedItems) = try expectedIDs(db, storedUsers: (0..<150).map { userName(2 * $0) },
+                                                                 storedItems: (0..<90).map { itemName(2 * $0) }, then: second)
             var options = InteractionImportOptions()
             options.idLookupBatch = batch
             options.runEvents = 257
@@ -205,6 +197,25 @@ final class BulkImportTests: DatabaseTestCase {
         }
     }
 
+    /// The ids an import of `rows` into `db` must give: the stored names keep the ids `db` holds for them, and
+    /// names first seen in `rows` are numbered after the stored ones in order of first sight.
+    func expectedIDs(_ db: Database, storedUsers: [String], storedItems: [String], then rows: [(String, String, Int64)])
+        throws -> (users: [String: UInt32], items: [String: UInt32]) {
+        var users: [String: UInt32] = [:], items: [String: UInt32] = [:]
+        var nextUser: UInt32 = 0, nextItem: UInt32 = 0
+        try db.read { tx in
+            for u in storedUsers { users[u] = try XCTUnwrap(tx.userID(for: u)) }
+            for i in storedItems { items[i] = try XCTUnwrap(tx.itemID(for: i)) }
+            nextUser = UInt32(try tx.userCount())
+            nextItem = UInt32(try tx.itemCount())
+        }
+        for (u, i, _) in rows {
+            if users[u] == nil { nextUser += 1; users[u] = nextUser }
+            if items[i] == nil { nextItem += 1; items[i] = nextItem }
+        }
+        return (users, items)
+    }
+
     /// A waiting id is held in the importer's id map as a tagged provisional number until its batch is
     /// looked up: rows naming it again while it waits (many times, with short inline ids and long arena
     /// ids), a sort buffer that fills and spills while ids wait, stored users of one batch alongside new
@@ -222,17 +233,9 @@ final class BulkImportTests: DatabaseTestCase {
         for (batch, runEvents) in [(3, 4), (17, 50), (1 << 16, 7), (1 << 16, 1 << 20)] {
             let db = try makeDatabase("db-\(batch)-\(runEvents)")
             try db.importInteractions(from: try writeFile("a.csv", csv(first)))
-            let (usersBefore, itemsBefore, sequenceBefore) = try db.read { (try $0.userCount(), try $0.itemCount(), try $0.eventVersion()) }
-            var expectedUsers: [String: UInt32] = [:], expectedItems: [String: UInt32] = [:]
-            try db.read { tx in
-                for u in 0..<40 { expectedUsers[userName(2 * u)] = try XCTUnwrap(tx.userID(for: userName(2 * u))) }
-                for i in 0..<25 { expectedItems[itemName(2 * i)] = try XCTUnwrap(tx.itemID(for: itemName(2 * i))) }
-            }
-            var nextUser = UInt32(usersBefore), nextItem = UInt32(itemsBefore)
-            for (u, i, _) in second {
-                if expectedUsers[u] == nil { nextUser += 1; expectedUsers[u] = nextUser }
-                if expectedItems[i] == nil { nextItem += 1; expectedItems[i] = nextItem }
-            }
+            let sequenceBefore = try db.read { try $0.eventVersion() }
+            let (expectedUsers, expectedItems) = try expectedIDs(db, storedUsers: (0..<40).map { userName(2 * $0) },
+                                                                 storedItems: (0..<25).map { itemName(2 * $0) }, then: second)
             var options = InteractionImportOptions()
             options.idLookupBatch = batch
             options.runEvents = runEvents
