@@ -19,8 +19,9 @@
 //   * each lower level's search starts from the closest node found on the level above (as hnswlib does); Faiss
 //     1.7.3 restarts every level from the node the greedy descent reached above the new node's top level;
 //   * a link already present is not added twice (Faiss may duplicate one when two insertions meet);
-//   * under inner product the rows are linked through the MIPS→L2 reduction (MipsAugmentation below), not under
-//     inner product itself, where a model's few longest item vectors become hubs (issue #14).
+//   * under inner product, where a model's few longest item vectors would become hubs (issue #14), the rows are
+//     linked through the MIPS→L2 reduction (MipsAugmentation below) instead of under inner product itself; the
+//     shim decides per index (longRowShareOfNearestCandidates below).
 // With one thread the graph is a deterministic function of the rows and the index's prior state. With several
 // threads, as with Faiss, it depends on the interleaving (neighbour lists are read while other threads extend them).
 // Distances differ from Faiss's in the last float bits (summation order), so even a one-thread graph is not
