@@ -27,6 +27,18 @@ elif [ "$PART" != torch ]; then
     swift build -c release --product learn-bench >&2
 fi
 OUT=.cache/bench-scale
+# generated_database BASE ROWS ITEMS: BASE.txt from `rdbctl generate --format sequences` (seed 42) and BASE.recdb with
+# the whole catalogue imported first as items (so a model scores all of it, seen or not), then the events.
+generated_database() {
+    "$BIN/rdbctl" generate "$1.txt" --rows "$2" --items "$3" --format sequences --json >/dev/null
+    python3 -c "import sys; n=int(sys.argv[1]); f=open(sys.argv[2],'w'); f.write('item_id\ttitle\n'); [f.write(f'i{i}\tt{i}\n') for i in range(n)]" "$3" "$1.items.tsv"
+    rm -rf "$1.recdb.tmp"
+    "$BIN/rdbctl" init "$1.recdb.tmp" >/dev/null
+    "$BIN/rdbctl" import items "$1.recdb.tmp" "$1.items.tsv" --format tsv --id-column item_id --title-column title --json >/dev/null
+    "$BIN/rdbctl" import interactions "$1.recdb.tmp" "$1.txt" --format sequences --json >/dev/null
+    rm -f "$1.items.tsv"
+    mv "$1.recdb.tmp" "$1.recdb"
+}
 mkdir -p "$OUT"
 
 if [ "$PART" = beauty ] || [ "$PART" = all ]; then
@@ -70,14 +82,7 @@ if [ "$PART" = torch ]; then
     PY=${PY:-/root/refvenv/bin/python}
     swift build -c release --product rdbctl >&2
     D="$OUT/torch-$TORCH_ROWS-$TORCH_ITEMS"
-    if [ ! -d "$D.recdb" ]; then
-        .build/release/rdbctl generate "$D.txt" --rows "$TORCH_ROWS" --items "$TORCH_ITEMS" --format sequences >&2
-        python3 -c "import sys; n=int(sys.argv[1]); f=open(sys.argv[2],'w'); f.write('item_id\ttitle\n'); [f.write(f'i{i}\tt{i}\n') for i in range(n)]" "$TORCH_ITEMS" "$D.items.tsv"
-        .build/release/rdbctl init "$D.recdb.tmp" >&2
-        .build/release/rdbctl import items "$D.recdb.tmp" "$D.items.tsv" --format tsv --id-column item_id --title-column title >&2
-        .build/release/rdbctl import interactions "$D.recdb.tmp" "$D.txt" --format sequences >&2
-        mv "$D.recdb.tmp" "$D.recdb"
-    fi
+    [ -d "$D.recdb" ] || generated_database "$D" "$TORCH_ROWS" "$TORCH_ITEMS"
     : > "$OUT/torch.jsonl"
     for p in $(seq "$PAIRS"); do
         echo "pair $p: load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -105,14 +110,8 @@ if [ "$PART" = table ]; then
     for cell in $CELLS; do
         rows=${cell%x*}; items=${cell#*x}; D="$OUT/table-$rows-$items"
         if [ ! -d "$D.recdb" ]; then
-            "$BIN/rdbctl" generate "$D.txt" --rows "$rows" --items "$items" --format sequences --json >/dev/null
-            python3 -c "import sys; n=int(sys.argv[1]); f=open(sys.argv[2],'w'); f.write('item_id\ttitle\n'); [f.write(f'i{i}\tt{i}\n') for i in range(n)]" "$items" "$D.items.tsv"
-            rm -rf "$D.recdb.tmp"
-            "$BIN/rdbctl" init "$D.recdb.tmp" >/dev/null
-            "$BIN/rdbctl" import items "$D.recdb.tmp" "$D.items.tsv" --format tsv --id-column item_id --title-column title --json >/dev/null
-            "$BIN/rdbctl" import interactions "$D.recdb.tmp" "$D.txt" --format sequences --json >/dev/null
-            rm -f "$D.txt" "$D.items.tsv"
-            mv "$D.recdb.tmp" "$D.recdb"
+            generated_database "$D" "$rows" "$items"
+            rm -f "$D.txt"
             echo "prepared $D.recdb" >&2
         fi
         [ -z "${PREP_ONLY:-}" ] || continue
