@@ -192,6 +192,77 @@ final class SampledSoftmaxTests: XCTestCase {
         }
     }
 
+    func testTheRowSparseTableStepsAtItsOwnLearningRate() {
+        // One AdamW step with the item table in its own group: the table's touched rows move as a dense
+        // step at the group's rate would (decay 1 − lr·wd, then the bias-corrected step), every other
+        // parameter at the base rate, and the untouched rows not at all.
+        let rowsCount = 5, width = 4
+        let table = Parameter("t", shape: [rowsCount, width]), reference = Parameter("r", shape: [rowsCount, width])
+        let other = Parameter("o", shape: [3]), otherReference = Parameter("o", shape: [3])
+        let t0 = randomFloats(rowsCount * width, seed: 7), o0 = randomFloats(3, seed: 8)
+        for p in [table, reference] { t0.withUnsafeBufferPointer { p.value.p.update(from: $0.baseAddress!, count: t0.count) } }
+        for p in [other, otherReference] { o0.withUnsafeBufferPointer { p.value.p.update(from: $0.baseAddress!, count: 3) } }
+        let touched: [Int32] = [3, 0]
+        let g = randomFloats(width, seed: 9), go = randomFloats(3, seed: 10)
+        for p in [table, reference] { for r in touched { for j in 0..<width { p.grad.p[Int(r) * width + j] = g[j] + Float(r) } } }
+        for p in [other, otherReference] { for j in 0..<3 { p.grad.p[j] = go[j] } }
+        var grouped = AdamW(learningRate: 0.01, beta1: 0.9, beta2: 0.98, epsilon: 1e-8, weightDecay: 0.5,
+                            rowSparseLearningRate: 0.04)
+        var atTableRate = AdamW(learningRate: 0.04, beta1: 0.9, beta2: 0.98, epsilon: 1e-8, weightDecay: 0.5)
+        var atBaseRate = AdamW(learningRate: 0.01, beta1: 0.9, beta2: 0.98, epsilon: 1e-8, weightDecay: 0.5)
+        grouped.update([other, table], rowSparse: table, rows: touched)
+        atTableRate.update([reference])
+        atBaseRate.update([otherReference])
+        for r in 0..<rowsCount {
+            for j in 0..<width {
+                let i = r * width + j
+                if touched.contains(Int32(r)) {
+                    XCTAssertEqual(table.value.p[i], reference.value.p[i], "row \(r) at the table's rate")
+                    // The first Adam step is lr·g/(|g| + ε) after the decay: 0.04 per coordinate, not 0.01.
+                    XCTAssertEqual(abs(t0[i] * (1 - 0.04 * 0.5) - table.value.p[i]), 0.04, accuracy: 1e-5)
+                } else {
+                    XCTAssertEqual(table.value.p[i], t0[i], "untouched row \(r)")
+                }
+            }
+        }
+        for j in 0..<3 { XCTAssertEqual(other.value.p[j], otherReference.value.p[j], "a dense parameter at the base rate") }
+    }
+
+    func testTheItemTableLearningRateGrowsWithTheCatalogueOnlyWhereTheTableIsSparse() throws {
+        let threshold = ModelConfiguration.sampledLossCatalogueThreshold
+        XCTAssertEqual(ModelConfiguration.itemTableLearningRateFactor(numItems: 1000), 1)
+        XCTAssertEqual(ModelConfiguration.itemTableLearningRateFactor(numItems: threshold), 1)
+        XCTAssertEqual(ModelConfiguration.itemTableLearningRateFactor(numItems: threshold + 1), 5)
+        XCTAssertEqual(ModelConfiguration.itemTableLearningRateFactor(numItems: 1_000_000), 5)
+        var c = ModelConfiguration()
+        c.learningRate = 2e-3
+        XCTAssertEqual(c.resolvedItemTableLearningRate(numItems: 200_000), 1e-2, accuracy: 1e-9, "auto → sampled, id: scaled")
+        XCTAssertEqual(c.resolvedItemTableLearningRate(numItems: 20_000), 2e-3, "auto → ce: the table is dense")
+        c.loss = .ce
+        XCTAssertEqual(c.resolvedItemTableLearningRate(numItems: 200_000), 2e-3)
+        c.loss = .sampled; c.items = .textAndID
+        XCTAssertEqual(c.resolvedItemTableLearningRate(numItems: 200_000), 2e-3, "text+id: dense update")
+        c.items = .id; c.itemTableLearningRate = 7e-3
+        XCTAssertEqual(c.resolvedItemTableLearningRate(numItems: 200_000), 7e-3, "an explicit rate is kept")
+        c.itemTableLearningRate = 0
+        XCTAssertThrowsError(try c.validate())
+        // Training records the resolved rate (small catalogue: factor 1), a different rate trains differently,
+        // and a stored configuration without the key decodes to automatic.
+        let data = try syntheticDataset()
+        var s = smallConfiguration(.sasrec)
+        s.maxEpochs = 2; s.loss = .sampled; s.negatives = 16
+        let automatic = try Trainer.train(dataset: data, configuration: s)
+        XCTAssertEqual(automatic.model.configuration.itemTableLearningRate, s.learningRate)
+        s.itemTableLearningRate = 4 * s.learningRate
+        let faster = try Trainer.train(dataset: data, configuration: s)
+        XCTAssertEqual(faster.model.configuration.itemTableLearningRate, 4 * s.learningRate)
+        XCTAssertNotEqual(automatic.model.exportParameters()["item_emb"], faster.model.exportParameters()["item_emb"])
+        let roundTrip = try JSONDecoder().decode(ModelConfiguration.self, from: JSONEncoder().encode(faster.model.configuration))
+        XCTAssertEqual(roundTrip.itemTableLearningRate, 4 * s.learningRate)
+        let old = try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{"seed":3}"#.utf8))
+        XCTAssertNil(old.itemTableLearningRate)
+    }
+
     func testTrainingWithTheSampledLossLearnsAndIsDeterministic() throws {
         let data = try syntheticDataset()
         var c = smallConfiguration(.sasrec)

@@ -9,6 +9,8 @@ struct AdamW {
     var beta2: Float
     var epsilon: Float
     var weightDecay: Float
+    /// Learning rate of the `rowSparse` parameter (its own parameter group, as in torch); nil = `learningRate`.
+    var rowSparseLearningRate: Float? = nil
     /// Number of steps taken (bias correction uses step + 1 for the next step).
     private(set) var step = 0
 
@@ -45,13 +47,14 @@ struct AdamW {
     ///     skip zeroing the whole table before the next step.
     mutating func update(_ parameters: [Parameter], rowSparse: Parameter? = nil, rows: [Int32] = []) {
         step += 1
-        let lr = learningRate, b1 = beta1, b2 = beta2, eps = epsilon
+        let lr = learningRate, b1 = beta1, b2 = beta2, eps = epsilon, wd = weightDecay
         let c1 = 1 - powf(b1, Float(step)), c2 = 1 - powf(b2, Float(step))
-        let decay = 1 - lr * weightDecay
-        let stepSize = lr / c1
         let c2Root = c2.squareRoot()
         @inline(__always) func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
-                                     _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ r: Range<Int>) {
+                                     _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ r: Range<Int>,
+                                     learningRate lr: Float) {
+            let decay = 1 - lr * wd
+            let stepSize = lr / c1
             for i in r {
                 let gi = g[i]
                 w[i] *= decay
@@ -63,15 +66,16 @@ struct AdamW {
         }
         for p in parameters where p !== rowSparse {
             let w = p.value.p, g = p.grad.p, m = p.moment1.p, v = p.moment2.p
-            Parallel.forEachSlice(p.count, minimumPerPart: 32768) { _, r in apply(w, g, m, v, r) }
+            Parallel.forEachSlice(p.count, minimumPerPart: 32768) { _, r in apply(w, g, m, v, r, learningRate: lr) }
         }
         if let p = rowSparse {
             let w = p.value.p, g = p.grad.p, m = p.moment1.p, v = p.moment2.p, width = p.shape[1]
+            let rowLearningRate = rowSparseLearningRate ?? lr
             rows.withUnsafeBufferPointer { rs in
                 Parallel.forEachSlice(rs.count, minimumPerPart: 512) { _, range in
                     for k in range {
                         let start = Int(rs[k]) * width
-                        apply(w, g, m, v, start..<(start + width))
+                        apply(w, g, m, v, start..<(start + width), learningRate: rowLearningRate)
                         (g + start).update(repeating: 0, count: width)
                     }
                 }

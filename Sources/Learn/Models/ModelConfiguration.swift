@@ -130,6 +130,31 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public var negatives: Int = 2048
     /// Catalogue size above which `auto` trains with the sampled loss (see the README's measurements).
     public static let sampledLossCatalogueThreshold = 50_000
+    /// Learning rate of the item table's rows when they are updated row-sparsely (the sampled loss over
+    /// `id` items: a step moves only the rows of its targets and draws, "lazy" AdamW). nil = automatic
+    /// (`resolvedItemTableLearningRate`), resolved when training starts and recorded in the version.
+    /// Why it is separate: under lazy AdamW a row moves about one learning rate per step that touches
+    /// it, and a row of a large catalogue is touched rarely (at 20M events × 1M items ~20 times an epoch
+    /// as a target, ~2 as a draw), so at `learningRate` the table barely leaves its initialisation in an
+    /// epoch (README, #14: 5M events × 200k items, valid NDCG@10 after one epoch 0.0013 at 1e-3, 0.124
+    /// with only the table at 5e-3, 0.013 with every parameter at 5e-3).
+    public var itemTableLearningRate: Float? = nil
+    /// The automatic item-table rate is `learningRate` times this above `sampledLossCatalogueThreshold`
+    /// items (where `auto` trains with the sampled loss), times 1 at or below it, where the README's
+    /// Beauty comparison of the two losses was measured at the table's rate equal to `learningRate`.
+    public static let largeCatalogueItemTableLearningRateFactor: Float = 5
+
+    /// The factor the automatic item-table learning rate applies to `learningRate` on `numItems` items.
+    public static func itemTableLearningRateFactor(numItems: Int) -> Float {
+        numItems > sampledLossCatalogueThreshold ? largeCatalogueItemTableLearningRateFactor : 1
+    }
+
+    /// The item table's learning rate a run on `numItems` items trains with (nil `itemTableLearningRate`
+    /// resolved); equal to `learningRate` unless the table is updated row-sparsely.
+    public func resolvedItemTableLearningRate(numItems: Int) -> Float {
+        guard resolvedLoss(numItems: numItems) == .sampled, items == .id else { return learningRate }
+        return itemTableLearningRate ?? learningRate * Self.itemTableLearningRateFactor(numItems: numItems)
+    }
 
     /// The loss a run on `numItems` items trains with (`auto` resolved).
     public func resolvedLoss(numItems: Int) -> Loss {
@@ -201,6 +226,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if !(0..<1).contains(dropout) { try fail("dropout must be in [0, 1)") }
         if batchSize < 1 { try fail("batchSize must be ≥ 1") }
         if !(learningRate > 0) { try fail("learningRate must be > 0") }
+        if let r = itemTableLearningRate, !(r > 0) { try fail("itemTableLearningRate must be > 0") }
         if maxEpochs < 0 || patience < 1 { try fail("maxEpochs must be ≥ 0 and patience ≥ 1") }
         if case .stride(let n) = windows, n < 1 { try fail("windows stride must be ≥ 1") }
         if case .prefixes(let k) = windows {
@@ -234,6 +260,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         case windows, evaluateEvery, minimumSteps, lastMaskProbability
         case loss, negatives
         case evaluationUsers
+        case itemTableLearningRate
     }
 
     public init(from decoder: Decoder) throws {
@@ -287,6 +314,9 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         // Absent = auto for a new configuration. A version stored before the option existed evaluated every
         // user; `Database.evaluate` reads it back that way.
         evaluationUsers = try c.decodeIfPresent(Int.self, forKey: .evaluationUsers)
+        // Absent = automatic. A version trained before the option moved its table at `learningRate`; its
+        // stored configuration is only read back for evaluation and serving, which no learning rate affects.
+        itemTableLearningRate = try c.decodeIfPresent(Float.self, forKey: .itemTableLearningRate)
     }
 }
 

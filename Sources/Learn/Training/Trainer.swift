@@ -115,6 +115,9 @@ public enum Trainer {
         // version carry what was trained.
         var resolved = configuration
         resolved.loss = resolved.resolvedLoss(numItems: dataset.numItems)
+        if resolved.loss == .sampled && resolved.items == .id {
+            resolved.itemTableLearningRate = resolved.resolvedItemTableLearningRate(numItems: dataset.numItems)
+        }
         // `evaluationUsers: auto` too, so `rdbctl eval` of the version evaluates the same users.
         let whole = try DatasetSplit.unsampled(dataset, configuration: resolved)
         resolved.evaluationUsers = resolved.resolvedEvaluationUsers(eligibleUsers: whole.evaluationUserCount,
@@ -287,7 +290,9 @@ final class TrainingSession {
             ? SampledSoftmaxCrossEntropy(negatives: configuration.negatives, chunkRows: configuration.lossChunkRows) : nil
         sparseItemTable = sampled != nil && configuration.items == .id
         optimiser = AdamW(learningRate: configuration.learningRate, beta1: configuration.beta1, beta2: configuration.beta2,
-                          epsilon: configuration.adamEpsilon, weightDecay: configuration.weightDecay)
+                          epsilon: configuration.adamEpsilon, weightDecay: configuration.weightDecay,
+                          rowSparseLearningRate: sparseItemTable
+                            ? configuration.resolvedItemTableLearningRate(numItems: network.numItems) : nil)
         if let d = configuration.distillation, let profiles {
             distillation = ProfileDistillation(configuration: d, network: network, profiles: profiles)
             profileRecommendation = d.profileRecommendationWeight > 0

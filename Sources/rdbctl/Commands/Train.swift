@@ -31,6 +31,7 @@ struct Train: ParsableCommand {
     @Option(help: "Sequence window (default 50).") var maxlen: Int?
     @Option(help: "Batch size (default 256).") var batch: Int?
     @Option(help: "Learning rate (default 1e-3).") var lr: Float?
+    @Option(name: .customLong("item-lr"), help: "Sampled loss with id items: learning rate of the item table's rows, which a step updates only where drawn or targeted (default: 5 x --lr above 50,000 items, --lr at or below).") var itemLR: Float?
     @Option(help: "AdamW weight decay (default 1e-4).") var weightDecay: Float?
     @Option(help: "AdamW beta1 (default 0.9).") var beta1: Float?
     @Option(help: "AdamW beta2 (default 0.98).") var beta2: Float?
@@ -145,6 +146,7 @@ struct Train: ParsableCommand {
         if let maxlen { c.maxLength = maxlen }
         if let batch { c.batchSize = batch }
         if let lr { c.learningRate = lr }
+        if let itemLR { c.itemTableLearningRate = itemLR }
         if let dropout { c.dropout = dropout }
         if let seed { c.seed = seed }
         if let split { c.split = split == "loo" ? .leaveOneOut : .temporal }
