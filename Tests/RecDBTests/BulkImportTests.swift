@@ -289,7 +289,7 @@ final class BulkImportTests: DatabaseTestCase {
     /// first bad line: a bad item id on an earlier line than a bad user id of the same batch wins; a bad
     /// id still waiting for its batch wins over a later line that cannot be parsed; an empty id is
     /// refused as empty (never looked up); a damaged stored id entry is an error naming its row.
-    /// Waiting ids are filled in by the sort's first pass over a run: with runs of 2 and 3 events and
+    /// Waiting ids are filled in before their run is sorted or spilled: with runs of 2 and 3 events and
     /// batches of 1 to 4 ids, every run (the last in-memory one holding a single record with a new user
     /// and item, spilled runs, runs whose batches resolved at different times) ends with real ids, and the
     /// histories match a reference.

@@ -74,26 +74,23 @@ final class EventRunSorter {
 
     var isFull: Bool { count == capacity }
 
-    /// Ids for buffered records holding a provisional number (`UnseenIDs.provisionalTag` | n): user n is
-    /// `resolvedUsers[n]`, item n `resolvedItems[n]`. An import into a database holding ids appends them as
-    /// its lookup batches resolve; the sort fills them in in its first pass over the buffer and empties
-    /// both (every provisional number in a run is resolved before the run is sorted).
-    var resolvedUsers: [UInt32] = []
-    var resolvedItems: [UInt32] = []
+    /// Changes the record added `index`-th since the last spill, in place: an import fills in ids it
+    /// learns after adding the record, before the buffer is sorted or spilled.
+    @inline(__always)
+    func update(_ index: Int, _ body: (inout EventRecord) -> Void) {
+        // Unreachable from input: the importer passes places of records it added since the last spill.
+        precondition(index < count, "a buffered record's place")
+        body(&buffer[index])
+    }
 
     /// Sorts the buffered records in place.
     func sortBuffer() {
         let n = count
-        var maxUser: UInt32 = 0
-        // Before anything else, however few records there are: none may keep a provisional number.
-        let filledIn = !(resolvedUsers.isEmpty && resolvedItems.isEmpty)
-        if filledIn { fillInProvisionalIDs(&maxUser) }
         guard n > 1 else { return }
         if scratch == nil { scratch = .allocate(capacity: capacity) }
         var src = buffer, dst = scratch!
-        if !filledIn {
-            for i in 0..<n where buffer[i].user > maxUser { maxUser = buffer[i].user }
-        }
+        var maxUser: UInt32 = 0
+        for i in 0..<n where buffer[i].user > maxUser { maxUser = buffer[i].user }
         // LSD radix on the user id, 16 bits a pass (one pass when ids fit in 16 bits): stable, so each
         // user's events stay in sequence order.
         var shift: UInt32 = 0
@@ -127,33 +124,6 @@ final class EventRunSorter {
             }
             start = end
         }
-    }
-
-    /// Replaces provisional numbers by their resolved ids (the sort's first pass, which also finds the
-    /// largest user id) and empties the tables.
-    private func fillInProvisionalIDs(_ maxUser: inout UInt32) {
-        let tag = UnseenIDs.provisionalTag
-        resolvedUsers.withUnsafeBufferPointer { users in
-            resolvedItems.withUnsafeBufferPointer { items in
-                for i in 0..<count {
-                    var u = buffer[i].user
-                    if u & tag != 0 {
-                        // Unreachable: the importer resolves a run's every waiting id before it is sorted.
-                        precondition(Int(u & ~tag) < users.count, "a resolved provisional user number")
-                        u = users[Int(u & ~tag)]
-                        buffer[i].user = u
-                    }
-                    let item = buffer[i].item
-                    if item & tag != 0 {
-                        precondition(Int(item & ~tag) < items.count, "a resolved provisional item number")
-                        buffer[i].item = items[Int(item & ~tag)]
-                    }
-                    if u > maxUser { maxUser = u }
-                }
-            }
-        }
-        resolvedUsers.removeAll(keepingCapacity: true)
-        resolvedItems.removeAll(keepingCapacity: true)
     }
 
     /// Sorts the buffer and writes it to a new unlinked temporary file.

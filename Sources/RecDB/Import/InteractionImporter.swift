@@ -42,14 +42,15 @@ struct InteractionImporter {
     let noUsersBefore: Bool
     let noItemsBefore: Bool
     /// Ids of the database met for the first time are looked up in batches, in key order (see
-    /// `UnseenIDs`): the rows naming them go to the sort buffer with tagged provisional numbers, which
-    /// the sorter replaces by the ids their batches found in its first pass over the buffer, when it
-    /// sorts it (`EventRunSorter.resolvedUsers`). Filling them in after each batch was a pass of its own
-    /// over the buffer (~2 % of an import into a 51M-event database, perf); copies of the waiting rows,
-    /// or lists of their places, in growing arrays cost more in page faults than the lookups saved.
+    /// `UnseenIDs`): the rows naming them go to the sort buffer with provisional numbers, and their
+    /// places are marked here until their batch fills them in — before the buffer is sorted or spilled.
+    /// (Copies of the waiting rows, or lists of their places, in growing arrays cost more in page faults
+    /// than the lookups saved: a delta's first batch can span most of it.)
     let batchesLookups: Bool
     let unseenUsers = UnseenIDs()
     let unseenItems = UnseenIDs()
+    let provisionalUsers: PlaceBits?
+    let provisionalItems: PlaceBits?
     var typeCache: [String: UInt16] = [:]
     let sorter: EventRunSorter
     /// Parsed rows whose ids are not looked up yet (see `PendingRows`).
@@ -75,15 +76,14 @@ struct InteractionImporter {
         self.tx = tx
         reader = try LineReader(path: path, maxLineBytes: options.maxLineBytes, bufferSize: 1 << 22)
         summary = ImportSummary(file: path, kind: "interactions", format: format.rawValue)
-        // Provisional numbers count a run's waiting ids below the tag bit: at most one of each kind a row.
-        guard options.runEvents >= 2, options.runEvents < Int(UnseenIDs.provisionalTag) else {
-            throw RecDBError.invalidArgument("a sort run must hold 2...2^31 - 1 events")
-        }
+        guard options.runEvents >= 2 else { throw RecDBError.invalidArgument("a sort run must hold at least 2 events") }
         sorter = EventRunSorter(capacity: options.runEvents, directory: spillDirectory)
         usersBefore = UInt32(try tx.userCount())
         noUsersBefore = try tx.raw.count(.userIDs) == 0
         noItemsBefore = try tx.raw.count(.itemIDs) == 0
         batchesLookups = !(noUsersBefore && noItemsBefore)
+        provisionalUsers = batchesLookups ? PlaceBits(places: options.runEvents) : nil
+        provisionalItems = batchesLookups ? PlaceBits(places: options.runEvents) : nil
         guard options.idLookupBatch >= 1 else { throw RecDBError.invalidArgument("an id lookup batch must hold at least 1 id") }
         firstSequence = try tx.eventVersion()
         nextSequence = firstSequence
@@ -352,7 +352,7 @@ struct InteractionImporter {
 
     @inline(__always)
     private mutating func resolveOldestRow() throws {
-        if batchesLookups { return try resolveOldestRowBatched() }
+        if let provisionalUsers, let provisionalItems { return try resolveOldestRowBatched(provisionalUsers, provisionalItems) }
         let row = pending.oldest
         let user = pending.userKey(of: row), item = pending.itemKey(of: row)
         let r = pending.rows[row]
@@ -370,14 +370,10 @@ struct InteractionImporter {
     /// `resolveOldestRow` into a database holding ids. Kept out of line: inlined beside the empty
     /// database's path in the parse loop, it slowed that path by ~4 % (task-clock, 1M rows, alternated).
     @inline(never)
-    private mutating func resolveOldestRowBatched() throws {
-        // A full sort buffer is spilled before this row is numbered: every waiting id in it is looked up
-        // first (the sort fills them in), and this row's provisional numbers count from the new run's
-        // start. Resolved before this row's ids are read: resolving rewrites the maps' provisional numbers.
-        if sorter.isFull {
-            if hasProvisional { try resolveUnseen() }
-            try sorter.spill()
-        }
+    private mutating func resolveOldestRowBatched(_ provisionalUsers: PlaceBits, _ provisionalItems: PlaceBits) throws {
+        // A full sort buffer is sorted and spilled by the next add: no provisional number may be in it
+        // then. Resolved before this row's ids are read: resolving rewrites the maps' provisional numbers.
+        if sorter.isFull && hasProvisional { try resolveUnseen() }
         let row = pending.oldest
         let user = pending.userKey(of: row), item = pending.itemKey(of: row)
         let r = pending.rows[row]
@@ -389,20 +385,23 @@ struct InteractionImporter {
         summary.events += 1
         let tag = UnseenIDs.provisionalTag
         if userNumber == nil {
-            let n = unseenUsers.add(user, hash: r.userHash, line: r.line, after: sorter.resolvedUsers.count)
+            let n = unseenUsers.add(user, hash: r.userHash, line: r.line)
             users.insert(user, hash: r.userHash, id: tag | n)
             userNumber = tag | n
         }
         if itemNumber == nil {
-            let n = unseenItems.add(item, hash: r.itemHash, line: r.line, after: sorter.resolvedItems.count)
+            let n = unseenItems.add(item, hash: r.itemHash, line: r.line)
             items.insert(item, hash: r.itemHash, id: tag | n)
             itemNumber = tag | n
         }
         let u = userNumber!, i = itemNumber!
-        // Numbered now, in file order, like every row: a tagged provisional id is filled in by the sort.
-        try sorter.add(EventRecord(timestamp: r.timestamp, sequence: nextSequence, user: u, item: i,
+        // Numbered now, in file order, like every row: a provisional id is filled in where it lies.
+        try sorter.add(EventRecord(timestamp: r.timestamp, sequence: nextSequence, user: u & ~tag, item: i & ~tag,
                                    valueBits: r.valueBits, typeCode: r.typeCode, hasValue: r.hasValue))
         if u & tag != 0 || i & tag != 0 {
+            let place = sorter.count - 1
+            if u & tag != 0 { provisionalUsers.set(place) }
+            if i & tag != 0 { provisionalItems.set(place) }
             if unseenUsers.count + unseenItems.count >= options.idLookupBatch
                 || unseenUsers.arenaBytes + unseenItems.arenaBytes >= 16 << 20 {
                 try resolveUnseen()
@@ -417,8 +416,7 @@ struct InteractionImporter {
         }
     }
 
-    /// Ids met for the first time and not yet looked up (their rows' records hold provisional numbers).
-    private var hasProvisional: Bool { unseenUsers.count + unseenItems.count > 0 }
+    private var hasProvisional: Bool { !(provisionalUsers?.isEmpty ?? true) || !(provisionalItems?.isEmpty ?? true) }
 
     /// Resolves the batch of ids met for the first time: looks them up in key order, creates the ones
     /// not stored — users and items in the order of their first rows, as resolving row by row would
@@ -463,9 +461,8 @@ struct InteractionImporter {
             if isUser { userIDs[u] = id; u += 1 } else { itemIDs[i] = id; i += 1 }
         }
         precondition(!checkOnly, "unreachable: the walk throws at the entry whose lookup failed")
-        // Provisional numbers count from the run's start: this batch's follow the earlier batches' ids.
-        sorter.resolvedUsers.append(contentsOf: userIDs)
-        sorter.resolvedItems.append(contentsOf: itemIDs)
+        provisionalUsers?.drain { place in sorter.update(place) { $0.user = userIDs[Int($0.user)] } }
+        provisionalItems?.drain { place in sorter.update(place) { $0.item = itemIDs[Int($0.item)] } }
         unseenUsers.removeAll()
         unseenItems.removeAll()
     }

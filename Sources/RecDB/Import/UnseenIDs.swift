@@ -1,7 +1,7 @@
 import Foundation
 
 /// External ids of one kind (users or items) that an import into a database holding ids has met for
-/// the first time and not yet looked up in the id table: each gets a provisional number (counted in
+/// the first time and not yet looked up in the id table: each gets a provisional number (its index, in
 /// order of first sight) until `storedIDs` looks the whole batch up at once. The importer's id map holds
 /// the provisional number, tagged (`provisionalTag`), until then: every row probes one map, whether its
 /// id is stored, new or still waiting (a second map of the waiting ids cost each of their rows a second
@@ -36,18 +36,16 @@ final class UnseenIDs {
     var count: Int { entries.count }
     var arenaBytes: Int { arena.count }
 
-    /// Adds `key` (not in the batch: the caller's map holds every id it has met) and returns its
-    /// provisional number: `earlier` (the ids of this kind the sort run's earlier batches resolved) plus
-    /// its index in the batch.
+    /// Adds `key` (not in the batch: the caller's map holds every id it has met) and returns its provisional number.
     @inline(__always)
-    func add(_ key: UnsafeRawBufferPointer, hash: UInt32, line: Int, after earlier: Int) -> UInt32 {
-        let number = earlier + entries.count
-        // Unreachable: a sort run holds fewer than 2^31 events (checked when the import starts), and each
-        // of its rows meets at most one new id of each kind.
-        precondition(number < Int(Self.provisionalTag), "a sort run's provisional numbers below 2^31")
+    func add(_ key: UnsafeRawBufferPointer, hash: UInt32, line: Int) -> UInt32 {
+        let index = UInt32(entries.count)
+        // Unreachable: a batch is resolved at `idLookupBatch` ids or 16 MiB of their bytes, and the
+        // sort buffer (whose places the rows take) is far smaller than 2^31.
+        precondition(index < Self.provisionalTag, "a lookup batch below 2^31 ids")
         entries.append(Entry(offset: arena.count, length: key.count, hash: hash, line: line))
         arena.append(contentsOf: key)
-        return UInt32(number)
+        return index
     }
 
     /// Calls `body` with the bytes of entry `i` (valid only inside it).
@@ -106,5 +104,49 @@ final class UnseenIDs {
     func removeAll() {
         entries.removeAll(keepingCapacity: true)
         arena.removeAll(keepingCapacity: arena.count <= 64 << 20)
+    }
+}
+
+/// A bit for each place of the import's sort buffer: the record there holds a provisional number (see
+/// `UnseenIDs`) for one kind of id. A quarter of a megabyte for the default 2M-event buffer.
+final class PlaceBits {
+    private let words: UnsafeMutablePointer<UInt64>
+    private let wordCount: Int
+    /// The words with bits set are within lowest...highest (empty when highest < lowest).
+    @exclusivity(unchecked) private var lowest = Int.max
+    @exclusivity(unchecked) private var highest = -1
+
+    init(places: Int) {
+        wordCount = (places + 63) / 64
+        words = .allocate(capacity: wordCount)
+        words.initialize(repeating: 0, count: wordCount)
+    }
+    deinit { words.deallocate() }
+
+    var isEmpty: Bool { highest < 0 }
+
+    @inline(__always)
+    func set(_ place: Int) {
+        let w = place >> 6
+        // Unreachable from input: places are below the sort buffer's capacity, which sized this.
+        precondition(w < wordCount, "a place in the sort buffer")
+        words[w] |= 1 << UInt64(place & 63)
+        if w < lowest { lowest = w }
+        if w > highest { highest = w }
+    }
+
+    /// Calls `body` with every place set, in ascending order, and clears them.
+    func drain(_ body: (Int) -> Void) {
+        guard highest >= lowest else { return }
+        for w in lowest...highest {
+            var bits = words[w]
+            words[w] = 0
+            while bits != 0 {
+                body(w << 6 | bits.trailingZeroBitCount)
+                bits &= bits - 1
+            }
+        }
+        lowest = .max
+        highest = -1
     }
 }
