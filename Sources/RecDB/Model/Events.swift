@@ -431,8 +431,6 @@ final class UserBlockWriter {
     @exclusivity(unchecked) private var undecided = false
     private var value: [UInt8] = []
     private(set) var blocksWritten = 0
-    /// Users whose new events went after their stored last block, which was left as it was.
-    private(set) var usersAppendedAfterStoredBlocks = 0
 
     init(tx: WriteTransaction) {
         self.tx = tx
@@ -458,9 +456,9 @@ final class UserBlockWriter {
         guard last == nil else { return try loadTail(from: first, through: last) }
         switch try storedLastBlock(before: first) {
         case .none:
-            usersAppendedAfterStoredBlocks += 1
+            break  // nothing stored: the new events' blocks are the user's only ones
         case .after(let count) where count >= Self.appendMinEvents:
-            usersAppendedAfterStoredBlocks += 1
+            break  // the new events go after the stored last block, left as it is
         case .after:
             undecided = true
         case .overlapping:
@@ -503,11 +501,7 @@ final class UserBlockWriter {
     /// Ends holding back: the held events go after the stored last block, or are merged into it.
     private func decide(append: Bool) throws {
         undecided = false
-        if append {
-            usersAppendedAfterStoredBlocks += 1
-        } else if let first = deferred.first {
-            try loadTail(from: first, through: nil)
-        }
+        if !append, let first = deferred.first { try loadTail(from: first, through: nil) }
         for e in deferred { try add(e) }
         deferred.removeAll(keepingCapacity: true)
     }
