@@ -289,6 +289,32 @@ final class BulkImportTests: DatabaseTestCase {
     /// first bad line: a bad item id on an earlier line than a bad user id of the same batch wins; a bad
     /// id still waiting for its batch wins over a later line that cannot be parsed; an empty id is
     /// refused as empty (never looked up); a damaged stored id entry is an error naming its row.
+    /// Waiting ids are filled in before their run is sorted or spilled: with runs of 2 and 3 events and
+    /// batches of 1 to 4 ids, every run (the last in-memory one holding a single record with a new user
+    /// and item, spilled runs, runs whose batches resolved at different times) ends with real ids, and the
+    /// histories match a reference.
+    func testWaitingIDsAreFilledInWhenEachRunIsSortedHoweverSmall() throws {
+        let first = shuffledRows(count: 400, users: 40, items: 30, seed: 21)
+        for (runEvents, batch) in [(2, 1), (2, 3), (3, 2), (3, 4)] {
+            let db = try makeDatabase("db-\(runEvents)-\(batch)")
+            try db.importInteractions(from: try writeFile("first.csv", csv(first)))
+            // Old and new users and items; an odd count, and the last row names a new user and a new item.
+            var second = shuffledRows(count: 201, users: 60, items: 45, seed: 22, timeBase: 1_200)
+            second.append(("u-last", "i-last", 2_000))
+            var options = InteractionImportOptions()
+            options.runEvents = runEvents
+            options.idLookupBatch = batch
+            let summary = try db.importInteractions(from: try writeFile("second-\(runEvents)-\(batch).csv", csv(second)), options: options)
+            XCTAssertEqual(summary.createdUsers, Set(second.map(\.0)).subtracting(first.map(\.0)).count, "runs of \(runEvents), batches of \(batch)")
+            XCTAssertEqual(summary.createdItems, Set(second.map(\.1)).subtracting(first.map(\.1)).count)
+            XCTAssertGreaterThan(summary.createdUsers, 10)
+            assertSameHistories(try histories(db), reference(first + second))
+            let report = try db.verify()
+            XCTAssertTrue(report.isClean, "\(report.problems)")
+            XCTAssertEqual(try db.read { tx in try tx.events(user: try tx.userID(for: "u-last")!).map { try tx.item(id: $0.item)!.externalID } }, ["i-last"])
+        }
+    }
+
     func testAFailedLookupBatchReportsTheFilesFirstBadLineAndChangesNothing() throws {
         let db = try makeDatabase()
         try db.importInteractions(from: try writeFile("a.csv", csv(shuffledRows(count: 500, users: 50, items: 30, seed: 3))))

@@ -1,0 +1,235 @@
+import Foundation
+import XCTest
+@testable import RecDB
+
+/// A bulk import into users with events writes their new events as blocks of their own after the
+/// stored last block when either side holds `UserBlockWriter.appendMinEvents` events, and re-packs the
+/// stored block otherwise (issue #13). These tests read every appended history back through every
+/// reader, check the block layout the rule promises, and that a failed import after appending leaves
+/// the file as it was.
+final class AppendBlocksTests: DatabaseTestCase {
+    /// One expected event: what every reader must return, in (timestamp, sequence) order.
+    struct Expected: Equatable, CustomStringConvertible {
+        var timestamp: Int64, sequence: UInt64, item: String, type: String, value: Float?
+        var description: String { "\(timestamp)/\(sequence)/\(item)/\(type)/\(value.map { "\($0)" } ?? "-")" }
+    }
+
+    struct Row { var user: String, item: String, timestamp: Int64, type: String?, value: Float? }
+
+    /// A CSV of `rows` (with type and value columns when any row has one) and the expected histories
+    /// after importing it with sequences from `firstSequence` (file order).
+    func csv(_ rows: [Row]) -> String {
+        let typed = rows.contains { $0.type != nil || $0.value != nil }
+        var text = typed ? "user,item,timestamp,type,value\n" : "user,item,timestamp\n"
+        for r in rows {
+            text += "\(r.user),\(r.item),\(r.timestamp)"
+            if typed { text += ",\(r.type ?? ""),\(r.value.map { "\($0)" } ?? "")" }
+            text += "\n"
+        }
+        return text
+    }
+
+    func add(_ rows: [Row], firstSequence: UInt64, to expected: inout [String: [Expected]]) {
+        for (i, r) in rows.enumerated() {
+            expected[r.user, default: []].append(Expected(timestamp: r.timestamp, sequence: firstSequence + UInt64(i), item: r.item,
+                                                          type: r.type.flatMap { $0.isEmpty ? nil : $0 } ?? defaultEventType, value: r.value))
+        }
+        for u in expected.keys { expected[u]!.sort { ($0.timestamp, $0.sequence) < ($1.timestamp, $1.sequence) } }
+    }
+
+    /// The raw blocks of `user` in key order: (key, value, events).
+    func blocks(_ db: Database, _ external: String) throws -> [(key: [UInt8], value: [UInt8], count: Int)] {
+        try db.read { tx in
+            let user = try XCTUnwrap(try tx.userID(for: external))
+            var out: [(key: [UInt8], value: [UInt8], count: Int)] = []
+            let cursor = try tx.raw.cursor(.userEvents)
+            var more = try Keys.u32(user).withUnsafeBytes { k in
+                try cursor.seek(k) { key, value -> Bool in
+                    guard Keys.readU32(key) == user else { return false }
+                    out.append((Array(key), Array(value), try EventBlock.decode(key: key, value: value).count))
+                    return true
+                }
+            } ?? false
+            while more {
+                more = try cursor.move(.next) { key, value -> Bool in
+                    guard Keys.readU32(key) == user else { return false }
+                    out.append((Array(key), Array(value), try EventBlock.decode(key: key, value: value).count))
+                    return true
+                } ?? false
+            }
+            return out
+        }
+    }
+
+    /// Every reader returns exactly `expected` for every user: the full history (backwards scan), the
+    /// latest n for several n, the serving hot path's recent items, the forward scan, the training
+    /// snapshot, the catch-up scan by sequence, and a CSV export; and verify is clean.
+    func assertEveryReaderSees(_ expected: [String: [Expected]], in db: Database, file: StaticString = #filePath, line: UInt = #line) throws {
+        try db.read { tx in
+            var ids: [UInt32: String] = [:]
+            for (external, events) in expected {
+                let user = try XCTUnwrap(try tx.userID(for: external), file: file, line: line)
+                ids[user] = external
+                func named(_ e: Event) throws -> Expected {
+                    Expected(timestamp: e.timestamp, sequence: e.sequence, item: try tx.item(id: e.item)!.externalID, type: e.type, value: e.value)
+                }
+                XCTAssertEqual(try tx.events(user: user).map(named), events, "full history of \(external)", file: file, line: line)
+                for n in [1, 3, 49, 50, 51, 61, 1_000] {
+                    XCTAssertEqual(try tx.events(user: user, last: n).map(named), Array(events.suffix(n)), "last \(n) of \(external)", file: file, line: line)
+                    XCTAssertEqual(try tx.recentItems(user: user, last: n).map { try tx.item(id: $0)!.externalID }, events.suffix(n).map(\.item),
+                                   "recent \(n) items of \(external)", file: file, line: line)
+                }
+                var forwards: [UInt64] = []
+                try tx.forEachStoredEvent(user: user) { forwards.append($0.sequence); return true }
+                XCTAssertEqual(forwards, events.map(\.sequence), "forward scan of \(external)", file: file, line: line)
+            }
+            let snapshot = try tx.trainingSnapshot(textSpace: nil, profileSpace: nil)
+            XCTAssertEqual(snapshot.userIDs.count, expected.count, file: file, line: line)
+            for (row, user) in snapshot.userIDs.enumerated() {
+                let events = try XCTUnwrap(expected[try XCTUnwrap(ids[user], file: file, line: line)], file: file, line: line)
+                XCTAssertEqual(try snapshot.dataset.sequences[row].map { try tx.item(id: UInt32($0))!.externalID }, events.map(\.item),
+                               "training sequence of \(ids[user]!)", file: file, line: line)
+                XCTAssertEqual(snapshot.dataset.timestamps?[row], events.map(\.timestamp), file: file, line: line)
+            }
+            var bySequence: [UInt64] = []
+            try tx.forEachEvent(after: 0) { bySequence.append($0.sequence); return true }
+            XCTAssertEqual(bySequence, expected.values.flatMap { $0.map(\.sequence) }.sorted(), file: file, line: line)
+        }
+        let export = path("export-\(UUID().uuidString).csv")
+        try db.exportInteractions(to: export, format: .csv)
+        var exported: [String: [String]] = [:]
+        for row in try String(contentsOfFile: export, encoding: .utf8).split(separator: "\n").dropFirst() {
+            let f = row.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            exported[f[0], default: []].append("\(f[2])/\(f[1])/\(f[3])/\(f[4])")
+        }
+        XCTAssertEqual(exported, expected.mapValues { $0.map { "\($0.timestamp)/\($0.item)/\($0.type)/\($0.value.map { "\($0)" } ?? "")" } },
+                       "export", file: file, line: line)
+        let report = try db.verify()
+        XCTAssertTrue(report.isClean, "\(report.problems)", file: file, line: line)
+        XCTAssertEqual(report.checked["events"], expected.values.reduce(0) { $0 + $1.count }, file: file, line: line)
+    }
+
+    func rows(_ user: String, _ count: Int, from time: Int64, item: (Int) -> String = { "i\($0 % 23)" },
+              type: String? = nil, value: Float? = nil) -> [Row] {
+        (0..<count).map { Row(user: user, item: item($0), timestamp: time + Int64($0), type: type, value: value) }
+    }
+
+    /// Rows of several users in a seeded shuffled order (each user's times stay as given: the sort orders them).
+    func shuffled(_ rows: [Row], seed: UInt64) -> [Row] {
+        var rng = SplitMix64(seed: seed)
+        var out = rows
+        for i in stride(from: out.count - 1, to: 0, by: -1) { out.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return out
+    }
+
+    func testImportAppendsAfterStoredLastBlocksAndEveryReaderSeesTheSameHistories() throws {
+        let db = try makeDatabase()
+        let k = UserBlockWriter.appendMinEvents
+        XCTAssertEqual(k, 50)
+        let first = shuffled(rows("big", 60, from: 100) + rows("small", 10, from: 100) + rows("grow", 10, from: 100)
+            + rows("overlap", 60, from: 100) + rows("idle", 5, from: 100) + rows("tie", 60, from: 100)
+            + rows("edge", k - 1, from: 100), seed: 1)
+        var expected: [String: [Expected]] = [:]
+        try db.importInteractions(from: try writeFile("a.csv", csv(first)))
+        add(first, firstSequence: 1, to: &expected)
+        try assertEveryReaderSees(expected, in: db)
+        let before = try ["big", "small", "grow", "overlap", "tie", "edge"].reduce(into: [String: [(key: [UInt8], value: [UInt8], count: Int)]]()) {
+            $0[$1] = try blocks(db, $1)
+        }
+        XCTAssertEqual(before.values.map(\.count), Array(repeating: 1, count: 6), "each history starts as one block")
+
+        // Typed events with values after plain ones (the appended blocks are not plain), new times after
+        // the stored ones except for `overlap`; `tie` starts at its last stored time (a later sequence).
+        let second = shuffled(rows("big", 3, from: 200, type: "view", value: 2.5) + rows("small", 5, from: 200)
+            + rows("grow", 60, from: 200, item: { "j\($0 % 7)" }, type: "buy") + rows("overlap", 20, from: 150)
+            + rows("tie", 2, from: 159) + rows("edge", 1, from: 200) + rows("fresh", 30, from: 10), seed: 2)
+        try db.importInteractions(from: try writeFile("b.csv", csv(second)))
+        add(second, firstSequence: UInt64(first.count + 1), to: &expected)
+        try assertEveryReaderSees(expected, in: db)
+
+        let after = try ["big", "small", "grow", "overlap", "tie", "edge"].reduce(into: [String: [(key: [UInt8], value: [UInt8], count: Int)]]()) {
+            $0[$1] = try blocks(db, $1)
+        }
+        // A stored block of ≥ 50 events, or ≥ 50 new events: the stored block is left byte for byte and
+        // the new events follow it in a block of their own.
+        for user in ["big", "grow", "tie"] {
+            XCTAssertEqual(after[user]!.count, 2, user)
+            XCTAssertEqual(after[user]![0].key, before[user]![0].key, user)
+            XCTAssertEqual(after[user]![0].value, before[user]![0].value, "\(user)'s stored block is untouched")
+        }
+        XCTAssertEqual(after["big"]!.map(\.count), [60, 3])
+        XCTAssertEqual(after["grow"]!.map(\.count), [10, 60])
+        XCTAssertEqual(after["tie"]!.map(\.count), [60, 2])
+        // Neither side holds 50: merged into one block, as before. New events before stored ones: re-packed.
+        XCTAssertEqual(after["small"]!.map(\.count), [15])
+        XCTAssertEqual(after["edge"]!.map(\.count), [k])
+        XCTAssertEqual(after["overlap"]!.map(\.count), [80])
+    }
+
+    /// Many imports into the same users with new-event counts around the threshold (and one import
+    /// reaching back before stored events): after each, every reader sees the reference, no two
+    /// neighbouring blocks of a user both hold fewer than 50 events unless one is full, and a user's
+    /// latest 50 events are in their last two blocks.
+    func testRepeatedImportsIntoTheSameUsersKeepTheLatest50InTwoBlocks() throws {
+        let db = try makeDatabase()
+        let counts: [[Int]] = [[1, 60, 49, 120], [55, 1, 1, 3], [3, 49, 50, 2], [70, 2, 0, 400], [49, 50, 1, 1], [50, 0, 49, 49], [2, 80, 3, 1]]
+        var expected: [String: [Expected]] = [:]
+        var sequence: UInt64 = 1
+        var time: Int64 = 1_000
+        for (round, perUser) in counts.enumerated() {
+            var batch: [Row] = []
+            for (u, n) in perUser.enumerated() {
+                // u3 reaches back among its stored events in round 4 (the blocks from there are re-packed).
+                let start = u == 3 && round == 4 ? time - 800 : time
+                batch += rows("u\(u)", n, from: start, item: { "i\(($0 * 7 + round) % 31)" }, type: round % 3 == 2 && u == 1 ? "like" : nil)
+            }
+            batch = shuffled(batch, seed: UInt64(round))
+            try db.importInteractions(from: try writeFile("r\(round).csv", csv(batch)))
+            add(batch, firstSequence: sequence, to: &expected)
+            sequence += UInt64(batch.count)
+            time += 1_000
+            try assertEveryReaderSees(expected, in: db)
+            for u in 0..<4 {
+                let layout = try blocks(db, "u\(u)")
+                let full = layout.map { $0.value.count > EventBlock.maxValueBytes - 64 }
+                for i in layout.indices.dropFirst() {
+                    XCTAssertTrue(layout[i - 1].count >= 50 || layout[i].count >= 50 || full[i - 1] || full[i],
+                                  "round \(round), u\(u): neighbouring blocks of \(layout[i - 1].count) and \(layout[i].count) events")
+                }
+                if layout.count >= 2, expected["u\(u)"]!.count >= 50 {
+                    XCTAssertGreaterThanOrEqual(layout.suffix(2).reduce(0) { $0 + $1.count }, 50, "round \(round), u\(u): latest 50 in two blocks")
+                }
+            }
+        }
+        // The layouts the rule gives: a stored block of ≥ 50 events, or ≥ 50 new ones, is followed by the
+        // new events' own block; otherwise the two are merged.
+        XCTAssertEqual(try blocks(db, "u0").map(\.count), [1, 55, 3, 70, 49, 50, 2])
+        XCTAssertEqual(try blocks(db, "u1").map(\.count), [60, 50, 2, 50, 80])
+        XCTAssertEqual(try blocks(db, "u2").map(\.count), [50, 50, 50, 3])
+    }
+
+    /// An import that fails after it appended blocks to users with events — refused by the ledger after
+    /// every event was written, or stopped by a bad last line — leaves data.mdb byte for byte as it was.
+    func testAFailedImportAfterAppendingLeavesTheFileByteForByteUnchanged() throws {
+        let db = try makeDatabase()
+        try db.importInteractions(from: try writeFile("a.csv", csv(rows("p", 80, from: 0) + rows("q", 60, from: 0))))
+        let append = try writeFile("b.csv", csv(shuffled(rows("p", 70, from: 500) + rows("q", 3, from: 500) + rows("new", 5, from: 1), seed: 3)))
+        try db.importInteractions(from: append)
+        XCTAssertEqual(try blocks(db, "p").map(\.count), [80, 70])
+        XCTAssertEqual(try blocks(db, "q").map(\.count), [60, 3])
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path("db/data.mdb")))
+        let reference = try fingerprint(db)
+
+        // The same file again: every event is appended before the ledger refuses it, then all is rolled back.
+        XCTAssertThrowsError(try db.importInteractions(from: append)) { error in
+            guard case RecDBError.alreadyImported = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("db/data.mdb"))), bytes)
+        // A bad timestamp on the last line: the import stops before writing, and nothing changes either.
+        let bad = try writeFile("c.csv", csv(rows("p", 90, from: 900) + rows("q", 2, from: 900)) + "q,i1,soon\n")
+        assertImportError(file: bad, line: 94, contains: "timestamp 'soon'") { try db.importInteractions(from: bad) }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("db/data.mdb"))), bytes)
+        XCTAssertEqual(try fingerprint(db), reference)
+        XCTAssertTrue(try db.verify().isClean)
+    }
+}
