@@ -2,10 +2,11 @@ import Foundation
 
 /// Sampled softmax cross-entropy with the logQ correction (Bengio & Senécal 2008; Jean et al. 2015;
 /// Yi et al. 2019 for in-batch negatives): each scored row is a softmax over its positive and a
-/// candidate set C shared by the whole batch, instead of the whole catalogue, so a step costs
+/// candidate set C shared by its group of rows (below), instead of the whole catalogue, so a step costs
 /// O(rows · |C|) rather than O(rows · catalogue).
 ///
-/// C is drawn per batch, without duplicates, from a mixture: `inBatchFraction · N` draws are the
+/// C is drawn per group (one group = the batch when `groups` is 1; "batch" below means the group),
+/// without duplicates, from a mixture: `inBatchFraction · N` draws are the
 /// targets of uniformly drawn rows of the batch (in-batch negatives, which follow item popularity for
 /// free) and the rest are uniform over the catalogue (so the tail is seen too). Conditional on the
 /// batch, each draw picks item j with probability
@@ -40,7 +41,7 @@ import Foundation
 /// the draws come from the caller's generator (groups in row order), and per-part candidate gradients are
 /// summed in part order.
 final class SampledSoftmaxCrossEntropy {
-    /// N: draws per batch (the candidate set has at most N distinct items).
+    /// N: draws per group of rows (a group's candidate set has at most N distinct items).
     let negatives: Int
     /// Share of the draws taken from the batch's own targets.
     let inBatchFraction: Double
