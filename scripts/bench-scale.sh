@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Large-catalogue training (issue #14), release builds, each part comparing against its peer in the same run:
-#   scripts/bench-scale.sh beauty   Beauty SASRec id, full CE and sampled softmax alternately, seeds $SEEDS (needs ../shared)
+#   scripts/bench-scale.sh beauty   Beauty SASRec, full CE and sampled softmax alternately, seeds $SEEDS (needs ../shared);
+#                                   ITEMS=id (default), text or text+id (the frozen MiniLM table ../shared/emb/beauty_minilm.npy
+#                                   through the trainable adapter, as LLM2Rec)
 #   scripts/bench-scale.sh quality  generated data, 50k items: CE then sampled per seed, test NDCG@10 ratio
 #   scripts/bench-scale.sh epoch    generated data, 1M events: one sampled epoch at 50k, 200k, 1M items (full CE at 50k between two sampled runs)
 #   scripts/bench-scale.sh torch    RecDB and the PyTorch sampled-softmax peer alternated, one epoch each ($PAIRS pairs)
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/.."
 PART=${1:-all}
 SEEDS=${SEEDS:-"0 1 2"}
 NEGATIVES=${NEGATIVES:-2048}
+ITEMS=${ITEMS:-id}
 NICE=${NICE:-10}
 SHARED=${SHARED:-../shared}
 export OMP_WAIT_POLICY=passive
@@ -43,24 +46,28 @@ mkdir -p "$OUT"
 
 if [ "$PART" = beauty ] || [ "$PART" = all ]; then
     BEAUTY=$SHARED/data/amazon-beauty/Beauty.txt
+    EMB=()
+    [ "$ITEMS" = id ] || EMB=(--emb "$SHARED/emb/beauty_minilm.npy")
+    # Result files are named by item mode (id keeps the old names).
+    TAG=$([ "$ITEMS" = id ] && echo "" || echo "-${ITEMS/+/-}")
     if [ -f "$BEAUTY" ]; then
         for s in $SEEDS; do
             for loss in ce sampled; do
-                nice -n "$NICE" .build/release/learn-bench --data "$BEAUTY" --arch sasrec --items id --loss $loss \
-                    --negatives "$NEGATIVES" --seed "$s" --threads 2 --quiet > "$OUT/beauty-$loss-$s.json"
+                nice -n "$NICE" .build/release/learn-bench --data "$BEAUTY" --arch sasrec --items "$ITEMS" "${EMB[@]}" --loss $loss \
+                    --negatives "$NEGATIVES" --seed "$s" --threads 2 --quiet > "$OUT/beauty$TAG-$loss-$s.json"
             done
         done
-        python3 - "$OUT" $SEEDS <<'PY'
+        python3 - "$OUT" "$TAG" $SEEDS <<'PY'
 import json, statistics, sys
-out, seeds = sys.argv[1], sys.argv[2:]
-rows = {l: [json.load(open(f"{out}/beauty-{l}-{s}.json")) for s in seeds] for l in ("ce", "sampled")}
+out, tag, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
+rows = {l: [json.load(open(f"{out}/beauty{tag}-{l}-{s}.json")) for s in seeds] for l in ("ce", "sampled")}
 for l, rs in rows.items():
     n = [r["test"]["ndcg@10"] for r in rs]; sec = [r["seconds_per_epoch"] for r in rs]
     sd = statistics.stdev(n) if len(n) > 1 else 0.0
-    print(f"beauty {l:8s} test NDCG@10 {statistics.mean(n):.4f} ± {sd:.4f} ({', '.join(f'{x:.4f}' for x in n)})  "
+    print(f"beauty{tag} {l:8s} test NDCG@10 {statistics.mean(n):.4f} ± {sd:.4f} ({', '.join(f'{x:.4f}' for x in n)})  "
           f"epochs {[r['epochs'] for r in rs]}  s/epoch median {statistics.median(sec):.2f}")
 ratio = statistics.mean(r["test"]["ndcg@10"] for r in rows["sampled"]) / statistics.mean(r["test"]["ndcg@10"] for r in rows["ce"])
-print(f"beauty sampled / ce = {ratio:.3f} (goal ≥ 0.97)")
+print(f"beauty{tag} sampled / ce = {ratio:.3f} (goal ≥ 0.97)")
 PY
     else
         echo "beauty: $BEAUTY not found, skipped" >&2

@@ -62,6 +62,68 @@ final class SampledSoftmaxTests: XCTestCase {
         }
     }
 
+    func testGroupsDrawTheirOwnCandidatesAsSeparateRunsWould() {
+        // 10 rows in 3 groups (rows 0..<3, 3..<6, 6..<10): the grouped run must equal three one-group runs
+        // on those row slices with the same generator (bit for bit: same draws, same sums in the same order),
+        // and the touched rows must be the union of the three draws, then positives and inputs, each once.
+        let rows = 10, d = 4, items = 40
+        let h = randomFloats(rows * d, seed: 51, scale: 2), e = randomFloats(items * d, seed: 52, scale: 2)
+        let targets: [Int32] = [3, 3, 17, 40, 8, 3, 22, 17, 1, 9]
+        let inputs: [Int32] = [0, 5, 3, 39, 0]  // 0 = padding, skipped
+        let grouped = SampledSoftmaxCrossEntropy(negatives: 6, chunkRows: 2, groups: 3)
+        var dh = [Float](repeating: 0, count: rows * d), de = [Float](repeating: 0, count: items * d)
+        var rng = Xoshiro256(seed: 7)
+        let sum = grouped.run(hidden: h, rows: rows, width: d, catalogue: e, items: items, targets: targets,
+                              gradScale: 1 / Float(rows), hiddenGrad: &dh, catalogueGrad: &de, rng: &rng)
+        let touched = grouped.touchedRows(inputs: inputs, targets: targets, items: items)
+
+        let single = SampledSoftmaxCrossEntropy(negatives: 6, chunkRows: 2)
+        var dhRef = [Float](repeating: 0, count: rows * d), deRef = [Float](repeating: 0, count: items * d)
+        var rngRef = Xoshiro256(seed: 7)
+        var sumRef = 0.0
+        var draws: [[Int32]] = []
+        for (lo, hi) in [(0, 3), (3, 6), (6, 10)] {
+            sumRef += h.withUnsafeBufferPointer { hp in targets.withUnsafeBufferPointer { tp in
+                dhRef.withUnsafeMutableBufferPointer { dp in
+                    single.run(hidden: hp.baseAddress! + lo * d, rows: hi - lo, width: d, catalogue: e, items: items,
+                               targets: tp.baseAddress! + lo, gradScale: 1 / Float(rows), hiddenGrad: dp.baseAddress! + lo * d,
+                               catalogueGrad: &deRef, rng: &rngRef)
+                }
+            } }
+            draws.append(single.candidates)
+        }
+        XCTAssertEqual(sum, sumRef)
+        XCTAssertEqual(dh, dhRef)
+        XCTAssertEqual(de, deRef)
+        XCTAssertEqual(grouped.candidates, draws[2], "the last draw is the last group's")
+        var expected: [Int32] = []
+        for j in draws.joined() + targets + inputs where j >= 1 && !expected.contains(j) { expected.append(j) }
+        XCTAssertEqual(touched, expected)
+        let union = Set(draws.joined())
+        XCTAssertGreaterThan(union.count, draws.map(\.count).max()!, "the groups' draws must differ (more coverage)")
+        XCTAssertNotEqual(draws[0], draws[1])
+        // More groups than rows: one row per group, the same as one-row runs.
+        let two = SampledSoftmaxCrossEntropy(negatives: 6, groups: 4)
+        var r1 = Xoshiro256(seed: 8), r2 = Xoshiro256(seed: 8)
+        var dh2 = [Float](repeating: 0, count: 2 * d), de2 = [Float](repeating: 0, count: items * d)
+        let s2 = two.run(hidden: h, rows: 2, width: d, catalogue: e, items: items, targets: targets, gradScale: 0.5,
+                         hiddenGrad: &dh2, catalogueGrad: &de2, rng: &r1)
+        var dh1 = [Float](repeating: 0, count: 2 * d), de1 = [Float](repeating: 0, count: items * d)
+        var s1 = 0.0
+        for r in 0..<2 {
+            s1 += h.withUnsafeBufferPointer { hp in targets.withUnsafeBufferPointer { tp in
+                dh1.withUnsafeMutableBufferPointer { dp in
+                    single.run(hidden: hp.baseAddress! + r * d, rows: 1, width: d, catalogue: e, items: items,
+                               targets: tp.baseAddress! + r, gradScale: 0.5, hiddenGrad: dp.baseAddress! + r * d,
+                               catalogueGrad: &de1, rng: &r2)
+                }
+            } }
+        }
+        XCTAssertEqual(s2, s1)
+        XCTAssertEqual(dh2, dh1)
+        XCTAssertEqual(de2, de1)
+    }
+
     func testInclusionProbabilitiesAgainstHandValues() {
         // rows 4, items 8, N = 4 with half in-batch: f = 0.5, q_j = 0.5·c_j/4 + 0.5/8 (positives corrected
         // too here, so their log π is visible).

@@ -287,7 +287,8 @@ final class TrainingSession {
         workspace = network.makeWorkspace()
         crossEntropy = SoftmaxCrossEntropy(chunkRows: max(8, min(configuration.lossChunkRows, 4_194_304 / max(network.numItems, 1))))
         sampled = configuration.loss == .sampled
-            ? SampledSoftmaxCrossEntropy(negatives: configuration.negatives, chunkRows: configuration.lossChunkRows) : nil
+            ? SampledSoftmaxCrossEntropy(negatives: configuration.negatives, chunkRows: configuration.lossChunkRows,
+                                         groups: SampledSoftmaxCrossEntropy.trainingGroups) : nil
         sparseItemTable = sampled != nil && configuration.items == .id
         optimiser = AdamW(learningRate: configuration.learningRate, beta1: configuration.beta1, beta2: configuration.beta2,
                           epsilon: configuration.adamEpsilon, weightDecay: configuration.weightDecay,

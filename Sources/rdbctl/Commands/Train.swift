@@ -19,7 +19,7 @@ struct Train: ParsableCommand {
     @Option(help: "Early stopping never stops before this many optimiser steps (default 0).") var minSteps: Int?
     @Option(help: "Training loss: ce (full softmax over the catalogue), sampled (softmax over the positive and --negatives shared draws, logQ-corrected) or auto (ce up to 50,000 items, sampled above; default auto).")
     var loss: ModelConfiguration.Loss?
-    @Option(help: "Sampled loss: candidates drawn per batch, half from the batch's targets and half uniform (default 2048).")
+    @Option(help: "Sampled loss: candidates drawn for each quarter of a batch's positions, half from that quarter's targets and half uniform (default 2048).")
     var negatives: Int?
     @Option(help: "Hidden size (default 64).") var hidden: Int?
     @Option(help: "Transformer blocks, or GRU layers with --arch gru4rec (default 2; gru4rec 1).") var blocks: Int?
