@@ -16,19 +16,23 @@ work=${BENCH_DIR:-.cache/bench-import}/cpu-runs
 [ $# -ge 1 ] || { echo "usage: $0 RDBCTL..." >&2; exit 2; }
 [ -f "$DB/data.mdb" ] || { echo "no $DB (run scripts/bench-import.sh once)" >&2; exit 1; }
 command -v perf >/dev/null || { echo "perf is needed" >&2; exit 1; }
+command -v bc >/dev/null || { echo "bc is needed" >&2; exit 1; }
+bins=("$@")
 export OMP_WAIT_POLICY=passive
 mkdir -p "$work"
 log="$work/runs.txt"; : >"$log"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start" >&2
+# Runs are logged under the binary's argument number, so two paths that end alike never share a median.
 for round in $(seq 1 "$ROUNDS"); do
-  for r in "$@"; do
+  for i in "${!bins[@]}"; do
+    r=${bins[$i]}
     for target in empty copy; do
       rm -rf "$work/db"
       if [ "$target" = empty ]; then "$r" init "$work/db" >/dev/null; else cp -r "$DB" "$work/db"; sync; fi
       start=$(date +%s.%N)
       perf stat -x, -e task-clock,user_time,system_time -o "$work/stat.txt" "$r" import interactions "$work/db" "$DELTA" --json >/dev/null
       end=$(date +%s.%N)
-      awk -F, -v bin="$r" -v t="$target" -v wall="$(echo "$end - $start" | bc -l)" '
+      awk -F, -v bin="$i" -v t="$target" -v wall="$(echo "$end - $start" | bc -l)" '
         /task-clock/ {tc=$1} /user_time/ {u=$1/1e6} /system_time/ {s=$1/1e6}
         END {printf "%s %s wall_s %.3f task_clock_ms %.0f user_ms %.0f sys_ms %.0f\n", bin, t, wall, tc, u, s}' "$work/stat.txt" | tee -a "$log"
     done
@@ -36,13 +40,14 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 rm -rf "$work/db"
 echo "medians:"
-for r in "$@"; do
+for i in "${!bins[@]}"; do
   for target in empty copy; do
-    grep -F "$r $target " "$log" | awk -v bin="$r" -v t="$target" '
-      {w[NR]=$4; c[NR]=$6; u[NR]=$8; s[NR]=$10}
+    awk -v n="$i" -v bin="${bins[$i]}" -v t="$target" '
+      $1 != n || $2 != t {next}
+      {k++; w[k]=$4; c[k]=$6; u[k]=$8; s[k]=$10}
       function med(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
                                     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-      END {printf "  %s into %s (%d runs): wall %.3f s, task-clock %.0f ms, user %.0f ms, sys %.0f ms\n", bin, t, NR, med(w, NR), med(c, NR), med(u, NR), med(s, NR)}'
+      END {printf "  %s into %s (%d runs): wall %.3f s, task-clock %.0f ms, user %.0f ms, sys %.0f ms\n", bin, t, k, med(w, k), med(c, k), med(u, k), med(s, k)}' "$log"
   done
 done
 echo "machine: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end" >&2

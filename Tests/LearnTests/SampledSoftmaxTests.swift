@@ -323,6 +323,15 @@ final class SampledSoftmaxTests: XCTestCase {
         XCTAssertEqual(roundTrip.itemTableLearningRate, 4 * s.learningRate)
         let old = try JSONDecoder().decode(ModelConfiguration.self, from: Data(#"{"seed":3}"#.utf8))
         XCTAssertNil(old.itemTableLearningRate)
+        // Where the table is dense (here auto → full CE on 40 items) an explicit rate is not used, so the
+        // version does not record it.
+        var ce = smallConfiguration(.sasrec)
+        ce.maxEpochs = 1; ce.itemTableLearningRate = 9e-3
+        XCTAssertNil(try Trainer.train(dataset: data, configuration: ce).model.configuration.itemTableLearningRate)
+        ce.itemTableLearningRate = .infinity
+        XCTAssertThrowsError(try ce.validate())
+        ce.itemTableLearningRate = nil; ce.learningRate = .infinity
+        XCTAssertThrowsError(try ce.validate())
     }
 
     func testTrainingWithTheSampledLossLearnsAndIsDeterministic() throws {

@@ -285,10 +285,6 @@ final class BulkImportTests: DatabaseTestCase {
         }
     }
 
-    /// A failure while a lookup batch is open leaves the database unchanged and reports the file's
-    /// first bad line: a bad item id on an earlier line than a bad user id of the same batch wins; a bad
-    /// id still waiting for its batch wins over a later line that cannot be parsed; an empty id is
-    /// refused as empty (never looked up); a damaged stored id entry is an error naming its row.
     /// Waiting ids are filled in before their run is sorted or spilled: with runs of 2 and 3 events and
     /// batches of 1 to 4 ids, every run (the last in-memory one holding a single record with a new user
     /// and item, spilled runs, runs whose batches resolved at different times) ends with real ids, and the
@@ -315,6 +311,10 @@ final class BulkImportTests: DatabaseTestCase {
         }
     }
 
+    /// A failure while a lookup batch is open leaves the database unchanged and reports the file's
+    /// first bad line: a bad item id on an earlier line than a bad user id of the same batch wins; a bad
+    /// id still waiting for its batch wins over a later line that cannot be parsed; an empty id is
+    /// refused as empty (never looked up); a damaged stored id entry is an error naming its row.
     func testAFailedLookupBatchReportsTheFilesFirstBadLineAndChangesNothing() throws {
         let db = try makeDatabase()
         try db.importInteractions(from: try writeFile("a.csv", csv(shuffledRows(count: 500, users: 50, items: 30, seed: 3))))

@@ -43,7 +43,7 @@ import Foundation
 final class SampledSoftmaxCrossEntropy {
     /// N: draws per group of rows (a group's candidate set has at most N distinct items).
     let negatives: Int
-    /// Share of the draws taken from the batch's own targets.
+    /// Share of a group's draws taken from the group's own targets.
     let inBatchFraction: Double
     let chunkRows: Int
     /// Per item id (index 0 unused): the item's share of all training targets. When set, the in-batch
@@ -108,7 +108,7 @@ final class SampledSoftmaxCrossEntropy {
             drawStamp = 0
         }
         drawStamp &+= 1
-        if drawStamp == 0 {  // wrapped after 2³² batches: old stamps could alias the new one
+        if drawStamp == 0 {  // wrapped after 2³² draws of candidate sets: old stamps could alias the new one
             for i in stamp.indices { stamp[i] = 0 }
             drawStamp = 1
         }

@@ -134,12 +134,14 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     public static let sampledLossCatalogueThreshold = 50_000
     /// Learning rate of the item table's rows when they are updated row-sparsely (the sampled loss over
     /// `id` items: a step moves only the rows of its targets and draws, "lazy" AdamW). nil = automatic
-    /// (`resolvedItemTableLearningRate`), resolved when training starts and recorded in the version.
+    /// (`resolvedItemTableLearningRate`), resolved when training starts and recorded in the version (nil
+    /// in a version whose table was not row-sparse: the value was not used there).
     /// Why it is separate: under lazy AdamW a row moves about one learning rate per step that touches
     /// it, and a row of a large catalogue is touched rarely (at 20M events × 1M items ~20 times an epoch
-    /// as a target, ~2 as a draw), so at `learningRate` the table barely leaves its initialisation in an
-    /// epoch (README, #14: 5M events × 200k items, valid NDCG@10 after one epoch 0.0013 at 1e-3, 0.124
-    /// with only the table at 5e-3, 0.013 with every parameter at 5e-3).
+    /// as a target and ~10 as a uniform draw of the 4 groups), so at `learningRate` the table barely leaves
+    /// its initialisation in an epoch (README, #14: 5M events × 200k items, one draw per batch, valid
+    /// NDCG@10 after one epoch 0.0013 at 1e-3, 0.124 with only the table at 5e-3, 0.013 with every
+    /// parameter at 5e-3).
     public var itemTableLearningRate: Float? = nil
     /// The automatic item-table rate is `learningRate` times this above `sampledLossCatalogueThreshold`
     /// items (where `auto` trains with the sampled loss), times 1 at or below it, where the README's
@@ -227,8 +229,8 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         if maxLength < 2 { try fail("maxLength must be ≥ 2") }
         if !(0..<1).contains(dropout) { try fail("dropout must be in [0, 1)") }
         if batchSize < 1 { try fail("batchSize must be ≥ 1") }
-        if !(learningRate > 0) { try fail("learningRate must be > 0") }
-        if let r = itemTableLearningRate, !(r > 0) { try fail("itemTableLearningRate must be > 0") }
+        if !(learningRate > 0 && learningRate.isFinite) { try fail("learningRate must be finite and > 0") }
+        if let r = itemTableLearningRate, !(r > 0 && r.isFinite) { try fail("itemTableLearningRate must be finite and > 0") }
         if maxEpochs < 0 || patience < 1 { try fail("maxEpochs must be ≥ 0 and patience ≥ 1") }
         if case .stride(let n) = windows, n < 1 { try fail("windows stride must be ≥ 1") }
         if case .prefixes(let k) = windows {

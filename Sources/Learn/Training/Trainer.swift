@@ -115,9 +115,10 @@ public enum Trainer {
         // version carry what was trained.
         var resolved = configuration
         resolved.loss = resolved.resolvedLoss(numItems: dataset.numItems)
-        if resolved.loss == .sampled && resolved.items == .id {
-            resolved.itemTableLearningRate = resolved.resolvedItemTableLearningRate(numItems: dataset.numItems)
-        }
+        // Recorded only where the table has a rate of its own (row-sparse): elsewhere an explicit value is not
+        // used, and a version must not claim it was.
+        resolved.itemTableLearningRate = resolved.loss == .sampled && resolved.items == .id
+            ? resolved.resolvedItemTableLearningRate(numItems: dataset.numItems) : nil
         // `evaluationUsers: auto` too, so `rdbctl eval` of the version evaluates the same users.
         let whole = try DatasetSplit.unsampled(dataset, configuration: resolved)
         resolved.evaluationUsers = resolved.resolvedEvaluationUsers(eligibleUsers: whole.evaluationUserCount,
