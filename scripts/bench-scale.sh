@@ -87,7 +87,8 @@ if [ "$PART" = torch ]; then
     # $TORCH_ROWS events over a $TORCH_ITEMS-item catalogue (every item imported, so both score the same catalogue).
     PAIRS=${PAIRS:-2}; TORCH_ROWS=${TORCH_ROWS:-200000}; TORCH_ITEMS=${TORCH_ITEMS:-1000000}
     PY=${PY:-/root/refvenv/bin/python}
-    swift build -c release --product rdbctl >&2
+    # SKIP_BUILD=1 uses the rdbctl already built (e.g. by `make test`'s -enable-testing build, which this would redo).
+    [ -n "${SKIP_BUILD:-}" ] || swift build -c release --product rdbctl >&2
     D="$OUT/torch-$TORCH_ROWS-$TORCH_ITEMS"
     [ -d "$D.recdb" ] || generated_database "$D" "$TORCH_ROWS" "$TORCH_ITEMS"
     : > "$OUT/torch.jsonl"

@@ -9,13 +9,17 @@ Windows (`--windows all` in RecDB): non-overlapping windows of each training par
 window ending at t trains inputs s[t-1-m : t-1] against targets s[t-m : t], m = min(t-1, maxlen).
 Model: SASRec as ../shared/reference/seqrec_ref.py (pre-LN causal blocks, d 64, 2 blocks, 1 head, FFN d->d
 ReLU, LayerNorm eps 1e-8, dropout 0.2, item vectors x sqrt(d) + learned positions, final LayerNorm, scores
-tied to the item table). Loss (Sources/Learn/Engine/SampledSoftmaxCrossEntropy.swift): per batch N draws,
-half the targets of uniformly drawn scored positions and half uniform over the catalogue, deduplicated;
-every logit (candidates and positive) corrected by -log pi, pi = 1 - (1 - q)^N, q = f c_j / P + (1 - f) / n;
-a candidate equal to a row's positive is masked from that row; mean over scored positions.
+tied to the item table). Loss (Sources/Learn/Engine/SampledSoftmaxCrossEntropy.swift, `trainingGroups` = 4):
+the batch's scored positions (row-major) are split into `--groups` contiguous groups, as even as possible;
+each group draws its own N candidates, half the targets of uniformly drawn positions of the group and half
+uniform over the catalogue, deduplicated; each candidate's logit is corrected by -log pi, pi = 1 - (1 - q)^N,
+q = f c_j / P + (1 - f) / n (c_j = j's count among the group's P targets); the positive's logit is not
+corrected; a candidate equal to a row's positive is masked from that row; mean over the batch's positions.
 Optimiser: AdamW (lr 1e-3, betas 0.9/0.98, weight decay 1e-4) on the dense parameters; the item table either
 `sparse` (sparse gradients + SparseAdam: only touched rows move, as RecDB's row-sparse AdamW) or `dense`
-(ordinary AdamW over the whole table every step, O(catalogue) per step).
+(ordinary AdamW over the whole table every step, O(catalogue) per step). The item table's learning rate is
+RecDB's automatic one (`ModelConfiguration.resolvedItemTableLearningRate`): 5 x lr above 50,000 items, lr at
+or below (`--item-lr` overrides).
 Batches are padded to the longest window in the batch (`--pad batch`) or to maxlen (`--pad max`).
 
 Output: one JSON line per epoch: seconds, windows, positions, steps, loss.
@@ -113,26 +117,41 @@ class SASRec(nn.Module):
         return self.ln_f(x)
 
 
-def sampled_loss(model, h, targets, N, f, gen):
-    """h [P, d] hidden states at the scored positions, targets [P] ids 1..n."""
+def sampled_loss(model, h, targets, N, f, groups, gen):
+    """h [P, d] hidden states at the scored positions, targets [P] ids 1..n; returns the mean over the P rows."""
     n, P = model.n, targets.shape[0]
+    G = min(groups, P)
+    bounds = [g * P // G for g in range(G + 1)]
     inb = int(round(N * f))
-    draws = torch.cat([targets[torch.randint(P, (inb,), generator=gen)],
-                       torch.randint(1, n + 1, (N - inb,), generator=gen)])
-    cand = torch.unique(draws)
-    # q_j = f c_j / P + (1 - f) / n, c_j = j's count among the batch's targets; pi = 1 - (1 - q)^N.
-    tu, tc = torch.unique(targets, return_counts=True)
+    f = inb / N  # the share actually drawn in-batch, as RecDB's q uses
 
-    def log_pi(ids):
+    def log_pi(ids, tg):
+        # q_j = f c_j / P + (1 - f) / n, c_j = j's count among the group's targets tg; pi = 1 - (1 - q)^N.
+        tu, tc = torch.unique(tg, return_counts=True)
         pos = torch.searchsorted(tu, ids).clamp(max=tu.numel() - 1)
         c = torch.where(tu[pos] == ids, tc[pos], torch.zeros_like(ids)).double()
-        q = (f * c / P + (1 - f) / n).clamp(max=1.0)
+        q = (f * c / tg.numel() + (1 - f) / n).clamp(max=1.0)
         return torch.log((-torch.expm1(N * torch.log1p(-q))).clamp(min=1e-300)).float()
 
-    logits = h @ model.rows(cand).t() - log_pi(cand)
-    logits = logits.masked_fill(cand[None, :] == targets[:, None], float("-inf"))
-    positive = (h * model.rows(targets)).sum(-1) - log_pi(targets)
-    return (torch.logsumexp(torch.cat([positive[:, None], logits], 1), 1) - positive).mean()
+    # Each group's own draw (groups in row order), then one gather of every group's candidate rows.
+    cands = []
+    for g in range(G):
+        tg = targets[bounds[g]:bounds[g + 1]]
+        draws = torch.cat([tg[torch.randint(tg.numel(), (inb,), generator=gen)],
+                           torch.randint(1, n + 1, (N - inb,), generator=gen)])
+        cands.append(torch.unique(draws))
+    rows = model.rows(torch.cat(cands)).split([c.numel() for c in cands])
+    # The positive's logit is not corrected (it is in its row's softmax with probability 1).
+    positive = (h * model.rows(targets)).sum(-1)
+    total = h.new_zeros(())
+    for g in range(G):
+        lo, hi = bounds[g], bounds[g + 1]
+        tg, cand = targets[lo:hi], cands[g]
+        logits = h[lo:hi] @ rows[g].t() - log_pi(cand, tg)
+        logits = logits.masked_fill(cand[None, :] == tg[:, None], float("-inf"))
+        pg = positive[lo:hi]
+        total = total + (torch.logsumexp(torch.cat([pg[:, None], logits], 1), 1) - pg).sum()
+    return total / P
 
 
 def main():
@@ -142,6 +161,10 @@ def main():
     a.add_argument("--items", type=int, default=0, help="catalogue size (default: the distinct items of the file); "
                    "RecDB's catalogue is every item in the store, so pass it to score against the same catalogue")
     a.add_argument("--negatives", type=int, default=2048)
+    a.add_argument("--groups", type=int, default=4, help="groups of scored positions with their own draw "
+                   "(RecDB's SampledSoftmaxCrossEntropy.trainingGroups)")
+    a.add_argument("--item-lr", type=float, default=0.0, help="item table learning rate (0 = RecDB's automatic: "
+                   "5 x 1e-3 above 50,000 items, 1e-3 at or below)")
     a.add_argument("--maxlen", type=int, default=50)
     a.add_argument("--hidden", type=int, default=64)
     a.add_argument("--blocks", type=int, default=2)
@@ -160,10 +183,14 @@ def main():
     ws = windows(seqs, a.maxlen)
     load_s = time.time() - t0
     model = SASRec(n, a.hidden, a.maxlen, a.blocks, 0.2, a.optimizer == "sparse")
-    dense = [p for name, p in model.named_parameters() if name != "item.weight" or a.optimizer == "dense"]
-    opts = [torch.optim.AdamW(dense, lr=1e-3, betas=(0.9, 0.98), weight_decay=1e-4)]
+    item_lr = a.item_lr or (5e-3 if n > 50_000 else 1e-3)
+    dense = [p for name, p in model.named_parameters() if name != "item.weight"]
     if a.optimizer == "sparse":
-        opts.append(torch.optim.SparseAdam([model.item.weight], lr=1e-3, betas=(0.9, 0.98)))
+        opts = [torch.optim.AdamW(dense, lr=1e-3, betas=(0.9, 0.98), weight_decay=1e-4),
+                torch.optim.SparseAdam([model.item.weight], lr=item_lr, betas=(0.9, 0.98))]
+    else:
+        opts = [torch.optim.AdamW([{"params": dense}, {"params": [model.item.weight], "lr": item_lr}],
+                                  lr=1e-3, betas=(0.9, 0.98), weight_decay=1e-4)]
     gen = torch.Generator().manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     model.train()
@@ -182,7 +209,7 @@ def main():
             inp, tgt = torch.from_numpy(inp), torch.from_numpy(tgt)
             h = model(inp)
             m = tgt != 0
-            loss = sampled_loss(model, h[m], tgt[m], a.negatives, 0.5, gen)
+            loss = sampled_loss(model, h[m], tgt[m], a.negatives, 0.5, a.groups, gen)
             for o in opts:
                 o.zero_grad(set_to_none=True)
             loss.backward()
@@ -197,7 +224,7 @@ def main():
         full_steps = (len(ws) + a.batch - 1) // a.batch
         print(json.dumps({"engine": "pytorch", "epoch": epoch, "seconds": sec, "steps": steps, "epoch_steps": full_steps,
                           "seconds_per_epoch": sec * full_steps / steps, "windows": len(ws), "positions": positions,
-                          "items": n, "loss": loss_sum / max(steps, 1), "negatives": a.negatives, "threads": a.threads,
+                          "items": n, "loss": loss_sum / max(steps, 1), "negatives": a.negatives, "groups": a.groups, "item_lr": item_lr, "threads": a.threads,
                           "optimizer": a.optimizer, "pad": a.pad, "load_seconds": load_s, "torch": torch.__version__}),
               flush=True)
 
