@@ -153,10 +153,16 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         numItems > sampledLossCatalogueThreshold ? largeCatalogueItemTableLearningRateFactor : 1
     }
 
+    /// Whether a run on `numItems` items updates the item table row-sparsely: the sampled loss over `id`
+    /// items (the one place this rule lives; `text`/`text+id` recompute the adapter over every item).
+    public func updatesItemTableRowSparsely(numItems: Int) -> Bool {
+        resolvedLoss(numItems: numItems) == .sampled && items == .id
+    }
+
     /// The item table's learning rate a run on `numItems` items trains with (nil `itemTableLearningRate`
     /// resolved); equal to `learningRate` unless the table is updated row-sparsely.
     public func resolvedItemTableLearningRate(numItems: Int) -> Float {
-        guard resolvedLoss(numItems: numItems) == .sampled, items == .id else { return learningRate }
+        guard updatesItemTableRowSparsely(numItems: numItems) else { return learningRate }
         return itemTableLearningRate ?? learningRate * Self.itemTableLearningRateFactor(numItems: numItems)
     }
 

@@ -117,7 +117,7 @@ public enum Trainer {
         resolved.loss = resolved.resolvedLoss(numItems: dataset.numItems)
         // Recorded only where the table has a rate of its own (row-sparse): elsewhere an explicit value is not
         // used, and a version must not claim it was.
-        resolved.itemTableLearningRate = resolved.loss == .sampled && resolved.items == .id
+        resolved.itemTableLearningRate = resolved.updatesItemTableRowSparsely(numItems: dataset.numItems)
             ? resolved.resolvedItemTableLearningRate(numItems: dataset.numItems) : nil
         // `evaluationUsers: auto` too, so `rdbctl eval` of the version evaluates the same users.
         let whole = try DatasetSplit.unsampled(dataset, configuration: resolved)
@@ -290,7 +290,7 @@ final class TrainingSession {
         sampled = configuration.loss == .sampled
             ? SampledSoftmaxCrossEntropy(negatives: configuration.negatives, chunkRows: configuration.lossChunkRows,
                                          groups: SampledSoftmaxCrossEntropy.trainingGroups) : nil
-        sparseItemTable = sampled != nil && configuration.items == .id
+        sparseItemTable = configuration.updatesItemTableRowSparsely(numItems: network.numItems)
         optimiser = AdamW(learningRate: configuration.learningRate, beta1: configuration.beta1, beta2: configuration.beta2,
                           epsilon: configuration.adamEpsilon, weightDecay: configuration.weightDecay,
                           rowSparseLearningRate: sparseItemTable
