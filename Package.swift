@@ -37,7 +37,9 @@ let package = Package(
 
         // MARK: - Libraries
         .target(name: "Index", dependencies: ["CFaiss"], path: "Sources/Index"),
-        .target(name: "Learn", dependencies: ["COpenBLAS"], path: "Sources/Learn"),
+        // Training kernels with AVX-512/AVX2 paths chosen at run time, bit-identical to their portable path.
+        .target(name: "CKernels", path: "Sources/CKernels"),
+        .target(name: "Learn", dependencies: ["COpenBLAS", "CKernels"], path: "Sources/Learn"),
         // CRC-32C of stored values (hardware instruction when the CPU has it).
         .target(name: "CChecksum", path: "Sources/CChecksum"),
         .target(name: "RecDB", dependencies: ["CLMDB", "CChecksum", "Index", "Learn"], path: "Sources/RecDB"),
@@ -90,7 +92,7 @@ let package = Package(
         // The server is tested over real loopback HTTP (URLSession), so no TLS stack is built for tests.
         .testTarget(name: "RecDBServerTests", dependencies: ["RecDBServer", "TestSupport"], path: "Tests/RecDBServerTests"),
         .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),
-        .testTarget(name: "LearnTests", dependencies: ["Learn"], path: "Tests/LearnTests"),
+        .testTarget(name: "LearnTests", dependencies: ["Learn", "CKernels"], path: "Tests/LearnTests"),
     ],
     // No unsafeFlags anywhere: apps must be able to depend on RecDB by version.
     // Swift 6 language mode (complete concurrency checking) for every target, benchmarks and tests included.

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// AdamW (Loshchilov & Hutter 2019), exactly as `torch.optim.AdamW`: decoupled weight decay
@@ -50,34 +51,20 @@ struct AdamW {
         let lr = learningRate, b1 = beta1, b2 = beta2, eps = epsilon, wd = weightDecay
         let c1 = 1 - powf(b1, Float(step)), c2 = 1 - powf(b2, Float(step))
         let c2Root = c2.squareRoot()
-        @inline(__always) func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
-                                     _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ r: Range<Int>,
-                                     learningRate lr: Float) {
-            let decay = 1 - lr * wd
-            let stepSize = lr / c1
-            for i in r {
-                let gi = g[i]
-                w[i] *= decay
-                let mi = b1 * m[i] + (1 - b1) * gi
-                let vi = b2 * v[i] + (1 - b2) * gi * gi
-                m[i] = mi; v[i] = vi
-                w[i] -= stepSize * mi / (vi.squareRoot() / c2Root + eps)
-            }
-        }
         for p in parameters where p !== rowSparse {
             let w = p.value.p, g = p.grad.p, m = p.moment1.p, v = p.moment2.p
-            Parallel.forEachSlice(p.count, minimumPerPart: 32768) { _, r in apply(w, g, m, v, r, learningRate: lr) }
+            Parallel.forEachSlice(p.count, minimumPerPart: 32768) { _, r in
+                recdb_adamw_apply(CPUKernels.best, w, g, m, v, r.lowerBound, r.upperBound, 1 - lr * wd, lr / c1, b1, b2,
+                                  c2Root, eps)
+            }
         }
         if let p = rowSparse {
             let w = p.value.p, g = p.grad.p, m = p.moment1.p, v = p.moment2.p, width = p.shape[1]
             let rowLearningRate = rowSparseLearningRate ?? lr
             rows.withUnsafeBufferPointer { rs in
                 Parallel.forEachSlice(rs.count, minimumPerPart: 512) { _, range in
-                    for k in range {
-                        let start = Int(rs[k]) * width
-                        apply(w, g, m, v, start..<(start + width), learningRate: rowLearningRate)
-                        (g + start).update(repeating: 0, count: width)
-                    }
+                    recdb_adamw_rows(CPUKernels.best, w, g, m, v, width, rs.baseAddress! + range.lowerBound, range.count,
+                                     1 - rowLearningRate * wd, rowLearningRate / c1, b1, b2, c2Root, eps)
                 }
             }
         }

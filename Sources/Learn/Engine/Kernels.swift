@@ -59,10 +59,16 @@ enum Kernels {
             BLAS.gemm(transA: true, m: o.count, n: inFeatures, k: rows, a: dy + o.lowerBound, lda: outFeatures,
                       b: x, ldb: inFeatures, beta: 1, c: weightGrad + o.lowerBound * inFeatures, ldc: inFeatures)
             if let biasGrad {
-                for j in o {
-                    var s: Float = 0
-                    for i in 0..<rows { s += dy[i * outFeatures + j] }
-                    biasGrad[j] += s
+                // Row by row (each column still summed in row order, so the same bits as a column walk):
+                // a column walk strides through dy a cache line per element, and dy outgrows the caches.
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: o.count) { sums in
+                    let s = sums.baseAddress!
+                    s.initialize(repeating: 0, count: o.count)
+                    for i in 0..<rows {
+                        let row = dy + i * outFeatures + o.lowerBound
+                        for j in 0..<o.count { s[j] += row[j] }
+                    }
+                    for j in 0..<o.count { biasGrad[o.lowerBound + j] += s[j] }
                 }
             }
         }

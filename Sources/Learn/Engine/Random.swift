@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Random numbers for training: a sequential generator for shuffling and masking decisions, and a
@@ -57,16 +58,10 @@ enum DropoutMask {
         precondition(p >= 0 && p < 1)
         let threshold = UInt64((p * 65536).rounded())
         let scale = 1 / (1 - p)
+        // Word w = SplitMix64(key + w·0xD1B54A32D192ED03) decides floats 4w..<4w+4 by its 16-bit parts
+        // (kept when ≥ threshold); in C so the AVX-512 path can hash eight words at once (same bits).
         Parallel.forEachSlice((count + 3) / 4, minimumPerPart: 4096) { _, words in
-            for w in words {
-                let h = splitMix64(key &+ UInt64(w) &* 0xD1B5_4A32_D192_ED03)
-                let base = w * 4
-                let n = min(4, count - base)
-                for j in 0..<n {
-                    let u = (h >> UInt64(16 * j)) & 0xFFFF
-                    mask[base + j] = u >= threshold ? scale : 0
-                }
-            }
+            recdb_dropout_fill(CPUKernels.best, mask, count, words.lowerBound, words.upperBound, threshold, scale, key)
         }
     }
 }

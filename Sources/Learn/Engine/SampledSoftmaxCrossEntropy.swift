@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Sampled softmax cross-entropy with the logQ correction (Bengio & Senécal 2008; Jean et al. 2015;
@@ -283,36 +284,13 @@ final class SampledSoftmaxCrossEntropy {
 
     /// In place over one row of candidate logits: subtracts log π, masks the hit, and turns the row into
     /// the scaled gradient `softmax · scale` (the positive's column is kept aside). Returns the row's
-    /// loss and the positive's softmax probability.
+    /// loss and the positive's softmax probability. The kernel is C (`recdb_sampled_softmax_row`): its
+    /// AVX-512/AVX2 paths are picked at run time and give the same bits as its portable path.
     @inline(__always)
     static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count n: Int, logQ: UnsafePointer<Float>,
                            positive: Float, hit: Int, scale: Float) -> (Float, Float) {
-        let vectorEnd = n & ~7
-        var i = 0
-        while i < vectorEnd { store8(load8(row + i) - load8(logQ + i), row + i); i += 8 }
-        while i < n { row[i] -= logQ[i]; i += 1 }
-        // The hit leaves the max pass (it could exceed every other logit, and removing a dominant term
-        // from the sum afterwards would cancel catastrophically); its exponential is zeroed below.
-        if hit >= 0 { row[hit] = -.infinity }
-        var mx8 = SIMD8<Float>(repeating: positive)
-        i = 0
-        while i < vectorEnd { let v = load8(row + i); mx8.replace(with: v, where: v .> mx8); i += 8 }
-        var mx = mx8.max()
-        while i < n { mx = max(mx, row[i]); i += 1 }
-        let m8 = SIMD8<Float>(repeating: mx)
-        var s8 = SIMD8<Float>(repeating: 0)
-        i = 0
-        while i < vectorEnd { let v = fastExp(load8(row + i) - m8); store8(v, row + i); s8 += v; i += 8 }
-        var sum = s8.sum()
-        while i < n { let v = expf(row[i] - mx); row[i] = v; sum += v; i += 1 }
-        if hit >= 0 { sum -= row[hit]; row[hit] = 0 }
-        let ePositive = expf(positive - mx)
-        sum += ePositive
-        let inv = 1 / sum
-        let k8 = SIMD8<Float>(repeating: inv * scale)
-        i = 0
-        while i < vectorEnd { store8(load8(row + i) * k8, row + i); i += 8 }
-        while i < n { row[i] *= inv * scale; i += 1 }
-        return (logf(sum) + mx - positive, ePositive * inv)
+        var loss: Float = 0, p0: Float = 0
+        recdb_sampled_softmax_row(CPUKernels.best, row, n, logQ, positive, hit, scale, &loss, &p0)
+        return (loss, p0)
     }
 }
