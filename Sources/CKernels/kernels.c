@@ -215,16 +215,18 @@ AVX512_TARGET static inline __m512 exp16(__m512 x) {
 AVX512_TARGET static void softmax_row_avx512(float *row, ptrdiff_t n, const float *log_q, float positive,
                                              ptrdiff_t hit, float scale, float *loss, float *p0) {
     ptrdiff_t vector_end = n & ~(ptrdiff_t)7, wide_end = n & ~(ptrdiff_t)15;
-    for (ptrdiff_t i = 0; i < wide_end; i += 16)
-        _mm512_storeu_ps(row + i, _mm512_sub_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(log_q + i)));
-    for (ptrdiff_t i = wide_end; i < n; i++) row[i] -= log_q[i];
-    if (hit >= 0) row[hit] = -INFINITY;
-    // The maximum is exact whatever the lane count.
+    // One pass subtracts log q and takes the maximum (exact whatever the lane count); the hit, masked
+    // to −∞ before the maximum in the Swift code, is left out of the comparison instead.
     __m512 mx16 = _mm512_set1_ps(positive);
     for (ptrdiff_t i = 0; i < wide_end; i += 16) {
-        __m512 v = _mm512_loadu_ps(row + i);
-        mx16 = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, mx16, _CMP_GT_OQ), mx16, v);
+        __m512 v = _mm512_sub_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(log_q + i));
+        _mm512_storeu_ps(row + i, v);
+        __mmask16 larger = _mm512_cmp_ps_mask(v, mx16, _CMP_GT_OQ);
+        if (hit >= i && hit < i + 16) larger &= (__mmask16)~(1u << (hit - i));
+        mx16 = _mm512_mask_blend_ps(larger, mx16, v);
     }
+    for (ptrdiff_t i = wide_end; i < n; i++) row[i] -= log_q[i];
+    if (hit >= 0) row[hit] = -INFINITY;
     float lane_max[16];
     _mm512_storeu_ps(lane_max, mx16);
     float mx = lane_max[0];
@@ -413,4 +415,79 @@ void recdb_adamw_rows(int level, float *w, float *g, float *m, float *v, ptrdiff
         kernel(w, g, m, v, start, start + width, decay, step_size, beta1, beta2, c2_root, epsilon);
         memset(g + start, 0, (size_t)width * sizeof(float));
     }
+}
+
+// MARK: - GELU backward
+
+// `fastErf` (FastMath.swift) on one lane.
+static inline float erf_lane(float z) {
+    int negative = z < 0;
+    float a = negative ? -z : z;
+    float t = 1 / (1 + 0.3275911f * a);
+    float poly = 1.061405429f * t - 1.453152027f;
+    poly = poly * t + 1.421413741f;
+    poly = poly * t - 0.284496736f;
+    poly = poly * t + 0.254829592f;
+    poly = poly * t;
+    float r = 1 - poly * exp_lane(-(a * a));
+    return negative ? -r : r;
+}
+
+// The scalar tail: libm's erff and expf, as the Swift code's tail uses.
+static inline void gelu_backward_tail(const float *dy, const float *x, ptrdiff_t start, ptrdiff_t end, float *dx) {
+    for (ptrdiff_t i = start; i < end; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1 + erff(v * 0.70710677f));
+        float pdf = 0.39894228f * expf(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+}
+
+static void gelu_backward_portable(const float *dy, const float *x, ptrdiff_t start, ptrdiff_t end, float *dx) {
+    ptrdiff_t vector_end = start + ((end - start) & ~(ptrdiff_t)7);
+    for (ptrdiff_t i = start; i < vector_end; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1 + erf_lane(v * 0.70710677f));
+        float pdf = 0.39894228f * exp_lane(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+    gelu_backward_tail(dy, x, vector_end, end, dx);
+}
+
+#ifdef RECDB_HAVE_X86_PATHS
+AVX512_TARGET static inline __m512 erf16(__m512 z) {
+    __m512 sign = _mm512_set1_ps(-0.0f);
+    __mmask16 negative = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 a = _mm512_mask_blend_ps(negative, z, _mm512_xor_ps(z, sign));
+    __m512 one = _mm512_set1_ps(1);
+    __m512 t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(_mm512_set1_ps(0.3275911f), a)));
+    __m512 poly = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(1.061405429f), t), _mm512_set1_ps(1.453152027f));
+    poly = _mm512_add_ps(_mm512_mul_ps(poly, t), _mm512_set1_ps(1.421413741f));
+    poly = _mm512_sub_ps(_mm512_mul_ps(poly, t), _mm512_set1_ps(0.284496736f));
+    poly = _mm512_add_ps(_mm512_mul_ps(poly, t), _mm512_set1_ps(0.254829592f));
+    poly = _mm512_mul_ps(poly, t);
+    __m512 r = _mm512_sub_ps(one, _mm512_mul_ps(poly, exp16(_mm512_xor_ps(_mm512_mul_ps(a, a), sign))));
+    return _mm512_mask_blend_ps(negative, r, _mm512_xor_ps(r, sign));
+}
+
+AVX512_TARGET static void gelu_backward_avx512(const float *dy, const float *x, ptrdiff_t start, ptrdiff_t end, float *dx) {
+    ptrdiff_t vector_end = start + ((end - start) & ~(ptrdiff_t)7), i = start;
+    __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1), rt = _mm512_set1_ps(0.70710677f);
+    __m512 minus_half = _mm512_set1_ps(-0.5f), density = _mm512_set1_ps(0.39894228f);
+    for (; i + 16 <= vector_end; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 cdf = _mm512_mul_ps(half, _mm512_add_ps(one, erf16(_mm512_mul_ps(v, rt))));
+        __m512 pdf = _mm512_mul_ps(density, exp16(_mm512_mul_ps(_mm512_mul_ps(minus_half, v), v)));
+        _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), _mm512_add_ps(cdf, _mm512_mul_ps(v, pdf))));
+    }
+    gelu_backward_portable(dy, x, i, vector_end, dx);  // at most one block of 8: whole lanes, no tail
+    gelu_backward_tail(dy, x, vector_end, end, dx);
+}
+#endif
+
+void recdb_gelu_backward(int level, const float *dy, const float *x, ptrdiff_t start, ptrdiff_t end, float *dx) {
+#ifdef RECDB_HAVE_X86_PATHS
+    if (usable_level(level) == RECDB_KERNELS_AVX512) { gelu_backward_avx512(dy, x, start, end, dx); return; }
+#endif
+    gelu_backward_portable(dy, x, start, end, dx);
 }

@@ -205,4 +205,51 @@ final class CPUKernelsTests: XCTestCase {
     func testAdamWAVX512MatchesTheSwiftUpdateBitForBit() throws {
         try requireLevel(Int32(RECDB_KERNELS_AVX512)); checkAdamW(level: Int32(RECDB_KERNELS_AVX512))
     }
+
+    // MARK: - GELU backward
+
+    /// The Swift GELU gradient the C one replaced, verbatim (one slice).
+    private static func referenceGELUBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, range r: Range<Int>,
+                                              into dx: UnsafeMutablePointer<Float>) {
+        var i = r.lowerBound
+        while i + 8 <= r.upperBound {
+            let v = load8(x + i)
+            let cdf = 0.5 * (1 + fastErf(v * 0.707_106_77))
+            let pdf = 0.398_942_28 * fastExp(-0.5 * v * v)
+            store8(load8(dy + i) * (cdf + v * pdf), dx + i)
+            i += 8
+        }
+        while i < r.upperBound {
+            let v = x[i]
+            let cdf = 0.5 * (1 + erff(v * 0.707_106_77))
+            let pdf = 0.398_942_28 * expf(-0.5 * v * v)
+            dx[i] = dy[i] * (cdf + v * pdf)
+            i += 1
+        }
+    }
+
+    private func checkGELUBackward(level: Int32) {
+        var rng = Xoshiro256(seed: 3)
+        let n = 300
+        // Wide inputs (both clamps of fastExp), zeros of both signs, and ordinary values.
+        var x = (0..<n).map { _ in rng.nextNormal() * 3 }
+        x[0] = 0; x[1] = -0.0; x[2] = 20; x[3] = -20; x[4] = 1e-30
+        let dy = (0..<n).map { _ in rng.nextNormal() }
+        for range in [0..<n, 5..<298, 7..<8, 3..<20, 0..<0] {
+            var expected = [Float](repeating: .nan, count: n), actual = expected
+            expected.withUnsafeMutableBufferPointer { Self.referenceGELUBackward(dy, x: x, range: range, into: $0.baseAddress!) }
+            actual.withUnsafeMutableBufferPointer { recdb_gelu_backward(level, dy, x, range.lowerBound, range.upperBound, $0.baseAddress!) }
+            XCTAssertEqual(actual.map(\.bitPattern), expected.map(\.bitPattern), "range \(range), \(CPUKernels.name(level))")
+        }
+        // In place (dx = dy), and a value: GELU'(0) = 0.5, GELU'(1) = Φ(1) + φ(1) ≈ 1.0833155.
+        var inPlace: [Float] = [2, 2, 2, 2, 2, 2, 2, 2, 2]
+        let points: [Float] = [0, 1, 0, 1, 0, 1, 0, 1, 1]
+        inPlace.withUnsafeMutableBufferPointer { recdb_gelu_backward(level, $0.baseAddress!, points, 0, 9, $0.baseAddress!) }
+        for (v, p) in zip(inPlace, points) { XCTAssertEqual(v, p == 0 ? 1 : 2 * 1.0833155, accuracy: 1e-5) }
+    }
+
+    func testGELUBackwardPortableMatchesTheSwiftKernelBitForBit() { checkGELUBackward(level: Int32(RECDB_KERNELS_PORTABLE)) }
+    func testGELUBackwardAVX512MatchesTheSwiftKernelBitForBit() throws {
+        try requireLevel(Int32(RECDB_KERNELS_AVX512)); checkGELUBackward(level: Int32(RECDB_KERNELS_AVX512))
+    }
 }

@@ -42,6 +42,10 @@ void recdb_adamw_rows(int level, float *w, float *g, float *m, float *v, ptrdiff
                       ptrdiff_t count, float decay, float step_size, float beta1, float beta2, float c2_root,
                       float epsilon);
 
+/// dx = dy · GELU'(x) on elements `start..<end` (`Kernels.activationBackward`; erf form, `fastErf` and
+/// `fastExp` on whole blocks of 8 from `start`, libm's erff and expf on the rest). `dx` may be `dy`.
+void recdb_gelu_backward(int level, const float *dy, const float *x, ptrdiff_t start, ptrdiff_t end, float *dx);
+
 #ifdef __cplusplus
 }
 #endif

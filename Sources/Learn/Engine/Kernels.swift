@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Forward and backward kernels of the Learn engine, over raw row-major buffers.
@@ -87,17 +88,39 @@ enum Kernels {
     static func layerNormForward(_ x: UnsafePointer<Float>, rows: Int, width: Int, gamma: UnsafePointer<Float>,
                                  beta: UnsafePointer<Float>, eps: Float, into y: UnsafeMutablePointer<Float>,
                                  mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        // Rows are taken four at a time: each row's sums keep their order (the same bits as one row at a
+        // time), but the four rows' add chains overlap instead of each add waiting for the one before.
+        let w = Float(width)
         Parallel.forEachSlice(rows, minimumPerPart: 64) { _, r in
-            for i in r {
+            @inline(__always) func normalise(_ i: Int, _ m: Float, _ v: Float) {
                 let xr = x + i * width, yr = y + i * width
-                var s: Float = 0
-                for j in 0..<width { s += xr[j] }
-                let m = s / Float(width)
-                var v: Float = 0
-                for j in 0..<width { let c = xr[j] - m; v += c * c }
-                let rs = 1 / (v / Float(width) + eps).squareRoot()
+                let rs = 1 / (v / w + eps).squareRoot()
                 mean[i] = m; rstd[i] = rs
                 for j in 0..<width { yr[j] = (xr[j] - m) * rs * gamma[j] + beta[j] }
+            }
+            var i = r.lowerBound
+            while i + 4 <= r.upperBound {
+                let x0 = x + i * width, x1 = x0 + width, x2 = x1 + width, x3 = x2 + width
+                var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+                for j in 0..<width { s0 += x0[j]; s1 += x1[j]; s2 += x2[j]; s3 += x3[j] }
+                let m0 = s0 / w, m1 = s1 / w, m2 = s2 / w, m3 = s3 / w
+                var v0: Float = 0, v1: Float = 0, v2: Float = 0, v3: Float = 0
+                for j in 0..<width {
+                    let c0 = x0[j] - m0, c1 = x1[j] - m1, c2 = x2[j] - m2, c3 = x3[j] - m3
+                    v0 += c0 * c0; v1 += c1 * c1; v2 += c2 * c2; v3 += c3 * c3
+                }
+                normalise(i, m0, v0); normalise(i + 1, m1, v1); normalise(i + 2, m2, v2); normalise(i + 3, m3, v3)
+                i += 4
+            }
+            while i < r.upperBound {
+                let xr = x + i * width
+                var s: Float = 0
+                for j in 0..<width { s += xr[j] }
+                let m = s / w
+                var v: Float = 0
+                for j in 0..<width { let c = xr[j] - m; v += c * c }
+                normalise(i, m, v)
+                i += 1
             }
         }
     }
@@ -153,10 +176,48 @@ enum Kernels {
         scratch.reserve(parts * 2 * width)
         scratch.zero(parts * 2 * width)
         let partial = scratch.p
+        // Four rows at a time, as in `layerNormForward`: every sum keeps its order (each row's over j, each
+        // column's partial over the rows), so the bits are those of one row at a time.
+        let w = Float(width)
         Parallel.forEachSlice(rows, minimumPerPart: 64) { part, r in
             let pg = partial + part * 2 * width, pb = pg + width
-            for i in r {
+            @inline(__always) func inputGradient(_ i: Int, _ sumG: Float, _ sumGX: Float) {
                 let xr = x + i * width, dyr = dy + i * width, dxr = dx + i * width
+                let m = mean[i], rs = rstd[i]
+                let mg = sumG / w, mgx = sumGX / w
+                for j in 0..<width {
+                    let xh = (xr[j] - m) * rs
+                    let v = rs * (dyr[j] * gamma[j] - mg - xh * mgx)
+                    if accumulate { dxr[j] += v } else { dxr[j] = v }
+                }
+            }
+            var i = r.lowerBound
+            while i + 4 <= r.upperBound {
+                let x0 = x + i * width, x1 = x0 + width, x2 = x1 + width, x3 = x2 + width
+                let d0 = dy + i * width, d1 = d0 + width, d2 = d1 + width, d3 = d2 + width
+                let m0 = mean[i], m1 = mean[i + 1], m2 = mean[i + 2], m3 = mean[i + 3]
+                let r0 = rstd[i], r1 = rstd[i + 1], r2 = rstd[i + 2], r3 = rstd[i + 3]
+                var g0: Float = 0, g1: Float = 0, g2: Float = 0, g3: Float = 0
+                var gx0: Float = 0, gx1: Float = 0, gx2: Float = 0, gx3: Float = 0
+                for j in 0..<width {
+                    let xh0 = (x0[j] - m0) * r0, xh1 = (x1[j] - m1) * r1, xh2 = (x2[j] - m2) * r2, xh3 = (x3[j] - m3) * r3
+                    let gj = gamma[j]
+                    let a0 = d0[j] * gj, a1 = d1[j] * gj, a2 = d2[j] * gj, a3 = d3[j] * gj
+                    g0 += a0; gx0 += a0 * xh0; g1 += a1; gx1 += a1 * xh1
+                    g2 += a2; gx2 += a2 * xh2; g3 += a3; gx3 += a3 * xh3
+                    var pgj = pg[j], pbj = pb[j]
+                    pgj += d0[j] * xh0; pbj += d0[j]
+                    pgj += d1[j] * xh1; pbj += d1[j]
+                    pgj += d2[j] * xh2; pbj += d2[j]
+                    pgj += d3[j] * xh3; pbj += d3[j]
+                    pg[j] = pgj; pb[j] = pbj
+                }
+                inputGradient(i, g0, gx0); inputGradient(i + 1, g1, gx1)
+                inputGradient(i + 2, g2, gx2); inputGradient(i + 3, g3, gx3)
+                i += 4
+            }
+            while i < r.upperBound {
+                let xr = x + i * width, dyr = dy + i * width
                 let m = mean[i], rs = rstd[i]
                 var sumG: Float = 0, sumGX: Float = 0
                 for j in 0..<width {
@@ -165,12 +226,8 @@ enum Kernels {
                     sumG += g; sumGX += g * xh
                     pg[j] += dyr[j] * xh; pb[j] += dyr[j]
                 }
-                let mg = sumG / Float(width), mgx = sumGX / Float(width)
-                for j in 0..<width {
-                    let xh = (xr[j] - m) * rs
-                    let v = rs * (dyr[j] * gamma[j] - mg - xh * mgx)
-                    if accumulate { dxr[j] += v } else { dxr[j] = v }
-                }
+                inputGradient(i, sumG, sumGX)
+                i += 1
             }
         }
         for part in 0..<parts {
@@ -203,28 +260,34 @@ enum Kernels {
         }
     }
 
-    /// dx = dy · act'(x) (written in place of `dy` when `dx == dy`).
+    /// dx = dy · act'(x), times the dropout mask that was applied to x's input when `dropoutMask` is given
+    /// (the two passes of backward fused into one; the same bits as `multiply` after). Written in place of
+    /// `dy` when `dx == dy`.
     static func activationBackward(_ act: Activation, _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                                   count: Int, into dx: UnsafeMutablePointer<Float>) {
+                                   count: Int, dropoutMask: UnsafePointer<Float>? = nil,
+                                   into dx: UnsafeMutablePointer<Float>) {
         Parallel.forEachSlice(count, minimumPerPart: 8192) { _, r in
             switch act {
-            case .relu: for i in r { dx[i] = x[i] > 0 ? dy[i] : 0 }
-            case .gelu:
+            case .relu:
+                // Branch-free: x's sign is random, and a branch per element mispredicted half the time.
                 var i = r.lowerBound
                 while i + 8 <= r.upperBound {
-                    let v = load8(x + i)
-                    let cdf = 0.5 * (1 + fastErf(v * 0.707_106_77))
-                    let pdf = 0.398_942_28 * fastExp(-0.5 * v * v)
-                    store8(load8(dy + i) * (cdf + v * pdf), dx + i)
+                    var v = load8(dy + i)
+                    v.replace(with: 0, where: .!(load8(x + i) .> 0))
+                    if let m = dropoutMask { v = v * load8(m + i) }
+                    store8(v, dx + i)
                     i += 8
                 }
                 while i < r.upperBound {
-                    let v = x[i]
-                    let cdf = 0.5 * (1 + erff(v * 0.707_106_77))
-                    let pdf = 0.398_942_28 * expf(-0.5 * v * v)
-                    dx[i] = dy[i] * (cdf + v * pdf)
+                    var v: Float = x[i] > 0 ? dy[i] : 0
+                    if let m = dropoutMask { v = v * m[i] }
+                    dx[i] = v
                     i += 1
                 }
+            case .gelu:
+                // C: its AVX-512 path gives the bits of the SIMD8 fastErf/fastExp code it replaced.
+                recdb_gelu_backward(CPUKernels.best, dy, x, r.lowerBound, r.upperBound, dx)
+                if let m = dropoutMask { for i in r { dx[i] = dx[i] * m[i] } }
             }
         }
     }

@@ -311,8 +311,8 @@ final class TransformerEncoder: SequenceEncoder {
             Kernels.linearBackward(df2, x: s.g.p, rows: rows, inFeatures: f, outFeatures: d, weight: b.ff2Weight.value.p,
                                    weightGrad: b.ff2Weight.grad.p, biasGrad: b.ff2Bias.grad.p, dx: st.gradF.p)
             let u = dropout ? s.u.p : s.f1.p
-            Kernels.activationBackward(activation, st.gradF.p, x: u, count: rows * f, into: st.gradF.p)
-            if dropout { Kernels.multiply(st.gradF.p, s.mask1.p, count: rows * f, into: st.gradF.p) }
+            Kernels.activationBackward(activation, st.gradF.p, x: u, count: rows * f,
+                                       dropoutMask: dropout ? UnsafePointer(s.mask1.p) : nil, into: st.gradF.p)
             Kernels.linearBackward(st.gradF.p, x: s.c.p, rows: rows, inFeatures: d, outFeatures: f,
                                    weight: b.ff1Weight.value.p, weightGrad: b.ff1Weight.grad.p,
                                    biasGrad: b.ff1Bias.grad.p, dx: tmp)
