@@ -93,11 +93,15 @@ if [ "$PART" = torch ]; then
     [ -d "$D.recdb" ] || generated_database "$D" "$TORCH_ROWS" "$TORCH_ITEMS"
     : > "$OUT/torch.jsonl"
     for p in $(seq "$PAIRS"); do
+        # Each RecDB run commits ~1 GB (weights, item vectors, index); sync first so no run shares the machine
+        # with the write-back of the one before.
+        sync
         echo "pair $p: load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
         nice -n "$NICE" .build/release/rdbctl train "$D.recdb" --model pair$p --windows all --epochs 1 --negatives "$NEGATIVES" \
             --threads 2 --eval-users 100 --index Flat --json \
             | python3 -c "import json,sys; d=json.load(sys.stdin); print(json.dumps({'engine':'recdb','pair':$p,'seconds_per_epoch':d['seconds_per_epoch'],'windows':d['train_examples'],'steps':d['steps'],'items':d['items']}))" \
             | tee -a "$OUT/torch.jsonl"
+        sync
         nice -n "$NICE" "$PY" tools/sampled_softmax_torch.py --data "$D.txt" --items "$TORCH_ITEMS" --negatives "$NEGATIVES" --threads 2 \
             | tee -a "$OUT/torch.jsonl"
     done

@@ -267,16 +267,30 @@ final class SampledSoftmaxCrossEntropy {
         }
         }
         if let catalogueGrad {
-            for part in 0..<parts where usedPart[part] {
-                let a = candidateGrads[part].p
-                for (c, j) in candidates.enumerated() {
-                    let dst = catalogueGrad + (Int(j) - 1) * d, src = a + c * d
-                    for x in 0..<d { dst[x] += src[x] }
+            // Scattered over a table far larger than the caches, so in parallel, with the sums in the serial
+            // order: candidates are distinct, so each thread takes a slice of them and adds the parts in part
+            // order; then each thread takes the positives whose item falls in its share (id mod threads), in
+            // row order, so an item that is several rows' positive still gets their terms in row order.
+            let used = (0..<parts).filter { usedPart[$0] }.map { candidateGrads[$0].p }
+            candidates.withUnsafeBufferPointer { ids in
+                Parallel.forEachSlice(k, minimumPerPart: 256) { _, slice in
+                    for c in slice {
+                        let dst = catalogueGrad + (Int(ids[c]) - 1) * d
+                        for a in used {
+                            let src = a + c * d
+                            for x in 0..<d { dst[x] += src[x] }
+                        }
+                    }
                 }
             }
-            for r in 0..<rows {
-                let dst = catalogueGrad + (Int(targets[r]) - 1) * d, src = hidden + r * d, g = positiveGrad[r]
-                for x in 0..<d { dst[x] += g * src[x] }
+            let shares = max(1, min(Parallel.parts, rows / 256))
+            positiveGrad.withUnsafeBufferPointer { g0 in
+                Parallel.forEachSlice(shares, parts: shares) { _, owned in
+                    for r in 0..<rows where owned.contains(Int(targets[r]) % shares) {
+                        let dst = catalogueGrad + (Int(targets[r]) - 1) * d, src = hidden + r * d, g = g0[r]
+                        for x in 0..<d { dst[x] += g * src[x] }
+                    }
+                }
             }
         }
         return lossPerPart.reduce(0, +)

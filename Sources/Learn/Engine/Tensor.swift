@@ -37,13 +37,19 @@ final class Buffer {
     deinit { pointer.deallocate() }
 
     /// Grows (never shrinks) to at least `count` elements; contents are NOT preserved when it grows.
+    /// Growth is by at least half the old capacity: training batches differ in size, and growing to each new
+    /// largest one exactly reallocated (and page-faulted) a workspace many times an epoch.
     @inline(__always)
     func reserve(_ count: Int) {
         if count <= capacity { return }
+        grow(to: count)
+    }
+
+    private func grow(to count: Int) {
         pointer.deallocate()
-        capacity = count
-        pointer = .allocate(capacity: count)
-        pointer.initialize(repeating: 0, count: count)
+        capacity = capacity > 1 ? max(count, capacity + capacity / 2) : count
+        pointer = .allocate(capacity: capacity)
+        pointer.initialize(repeating: 0, count: capacity)
     }
 
     @inline(__always) func zero(_ count: Int) { pointer.update(repeating: 0, count: count) }
