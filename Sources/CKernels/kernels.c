@@ -143,8 +143,8 @@ static void softmax_row_portable(float *row, ptrdiff_t n, const float *log_q, fl
 #define AVX512_TARGET __attribute__((target("avx2,avx512f,avx512dq,avx512bw,avx512vl")))
 
 AVX2_TARGET static inline __m256 exp8(__m256 x) {
-    x = _mm256_blendv_ps(x, _mm256_set1_ps(EXP_LOW), _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LOW), _CMP_LT_OQ));
-    x = _mm256_blendv_ps(x, _mm256_set1_ps(EXP_HIGH), _mm256_cmp_ps(x, _mm256_set1_ps(EXP_HIGH), _CMP_GT_OQ));
+    // max(c, x) is `c > x ? c : x` and min(c, x) is `c < x ? c : x` (a NaN x passes through): the Swift clamps.
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HIGH), _mm256_max_ps(_mm256_set1_ps(EXP_LOW), x));
     __m256 magic = _mm256_set1_ps(EXP_MAGIC);
     __m256 t = _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)), magic);
     __m256 n = _mm256_sub_ps(t, magic);
@@ -194,8 +194,7 @@ AVX2_TARGET static void softmax_row_avx2(float *row, ptrdiff_t n, const float *l
 }
 
 AVX512_TARGET static inline __m512 exp16(__m512 x) {
-    x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LOW), _CMP_LT_OQ), x, _mm512_set1_ps(EXP_LOW));
-    x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_HIGH), _CMP_GT_OQ), x, _mm512_set1_ps(EXP_HIGH));
+    x = _mm512_min_ps(_mm512_set1_ps(EXP_HIGH), _mm512_max_ps(_mm512_set1_ps(EXP_LOW), x));
     __m512 magic = _mm512_set1_ps(EXP_MAGIC);
     __m512 t = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)), magic);
     __m512 n = _mm512_sub_ps(t, magic);
@@ -217,20 +216,23 @@ AVX512_TARGET static void softmax_row_avx512(float *row, ptrdiff_t n, const floa
     ptrdiff_t vector_end = n & ~(ptrdiff_t)7, wide_end = n & ~(ptrdiff_t)15;
     // One pass subtracts log q and takes the maximum (exact whatever the lane count); the hit, masked
     // to −∞ before the maximum in the Swift code, is left out of the comparison instead.
-    __m512 mx16 = _mm512_set1_ps(positive);
+    // Two running maxima, so consecutive blocks do not wait on each other's compare.
+    __m512 mx16[2] = {_mm512_set1_ps(positive), _mm512_set1_ps(positive)};
     for (ptrdiff_t i = 0; i < wide_end; i += 16) {
         __m512 v = _mm512_sub_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(log_q + i));
         _mm512_storeu_ps(row + i, v);
-        __mmask16 larger = _mm512_cmp_ps_mask(v, mx16, _CMP_GT_OQ);
+        int a = (int)(i >> 4) & 1;
+        __mmask16 larger = _mm512_cmp_ps_mask(v, mx16[a], _CMP_GT_OQ);
         if (hit >= i && hit < i + 16) larger &= (__mmask16)~(1u << (hit - i));
-        mx16 = _mm512_mask_blend_ps(larger, mx16, v);
+        mx16[a] = _mm512_mask_blend_ps(larger, mx16[a], v);
     }
     for (ptrdiff_t i = wide_end; i < n; i++) row[i] -= log_q[i];
     if (hit >= 0) row[hit] = -INFINITY;
-    float lane_max[16];
-    _mm512_storeu_ps(lane_max, mx16);
+    float lane_max[32];
+    _mm512_storeu_ps(lane_max, mx16[0]);
+    _mm512_storeu_ps(lane_max + 16, mx16[1]);
     float mx = lane_max[0];
-    for (int l = 1; l < 16; l++) mx = lane_max[l] > mx ? lane_max[l] : mx;
+    for (int l = 1; l < 32; l++) mx = lane_max[l] > mx ? lane_max[l] : mx;
     for (ptrdiff_t i = wide_end; i < n; i++) mx = row[i] > mx ? row[i] : mx;
     // Sums stay in 8 lanes, each 16-wide block adding its low then its high half, as the 8-wide loop does.
     __m512 m16 = _mm512_set1_ps(mx);

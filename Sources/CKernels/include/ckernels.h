@@ -46,6 +46,9 @@ void recdb_adamw_rows(int level, float *w, float *g, float *m, float *v, ptrdiff
 /// `fastExp` on whole blocks of 8 from `start`, libm's erff and expf on the rest). `dx` may be `dy`.
 void recdb_gelu_backward(int level, const float *dy, const float *x, ptrdiff_t start, ptrdiff_t end, float *dx);
 
+/// A prefetch hint for the cache line holding `address` (reading, kept in all cache levels).
+static inline void recdb_prefetch_read(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 #ifdef __cplusplus
 }
 #endif

@@ -205,7 +205,16 @@ final class SampledSoftmaxCrossEntropy {
         recordDraw()
         let k = candidates.count
         gathered.reserve(k * d)
-        for (c, j) in candidates.enumerated() { (gathered.p + c * d).update(from: catalogue + (Int(j) - 1) * d, count: d) }
+        // Candidate rows are scattered over the table: gathered in parallel, the next rows prefetched.
+        let rowsOut = gathered.p
+        candidates.withUnsafeBufferPointer { ids in
+            Parallel.forEachSlice(k, minimumPerPart: 256) { _, slice in
+                for c in slice {
+                    if c + 4 < slice.upperBound { prefetchRow(catalogue + (Int(ids[c + 4]) - 1) * d, width: d) }
+                    (rowsOut + c * d).update(from: catalogue + (Int(ids[c]) - 1) * d, count: d)
+                }
+            }
+        }
         let parts = max(1, min(Parallel.parts, (rows + 15) / 16))
         let chunk = chunkRows
         while logits.count < parts { logits.append(Buffer(1)); candidateGrads.append(Buffer(1)) }
@@ -235,6 +244,8 @@ final class SampledSoftmaxCrossEntropy {
                     for i in 0..<m {
                         let r = c0 + i
                         let row = z + i * k
+                        // The positive's row is a random row of the table: fetch a few rows ahead.
+                        if r + 4 < range.upperBound { prefetchRow(catalogue + (Int(targets[r + 4]) - 1) * d, width: d) }
                         let positive = BLAS.dot(d, h + i * d, catalogue + (Int(targets[r]) - 1) * d) - positiveQ[r]
                         let (l, p0) = Self.softmaxRow(row, count: k, logQ: logQ.baseAddress!, positive: positive,
                                                       hit: Int(hits[r]), scale: gradScale)
@@ -307,4 +318,10 @@ final class SampledSoftmaxCrossEntropy {
         recdb_sampled_softmax_row(CPUKernels.best, row, n, logQ, positive, hit, scale, &loss, &p0)
         return (loss, p0)
     }
+}
+
+/// Asks for the cache lines of one `width`-float row ahead of its use (a hint: no effect on results).
+@inline(__always) private func prefetchRow(_ row: UnsafePointer<Float>, width: Int) {
+    var x = 0
+    while x < width { recdb_prefetch_read(row + x); x += 16 }
 }
