@@ -132,7 +132,18 @@ final class SampledSoftmaxCrossEntropy {
             let pi = q >= 1 ? 1 : -expm1(n * log1p(-q))
             return Float(log(max(pi, .leastNormalMagnitude)))
         }
-        candidateLogQ = candidates.map(logInclusion)
+        // log π depends on the item only through its count among the targets (when the batch's own shares are
+        // used): computed once per distinct count, not once per candidate (most share count 0).
+        if targetFrequency == nil {
+            var byCount: [Int32: Float] = [:]
+            candidateLogQ = candidates.map { j in
+                let c = targetCount[Int(j)]
+                if let v = byCount[c] { return v }
+                let v = logInclusion(j); byCount[c] = v; return v
+            }
+        } else {
+            candidateLogQ = candidates.map(logInclusion)
+        }
         positiveLogQ = correctsPositive ? (0..<rows).map { logInclusion(targets[$0]) } : [Float](repeating: 0, count: rows)
         for i in 0..<rows { targetCount[Int(targets[i])] = 0 }
     }

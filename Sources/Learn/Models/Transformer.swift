@@ -338,11 +338,26 @@ final class TransformerEncoder: SequenceEncoder {
         let tableGrad = network.itemTableGrad, posGrad = positionEmbedding.grad.p
         let maskGrad = maskEmbedding?.grad.p
         let maskID = network.maskItem
-        for i in 0..<rows {
-            let item = ws.items[i]
-            let dst = (item == maskID && maskGrad != nil) ? maskGrad! : tableGrad + Int(item) * d
-            let pg = posGrad + Int(ws.positions[i]) * d, gr = gx + i * d
-            for j in 0..<d { dst[j] += gr[j] * scale; pg[j] += gr[j] }
+        // Rows collide on items and positions, so each destination row (an item's, [MASK]'s, a position's)
+        // belongs to one thread, which adds its terms in row order: the serial sums, bit for bit, in parallel.
+        let shares = max(1, min(Parallel.parts, rows / 1024))
+        ws.items.withUnsafeBufferPointer { items in
+        ws.positions.withUnsafeBufferPointer { positions in
+            Parallel.forEachSlice(shares, parts: shares) { _, owned in
+                for i in 0..<rows {
+                    let item = items[i], position = Int(positions[i]), gr = gx + i * d
+                    let isMask = item == maskID && maskGrad != nil
+                    if owned.contains(isMask ? 0 : Int(item) % shares) {
+                        let dst = isMask ? maskGrad! : tableGrad + Int(item) * d
+                        for j in 0..<d { dst[j] += gr[j] * scale }
+                    }
+                    if owned.contains(position % shares) {
+                        let pg = posGrad + position * d
+                        for j in 0..<d { pg[j] += gr[j] }
+                    }
+                }
+            }
+        }
         }
     }
 
