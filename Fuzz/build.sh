@@ -12,11 +12,13 @@ SWIFTC=${SWIFTC:-swiftc}
 BUILD=.build/fuzz
 OUT=$BUILD/modules
 mkdir -p "$OUT" "$BUILD/bin"
-# The C++ Faiss shim and the C CRC-32C, built by SwiftPM (plain release flags).
+# The C++ Faiss shim, the C CRC-32C and Learn's C kernels, built by SwiftPM (plain release flags).
 "$SWIFT" build -c release --build-path "$BUILD/spm" --target CFaiss >/dev/null
 "$SWIFT" build -c release --build-path "$BUILD/spm" --target CChecksum >/dev/null
+"$SWIFT" build -c release --build-path "$BUILD/spm" --target CKernels >/dev/null
 CFAISS=$(find "$BUILD/spm" -path '*release/CFaiss.build' -type d | head -1)
 CCHECKSUM=$(find "$BUILD/spm" -path '*release/CChecksum.build' -type d | head -1)
+CKERNELS=$(find "$BUILD/spm" -path '*release/CKernels.build' -type d | head -1)
 # LMDB (patched, Sources/CLMDB) with coverage and AddressSanitizer like the Swift code, so the fuzzer is
 # guided through LMDB's own page handling and an access outside a heap block is a report.
 scripts/fetch-lmdb.sh
@@ -31,7 +33,8 @@ echo "module CLMDB { header \"$PWD/Sources/CLMDB/include/CLMDB.h\" export * }" >
 FLAGS=(-O -wmo -parse-as-library -sanitize=fuzzer,address -enable-testing -I "$OUT" -I Sources/COpenBLAS
        -Xcc -fmodule-map-file="$OUT/CLMDB.modulemap"
        -Xcc -fmodule-map-file="$CFAISS/module.modulemap" -I Sources/CFaiss/include
-       -Xcc -fmodule-map-file="$CCHECKSUM/module.modulemap" -I Sources/CChecksum/include)
+       -Xcc -fmodule-map-file="$CCHECKSUM/module.modulemap" -I Sources/CChecksum/include
+       -Xcc -fmodule-map-file="$CKERNELS/module.modulemap" -I Sources/CKernels/include)
 module() {  # name, sources…: rebuilt only when a source is newer than the object
     local name=$1; shift
     local newest
@@ -52,7 +55,7 @@ fi
 for t in "${targets[@]}"; do
     echo "fuzz: building $t"
     "$SWIFTC" "${FLAGS[@]}" -module-name "Fuzz_$t" Fuzz/Support.swift "Fuzz/Targets/$t.swift" \
-        "$OUT/RecDB.o" "$OUT/Index.o" "$OUT/Learn.o" "$CFAISS"/*.o "$CCHECKSUM"/*.o "$OUT/lmdb-mdb.o" "$OUT/lmdb-midl.o" \
+        "$OUT/RecDB.o" "$OUT/Index.o" "$OUT/Learn.o" "$CFAISS"/*.o "$CCHECKSUM"/*.o "$CKERNELS"/*.o "$OUT/lmdb-mdb.o" "$OUT/lmdb-midl.o" \
         -lfaiss -lgomp -llapack -lblas -lopenblas -lstdc++ \
         -o "$BUILD/bin/fuzz-$t" 2> >(grep -v "Cannot export local symbol" >&2)
 done

@@ -477,6 +477,7 @@ final class IsolationTests: DatabaseTestCase {
                 "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CLMDB.build/module.modulemap").path,
                 "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CFaiss.build/module.modulemap").path,
                 "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CChecksum.build/module.modulemap").path,
+                "-Xcc", "-fmodule-map-file=" + build.appendingPathComponent("CKernels.build/module.modulemap").path,
             ])
             return status == 0
         }
