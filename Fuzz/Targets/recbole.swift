@@ -9,12 +9,14 @@ func fuzzOne(_ bytes: [UInt8]) {
         var options = InteractionImportOptions(format: .recbole)
         options.maxLineBytes = fuzzLineLimit
         options.allowDuplicateImport = true
-        rolledBack { tx in var importer = try InteractionImporter(path: path, format: .recbole, options: options, tx: tx); _ = try importer.run() }
+        rolledBack { tx in var importer = try InteractionImporter(path: path, format: .recbole, options: options, tx: tx,
+                                                                     spillDirectory: Scratch.directory); _ = try importer.run() }
     } else {
         let kind: EntityKind = first & 2 == 0 ? .item : .user
         let path = Scratch.write(body, as: kind == .item ? "data.item" : "data.user")
         var options = RecordImportOptions(format: .recbole)
         options.maxLineBytes = fuzzLineLimit
-        rolledBack { tx in var importer = try RecordImporter(path: path, kind: kind, format: .recbole, options: options, tx: tx); _ = try importer.run() }
+        rolledBack { tx in var importer = try RecordImporter(path: path, kind: kind, format: .recbole, options: options, tx: tx,
+                                                                     spillDirectory: Scratch.directory); _ = try importer.run() }
     }
 }

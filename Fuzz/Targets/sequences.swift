@@ -6,5 +6,6 @@ func fuzzOne(_ bytes: [UInt8]) {
     var options = InteractionImportOptions(format: .sequences)
     options.maxLineBytes = fuzzLineLimit
     options.allowDuplicateImport = true
-    rolledBack { tx in var importer = try InteractionImporter(path: path, format: .sequences, options: options, tx: tx); _ = try importer.run() }
+    rolledBack { tx in var importer = try InteractionImporter(path: path, format: .sequences, options: options, tx: tx,
+                                                                     spillDirectory: Scratch.directory); _ = try importer.run() }
 }

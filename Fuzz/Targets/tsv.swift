@@ -10,12 +10,14 @@ func fuzzOne(_ bytes: [UInt8]) {
         var options = InteractionImportOptions(format: .tsv)
         options.maxLineBytes = fuzzLineLimit
         options.allowDuplicateImport = true
-        rolledBack { tx in var importer = try InteractionImporter(path: path, format: .tsv, options: options, tx: tx); _ = try importer.run() }
+        rolledBack { tx in var importer = try InteractionImporter(path: path, format: .tsv, options: options, tx: tx,
+                                                                     spillDirectory: Scratch.directory); _ = try importer.run() }
     default:
         let format: RecordFormat = first % 3 == 1 ? .csv : .tsv
         let path = Scratch.write(body, as: "items." + format.rawValue)
         var options = RecordImportOptions(format: format)
         options.maxLineBytes = fuzzLineLimit
-        rolledBack { tx in var importer = try RecordImporter(path: path, kind: .item, format: format, options: options, tx: tx); _ = try importer.run() }
+        rolledBack { tx in var importer = try RecordImporter(path: path, kind: .item, format: format, options: options, tx: tx,
+                                                                     spillDirectory: Scratch.directory); _ = try importer.run() }
     }
 }
