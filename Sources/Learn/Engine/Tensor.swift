@@ -1,5 +1,3 @@
-import Foundation
-
 /// A dense, row-major float32 tensor with value semantics: the exchange format of Learn's public API
 /// (exported model parameters, item vectors). Hot loops never use it; they run over `Buffer`s.
 public struct Tensor: Codable, Equatable, Sendable {
@@ -32,18 +30,11 @@ final class Buffer {
 
     init(_ capacity: Int) {
         self.capacity = max(capacity, 1)
-        pointer = Self.zeroed(self.capacity)
+        pointer = .allocate(capacity: self.capacity)
+        pointer.initialize(repeating: 0, count: self.capacity)
     }
 
-    deinit { free(pointer) }
-
-    /// `calloc`: large blocks come zeroed from fresh pages, so they are not written twice (the kernel's
-    /// zeroing, then ours) — a 1M-item table and its gradient and moments are 256 MB each.
-    private static func zeroed(_ count: Int) -> UnsafeMutablePointer<Float> {
-        // Out of memory is not recoverable here, as with any Swift allocation.
-        guard let raw = calloc(count, MemoryLayout<Float>.stride) else { fatalError("Buffer: out of memory for \(count) floats") }
-        return raw.bindMemory(to: Float.self, capacity: count)
-    }
+    deinit { pointer.deallocate() }
 
     /// Grows (never shrinks) to at least `count` elements; contents are NOT preserved when it grows.
     /// Growth is by at least half the old capacity: training batches differ in size, and growing to each new
@@ -55,9 +46,10 @@ final class Buffer {
     }
 
     private func grow(to count: Int) {
-        free(pointer)
+        pointer.deallocate()
         capacity = capacity > 1 ? max(count, capacity + capacity / 2) : count
-        pointer = Self.zeroed(capacity)
+        pointer = .allocate(capacity: capacity)
+        pointer.initialize(repeating: 0, count: capacity)
     }
 
     @inline(__always) func zero(_ count: Int) { pointer.update(repeating: 0, count: count) }
