@@ -1,12 +1,17 @@
 import XCTest
 @testable import Learn
 
-/// Bit-identity of SASRec and BERT4Rec across the architecture seam (issue 15): the fingerprints below
-/// were recorded on the code BEFORE the models moved behind `SequenceArchitecture` (commit f45ad58), so
-/// any change in arithmetic order, random draws, parameter order or objective fails here. Each case trains
-/// a few epochs on synthetic data (dropout on, 2 threads) and hashes every trained weight bit, the test
-/// metrics, one served user vector and the FLOP estimate.
-/// NOTE: bit patterns depend on OpenBLAS's kernels, so the check runs only on the family they were recorded with.
+/// Bit-identity of training across refactors: each case trains a few epochs on synthetic data (dropout on,
+/// 2 threads) and hashes every trained weight bit, the test metrics, one served user vector and the FLOP
+/// estimate, so any change in arithmetic order, random draws, parameter order or objective fails here.
+/// Bit patterns depend on OpenBLAS's kernels, so fingerprints are kept per kernel family and a family without
+/// them skips with a message:
+/// - Cooperlake: recorded on the code BEFORE the models moved behind `SequenceArchitecture` (issue 15,
+///   commit f45ad58).
+/// - SkylakeX: the code BEFORE Learn's kernels moved to C with AVX-512/AVX2 paths (issue 14, session 10:
+///   main 438ff2d) gives the Cooperlake fingerprints on SkylakeX's kernels too (these small products take
+///   the same summation order), so both families check them; the sampled-softmax case, which guards the C
+///   kernels' row-sparse path, was recorded then on SkylakeX only.
 final class ArchitectureSeamTests: XCTestCase {
     override func setUp() { LearnEngine.configureProcess() }
 
@@ -47,10 +52,17 @@ final class ArchitectureSeamTests: XCTestCase {
         return (w.value, m.value, s.value, flops)
     }
 
+    typealias Expected = (UInt64, UInt64, UInt64, Double)
+
+    /// Fingerprints recorded on Cooperlake and found identical on SkylakeX (see the type's comment).
+    func onCooperlakeAndSkylakeX(_ e: Expected) -> [String: Expected] { ["Cooperlake": e, "SkylakeX": e] }
+
     func check(_ name: String, _ c: ModelConfiguration, text: Bool = false, profiles: Bool = false,
-               _ expected: (UInt64, UInt64, UInt64, Double), file: StaticString = #filePath, line: UInt = #line) throws {
-        // Bits depend on the BLAS kernels (their summation order); these were recorded with Cooperlake's (AVX-512 BF16).
-        try XCTSkipIf(BLAS.coreName != "Cooperlake", "fingerprints were recorded with OpenBLAS's Cooperlake kernels, this run uses \(BLAS.coreName)")
+               _ byFamily: [String: Expected], file: StaticString = #filePath, line: UInt = #line) throws {
+        // Bits depend on the BLAS kernels (their summation order): see the type's comment.
+        guard let expected = byFamily[BLAS.coreName] else {
+            throw XCTSkip("\(name): fingerprints were recorded with OpenBLAS's \(byFamily.keys.sorted().joined(separator: ", ")) kernels, this run uses \(BLAS.coreName)")
+        }
         let f = try fingerprint(c, text: text, profiles: profiles)
         if f.weights != expected.0 { print("fingerprint \(name): (0x\(String(f.weights, radix: 16)), 0x\(String(f.metrics, radix: 16)), 0x\(String(f.served, radix: 16)), \(f.flops))") }
         XCTAssertEqual(f.weights, expected.0, "\(name): trained weights", file: file, line: line)
@@ -60,26 +72,33 @@ final class ArchitectureSeamTests: XCTestCase {
     }
 
     func testSASRecIDIsBitIdentical() throws {
-        try check("sasrec id", smallConfiguration(.sasrec), (0x25c73a500dce98a0, 0x2e5eacaeba201cdc, 0x2833c5733275ae36, 26160384.0))
+        try check("sasrec id", smallConfiguration(.sasrec), onCooperlakeAndSkylakeX((0x25c73a500dce98a0, 0x2e5eacaeba201cdc, 0x2833c5733275ae36, 26160384.0)))
     }
 
     func testSASRecTextAndIDAllWindowsIsBitIdentical() throws {
         var c = smallConfiguration(.sasrec, items: .textAndID)
         c.windows = .all; c.maxLength = 5
-        try check("sasrec text+id all", c, text: true, (0xb1b889efa00126ba, 0xd199e3d7dae12b15, 0xba7368a3d44ea366, 25481856.0))
+        try check("sasrec text+id all", c, text: true, onCooperlakeAndSkylakeX((0xb1b889efa00126ba, 0xd199e3d7dae12b15, 0xba7368a3d44ea366, 25481856.0)))
     }
 
     func testBERT4RecIDIsBitIdentical() throws {
-        try check("bert4rec id", smallConfiguration(.bert4rec), (0x257a660ca6a5de70, 0xab615ab7b634b6b8, 0x84b06860845cf62c, 47828524.86212937))
+        try check("bert4rec id", smallConfiguration(.bert4rec), onCooperlakeAndSkylakeX((0x257a660ca6a5de70, 0xab615ab7b634b6b8, 0x84b06860845cf62c, 47828524.86212937)))
     }
 
     func testBERT4RecTextIsBitIdentical() throws {
-        try check("bert4rec text", smallConfiguration(.bert4rec, items: .text), text: true, (0x0f9d8d1ac8a35c34, 0xfe912c11730bbb9a, 0xba6dfff44a9f071b, 47920684.86212937))
+        try check("bert4rec text", smallConfiguration(.bert4rec, items: .text), text: true, onCooperlakeAndSkylakeX((0x0f9d8d1ac8a35c34, 0xfe912c11730bbb9a, 0xba6dfff44a9f071b, 47920684.86212937)))
     }
 
     func testSASRecDistilledIsBitIdentical() throws {
         var c = smallConfiguration(.sasrec)
         var d = DistillationConfiguration(); d.distillEpochs = 2; c.distillation = d
-        try check("sasrec distilled", c, profiles: true, (0xc4fcfea7789071b3, 0x7bf876c4664a36ed, 0xc8445ee0fcecf257, 26160384.0))
+        try check("sasrec distilled", c, profiles: true, onCooperlakeAndSkylakeX((0xc4fcfea7789071b3, 0x7bf876c4664a36ed, 0xc8445ee0fcecf257, 26160384.0)))
+    }
+
+    /// The sampled loss through the C kernels (softmax rows, row-sparse AdamW, parallel gathers and scatters).
+    func testSASRecSampledIsBitIdentical() throws {
+        var c = smallConfiguration(.sasrec)
+        c.loss = .sampled; c.negatives = 24
+        try check("sasrec sampled", c, ["SkylakeX": (0x91504fdfafe133ff, 0x53a8ee8ba2307af7, 0x804313b08ad071c9, 26160384.0)])
     }
 }
