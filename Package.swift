@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "Learn", dependencies: ["COpenBLAS", "CKernels"], path: "Sources/Learn"),
         // CRC-32C of stored values (hardware instruction when the CPU has it).
         .target(name: "CChecksum", path: "Sources/CChecksum"),
-        .target(name: "RecDB", dependencies: ["CLMDB", "CChecksum", "Index", "Learn"], path: "Sources/RecDB"),
+        .target(name: "RecDB", dependencies: ["CLMDB", "CChecksum", "CKernels", "Index", "Learn"], path: "Sources/RecDB"),
 
         // MARK: - HTTP server (a thin layer over the same Database, in the same process)
         .target(

@@ -2,7 +2,6 @@
 #define RECDB_CCHECKSUM_H
 #include <stddef.h>
 #include <stdint.h>
-#include "cprefetch.h"  // the importer's prefetch hint (this header is the module's umbrella)
 
 #ifdef __cplusplus
 extern "C" {

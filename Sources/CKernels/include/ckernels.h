@@ -7,6 +7,7 @@
 // training results do not depend on the CPU.
 #include <stddef.h>
 #include <stdint.h>
+#include "cprefetch.h"  // the cache-line prefetch hint (this header is the module's umbrella)
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,9 +46,6 @@ void recdb_adamw_rows(int level, float *w, float *g, float *m, float *v, ptrdiff
 /// dx = dy · GELU'(x) on elements `start..<end` (`Kernels.activationBackward`; erf form, `fastErf` and
 /// `fastExp` on whole blocks of 8 from `start`, libm's erff and expf on the rest). `dx` may be `dy`.
 void recdb_gelu_backward(int level, const float *dy, const float *x, ptrdiff_t start, ptrdiff_t end, float *dx);
-
-/// A prefetch hint for the cache line holding `address` (reading, kept in all cache levels).
-static inline void recdb_prefetch_read(const void *address) { __builtin_prefetch(address, 0, 3); }
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,16 @@ enum Parallel {
         }
     }
 
+    /// Parallel accumulation into destinations that many work items share (item rows, positions), with every
+    /// destination's terms added in work order, i.e. the bits of the serial loop: each of up to `parts`
+    /// owners (one per `minimumPerOwner` items of `work`) runs `body` over all the work and adds only into
+    /// the destinations `owns(id)` gives it (id mod owners).
+    @inline(__always)
+    static func byOwner(work: Int, minimumPerOwner: Int, _ body: (_ owns: (Int) -> Bool) -> Void) {
+        let owners = max(1, min(parts, work / max(1, minimumPerOwner)))
+        forEachSlice(owners, parts: owners) { _, mine in body { mine.contains($0 % owners) } }
+    }
+
     /// Calls `body(i)` for every `i` in `0..<count`, spread over the cores in contiguous slices.
     @inline(__always)
     static func forEach(_ count: Int, minimumPerPart: Int = 1, _ body: (Int) -> Void) {

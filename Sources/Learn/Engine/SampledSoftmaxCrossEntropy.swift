@@ -291,8 +291,8 @@ final class SampledSoftmaxCrossEntropy {
         if let catalogueGrad {
             // Scattered over a table far larger than the caches, so in parallel, with the sums in the serial
             // order: candidates are distinct, so each thread takes a slice of them and adds the parts in part
-            // order; then each thread takes the positives whose item falls in its share (id mod threads), in
-            // row order, so an item that is several rows' positive still gets their terms in row order.
+            // order; then the positives go by owner (`Parallel.byOwner`), so an item that is several rows'
+            // positive still gets their terms in row order.
             let used = (0..<parts).filter { usedPart[$0] }.map { candidateGrads[$0].p }
             candidates.withUnsafeBufferPointer { ids in
                 Parallel.forEachSlice(k, minimumPerPart: 256) { _, slice in
@@ -305,10 +305,9 @@ final class SampledSoftmaxCrossEntropy {
                     }
                 }
             }
-            let shares = max(1, min(Parallel.parts, rows / 256))
             positiveGrad.withUnsafeBufferPointer { g0 in
-                Parallel.forEachSlice(shares, parts: shares) { _, owned in
-                    for r in 0..<rows where owned.contains(Int(targets[r]) % shares) {
+                Parallel.byOwner(work: rows, minimumPerOwner: 256) { owns in
+                    for r in 0..<rows where owns(Int(targets[r])) {
                         let dst = catalogueGrad + (Int(targets[r]) - 1) * d, src = hidden + r * d, g = g0[r]
                         for x in 0..<d { dst[x] += g * src[x] }
                     }
@@ -334,5 +333,5 @@ final class SampledSoftmaxCrossEntropy {
 /// Asks for the cache lines of one `width`-float row ahead of its use (a hint: no effect on results).
 @inline(__always) private func prefetchRow(_ row: UnsafePointer<Float>, width: Int) {
     var x = 0
-    while x < width { recdb_prefetch_read(row + x); x += 16 }
+    while x < width { recdb_prefetch(row + x); x += 16 }
 }

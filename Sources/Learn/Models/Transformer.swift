@@ -340,18 +340,17 @@ final class TransformerEncoder: SequenceEncoder {
         let maskID = network.maskItem
         // Rows collide on items and positions, so each destination row (an item's, [MASK]'s, a position's)
         // belongs to one thread, which adds its terms in row order: the serial sums, bit for bit, in parallel.
-        let shares = max(1, min(Parallel.parts, rows / 1024))
         ws.items.withUnsafeBufferPointer { items in
         ws.positions.withUnsafeBufferPointer { positions in
-            Parallel.forEachSlice(shares, parts: shares) { _, owned in
+            Parallel.byOwner(work: rows, minimumPerOwner: 1024) { owns in
                 for i in 0..<rows {
                     let item = items[i], position = Int(positions[i]), gr = gx + i * d
                     let isMask = item == maskID && maskGrad != nil
-                    if owned.contains(isMask ? 0 : Int(item) % shares) {
+                    if owns(isMask ? 0 : Int(item)) {
                         let dst = isMask ? maskGrad! : tableGrad + Int(item) * d
                         for j in 0..<d { dst[j] += gr[j] * scale }
                     }
-                    if owned.contains(position % shares) {
+                    if owns(position) {
                         let pg = posGrad + position * d
                         for j in 0..<d { pg[j] += gr[j] }
                     }

@@ -1,4 +1,4 @@
-import CChecksum
+import CKernels
 import Foundation
 #if canImport(Glibc)
 import Glibc
