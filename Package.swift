@@ -37,7 +37,8 @@ let package = Package(
 
         // MARK: - Libraries
         .target(name: "Index", dependencies: ["CFaiss"], path: "Sources/Index"),
-        // Training kernels with AVX-512/AVX2 paths chosen at run time, bit-identical to their portable path.
+        // Training kernels with AVX-512/AVX2 paths chosen at run time, bit-identical to their portable path;
+        // also the cache-line prefetch hint (cprefetch.h) that Learn and the importer use.
         .target(name: "CKernels", path: "Sources/CKernels"),
         .target(name: "Learn", dependencies: ["COpenBLAS", "CKernels"], path: "Sources/Learn"),
         // CRC-32C of stored values (hardware instruction when the CPU has it).

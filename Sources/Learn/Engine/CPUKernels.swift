@@ -1,6 +1,6 @@
 import CKernels
 
-/// The C training kernels (`CKernels`: the sampled softmax's rows, dropout masks, AdamW) run at the best
+/// The C training kernels (`CKernels`: the sampled softmax's rows, dropout masks, AdamW, GELU's gradient) run at the best
 /// instruction-set level this CPU and OS support: AVX-512, AVX2 or portable. Every level gives the same
 /// bits (the tests check each one the machine has), so a model trains identically on any x86-64 CPU.
 enum CPUKernels {
