@@ -30,6 +30,8 @@ public final class RecDBServer: Sendable {
     static let serverName = "RecDB"
     /// Requests `RecommendationFastPath` answered (tests check it takes the requests it should).
     let fastPathAnswers = Atomic<Int>(0)
+    /// Each event loop's `FastPathRound`, made on its first connection.
+    private let fastPathRounds = Mutex<[ObjectIdentifier: NIOLoopBound<FastPathRound>]>([:])
 
     /// Who may call a route.
     enum Access { case open, read, write }
@@ -101,6 +103,17 @@ public final class RecDBServer: Sendable {
             }
             series.record(status: response.status.code, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             return response
+        }
+    }
+
+    /// The `FastPathRound` of `loop`; called on `loop`.
+    func fastPathRound(for loop: any EventLoop) -> FastPathRound {
+        fastPathRounds.withLock { rounds in
+            let key = ObjectIdentifier(loop)
+            if let round = rounds[key] { return round.value }
+            let round = FastPathRound(loop: loop)
+            rounds[key] = NIOLoopBound(round, eventLoop: loop)
+            return round
         }
     }
 
