@@ -89,6 +89,40 @@ extension ServerTests {
         XCTAssertTrue(try connection.endsWithinASecond(), "the server kept the connection open after Connection: close")
     }
 
+    /// Many connections' requests in flight at once, so an event loop answers several connections in one
+    /// round (`FastPathRound`): each connection gets its own answers, in order, flushed; a connection that
+    /// closes before its answer is written costs the others nothing.
+    func testOneRoundAnswersManyConnections() throws {
+        let running = try start()
+        let users = (1...24).map { "u\($0)" }
+        let abandoned = try (0..<4).map { _ in try RawConnection(port: running.port) }
+        let connections = try users.map { _ in try RawConnection(port: running.port) }
+        for connection in abandoned { try connection.send("GET /v1/users/u1/recommendations?k=3 HTTP/1.1\r\nHost: x\r\n\r\n") }
+        abandoned.forEach { $0.closeNow() }
+        for (connection, user) in zip(connections, users) {
+            // Two pipelined requests each, the second for another user, and every fourth one for no user.
+            let second = users.firstIndex(of: user)! % 4 == 0 ? "nobody" : "u\(users.firstIndex(of: user)! % 7 + 30)"
+            try connection.send("GET /v1/users/\(user)/recommendations?k=3 HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "GET /v1/users/\(second)/recommendations?k=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        }
+        for (index, (connection, user)) in zip(connections, users).enumerated() {
+            let replies = try connection.read(2)
+            XCTAssertEqual(replies[0].status, 200, user)
+            XCTAssertEqual(replies[0].items, try database.recommend(user: user, k: 3).items.map(\.item), user)
+            if index % 4 == 0 {
+                XCTAssertEqual(replies[1].status, 404, user)
+                XCTAssertEqual(replies[1].json["detail"] as? String, "unknown user 'nobody'")
+            } else {
+                XCTAssertEqual(replies[1].status, 200, user)
+                XCTAssertEqual(replies[1].items, try database.recommend(user: "u\(index % 7 + 30)", k: 2).items.map(\.item), user)
+            }
+        }
+        // All 48 were answered by the fast path (the abandoned connections' requests may or may not have been).
+        XCTAssertGreaterThanOrEqual(running.server.fastPathAnswers.load(ordering: .relaxed), users.count * 2)
+        // The server still answers on fresh connections after the abandoned ones.
+        XCTAssertEqual(try call(running, "GET", "/v1/users/u2/recommendations?k=3").status, 200)
+    }
+
     struct RawReply {
         var status: Int
         var headers: [String: String]
@@ -121,7 +155,13 @@ extension ServerTests {
             guard connected == 0 else { close(fd); throw ConnectionError(description: "connect: errno \(errno)") }
         }
 
-        deinit { close(fd) }
+        deinit { if !closed { close(fd) } }
+        private var closed = false
+
+        /// Closes the connection at once (before any answer is read).
+        func closeNow() {
+            if !closed { closed = true; close(fd) }
+        }
 
         func send(_ text: String) throws {
             let bytes = Array(text.utf8)
