@@ -119,8 +119,12 @@ extension ServerTests {
         }
         // All 48 were answered by the fast path (the abandoned connections' requests may or may not have been).
         XCTAssertGreaterThanOrEqual(running.server.fastPathAnswers.load(ordering: .relaxed), users.count * 2)
-        // The server still answers on fresh connections after the abandoned ones.
+        // A lone request after those rounds waits for no stragglers beyond the timer (it would time out if
+        // the round never ran); and the server still answers fresh connections after the abandoned ones.
         XCTAssertEqual(try call(running, "GET", "/v1/users/u2/recommendations?k=3").status, 200)
+        let lone = try RawConnection(port: running.port)
+        try lone.send("GET /v1/users/u5/recommendations?k=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(try lone.read(1).first?.items, try database.recommend(user: "u5", k: 2).items.map(\.item))
     }
 
     struct RawReply {
