@@ -85,14 +85,18 @@ extension Database {
         let info = try servingVersion(tx, model: name, version: options.version)
         let model = try loadedModel(tx, info)
         let maxLength = info.configuration.maxLength
-        let history = try sequence.map { Array($0.suffix(maxLength)) } ?? tx.recentItems(user: user!, last: maxLength)
+        let history: [UInt32]
         var excluded: [UInt32] = []  // may repeat ids: the filter deduplicates
-        if options.excludeSeen {
-            if let user {
-                try tx.forEachStoredEvent(user: user) { e in excluded.append(e.item); return true }
-            } else {
-                excluded.append(contentsOf: sequence ?? [])
-            }
+        if let sequence {
+            history = Array(sequence.suffix(maxLength))
+            if options.excludeSeen { excluded = sequence }
+        } else if options.excludeSeen {
+            // One pass over the user's blocks, oldest first, gives both: every item seen, and the last
+            // `maxLength` of them (what `recentItems` reads backwards).
+            try tx.forEachStoredEvent(user: user!) { e in excluded.append(e.item); return true }
+            history = Array(excluded.suffix(maxLength))
+        } else {
+            history = try tx.recentItems(user: user!, last: maxLength)
         }
         let spaceName = Database.itemSpaceName(model: info.model, version: info.version)
         let space = try tx.requireSpace(spaceName)
