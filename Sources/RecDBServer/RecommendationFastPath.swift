@@ -164,9 +164,8 @@ typealias TakenRequest = (id: String, uri: URI, headers: HTTPFields)
 /// loop mid-round to take one response; flushed together, the round's responses leave in one burst.
 ///
 /// A round starts once as many requests have arrived as the last round answered, or after a tenth of the last
-/// round's length (at most 1 ms): see `add`. With `wrk -c64` on two cores the rounds' latency spread then
-/// narrows (stdev ~1.2 ms → ~0.5-0.9 ms, p99 ~7.5 → ~6.5 ms at the same throughput); a lone request after a
-/// quiet spell (last round of one) is answered at once.
+/// round's length (at most 1 ms): see `add`. Under a steady load the rounds then stay whole and the latency
+/// spread narrows (README, "Rounds answered together"); a lone request after a round of one is answered at once.
 ///
 /// Order holds: whatever a connection sends after a fast request is answered after this round (a later fast
 /// request by a later round, a request passed on only through tasks and writes queued later); a request the
@@ -181,8 +180,9 @@ final class FastPathRound {
     private let loop: any EventLoop
     private var pending: [Entry] = []
     private var answering: [Entry] = []
-    /// A run of the round is queued (as a task or on the straggler timer).
-    private var queued = false
+    /// A run is queued as a task (after the current pass over ready connections).
+    private var runQueued = false
+    /// Or a run waits for stragglers.
     private var stragglerTimer: Scheduled<Void>?
     /// The size and length of the last round.
     private var lastSize = 0
@@ -196,21 +196,17 @@ final class FastPathRound {
         pending.append(Entry(handler: handler, context: context, request: request))
         if pending.count >= lastSize {
             // As many requests as the last round answered: run after this pass over ready connections.
-            if let timer = stragglerTimer {
-                timer.cancel()
-                stragglerTimer = nil
-                queued = false
-            }
-            if !queued {
-                queued = true
+            stragglerTimer?.cancel()
+            stragglerTimer = nil
+            if !runQueued {
+                runQueued = true
                 loop.assumeIsolatedUnsafeUnchecked().execute { [self] in run() }
             }
-        } else if !queued {
+        } else if !runQueued && stragglerTimer == nil {
             // Fewer so far: wait for the rest, at most a tenth of the last round's length. Under a steady load
             // the connections answered together send their next requests within a short while of each other;
             // a round started on the first few would leave the rest to wait for it and then for their own
             // round (twice the latency); waiting a little keeps the rounds whole.
-            queued = true
             let wait = TimeAmount.nanoseconds(Int64(min(lastNanoseconds / 10, 1_000_000)))
             stragglerTimer = loop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: wait) { [self] in run() }
         }
@@ -219,7 +215,7 @@ final class FastPathRound {
     private func run() {
         stragglerTimer?.cancel()
         stragglerTimer = nil
-        queued = false
+        runQueued = false
         guard !pending.isEmpty else { return }  // a timer that fired as it was cancelled
         let start = DispatchTime.now().uptimeNanoseconds
         swap(&pending, &answering)
