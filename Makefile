@@ -20,6 +20,7 @@ demo: deps
 
 test: deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	Fuzz/typecheck.sh
 	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing
 
 # Races are failures: see scripts/test-tsan.sh for the tests it runs (TSAN_FILTER=... to choose others).

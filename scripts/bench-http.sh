@@ -8,14 +8,14 @@
 #     that every batch it was answered 200 for is in the database.
 # For every wrk run it prints the CPU seconds the server, wrk and everything else on the machine used (from
 # /proc), so a figure from a shared machine says how shared it was.
-# Defaults are the issue's: DURATION=30 CONNECTIONS=64; WRK_THREADS=1 (see README: on 2 cores a second wrk
+# Defaults are the issue's: DURATION=30 CONNECTIONS=64 (after a WARMUP=5 s run, reported on its own); WRK_THREADS=1 (see README: on 2 cores a second wrk
 # thread takes CPU from the server). RDBCTL=path serves with that binary (A/B runs); NOBUILD=1 uses the
 # binaries in .build/release as they are (`make test` builds them with other flags: a plain build recompiles all).
 # Needs ../shared (Beauty). Installs wrk from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30}; ROUNDS=${ROUNDS:-2}; PORT=${PORT:-18080}; CONNECTIONS=${CONNECTIONS:-64}
-WRK_THREADS=${WRK_THREADS:-1}; INPROC_SECONDS=${INPROC_SECONDS:-10}; BATCH=${BATCH:-10}
+WRK_THREADS=${WRK_THREADS:-1}; INPROC_SECONDS=${INPROC_SECONDS:-10}; BATCH=${BATCH:-10}; WARMUP=${WARMUP:-5}
 command -v wrk >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo; $sudo apt-get install -y -qq wrk >/dev/null; }
 if [ -z "${NOBUILD:-}" ]; then
   [ -n "${RDBCTL:-}" ] || swift build -c release --product rdbctl 2>&1 | grep -E "error|Build" | tail -2
@@ -85,6 +85,12 @@ echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) core
 echo "reads: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, GET /v1/users/{random of $USERS}/recommendations?k=10"
 echo "in-process: serve-bench --throughput-only --seconds $INPROC_SECONDS (db.recommend on $(nproc) cores, first 20,000 users)"
 curl -sf "http://127.0.0.1:$PORT/v1/users/1/recommendations?k=10" >/dev/null   # loads the model before timing
+# The first seconds after start are slower (caches, the map's pages, the allocator's arenas): they are measured and
+# printed on their own, so the rounds below measure the steady state. WARMUP=0 skips them.
+if [ "$WARMUP" -gt 0 ]; then
+  echo "warm-up, the first $WARMUP s after start (not in the rounds):"
+  wrk_run warmup "$TMP/read.lua" "$WRK_THREADS" "$CONNECTIONS" quiet "$WARMUP" | sed "s/^/  /"
+fi
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
   wrk_run "http-$round" "$TMP/read.lua" "$WRK_THREADS" "$CONNECTIONS"

@@ -16,8 +16,7 @@ func fuzzOne(_ bytes: [UInt8]) {
         var options = RecordImportOptions(format: .jsonl)
         options.maxLineBytes = fuzzLineLimit
         let kind: EntityKind = first % 4 == 1 ? .item : .user
-        rolledBack { tx in var importer = try RecordImporter(path: path, kind: kind, format: .jsonl, options: options, tx: tx,
-                                                                     spillDirectory: Scratch.directory); _ = try importer.run() }
+        rolledBack { tx in var importer = try RecordImporter(path: path, kind: kind, format: .jsonl, options: options, tx: tx); _ = try importer.run() }
     default:
         // The profiles import runs its own transaction: it writes into a separate database that is
         // recreated every 256 successful imports, so the store the other cases see never changes.

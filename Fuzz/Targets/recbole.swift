@@ -16,7 +16,6 @@ func fuzzOne(_ bytes: [UInt8]) {
         let path = Scratch.write(body, as: kind == .item ? "data.item" : "data.user")
         var options = RecordImportOptions(format: .recbole)
         options.maxLineBytes = fuzzLineLimit
-        rolledBack { tx in var importer = try RecordImporter(path: path, kind: kind, format: .recbole, options: options, tx: tx,
-                                                                     spillDirectory: Scratch.directory); _ = try importer.run() }
+        rolledBack { tx in var importer = try RecordImporter(path: path, kind: kind, format: .recbole, options: options, tx: tx); _ = try importer.run() }
     }
 }

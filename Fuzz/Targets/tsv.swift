@@ -17,7 +17,6 @@ func fuzzOne(_ bytes: [UInt8]) {
         let path = Scratch.write(body, as: "items." + format.rawValue)
         var options = RecordImportOptions(format: format)
         options.maxLineBytes = fuzzLineLimit
-        rolledBack { tx in var importer = try RecordImporter(path: path, kind: .item, format: format, options: options, tx: tx,
-                                                                     spillDirectory: Scratch.directory); _ = try importer.run() }
+        rolledBack { tx in var importer = try RecordImporter(path: path, kind: .item, format: format, options: options, tx: tx); _ = try importer.run() }
     }
 }
