@@ -89,7 +89,8 @@ let package = Package(
         // MARK: - Tests
         // Fixtures shared by the test targets (a tiny sentence encoder); nothing outside Tests depends on it.
         .target(name: "TestSupport", dependencies: ["Learn"], path: "Tests/TestSupport"),
-        .testTarget(name: "RecDBTests", dependencies: ["RecDB", "TestSupport"], path: "Tests/RecDBTests"),
+        // CLMDB: a test writes what a format-3 build left (no user_events_delta), which RecDB itself never does.
+        .testTarget(name: "RecDBTests", dependencies: ["RecDB", "TestSupport", "CLMDB"], path: "Tests/RecDBTests"),
         // The server is tested over real loopback HTTP (URLSession), so no TLS stack is built for tests.
         .testTarget(name: "RecDBServerTests", dependencies: ["RecDBServer", "TestSupport"], path: "Tests/RecDBServerTests"),
         .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),

@@ -30,8 +30,12 @@ import Learn
 ///   database (a second writer would wait for the first forever). Reads may nest inside reads and writes.
 /// - warning: Long read closures keep old pages from being reused; copy out what you need and return.
 public final class Database: Sendable {
-    /// The on-disk format this build writes and reads.
-    public static let formatVersion = 3
+    /// The on-disk format this build writes.
+    public static let formatVersion = 4
+    /// The formats it reads. Format 3 lacks `user_events_delta`: read-only it reads as empty; opened for
+    /// writing, the table is created empty and the recorded version becomes 4 (so that an older build,
+    /// which would not read the table, refuses the database instead of missing events).
+    public static let readableFormatVersions: ClosedRange<Int> = 3...4
 
     public struct Options: Sendable {
         /// Open without write access (several processes may do this while one writes).
@@ -95,13 +99,16 @@ public final class Database: Sendable {
                                           minimumHeadroom: options.writeHeadroom, writeMap: options.writeMap)
         // Read first: opening a database must not wait for another process's long write. Only a new
         // database needs the write that records its format.
-        if try !checkFormat(missingIsError: options.readOnly) {
+        let recorded = try recordedFormat(missingIsError: options.readOnly)
+        if recorded != Database.formatVersion && !options.readOnly {
             try environment.write { raw in
                 let meta = MetaStore(raw)
                 if let version = try meta.u64(.formatVersion) {  // another process may have initialised it meanwhile
-                    guard version == UInt64(Database.formatVersion) else {
+                    guard Database.readableFormatVersions.contains(Int(clamping: version)) else {
                         throw RecDBError.formatVersion(found: Int(clamping: version), supported: Database.formatVersion)
                     }
+                    // Format 3 → 4: opening the tables created user_events_delta, empty.
+                    if version < UInt64(Database.formatVersion) { try meta.setU64(.formatVersion, UInt64(Database.formatVersion)) }
                 } else {
                     try meta.setU64(.formatVersion, UInt64(Database.formatVersion))
                     try meta.setU64(.createdAt, UInt64(bitPattern: Clock.now()))
@@ -110,19 +117,20 @@ public final class Database: Sendable {
         }
     }
 
-    /// Checks the recorded format version; false when none is recorded yet (a new database).
-    private func checkFormat(missingIsError: Bool) throws -> Bool {
+    /// The recorded format version, checked to be one this build reads; nil when none is recorded yet
+    /// (a new database).
+    private func recordedFormat(missingIsError: Bool) throws -> Int? {
         try environment.read { raw in
             let meta = MetaStore(raw)
             guard let version = try meta.u64(.formatVersion) else {
                 if missingIsError { throw RecDBError.notADatabase(path: path, reason: "no format version recorded") }
-                return false
+                return nil
             }
-            guard version == UInt64(Database.formatVersion) else {
-                // A damaged version can exceed Int (found by the `store` fuzz target): clamp, never trap.
+            // A damaged version can exceed Int (found by the `store` fuzz target): clamp, never trap.
+            guard Database.readableFormatVersions.contains(Int(clamping: version)) else {
                 throw RecDBError.formatVersion(found: Int(clamping: version), supported: Database.formatVersion)
             }
-            return true
+            return Int(version)
         }
     }
 

@@ -45,7 +45,9 @@ public enum RecDBError: Error, Equatable, CustomStringConvertible, LocalizedErro
         case let .storage(code, message, context): return "storage error \(code) while \(context): \(message)"
         case let .notADatabase(path, reason): return "\(path) is not a RecDB database: \(reason)"
         case let .readOnly(path): return "\(path) is open read-only"
-        case let .formatVersion(found, supported): return "database format version \(found) is not supported (this build reads version \(supported))"
+        case let .formatVersion(found, supported):
+            let readable = Database.readableFormatVersions
+            return "database format version \(found) is not supported (this build writes version \(supported) and reads versions \(readable.lowerBound)–\(readable.upperBound))"
         case let .corrupt(what): return "corrupt record: \(what)"
         case let .unknownItem(id): return "unknown item '\(id)'"
         case let .unknownUser(id): return "unknown user '\(id)'"

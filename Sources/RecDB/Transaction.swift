@@ -46,13 +46,13 @@ public final class WriteTransaction: ReadTransaction {
     var changedVectors: [String: Set<UInt32>] = [:]
     /// Work to run after a successful commit (cache updates that must follow committed state only).
     var afterCommit: [() -> Void] = []
-    /// The one `user_events` cursor event writes reuse: LMDB fixes up every open cursor of a write
+    /// The one events cursor event writes reuse: LMDB fixes up every open cursor of a write
     /// transaction on each put and delete, so a cursor per event made bulk merges quadratic.
-    private var userEventsCursor: LMDBCursor?
+    private var userEventsCursor: EventsCursor?
 
-    func eventsCursor() throws -> LMDBCursor {
+    func eventsCursor() throws -> EventsCursor {
         if let userEventsCursor { return userEventsCursor }
-        let cursor = try raw.cursor(.userEvents)
+        let cursor = try EventsCursor(raw)
         userEventsCursor = cursor
         return cursor
     }

@@ -2,11 +2,12 @@ import Foundation
 import XCTest
 @testable import RecDB
 
-/// A bulk import into users with events writes their new events as blocks of their own after the
-/// stored last block when either side holds `UserBlockWriter.appendMinEvents` events, and re-packs the
-/// stored block otherwise (issue #13). These tests read every appended history back through every
-/// reader, check the block layout the rule promises, and that a failed import after appending leaves
-/// the file as it was.
+/// A bulk import into users with events never rewrites their blocks in `user_events`: it writes the new
+/// events as blocks of their own in `user_events_delta` (issue #13), where a short last block is merged
+/// with short new events (neither side holding `UserBlockWriter.appendMinEvents`). New events that reach
+/// back before stored ones re-pack the blocks from there (into the delta table). These tests read every
+/// history back through every reader (both tables as one), check the block layout the rule promises,
+/// and that a failed import after appending leaves the file as it was.
 final class AppendBlocksTests: DatabaseTestCase {
     /// One expected event: what every reader must return, in (timestamp, sequence) order.
     struct Expected: Equatable, CustomStringConvertible {
@@ -37,23 +38,25 @@ final class AppendBlocksTests: DatabaseTestCase {
         for u in expected.keys { expected[u]!.sort { ($0.timestamp, $0.sequence) < ($1.timestamp, $1.sequence) } }
     }
 
-    /// The raw blocks of `user` in key order: (key, value, events).
-    func blocks(_ db: Database, _ external: String) throws -> [(key: [UInt8], value: [UInt8], count: Int)] {
+    typealias Block = (key: [UInt8], value: [UInt8], count: Int, table: Table)
+
+    /// The raw blocks of `user` in key order, from both event tables: (key, value, events, table).
+    func blocks(_ db: Database, _ external: String) throws -> [Block] {
         try db.read { tx in
             let user = try XCTUnwrap(try tx.userID(for: external))
-            var out: [(key: [UInt8], value: [UInt8], count: Int)] = []
-            let cursor = try tx.raw.cursor(.userEvents)
+            var out: [Block] = []
+            let cursor = try EventsCursor(tx.raw)
             var more = try Keys.u32(user).withUnsafeBytes { k in
                 try cursor.seek(k) { key, value -> Bool in
                     guard Keys.readU32(key) == user else { return false }
-                    out.append((Array(key), Array(value), try EventBlock.decode(key: key, value: value).count))
+                    out.append((Array(key), Array(value), try EventBlock.decode(key: key, value: value).count, cursor.currentTable!))
                     return true
                 }
             } ?? false
             while more {
                 more = try cursor.move(.next) { key, value -> Bool in
                     guard Keys.readU32(key) == user else { return false }
-                    out.append((Array(key), Array(value), try EventBlock.decode(key: key, value: value).count))
+                    out.append((Array(key), Array(value), try EventBlock.decode(key: key, value: value).count, cursor.currentTable!))
                     return true
                 } ?? false
             }
@@ -133,10 +136,11 @@ final class AppendBlocksTests: DatabaseTestCase {
         try db.importInteractions(from: try writeFile("a.csv", csv(first)))
         add(first, firstSequence: 1, to: &expected)
         try assertEveryReaderSees(expected, in: db)
-        let before = try ["big", "small", "grow", "overlap", "tie", "edge"].reduce(into: [String: [(key: [UInt8], value: [UInt8], count: Int)]]()) {
+        let before = try ["big", "small", "grow", "overlap", "tie", "edge"].reduce(into: [String: [Block]]()) {
             $0[$1] = try blocks(db, $1)
         }
         XCTAssertEqual(before.values.map(\.count), Array(repeating: 1, count: 6), "each history starts as one block")
+        XCTAssertEqual(Set(before.values.map { $0[0].table }), [.userEvents], "a new user's blocks are appended to user_events")
 
         // Typed events with values after plain ones (the appended blocks are not plain), new times after
         // the stored ones except for `overlap`; `tie` starts at its last stored time (a later sequence).
@@ -147,30 +151,41 @@ final class AppendBlocksTests: DatabaseTestCase {
         add(second, firstSequence: UInt64(first.count + 1), to: &expected)
         try assertEveryReaderSees(expected, in: db)
 
-        let after = try ["big", "small", "grow", "overlap", "tie", "edge"].reduce(into: [String: [(key: [UInt8], value: [UInt8], count: Int)]]()) {
+        let after = try ["big", "small", "grow", "overlap", "tie", "edge"].reduce(into: [String: [Block]]()) {
             $0[$1] = try blocks(db, $1)
         }
-        // A stored block of ≥ 50 events, or ≥ 50 new events: the stored block is left byte for byte and
-        // the new events follow it in a block of their own.
-        for user in ["big", "grow", "tie"] {
+        // The stored block in user_events is left byte for byte, however short, and the new events follow
+        // it in a block of their own in user_events_delta.
+        for user in ["big", "grow", "tie", "small", "edge"] {
             XCTAssertEqual(after[user]!.count, 2, user)
             XCTAssertEqual(after[user]![0].key, before[user]![0].key, user)
             XCTAssertEqual(after[user]![0].value, before[user]![0].value, "\(user)'s stored block is untouched")
+            XCTAssertEqual(after[user]!.map(\.table), [.userEvents, .userEventsDelta], user)
         }
         XCTAssertEqual(after["big"]!.map(\.count), [60, 3])
         XCTAssertEqual(after["grow"]!.map(\.count), [10, 60])
         XCTAssertEqual(after["tie"]!.map(\.count), [60, 2])
-        // Neither side holds 50: merged into one block, as before. New events before stored ones: re-packed.
-        XCTAssertEqual(after["small"]!.map(\.count), [15])
-        XCTAssertEqual(after["edge"]!.map(\.count), [k])
+        XCTAssertEqual(after["small"]!.map(\.count), [10, 5])
+        XCTAssertEqual(after["edge"]!.map(\.count), [k - 1, 1])
+        // New events before stored ones: the blocks from there are re-packed, into the delta table.
         XCTAssertEqual(after["overlap"]!.map(\.count), [80])
+        XCTAssertEqual(after["overlap"]!.map(\.table), [.userEventsDelta])
+        // The third import: `small`'s and `edge`'s short blocks in the delta table take short new events.
+        let third = shuffled(rows("small", 4, from: 300) + rows("edge", 2, from: 300), seed: 3)
+        try db.importInteractions(from: try writeFile("c.csv", csv(third)))
+        add(third, firstSequence: UInt64(first.count + second.count + 1), to: &expected)
+        try assertEveryReaderSees(expected, in: db)
+        XCTAssertEqual(try blocks(db, "small").map(\.count), [10, 9])
+        XCTAssertEqual(try blocks(db, "edge").map(\.count), [k - 1, 3])
+        XCTAssertEqual(try blocks(db, "small")[0].value, before["small"]![0].value)
     }
 
     /// Many imports into the same users with new-event counts around the threshold (and one import
-    /// reaching back before stored events): after each, every reader sees the reference, no two
-    /// neighbouring blocks of a user both hold fewer than 50 events unless one is full, and a user's
-    /// latest 50 events are in their last two blocks.
-    func testRepeatedImportsIntoTheSameUsersKeepTheLatest50InTwoBlocks() throws {
+    /// reaching back before stored events): after each, every reader sees the reference; in each event
+    /// table no two neighbouring blocks of a user both hold fewer than 50 events unless one is full; and a
+    /// user's latest 50 events are in their last three blocks (two of the delta table, or its one and the
+    /// last two of user_events).
+    func testRepeatedImportsIntoTheSameUsersKeepTheLatest50InThreeBlocks() throws {
         let db = try makeDatabase()
         let counts: [[Int]] = [[1, 60, 49, 120], [55, 1, 1, 3], [3, 49, 50, 2], [70, 2, 0, 400], [49, 50, 1, 1], [50, 0, 49, 49], [2, 80, 3, 1]]
         var expected: [String: [Expected]] = [:]
@@ -192,20 +207,22 @@ final class AppendBlocksTests: DatabaseTestCase {
             for u in 0..<4 {
                 let layout = try blocks(db, "u\(u)")
                 let full = layout.map { $0.value.count > EventBlock.maxValueBytes - 64 }
-                for i in layout.indices.dropFirst() {
+                for i in layout.indices.dropFirst() where layout[i - 1].table == layout[i].table {
                     XCTAssertTrue(layout[i - 1].count >= 50 || layout[i].count >= 50 || full[i - 1] || full[i],
                                   "round \(round), u\(u): neighbouring blocks of \(layout[i - 1].count) and \(layout[i].count) events")
                 }
-                if layout.count >= 2, expected["u\(u)"]!.count >= 50 {
-                    XCTAssertGreaterThanOrEqual(layout.suffix(2).reduce(0) { $0 + $1.count }, 50, "round \(round), u\(u): latest 50 in two blocks")
+                if layout.count >= 3, expected["u\(u)"]!.count >= 50 {
+                    XCTAssertGreaterThanOrEqual(layout.suffix(3).reduce(0) { $0 + $1.count }, 50, "round \(round), u\(u): latest 50 in three blocks")
                 }
+                XCTAssertEqual(layout.map(\.table), layout.indices.map { $0 == 0 ? .userEvents : .userEventsDelta }, "round \(round), u\(u)")
             }
         }
-        // The layouts the rule gives: a stored block of ≥ 50 events, or ≥ 50 new ones, is followed by the
-        // new events' own block; otherwise the two are merged.
+        // The layouts the rule gives: the first import's block stays in user_events; in the delta table a
+        // stored block of ≥ 50 events, or ≥ 50 new ones, is followed by the new events' own block, and
+        // otherwise the two are merged. (u2: 49 | 1, then 50 appended, 1 appended, 49 merged into that 1, 3.)
         XCTAssertEqual(try blocks(db, "u0").map(\.count), [1, 55, 3, 70, 49, 50, 2])
         XCTAssertEqual(try blocks(db, "u1").map(\.count), [60, 50, 2, 50, 80])
-        XCTAssertEqual(try blocks(db, "u2").map(\.count), [50, 50, 50, 3])
+        XCTAssertEqual(try blocks(db, "u2").map(\.count), [49, 1, 50, 50, 3])
     }
 
     /// An import that fails after it appended blocks to users with events — refused by the ledger after

@@ -269,6 +269,14 @@ final class ImportTests: DatabaseTestCase {
             try db.importEmbeddings(from: cut, options: .init(space: "profile", kind: .user))
         }
         XCTAssertNil(try db.read { try $0.userID(for: "u3") })
+        // Text after the object is an error, after an empty object too (the jsonvectors fuzz target's input).
+        for (name, text) in [("after.json", "{\"u3\": [1, 2, 3]}\n}"), ("empty.json", "{}}}}}}}}}}}}\"u1\". \"lpsticktick\", \"u2\" ")] {
+            let file = try writeFile(name, text)
+            assertImportError(file: file, line: name == "after.json" ? 2 : 1, contains: "unexpected text after the closing '}'") {
+                try db.importEmbeddings(from: file, options: .init(space: "profile", kind: .user))
+            }
+        }
+        XCTAssertNil(try db.read { try $0.userID(for: "u3") })
         let unknownItem = try writeFile("i.json", "{\"nope\": [1, 2, 3]}")
         assertImportError(file: unknownItem, line: 1, contains: "unknown item 'nope'") {
             try db.importEmbeddings(from: unknownItem, options: .init(space: "items", kind: .item))

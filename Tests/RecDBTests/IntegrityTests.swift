@@ -172,8 +172,8 @@ final class IntegrityTests: DatabaseTestCase {
             let before = try Data(contentsOf: URL(fileURLWithPath: path("db\(old)") + "/data.mdb"))
             for options in [Database.Options(), Database.Options(readOnly: true, create: false)] {
                 XCTAssertThrowsError(try Database(path: path("db\(old)"), options: options)) { error in
-                    XCTAssertEqual(error as? RecDBError, .formatVersion(found: old, supported: 3))
-                    XCTAssertEqual("\(error)", "database format version \(old) is not supported (this build reads version 3)")
+                    XCTAssertEqual(error as? RecDBError, .formatVersion(found: old, supported: 4))
+                    XCTAssertEqual("\(error)", "database format version \(old) is not supported (this build writes version 4 and reads versions 3–4)")
                 }
             }
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("db\(old)") + "/data.mdb")), before)

@@ -54,7 +54,8 @@ struct JSONObjectStream {
                 offset += 1
                 started = true
                 skipWhitespace(p)
-                if offset < p.count, p[offset] == 0x7D { offset += 1; finished = true; return nil }
+                // An empty object is the whole file too (found by the jsonvectors fuzz target: `{}}}…` was read as `{}`).
+                if offset < p.count, p[offset] == 0x7D { offset += 1; finished = true; try expectEnd(p); return nil }
             } else {
                 guard offset < p.count else { throw fail("unexpected end of file inside the object (truncated?)") }
                 if p[offset] == 0x7D { offset += 1; finished = true; try expectEnd(p); return nil }

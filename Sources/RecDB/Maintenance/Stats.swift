@@ -45,7 +45,7 @@ extension Database {
                 indexes: try tx.countKeys(.indexes, prefix: "h/", known: ["h/", "b/"]),
                 eventVersion: try tx.eventVersion(),
                 fileBytes: size,
-                formatVersion: Database.formatVersion)
+                formatVersion: Int(clamping: try MetaStore(tx.raw).u64(.formatVersion) ?? UInt64(Database.formatVersion)))
         }
     }
 }

@@ -87,8 +87,8 @@ private struct Verifier {
         walk(.meta) { v, k, value in
             let key = String(decoding: k, as: UTF8.self)
             if key == MetaKey.formatVersion.rawValue {
-                guard value.count == 8, UInt64(littleEndian: value.loadUnaligned(as: UInt64.self)) == UInt64(Database.formatVersion) else {
-                    v.problem("meta format_version is not \(Database.formatVersion)"); return
+                guard value.count == 8, Database.readableFormatVersions.contains(Int(clamping: UInt64(littleEndian: value.loadUnaligned(as: UInt64.self)))) else {
+                    v.problem("meta format_version is not one of \(Database.readableFormatVersions.map(String.init).joined(separator: ", "))"); return
                 }
                 return
             }
@@ -148,34 +148,61 @@ private struct Verifier {
         var events = 0
         if lastSeq > 1 << 40 { problem("meta last_event_seq \(lastSeq) is implausibly large") }
         var seen = [UInt64](repeating: 0, count: Int(min(lastSeq, 1 << 40) / 64) + 1)
-        var previous: (user: UInt32, event: StoredEvent)?
-        walk(.userEvents) { v, k, value in
-            guard k.count == EventBlock.keyBytes else { v.problem("user_events: key of \(k.count) bytes"); return }
-            let user = EventBlock.decodeKey(k).user
-            if userExternal[user] == nil { v.problem("user_events: block \(describeKey(k)) belongs to unknown user #\(user)") }
-            if let p = previous, p.user == user, let first = try EventBlock.decode(key: k, value: value).first, !p.event.precedes(first) {
-                v.problem("user_events: block \(describeKey(k)) of user #\(user) overlaps the block before it")
+        // Both event tables, each in key order: the checks of one block, and no overlap with the block
+        // before it in the same table. A user with blocks in user_events_delta is then read through the
+        // merged cursor, as every reader reads it: no key in both tables, no overlap across them.
+        var usersInDelta: [UInt32] = []
+        for table in [Table.userEvents, .userEventsDelta] where tx.raw.hasTable(table) {
+            var previous: (user: UInt32, event: StoredEvent)?
+            let name = table.rawValue
+            walk(table) { v, k, value in
+                guard k.count == EventBlock.keyBytes else { v.problem("\(name): key of \(k.count) bytes"); return }
+                let user = EventBlock.decodeKey(k).user
+                if userExternal[user] == nil { v.problem("\(name): block \(describeKey(k)) belongs to unknown user #\(user)") }
+                if table == .userEventsDelta, usersInDelta.last != user { usersInDelta.append(user) }
+                if let p = previous, p.user == user, let first = try EventBlock.decode(key: k, value: value).first, !p.event.precedes(first) {
+                    v.problem("\(name): block \(describeKey(k)) of user #\(user) overlaps the block before it")
+                }
+                var problems: [String] = []
+                var last: StoredEvent?
+                try EventBlock.decode(key: k, value: value) { e in
+                    events += 1
+                    last = e
+                    if itemExternal[e.item] == nil { problems.append("event \(e.sequence) of user #\(user) refers to unknown item #\(e.item)") }
+                    if !eventTypes.contains(e.typeCode) { problems.append("event \(e.sequence) has unknown type code \(e.typeCode)") }
+                    if let f = e.value, !f.isFinite { problems.append("event \(e.sequence) has value \(f)") }
+                    if e.sequence == 0 || e.sequence > lastSeq {
+                        problems.append("event \(e.sequence) is beyond the sequence counter \(lastSeq)")
+                    } else {
+                        let (word, bit) = (Int(e.sequence / 64), UInt64(1) << (e.sequence % 64))
+                        if seen[word] & bit != 0 { problems.append("sequence \(e.sequence) appears twice") }
+                        seen[word] |= bit
+                    }
+                }
+                for p in problems { v.problem("\(name): \(p)") }
+                if let last { previous = (user, last) }
             }
-            var problems: [String] = []
-            var last: StoredEvent?
-            try EventBlock.decode(key: k, value: value) { e in
-                events += 1
-                last = e
-                if itemExternal[e.item] == nil { problems.append("event \(e.sequence) of user #\(user) refers to unknown item #\(e.item)") }
-                if !eventTypes.contains(e.typeCode) { problems.append("event \(e.sequence) has unknown type code \(e.typeCode)") }
-                if let f = e.value, !f.isFinite { problems.append("event \(e.sequence) has value \(f)") }
-                if e.sequence == 0 || e.sequence > lastSeq {
-                    problems.append("event \(e.sequence) is beyond the sequence counter \(lastSeq)")
-                } else {
-                    let (word, bit) = (Int(e.sequence / 64), UInt64(1) << (e.sequence % 64))
-                    if seen[word] & bit != 0 { problems.append("sequence \(e.sequence) appears twice") }
-                    seen[word] |= bit
+        }
+        for user in usersInDelta where !full {
+            guarded("user_events and user_events_delta, user #\(user)") { v in
+                var previous: StoredEvent?
+                var step: StoredEvent?
+                let cursor = try EventsCursor(v.tx.raw)
+                var more = try cursor.seek(Keys.u32(user)) { k, _ in k.count >= 4 && Keys.readU32(k) == user } ?? false
+                while more {
+                    _ = try cursor.move(.current) { k, value in
+                        let events = try EventBlock.decode(key: k, value: value)
+                        if let p = previous, let first = events.first, !p.precedes(first) {
+                            v.problem("user_events_delta: block \(describeKey(k)) of user #\(user) overlaps the block before it (the two event tables read together)")
+                        }
+                        step = events.last
+                    }
+                    if let step { previous = step }
+                    more = try cursor.move(.next) { k, _ in k.count >= 4 && Keys.readU32(k) == user } ?? false
                 }
             }
-            for p in problems { v.problem("user_events: \(p)") }
-            if let last { previous = (user, last) }
         }
-        if UInt64(events) != lastSeq { problem("user_events holds \(events) events but the sequence counter is \(lastSeq) (sequences are dense from 1)") }
+        if UInt64(events) != lastSeq { problem("user_events and user_events_delta hold \(events) events but the sequence counter is \(lastSeq) (sequences are dense from 1)") }
         checked["events"] = events
 
         // Spaces, vectors and the vector log.

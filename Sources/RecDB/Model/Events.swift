@@ -260,7 +260,7 @@ extension ReadTransaction {
 
     /// Visits the user's blocks newest first (`body` gets each block's events, oldest first) until it returns false.
     func forEachBlockBackwards(user: UInt32, _ body: ([StoredEvent]) throws -> Bool) throws {
-        let cursor = try raw.cursor(.userEvents)
+        let cursor = try EventsCursor(raw)
         // Step back from the first key of the next user (or from the end of the table).
         let hasNext = try cursor.seek(Keys.u32(user &+ 1)) { _, _ in true } != nil
         var step: LMDBCursor.Move = hasNext && user != UInt32.max ? .previous : .last
@@ -276,7 +276,7 @@ extension ReadTransaction {
 
     /// Visits the user's stored events oldest first until `body` returns false.
     func forEachStoredEvent(user: UInt32, _ body: (StoredEvent) throws -> Bool) throws {
-        let cursor = try raw.cursor(.userEvents)
+        let cursor = try EventsCursor(raw)
         var stop = false
         let visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool = { k, v in
             guard k.count >= 4, Keys.readU32(k) == user else { return false }
@@ -325,7 +325,7 @@ extension ReadTransaction {
 
     /// Visits every stored event in (user, time) order, with its sequence — the bulk scan.
     func forEachStoredEvent(_ body: (UInt32, StoredEvent) throws -> Bool) throws {
-        let cursor = try raw.cursor(.userEvents)
+        let cursor = try EventsCursor(raw)
         var step = LMDBCursor.Move.first
         var stop = false
         while try cursor.move(step, { k, v -> Bool in
@@ -349,7 +349,7 @@ extension ReadTransaction {
     /// on recent events, not for dumping a large database (`export` reads per user).
     public func forEachEvent(after sequence: UInt64 = 0, _ body: (Event) throws -> Bool) throws {
         var kept: [(UInt32, StoredEvent)] = []
-        let cursor = try raw.cursor(.userEvents)
+        let cursor = try EventsCursor(raw)
         var step = LMDBCursor.Move.first
         while try cursor.move(step, { k, v -> Bool in
             guard try EventBlock.open(key: k, value: v).maxSequence > sequence else { return true }
@@ -429,6 +429,12 @@ final class UserBlockWriter {
     /// block (`appendMinEvents` of them, or the stored block holds that many) or are merged into it.
     @exclusivity(unchecked) private var deferred: [StoredEvent] = []
     @exclusivity(unchecked) private var undecided = false
+    /// The table this user's new blocks go to (see `begin`).
+    @exclusivity(unchecked) private var destination = Table.userEvents
+    /// A key ≥ every key of `user_events_delta` (nil: the table is empty), while a bulk import writes it:
+    /// a block with a greater key is appended (MDB_APPEND: no search, full pages).
+    private var deltaBound: [UInt8]?
+    private var deltaBoundKnown = false
     private var value: [UInt8] = []
     private(set) var blocksWritten = 0
 
@@ -439,12 +445,18 @@ final class UserBlockWriter {
     }
 
     /// Starts `user`. `existing`: the user may have stored events (otherwise the caller guarantees its
-    /// keys sort after every key in the table).
+    /// keys sort after every key in `user_events`).
     /// `last`, when known (a single event), bounds the stored blocks to re-pack: those holding
     /// `first`…`last`; otherwise every block from `first` on (a bulk import streams its events).
+    ///
+    /// Where the blocks go: a new user's are appended to `user_events`. A single event is re-packed into
+    /// the block it falls into, in the table that holds that block. A bulk import writes an existing
+    /// user's new blocks to `user_events_delta` and never rewrites the user's blocks in `user_events`
+    /// (unless new events fall before stored ones: those blocks are re-packed, and go to the delta table).
     func begin(user: UInt32, existing: Bool, first: StoredEvent, last: StoredEvent? = nil) throws {
         self.user = user
         append = !existing
+        destination = .userEvents
         pending.removeAll(keepingCapacity: true)
         pendingBytes = 0
         pendingPlain = true
@@ -454,13 +466,14 @@ final class UserBlockWriter {
         undecided = false
         guard existing else { return }
         guard last == nil else { return try loadTail(from: first, through: last) }
+        destination = .userEventsDelta
         switch try storedLastBlock(before: first) {
         case .none:
             break  // nothing stored: the new events' blocks are the user's only ones
-        case .after(let count) where count >= Self.appendMinEvents:
-            break  // the new events go after the stored last block, left as it is
+        case .after(let count, .userEventsDelta) where count < Self.appendMinEvents:
+            undecided = true  // a short last block in the delta table may be merged with short new events
         case .after:
-            undecided = true
+            break  // the new events go after the stored last block, left as it is
         case .overlapping:
             try loadTail(from: first, through: nil)
         }
@@ -469,8 +482,8 @@ final class UserBlockWriter {
     private enum StoredLastBlock {
         /// The user has no stored events.
         case none
-        /// The user's last stored block (holding `count` events) ends before the first new event.
-        case after(count: Int)
+        /// The user's last stored block (holding `count` events, in `table`) ends before the first new event.
+        case after(count: Int, table: Table)
         /// A stored event comes at or after the first new event: the blocks from there are re-packed.
         case overlapping
     }
@@ -494,8 +507,8 @@ final class UserBlockWriter {
             try EventBlock.decode(key: k, value: v) { e in count += 1; lastEvent = e }
             return (count, lastEvent)
         } ?? nil
-        guard let lastBlock else { return .none }
-        return lastBlock.last.precedes(first) ? .after(count: lastBlock.count) : .overlapping
+        guard let lastBlock, let table = cursor.currentTable else { return .none }
+        return lastBlock.last.precedes(first) ? .after(count: lastBlock.count, table: table) : .overlapping
     }
 
     /// Ends holding back: the held events go after the stored last block, or are merged into it.
@@ -522,11 +535,12 @@ final class UserBlockWriter {
         } else {
             positioned = try cursor.move(.last, isMine) ?? false
         }
-        var keys: [[UInt8]] = []
+        var keys: [(key: [UInt8], table: Table)] = []
         while positioned {
+            guard let table = cursor.currentTable else { break }
             _ = try cursor.move(.current) { k, v in
                 try EventBlock.decode(key: k, value: v) { tail.append($0) }
-                keys.append(Array(k))
+                keys.append((Array(k), table))
             }
             positioned = try cursor.move(.next) { k, _ -> Bool in
                 guard isMine(k, k) else { return false }
@@ -536,7 +550,9 @@ final class UserBlockWriter {
             } ?? false
         }
         // Deleted by key after the scan (usually one block): no reliance on where a cursor stands after a delete.
-        for k in keys { _ = try k.withUnsafeBytes { try tx.raw.delete(.userEvents, key: $0) } }
+        for k in keys { _ = try k.key.withUnsafeBytes { try tx.raw.delete(k.table, key: $0) } }
+        // A single event goes back to the table of the block it falls into.
+        if last != nil, let first = keys.first { destination = first.table }
     }
 
     func add(_ e: StoredEvent) throws {
@@ -580,11 +596,25 @@ final class UserBlockWriter {
         guard !pending.isEmpty else { return }
         pending.withUnsafeBufferPointer { EventBlock.encode(user: user, $0, into: &value) }
         let key = EventBlock.key(user: user, first: pending[0])
-        try key.withUnsafeBytes { k in try value.withUnsafeBytes { try tx.raw.put(.userEvents, key: k, value: $0, append: append) } }
+        let appending = destination == .userEvents ? append : try appendsToDelta(key)
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { try tx.raw.put(destination, key: k, value: $0, append: appending) } }
         blocksWritten += 1
         pending.removeAll(keepingCapacity: true)
         pendingBytes = 0
         pendingPlain = true
+    }
+
+    /// Whether a block with `key` can be appended to `user_events_delta`: its key is above every key there.
+    /// Only bulk imports write there (single events re-pack in place), one writer per import, so the
+    /// table's last key is read once.
+    private func appendsToDelta(_ key: [UInt8]) throws -> Bool {
+        if !deltaBoundKnown {
+            deltaBound = try tx.raw.cursor(.userEventsDelta).move(.last) { k, _ in Array(k) }
+            deltaBoundKnown = true
+        }
+        if let bound = deltaBound, key.withUnsafeBytes({ k in bound.withUnsafeBytes { EventsCursor.compare(k, $0) } }) <= 0 { return false }
+        deltaBound = key
+        return true
     }
 
     func end() throws {

@@ -2027,8 +2027,8 @@ enum BundledSchemas {
 """#####,
         "tables.json": #####"""
 {
-  "format_version": 3,
-  "description": "RecDB's LMDB layout: one environment (a directory with data.mdb and lock.mdb), one named sub-database per table. Integers in keys are big-endian (so key order is numeric order); integers and floats in values are little-endian. 'str' in a value is a u32 LE byte length followed by UTF-8; 'opt_str' is a u8 presence flag (0/1) followed by a str when 1. Signed timestamps in keys are stored as u64 with the sign bit flipped (order-preserving). 'crc32c' is the u32 LE CRC-32C (Castagnoli) of the table's name, the entry's key bytes and the value bytes before it (started from the CRC of the name, continued over key and value): every value except those of item_ids, user_ids, meta's format_version and the index blobs (b/, checked against the FNV-1a in their header) ends with one, and every read checks it (a mismatch is a 'damaged' error naming table and key). Older formats are refused with a format-version error (1: no checksums; 2: one entry per event in user_events plus a global event_log).",
+  "format_version": 4,
+  "description": "RecDB's LMDB layout: one environment (a directory with data.mdb and lock.mdb), one named sub-database per table. Integers in keys are big-endian (so key order is numeric order); integers and floats in values are little-endian. 'str' in a value is a u32 LE byte length followed by UTF-8; 'opt_str' is a u8 presence flag (0/1) followed by a str when 1. Signed timestamps in keys are stored as u64 with the sign bit flipped (order-preserving). 'crc32c' is the u32 LE CRC-32C (Castagnoli) of the table's name, the entry's key bytes and the value bytes before it (started from the CRC of the name, continued over key and value): every value except those of item_ids, user_ids, meta's format_version and the index blobs (b/, checked against the FNV-1a in their header) ends with one, and every read checks it (a mismatch is a 'damaged' error naming table and key). Format 3 (no user_events_delta) is read: read-only its delta table reads as empty, and opened for writing the table is created and the version becomes 4. Older formats are refused with a format-version error (1: no checksums; 2: one entry per event in user_events plus a global event_log).",
   "tables": [
     {
       "name": "items",
@@ -2061,6 +2061,12 @@ enum BundledSchemas {
                            "count × event: [varint timestamp delta (>= 0), zigzag varint sequence delta (not for the first event: it is the key's)], varint item_id, [plain blocks: nothing | varint (event_type << 1 | has_value), f32_le value when has_value]",
                            "u32_le crc32c"]},
       "notes": "A user's history is a run of blocks in (timestamp, sequence) order; blocks of a user do not overlap (a block's events are >= its key and < the next block's key). The newest events are in the block just before the next user's first key: the latest 50 are one short backwards cursor scan. Varints are unsigned LEB128; zigzag maps a signed delta d to (d << 1) ^ (d >> 63). Sequences are unique and dense from 1 to meta last_event_seq (events are never removed), so the counter is the event count and the global order; there is no separate event log."
+    },
+    {
+      "name": "user_events_delta",
+      "key": {"encoding": "binary", "fields": ["u32_be user_id", "i64_be_biased first_timestamp", "u64_be first_sequence"], "bytes": 20},
+      "value": {"encoding": "event_block", "max_bytes": 2000, "fields": ["as user_events (the same checksum seed: the crc32c of \"user_events\")"]},
+      "notes": "Since format 4. Blocks of users that had events when a bulk import added more: the import writes them here (appending, in user order) instead of rewriting those users' pages of user_events. Read together with user_events as one table: a user's history is the union of the user's key range in both, in key order; a key is in at most one of them (a key in both is damage). A single event is re-packed into the block it falls into, in whichever table holds it."
     },
     {
       "name": "spaces",

@@ -108,7 +108,8 @@ extension Table {
         case .itemIDs: return 0xB3EECBB3  // CRC-32C of "item_ids"
         case .users: return 0x2E526452  // CRC-32C of "users"
         case .userIDs: return 0xAB68903F  // CRC-32C of "user_ids"
-        case .userEvents: return 0xCE322C27  // CRC-32C of "user_events"
+        // One seed for both event tables: a block moves between them unchanged.
+        case .userEvents, .userEventsDelta: return 0xCE322C27  // CRC-32C of "user_events"
         case .spaces: return 0x5904551C  // CRC-32C of "spaces"
         case .vectors: return 0xD9015F1B  // CRC-32C of "vectors"
         case .vectorLog: return 0x1F7DE11A  // CRC-32C of "vector_log"

@@ -230,6 +230,8 @@ final class LMDBEnvironment: @unchecked Sendable {
                     var dbi = MDB_dbi()
                     let rc = mdb_dbi_open(txn, table.rawValue, write ? UInt32(MDB_CREATE) : 0, &dbi)
                     if rc == MDB_NOTFOUND && !write {
+                        // A format-3 database has no user_events_delta: read-only, it reads as empty.
+                        if readOnly && table.isAbsentBeforeFormat4 { continue }
                         mdb_txn_abort(txn)
                         return nil
                     }
@@ -261,7 +263,29 @@ final class LMDBEnvironment: @unchecked Sendable {
         guard !readOnly else {
             throw RecDBError.notADatabase(path: path, reason: "a table is missing (run `rdbctl init` first)")
         }
+        // Creating the missing tables writes the file: not for a database this build refuses anyway (a
+        // failed open leaves the file as it was). `Database` checks the version again, with its error.
+        if let version = try recordedFormatVersion(env), !Database.readableFormatVersions.contains(Int(clamping: version)) {
+            throw RecDBError.formatVersion(found: Int(clamping: version), supported: Database.formatVersion)
+        }
         return try open(write: true)!
+    }
+
+    /// meta's `format_version` (u64 LE, no checksum) read before the tables are opened; nil when the
+    /// database has no meta table or no version yet (a new database).
+    private static func recordedFormatVersion(_ env: OpaquePointer) throws -> UInt64? {
+        var txnPtr: OpaquePointer?
+        guard mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txnPtr) == 0, let txn = txnPtr else { return nil }
+        defer { mdb_txn_abort(txn) }
+        var dbi = MDB_dbi()
+        guard mdb_dbi_open(txn, Table.meta.rawValue, 0, &dbi) == 0 else { return nil }
+        let name = Array(MetaKey.formatVersion.rawValue.utf8)
+        return name.withUnsafeBytes { key -> UInt64? in
+            var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+            var v = MDB_val()
+            guard mdb_get(txn, dbi, &k, &v) == 0, v.mv_size == 8, let data = v.mv_data else { return nil }
+            return UInt64(littleEndian: data.loadUnaligned(as: UInt64.self))
+        }
     }
 
     // MARK: - Transactions
@@ -522,6 +546,9 @@ final class LMDBEnvironment: @unchecked Sendable {
 
     func dbi(_ table: Table) -> MDB_dbi { dbis[table]! }
 
+    /// False only for a table a format-3 database lacks, opened read-only (see `openTables`).
+    func hasTable(_ table: Table) -> Bool { dbis[table] != nil }
+
     /// Throws for a non-zero LMDB status. With `file` (operations inside a transaction), a damaged page is
     /// `RecDBError.damaged` naming the file, and so is `MDB_BAD_TXN`: RecDB ends a transaction at its first
     /// LMDB error, so a transaction LMDB calls bad met an error LMDB swallowed itself — opening a cursor
@@ -652,6 +679,8 @@ final class LMDBTransaction {
         try LMDBEnvironment.check(mdb_stat(handle, environment.dbi(table), &stat), "stat \(table.rawValue)", file: environment.path)
         return stat.ms_entries
     }
+
+    func hasTable(_ table: Table) -> Bool { environment.hasTable(table) }
 
     func cursor(_ table: Table) throws -> LMDBCursor {
         var c: OpaquePointer?

@@ -12,6 +12,10 @@ enum Table: String, CaseIterable {
     /// (user u32 BE, first timestamp i64 biased BE, first sequence u64 BE) → a block of the user's
     /// events (see `EventBlock`); one key range per user, in time order
     case userEvents = "user_events"
+    /// The same keys and blocks as `user_events`, for users that had events when a bulk import added
+    /// more: read together with `user_events` as one table (`EventsCursor`), so an import appends
+    /// instead of rewriting those users' pages. Since format 4.
+    case userEventsDelta = "user_events_delta"
     /// space name (UTF-8) → space catalog record (JSON)
     case spaces
     /// (space id u32 BE, entity id u32 BE) → raw little-endian f32 or f16 components
@@ -27,4 +31,7 @@ enum Table: String, CaseIterable {
     case indexes
     /// format version, counters, import ledger, event-type names
     case meta
+
+    /// Tables a format-3 database does not have (it is still read; opened for writing, it is upgraded).
+    var isAbsentBeforeFormat4: Bool { self == .userEventsDelta }
 }
