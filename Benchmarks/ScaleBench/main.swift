@@ -1,10 +1,11 @@
 import Foundation
 import RecDB
 
-// scale-bench DB [--samples N] [--seed S] [--last 50] [--recommend MODEL [--recommend-samples N] [--exact-db DB2]]
+// scale-bench DB [--samples N] [--seed S] [--last 50] [--users-file FILE] [--recommend MODEL [--recommend-samples N] [--exact-db DB2]]
 // Latency of reading a user's latest events at app scale, through the public API as serving does:
 // one read transaction per request, `recentItems(user:last:)` (a short backwards cursor scan of the
-// user's last block(s)). Users are drawn uniformly at random (seeded). Prints p50/p99/mean in µs
+// user's last block(s)). Users are drawn uniformly at random (seeded) from all users, or from the external ids
+// listed one a line in --users-file (e.g. the users an import into existing users added events to). Prints p50/p99/mean in µs
 // and JSON on the last line. With --recommend: then `recommend(user:k: 10)` through MODEL (history
 // read, forward pass, search, seen items excluded, titles), one request at a time, p50/p99 in ms.
 // With --exact-db DB2 (a copy of DB whose model item space has an exact `Flat` index: `rdbctl index build
@@ -53,6 +54,11 @@ func run() {
     let recommendSamples = option("--recommend-samples", 2_000)
     var recommendModel: String?
     var exactPath: String?
+    var usersFile: String?
+    if let i = args.firstIndex(of: "--users-file"), i + 1 < args.count {
+        usersFile = args[i + 1]
+        args.removeSubrange(i...(i + 1))
+    }
     if let i = args.firstIndex(of: "--exact-db"), i + 1 < args.count {
         exactPath = args[i + 1]
         args.removeSubrange(i...(i + 1))
@@ -75,13 +81,24 @@ func run() {
         if let (space, file) = exportRequest { return try exportSpace(db, space: space, to: file) }
         let (users, events) = try db.read { (try $0.userCount(), try $0.eventCount()) }
         guard users > 0 else { throw RecDBError.invalidArgument("the database has no users") }
+        var pool: [UInt32]?
+        if let usersFile {
+            let names = try String(contentsOfFile: usersFile, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init)
+            pool = try db.read { tx in try names.map { name in
+                guard let id = try tx.userID(for: name) else { throw RecDBError.unknownUser(name) }
+                return id
+            } }
+            guard pool?.isEmpty == false else { throw RecDBError.invalidArgument("\(usersFile) lists no users") }
+        }
         var state = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15
         func nextUser() -> UInt32 {
             state &+= 0x9E37_79B9_7F4A_7C15
             var z = state
             z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
             z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return UInt32(1 + (z ^ (z >> 31)) % UInt64(users))
+            z ^= z >> 31
+            if let pool { return pool[Int(z % UInt64(pool.count))] }
+            return UInt32(1 + z % UInt64(users))
         }
         // Warm-up: the same number of reads as measured would page the whole file in; a tenth of them.
         var checksum = 0

@@ -9,7 +9,7 @@ struct RDBCtl: ParsableCommand {
         abstract: "RecDB: an embedded recommendation database (import, train, recommend, search).",
         subcommands: [
             Init.self, Import.self, Stats.self, Show.self, Export.self, Backup.self, Verify.self,
-            PutItem.self, AddEvent.self, Embed.self, Generate.self,
+            PutItem.self, AddEvent.self, Embed.self, Generate.self, MergeEvents.self,
             IndexCommand.self, Similar.self, Train.self, Models.self, Eval.self, Recommend.self, Serve.self,
         ]
     )

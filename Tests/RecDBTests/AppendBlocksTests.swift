@@ -225,6 +225,50 @@ final class AppendBlocksTests: DatabaseTestCase {
         XCTAssertEqual(try blocks(db, "u2").map(\.count), [49, 1, 50, 50, 3])
     }
 
+    /// `mergeEventDelta` moves the delta table's blocks into user_events byte for byte: every reader sees
+    /// the same histories, the delta table is empty, and the next import into those users appends to
+    /// it again. A key in both tables fails the merge and changes nothing.
+    func testMergingTheDeltaTableChangesNoReadAndEmptiesIt() throws {
+        let db = try makeDatabase()
+        var expected: [String: [Expected]] = [:]
+        let first = shuffled(rows("a", 60, from: 0) + rows("b", 10, from: 0) + rows("c", 5, from: 0), seed: 5)
+        try db.importInteractions(from: try writeFile("a.csv", csv(first)))
+        add(first, firstSequence: 1, to: &expected)
+        let second = shuffled(rows("a", 70, from: 100) + rows("b", 3, from: 100) + rows("c", 2, from: 1), seed: 6)
+        try db.importInteractions(from: try writeFile("b.csv", csv(second)))
+        add(second, firstSequence: UInt64(first.count + 1), to: &expected)
+        let layout = try ["a", "b", "c"].map { try blocks(db, $0) }
+        XCTAssertEqual(layout.map { $0.map(\.table) }, [[.userEvents, .userEventsDelta], [.userEvents, .userEventsDelta], [.userEventsDelta]])
+
+        XCTAssertEqual(try db.mergeEventDelta().blocks, 3)
+        try assertEveryReaderSees(expected, in: db)
+        let merged = try ["a", "b", "c"].map { try blocks(db, $0) }
+        XCTAssertEqual(merged.map { $0.map(\.key) }, layout.map { $0.map(\.key) }, "the same blocks")
+        XCTAssertEqual(merged.map { $0.map(\.value) }, layout.map { $0.map(\.value) }, "byte for byte")
+        XCTAssertEqual(Set(merged.flatMap { $0.map(\.table) }), [.userEvents])
+        XCTAssertEqual(try db.read { try $0.raw.count(.userEventsDelta) }, 0)
+        XCTAssertEqual(try db.mergeEventDelta().blocks, 0, "nothing left to merge")
+
+        let third = rows("a", 4, from: 300)
+        try db.importInteractions(from: try writeFile("c.csv", csv(third)))
+        add(third, firstSequence: UInt64(first.count + second.count + 1), to: &expected)
+        try assertEveryReaderSees(expected, in: db)
+        XCTAssertEqual(try blocks(db, "a").map(\.table), [.userEvents, .userEvents, .userEventsDelta])
+
+        // Damage: a's delta block copied into user_events under its own key. The merge refuses, and the file is unchanged.
+        try db.write { tx in
+            let cursor = try tx.raw.cursor(.userEventsDelta)
+            let (key, value) = try XCTUnwrap(try cursor.move(.first) { (Array($0), Array($1)) })
+            try key.withUnsafeBytes { k in try value.withUnsafeBytes { try tx.raw.put(.userEvents, key: k, value: $0) } }
+        }
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path("db/data.mdb")))
+        XCTAssertThrowsError(try db.mergeEventDelta()) { error in
+            guard case RecDBError.damaged(_, _, let detail) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(detail, "the block's key is in user_events too")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("db/data.mdb"))), bytes)
+    }
+
     /// An import that fails after it appended blocks to users with events — refused by the ledger after
     /// every event was written, or stopped by a bad last line — leaves data.mdb byte for byte as it was.
     func testAFailedImportAfterAppendingLeavesTheFileByteForByteUnchanged() throws {

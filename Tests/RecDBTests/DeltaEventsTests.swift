@@ -7,8 +7,8 @@ import XCTest
 /// changes around it: single events, damage across the two tables, and databases of format 3, which
 /// lack the second table. The import paths that write it are in `AppendBlocksTests`.
 final class DeltaEventsTests: DatabaseTestCase {
-    /// Random keys split at random between the two tables; random walks of seeks, firsts, lasts, nexts
-    /// and previouses (direction changes included) land where they land in the sorted union.
+    /// Random keys split at random between the two tables; random walks of seeks (both ways), firsts,
+    /// lasts, nexts and previouses (direction changes included) land where they land in the sorted union.
     func testTheMergedCursorWalksTheUnionOfBothTablesInKeyOrder() throws {
         var rng = SplitMix64(seed: 42)
         for round in 0..<8 {
@@ -47,6 +47,10 @@ final class DeltaEventsTests: DatabaseTestCase {
                     } else if pick == 3 {
                         at = sorted.isEmpty ? nil : sorted.count - 1
                         check(try cursor.move(.last) { k, _ in Array(k) }, "last")
+                    } else if pick == 9 {
+                        let probe = (0..<Int(1 + rng.next() % 6)).map { _ in UInt8(rng.next() % 3) }
+                        at = sorted.lastIndex { k in k.withUnsafeBytes { x in probe.withUnsafeBytes { EventsCursor.compare(x, $0) < 0 } } }
+                        check(try cursor.seekBefore(probe) { k, _ in Array(k) }, "seekBefore \(probe)")
                     } else if pick < 7 {
                         at = at! + 1 < sorted.count ? at! + 1 : nil
                         check(try cursor.move(.next) { k, _ in Array(k) }, "next")

@@ -261,16 +261,14 @@ extension ReadTransaction {
     /// Visits the user's blocks newest first (`body` gets each block's events, oldest first) until it returns false.
     func forEachBlockBackwards(user: UInt32, _ body: ([StoredEvent]) throws -> Bool) throws {
         let cursor = try EventsCursor(raw)
+        let mine = { (k: UnsafeRawBufferPointer, v: UnsafeRawBufferPointer) throws -> [StoredEvent]? in
+            guard k.count >= 4, Keys.readU32(k) == user else { return nil }
+            return try EventBlock.decode(key: k, value: v)
+        }
         // Step back from the first key of the next user (or from the end of the table).
-        let hasNext = try cursor.seek(Keys.u32(user &+ 1)) { _, _ in true } != nil
-        var step: LMDBCursor.Move = hasNext && user != UInt32.max ? .previous : .last
-        while true {
-            let block: [StoredEvent]? = try cursor.move(step) { k, v -> [StoredEvent]? in
-                guard k.count >= 4, Keys.readU32(k) == user else { return nil }
-                return try EventBlock.decode(key: k, value: v)
-            } ?? nil
-            guard let block, try body(block) else { return }
-            step = .previous
+        var block = try (user == UInt32.max ? cursor.move(.last, mine) : cursor.seekBefore(Keys.u32(user &+ 1), mine)) ?? nil
+        while let events = block, try body(events) {
+            block = try cursor.move(.previous, mine) ?? nil
         }
     }
 

@@ -20,12 +20,15 @@ import Foundation
 /// Every walk starts with `seek` or `move(.first/.last)`; `next`, `previous` and `current` continue it
 /// (a write between them may move LMDB's cursors: callers position again after writing).
 final class EventsCursor {
+    private typealias Entry = (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
     private let main: LMDBCursor
     /// nil when the table does not exist: a format-3 database opened read-only.
     private let delta: LMDBCursor?
-    /// The key each table's cursor stands at, if it stands at one in the current direction.
-    private var mainKey: [UInt8] = [], deltaKey: [UInt8] = []
-    private var mainValid = false, deltaValid = false
+    /// The entry each table's cursor stands at, if it stands at one in the current direction. Borrowed
+    /// from LMDB, as its cursor handed it over: valid until that cursor moves again or the transaction
+    /// writes (pointers into the map or into the write transaction's pages), which is what lets a step
+    /// cost no copy and no second lookup.
+    private var mainEntry: Entry?, deltaEntry: Entry?
     private var forward = true
     /// The table of the entry under the cursor (nil: none).
     private(set) var currentTable: Table?
@@ -33,14 +36,12 @@ final class EventsCursor {
     init(_ raw: LMDBTransaction) throws {
         main = try raw.cursor(.userEvents)
         delta = raw.hasTable(.userEventsDelta) ? try raw.cursor(.userEventsDelta) : nil
-        mainKey.reserveCapacity(EventBlock.keyBytes)
-        deltaKey.reserveCapacity(EventBlock.keyBytes)
     }
 
     /// Positions at the first key ≥ `key` and hands it to `body`; nil when there is none.
     func seek<T>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> T) throws -> T? {
-        mainValid = try main.seek(key) { k, _ in remember(k, in: &mainKey) } != nil
-        deltaValid = try delta?.seek(key) { k, _ in remember(k, in: &deltaKey) } != nil
+        mainEntry = try main.seek(key, Self.borrow)
+        deltaEntry = try delta?.seek(key, Self.borrow) ?? nil
         forward = true
         return try settle(body)
     }
@@ -49,70 +50,78 @@ final class EventsCursor {
         try key.withUnsafeBytes { try seek($0, body) }
     }
 
+    /// Positions at the last key < `key` (a backwards walk's start) and hands it to `body`; nil when there is none.
+    func seekBefore<T>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> T) throws -> T? {
+        try key.withUnsafeBytes { k in
+            mainEntry = try Self.lastBefore(k, in: main)
+            deltaEntry = try delta.map { try Self.lastBefore(k, in: $0) } ?? nil
+        }
+        forward = false
+        return try settle(body)
+    }
+
     /// Moves and hands the (key, value) under the cursor to `body`; nil at either end.
     func move<T>(_ move: LMDBCursor.Move, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> T) throws -> T? {
         switch move {
         case .first, .last:
-            mainValid = try main.move(move) { k, _ in remember(k, in: &mainKey) } != nil
-            deltaValid = try delta?.move(move) { k, _ in remember(k, in: &deltaKey) } != nil
+            mainEntry = try main.move(move, Self.borrow)
+            deltaEntry = try delta?.move(move, Self.borrow) ?? nil
             forward = move == .first
         case .current:
-            guard let table = currentTable else { return nil }
-            return try (table == .userEvents ? main : delta!).move(.current, body)
+            guard let entry = currentTable == .userEvents ? mainEntry : currentTable == .userEventsDelta ? deltaEntry : nil else { return nil }
+            return try body(entry.key, entry.value)
         case .next, .previous:
             guard let table = currentTable else { return nil }
             let wantForward = move == .next
             if wantForward != forward {
                 // The other table's cursor stands on the wrong side of the current key: put it on the right one.
-                let key = table == .userEvents ? mainKey : deltaKey
-                if table == .userEvents { try reposition(delta, after: wantForward, key, &deltaKey, &deltaValid) }
-                else { try reposition(main, after: wantForward, key, &mainKey, &mainValid) }
+                if table == .userEvents {
+                    if let delta { deltaEntry = try Self.reposition(delta, after: wantForward, mainEntry!.key) }
+                } else {
+                    mainEntry = try Self.reposition(main, after: wantForward, deltaEntry!.key)
+                }
                 forward = wantForward
             }
-            if table == .userEvents {
-                mainValid = try main.move(move) { k, _ in remember(k, in: &mainKey) } != nil
-            } else {
-                deltaValid = try delta!.move(move) { k, _ in remember(k, in: &deltaKey) } != nil
-            }
+            if table == .userEvents { mainEntry = try main.move(move, Self.borrow) } else { deltaEntry = try delta!.move(move, Self.borrow) }
         }
         return try settle(body)
     }
 
-    private func remember(_ key: UnsafeRawBufferPointer, in stored: inout [UInt8]) {
-        stored.removeAll(keepingCapacity: true)
-        stored.append(contentsOf: key)
+    private static func borrow(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Entry { (key, value) }
+
+    /// The entry with the last key < `key`: the one before the first key ≥ it, or the table's last when
+    /// there is none. (A failed MDB_PREV leaves the cursor where it was: its nil is read as "none".)
+    private static func lastBefore(_ key: UnsafeRawBufferPointer, in cursor: LMDBCursor) throws -> Entry? {
+        try cursor.seek(key) { _, _ in () } == nil ? try cursor.move(.last, borrow) : try cursor.move(.previous, borrow)
     }
 
-    /// Stands `cursor` at the first key after `key` (`after`) or the last key before it; valid = false when none.
-    private func reposition(_ cursor: LMDBCursor?, after: Bool, _ key: [UInt8], _ stored: inout [UInt8], _ valid: inout Bool) throws {
-        guard let cursor else { valid = false; return }
-        let atOrAfter = try key.withUnsafeBytes { k in try cursor.seek(k) { found, _ -> Bool in
-            let equal = Self.compare(found, k) == 0
-            if !equal { remember(found, in: &stored) }
-            return equal
-        } }
-        if atOrAfter == true { throw Self.duplicate(key) }
-        if after {
-            valid = atOrAfter != nil
-        } else {
-            // The entry before the first key ≥ `key`, or the table's last when there is none. (A failed
-            // MDB_PREV leaves the cursor where it was: its nil is read as "none", never as a position.)
-            valid = try cursor.move(atOrAfter == nil ? .last : .previous) { k, _ in remember(k, in: &stored) } != nil
+    /// Stands `cursor` at the first key after `key` (`after`) or the last key before it.
+    private static func reposition(_ cursor: LMDBCursor, after: Bool, _ key: UnsafeRawBufferPointer) throws -> Entry? {
+        guard after else {
+            let entry = try lastBefore(key, in: cursor)
+            if let entry, compare(entry.key, key) == 0 { throw duplicate(key) }  // cannot be: < key
+            return entry
         }
+        let entry = try cursor.seek(key, borrow)
+        if let entry, compare(entry.key, key) == 0 { throw duplicate(key) }
+        return entry
     }
 
     /// Chooses the entry under the cursor from the two tables' and hands it to `body`.
     private func settle<T>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> T) throws -> T? {
-        switch (mainValid, deltaValid) {
-        case (false, false): currentTable = nil; return nil
-        case (true, false): currentTable = .userEvents
-        case (false, true): currentTable = .userEventsDelta
-        case (true, true):
-            let order = mainKey.withUnsafeBytes { m in deltaKey.withUnsafeBytes { t in Self.compare(m, t) } }
-            if order == 0 { throw Self.duplicate(mainKey) }
-            currentTable = (order < 0) == forward ? .userEvents : .userEventsDelta
+        let entry: Entry
+        switch (mainEntry, deltaEntry) {
+        case (nil, nil): currentTable = nil; return nil
+        case (let m?, nil): currentTable = .userEvents; entry = m
+        case (nil, let d?): currentTable = .userEventsDelta; entry = d
+        case (let m?, let d?):
+            let order = Self.compare(m.key, d.key)
+            if order == 0 { throw Self.duplicate(m.key) }
+            let mainFirst = (order < 0) == forward
+            currentTable = mainFirst ? .userEvents : .userEventsDelta
+            entry = mainFirst ? m : d
         }
-        return try (currentTable == .userEvents ? main : delta!).move(.current, body)
+        return try body(entry.key, entry.value)
     }
 
     /// LMDB's default key order: bytes compared unsigned, a prefix first.
@@ -125,7 +134,9 @@ final class EventsCursor {
         return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
     }
 
-    static func duplicate(_ key: [UInt8]) -> RecDBError {
+    static func duplicate(_ key: UnsafeRawBufferPointer) -> RecDBError {
         .damaged(table: Table.userEventsDelta.rawValue, key: describeKey(key), detail: "the block's key is in user_events too")
     }
+
+    static func duplicate(_ key: [UInt8]) -> RecDBError { key.withUnsafeBytes { duplicate($0) } }
 }

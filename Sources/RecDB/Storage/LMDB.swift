@@ -645,6 +645,16 @@ final class LMDBTransaction {
         try checkWrite(rc, "writing \(table.rawValue)")
     }
 
+    /// Writes a key the table must not hold yet: false (and nothing written) when it does.
+    func putNew(_ table: Table, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> Bool {
+        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+        let rc = mdb_put(handle, environment.dbi(table), &k, &v, UInt32(MDB_NOOVERWRITE))
+        if rc == MDB_KEYEXIST { return false }
+        try checkWrite(rc, "writing \(table.rawValue)")
+        return true
+    }
+
     private func checkWrite(_ rc: Int32, _ context: @autoclosure () -> String) throws {
         if rc == MDB_MAP_FULL { hitMapFull = true }
         try LMDBEnvironment.check(rc, context(), file: environment.path)
