@@ -182,4 +182,22 @@ extension PageCheckTests {
         }
         XCTAssertEqual(FileManager.default.contents(atPath: dir + "/data.mdb"), contents, "a refused file is left as it was")
     }
+
+    /// Found by the `store` fuzz target (session 12): the newer meta page records last page 2^64 − 1 and a
+    /// free-list root of depth 0. The page count wrapped to 0 (so the file looked long enough) and the
+    /// error message for the bad root added 1 to the last page: an overflow trap while opening.
+    func testAFuzzedLastPageOf2To64Minus1IsAnErrorNotATrap() throws {
+        let input = packageRoot.appendingPathComponent("Fuzz/regressions/store-last-page-max.mdb").path
+        let contents = try XCTUnwrap(FileManager.default.contents(atPath: input), "the committed fuzz input \(input) is missing")
+        let dir = path("fuzzed")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: dir + "/data.mdb", contents: contents)
+        for readOnly in [true, false] {
+            XCTAssertThrowsError(try Database(path: dir, options: .init(readOnly: readOnly, create: false))) { error in
+                guard case RecDBError.damaged(_, _, let detail)? = error as? RecDBError else { return XCTFail("\(error)") }
+                XCTAssertEqual(detail, "meta page 1 records last page 18446744073709551615")
+            }
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/data.mdb"), contents, "a refused file is left as it was")
+    }
 }

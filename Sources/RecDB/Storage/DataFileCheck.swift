@@ -134,8 +134,11 @@ enum DataFileCheck {
         guard picked.roots[1].root != invalidPage || other.roots[1].root == invalidPage else {
             throw damaged(file, "meta page \(index) (transaction \(picked.txnID)) has no tables while the older meta has them")
         }
-        let (needed, overflow) = (picked.lastPage &+ 1).multipliedReportingOverflow(by: UInt64(picked.pageSize))
-        guard picked.lastPage >= 1, !overflow else {
+        // Page count and bytes with overflow checked: a last page of 2^64 − 1 (found by the `store` fuzz
+        // target) wrapped the count to 0 and then trapped in a message that added 1 to it.
+        let (pageCount, countOverflow) = picked.lastPage.addingReportingOverflow(1)
+        let (needed, overflow) = pageCount.multipliedReportingOverflow(by: UInt64(picked.pageSize))
+        guard picked.lastPage >= 1, !countOverflow, !overflow else {
             throw damaged(file, "meta page \(index) records last page \(picked.lastPage)")
         }
         guard fileSize >= needed else {
@@ -145,7 +148,7 @@ enum DataFileCheck {
             if db.root == invalidPage { continue }
             let tree = i == 0 ? "free-list" : "main"
             guard db.root >= 2, db.root <= picked.lastPage, db.depth >= 1, db.depth <= maxDepth, db.pages <= picked.lastPage else {
-                throw damaged(file, "meta page \(index) records \(tree) tree root \(db.root), depth \(db.depth), \(db.pages) pages beyond its \(picked.lastPage + 1) pages")
+                throw damaged(file, "meta page \(index) records \(tree) tree root \(db.root), depth \(db.depth), \(db.pages) pages beyond its \(pageCount) pages")
             }
             // The root page must say it is that page and a tree page (a zeroed or overwritten page
             // does not): LMDB would otherwise fail inside its open, or read garbage as a tree.
