@@ -433,6 +433,8 @@ final class UserBlockWriter {
     /// a block with a greater key is appended (MDB_APPEND: no search, full pages).
     private var deltaBound: [UInt8]?
     private var deltaBoundKnown = false
+    /// This user's events come from a bulk import (not a single event).
+    @exclusivity(unchecked) private var bulk = false
     private var value: [UInt8] = []
     private(set) var blocksWritten = 0
 
@@ -455,6 +457,7 @@ final class UserBlockWriter {
         self.user = user
         append = !existing
         destination = .userEvents
+        bulk = last == nil
         pending.removeAll(keepingCapacity: true)
         pendingBytes = 0
         pendingPlain = true
@@ -594,7 +597,9 @@ final class UserBlockWriter {
         guard !pending.isEmpty else { return }
         pending.withUnsafeBufferPointer { EventBlock.encode(user: user, $0, into: &value) }
         let key = EventBlock.key(user: user, first: pending[0])
-        let appending = destination == .userEvents ? append : try appendsToDelta(key)
+        // A single event re-packed in the delta table is put, not appended: finding the table's last key
+        // takes a cursor, and a cursor per event (kept until the transaction ends) made writes quadratic.
+        let appending = destination == .userEvents ? append : bulk ? try appendsToDelta(key) : false
         try key.withUnsafeBytes { k in try value.withUnsafeBytes { try tx.raw.put(destination, key: k, value: $0, append: appending) } }
         blocksWritten += 1
         pending.removeAll(keepingCapacity: true)
@@ -603,8 +608,7 @@ final class UserBlockWriter {
     }
 
     /// Whether a block with `key` can be appended to `user_events_delta`: its key is above every key there.
-    /// Only bulk imports write there (single events re-pack in place), one writer per import, so the
-    /// table's last key is read once.
+    /// Asked for bulk imports only (one writer per import), so the table's last key is read once.
     private func appendsToDelta(_ key: [UInt8]) throws -> Bool {
         if !deltaBoundKnown {
             deltaBound = try tx.raw.cursor(.userEventsDelta).move(.last) { k, _ in Array(k) }
