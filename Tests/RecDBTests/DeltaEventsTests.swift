@@ -159,6 +159,32 @@ final class DeltaEventsTests: DatabaseTestCase {
             XCTAssertTrue(report.isClean, "\(report.problems)")
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("old/data.mdb"))), before, "read-only leaves the file as it was")
+
+        // A reader that opened it as format 3 while another process upgrades it and imports into user 1:
+        // its next reads of events refuse (they would miss the new table), and verify says why.
+        let upgraded = try copyDirectory("old", to: "raced")
+        do {
+            let reader = try Database(path: upgraded, options: .init(readOnly: true, create: false))
+            XCTAssertEqual(try reader.read { tx in try tx.events(user: 1).count }, 60)
+            let rdbctl = try XCTUnwrap(builtProduct("rdbctl"), "rdbctl is built with the tests")
+            let late = try writeFile("late.csv", "user,item,timestamp\n" + (0..<3).map { "a,i1,\(100 + $0)" }.joined(separator: "\n") + "\n")
+            let (status, _, stderr) = try runProcess(rdbctl, ["import", "interactions", upgraded, late])
+            XCTAssertEqual(status, 0, stderr)
+            XCTAssertThrowsError(try reader.read { tx in try tx.events(user: 1) }) { error in
+                XCTAssertTrue("\(error)".contains("a writer upgraded it to format 4"), "\(error)")
+            }
+            XCTAssertTrue(try reader.verify().problems.contains { $0.contains("a writer upgraded it to format 4") })
+        }
+        XCTAssertEqual(try Database(path: upgraded, options: .init(readOnly: true, create: false)).read { tx in try tx.events(user: 1).count }, 63,
+                       "opened again, it reads both tables")
+
+        // Format 4 without the table is damage: read-only it is refused, not read as empty.
+        let damaged = try copyDirectory("old", to: "tableless")
+        try rewriteAsFormat3(damaged, version: 4)
+        XCTAssertThrowsError(try Database(path: damaged, options: .init(readOnly: true, create: false))) { error in
+            guard case RecDBError.notADatabase(_, let reason)? = error as? RecDBError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("a table is missing"), reason)
+        }
         do {
             let writer = try Database(path: path("old"))
             XCTAssertEqual(try writer.stats().formatVersion, 4)
@@ -177,6 +203,12 @@ final class DeltaEventsTests: DatabaseTestCase {
             }
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("old/data.mdb"))), refused)
         }
+    }
+
+    func copyDirectory(_ name: String, to copy: String) throws -> String {
+        try FileManager.default.copyItem(atPath: path(name), toPath: path(copy))
+        try? FileManager.default.removeItem(atPath: path(copy) + "/lock.mdb")
+        return path(copy)
     }
 
     /// What a format-3 build left: no user_events_delta, and format_version 3 (u64 LE, no checksum),

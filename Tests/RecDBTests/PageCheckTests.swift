@@ -166,38 +166,39 @@ final class PageCheckTests: DatabaseTestCase {
 }
 
 extension PageCheckTests {
-    /// Found by the `store` fuzz target once LMDB checked its pages: a `meta` table whose format version is
-    /// above Int.max trapped converting it for the error (SIGILL while opening). Now it is a format error.
-    func testAFuzzedFormatVersionAboveIntMaxIsAnErrorNotATrap() throws {
-        let input = packageRoot.appendingPathComponent("Fuzz/regressions/store-format-version-overflow.mdb").path
+    /// Opens the committed fuzz input `Fuzz/regressions/NAME` as a database, read-only and for writing:
+    /// both are refused with the error `check` accepts, and the file is left as it was.
+    func assertFuzzInputIsRefused(_ name: String, _ check: (RecDBError) -> Void) throws {
+        let input = packageRoot.appendingPathComponent("Fuzz/regressions/\(name)").path
         let contents = try XCTUnwrap(FileManager.default.contents(atPath: input), "the committed fuzz input \(input) is missing")
-        let dir = path("fuzzed")
+        let dir = path("fuzzed-\(name)")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: dir + "/data.mdb", contents: contents)
         for readOnly in [true, false] {
             XCTAssertThrowsError(try Database(path: dir, options: .init(readOnly: readOnly, create: false))) { error in
-                guard case RecDBError.formatVersion(let found, _)? = error as? RecDBError else { return XCTFail("\(error)") }
-                XCTAssertEqual(found, Int.max)
+                guard let error = error as? RecDBError else { return XCTFail("\(error)") }
+                check(error)
             }
         }
         XCTAssertEqual(FileManager.default.contents(atPath: dir + "/data.mdb"), contents, "a refused file is left as it was")
+    }
+
+    /// Found by the `store` fuzz target once LMDB checked its pages: a `meta` table whose format version is
+    /// above Int.max trapped converting it for the error (SIGILL while opening). Now it is a format error.
+    func testAFuzzedFormatVersionAboveIntMaxIsAnErrorNotATrap() throws {
+        try assertFuzzInputIsRefused("store-format-version-overflow.mdb") { error in
+            guard case .formatVersion(let found, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(found, Int.max)
+        }
     }
 
     /// Found by the `store` fuzz target (session 12): the newer meta page records last page 2^64 − 1 and a
     /// free-list root of depth 0. The page count wrapped to 0 (so the file looked long enough) and the
     /// error message for the bad root added 1 to the last page: an overflow trap while opening.
     func testAFuzzedLastPageOf2To64Minus1IsAnErrorNotATrap() throws {
-        let input = packageRoot.appendingPathComponent("Fuzz/regressions/store-last-page-max.mdb").path
-        let contents = try XCTUnwrap(FileManager.default.contents(atPath: input), "the committed fuzz input \(input) is missing")
-        let dir = path("fuzzed")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: dir + "/data.mdb", contents: contents)
-        for readOnly in [true, false] {
-            XCTAssertThrowsError(try Database(path: dir, options: .init(readOnly: readOnly, create: false))) { error in
-                guard case RecDBError.damaged(_, _, let detail)? = error as? RecDBError else { return XCTFail("\(error)") }
-                XCTAssertEqual(detail, "meta page 1 records last page 18446744073709551615")
-            }
+        try assertFuzzInputIsRefused("store-last-page-max.mdb") { error in
+            guard case .damaged(_, _, let detail) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(detail, "meta page 1 records last page 18446744073709551615")
         }
-        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/data.mdb"), contents, "a refused file is left as it was")
     }
 }

@@ -152,6 +152,9 @@ private struct Verifier {
         // before it in the same table. A user with blocks in user_events_delta is then read through the
         // merged cursor, as every reader reads it: no key in both tables, no overlap across them.
         var usersInDelta: [UInt32] = []
+        if !tx.raw.hasTable(.userEventsDelta) {
+            guarded("user_events_delta") { v in try EventsCursor.checkStillFormat3(v.tx.raw) }
+        }
         for table in [Table.userEvents, .userEventsDelta] where tx.raw.hasTable(table) {
             var previous: (user: UInt32, event: StoredEvent)?
             let name = table.rawValue

@@ -35,7 +35,22 @@ final class EventsCursor {
 
     init(_ raw: LMDBTransaction) throws {
         main = try raw.cursor(.userEvents)
-        delta = raw.hasTable(.userEventsDelta) ? try raw.cursor(.userEventsDelta) : nil
+        if raw.hasTable(.userEventsDelta) {
+            delta = try raw.cursor(.userEventsDelta)
+        } else {
+            // Opened read-only as format 3, without the table. A writer may have upgraded the file since
+            // (and written blocks there, or moved blocks there): then refuse, never return part of a history.
+            try Self.checkStillFormat3(raw)
+            delta = nil
+        }
+    }
+
+    /// Throws when the recorded format is no longer 3 in this snapshot of a database opened without
+    /// `user_events_delta` (see `init`).
+    static func checkStillFormat3(_ raw: LMDBTransaction) throws {
+        guard let version = try MetaStore(raw).u64(.formatVersion), version > 3 else { return }
+        throw RecDBError.storage(code: -1, message: "a writer upgraded it to format \(version) (a second event table) after this process opened it read-only as format 3: open it again",
+                                 context: "reading the events of \(raw.environment.path)")
     }
 
     /// Positions at the first key ≥ `key` and hands it to `body`; nil when there is none.

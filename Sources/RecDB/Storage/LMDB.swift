@@ -215,6 +215,7 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// database never waits for another process's writer; only a database that lacks tables (new, or
     /// written by an older build) needs the write transaction that creates them.
     private static func openTables(_ env: OpaquePointer, path: String, readOnly: Bool) throws -> [Table: MDB_dbi] {
+        let recorded = try recordedFormatVersion(env, path: path)
         func open(write: Bool) throws -> [Table: MDB_dbi]? {
             while true {
                 var txnPtr: OpaquePointer?
@@ -230,8 +231,10 @@ final class LMDBEnvironment: @unchecked Sendable {
                     var dbi = MDB_dbi()
                     let rc = mdb_dbi_open(txn, table.rawValue, write ? UInt32(MDB_CREATE) : 0, &dbi)
                     if rc == MDB_NOTFOUND && !write {
-                        // A format-3 database has no user_events_delta: read-only, it reads as empty.
-                        if readOnly && table.isAbsentBeforeFormat4 { continue }
+                        // A format-3 database has no user_events_delta: read-only, it reads as empty (and a read
+                        // checks that no writer has upgraded the file since: `EventsCursor`). A later format
+                        // without it is damage: "a table is missing".
+                        if readOnly && table.isAbsentBeforeFormat4 && recorded == 3 { continue }
                         mdb_txn_abort(txn)
                         return nil
                     }
@@ -252,6 +255,21 @@ final class LMDBEnvironment: @unchecked Sendable {
                     }
                     dbis[table] = dbi
                 }
+                // Format 3 → 4 in the transaction that created user_events_delta: the table and the version
+                // that tells older builds to refuse the file are committed together.
+                if write, recorded == 3 {
+                    var value = UInt64(Database.formatVersion).littleEndian
+                    let rc = Array(MetaKey.formatVersion.rawValue.utf8).withUnsafeBytes { key in
+                        withUnsafeMutableBytes(of: &value) { v -> Int32 in
+                            var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+                            var d = MDB_val(mv_size: v.count, mv_data: v.baseAddress)
+                            return mdb_put(txn, dbis[.meta]!, &k, &d, 0)
+                        }
+                    }
+                    if rc != 0 { mdb_txn_abort(txn) }
+                    if rc == MDB_MAP_FULL { throw RecDBError.mapFull(path: path, mapSize: 0) }
+                    try check(rc, "upgrading \(path) to format \(Database.formatVersion)")
+                }
                 // Committed even when read-only: dbi handles opened in a transaction that is aborted are closed with it.
                 let crc = mdb_txn_commit(txn)
                 if crc == MDB_MAP_FULL { throw RecDBError.mapFull(path: path, mapSize: 0) }
@@ -260,30 +278,46 @@ final class LMDBEnvironment: @unchecked Sendable {
             }
         }
         if let dbis = try open(write: false) { return dbis }
+        // A table is missing. A version this build does not read says more than that (and creating the
+        // tables would write a file it then refuses: a failed open leaves the file as it was).
+        if let version = recorded, !Database.readableFormatVersions.contains(Int(clamping: version)) {
+            throw RecDBError.formatVersion(found: Int(clamping: version), supported: Database.formatVersion)
+        }
         guard !readOnly else {
             throw RecDBError.notADatabase(path: path, reason: "a table is missing (run `rdbctl init` first)")
-        }
-        // Creating the missing tables writes the file: not for a database this build refuses anyway (a
-        // failed open leaves the file as it was). `Database` checks the version again, with its error.
-        if let version = try recordedFormatVersion(env), !Database.readableFormatVersions.contains(Int(clamping: version)) {
-            throw RecDBError.formatVersion(found: Int(clamping: version), supported: Database.formatVersion)
         }
         return try open(write: true)!
     }
 
     /// meta's `format_version` (u64 LE, no checksum) read before the tables are opened; nil when the
-    /// database has no meta table or no version yet (a new database).
-    private static func recordedFormatVersion(_ env: OpaquePointer) throws -> UInt64? {
+    /// database has no meta table or no version yet (a new database). A value of another size is damage.
+    private static func recordedFormatVersion(_ env: OpaquePointer, path: String) throws -> UInt64? {
         var txnPtr: OpaquePointer?
-        guard mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txnPtr) == 0, let txn = txnPtr else { return nil }
+        while true {
+            let rc = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txnPtr)
+            if rc == MDB_MAP_RESIZED {
+                try check(mdb_env_set_mapsize(env, 0), "adopting a map size grown by another process")
+                continue
+            }
+            try check(rc, "beginning a read transaction")
+            break
+        }
+        guard let txn = txnPtr else { throw RecDBError.storage(code: -1, message: "no transaction handle", context: path) }
         defer { mdb_txn_abort(txn) }
         var dbi = MDB_dbi()
-        guard mdb_dbi_open(txn, Table.meta.rawValue, 0, &dbi) == 0 else { return nil }
+        let opened = mdb_dbi_open(txn, Table.meta.rawValue, 0, &dbi)
+        if opened == MDB_NOTFOUND { return nil }
+        try check(opened, "opening table meta", file: path)
         let name = Array(MetaKey.formatVersion.rawValue.utf8)
-        return name.withUnsafeBytes { key -> UInt64? in
+        return try name.withUnsafeBytes { key -> UInt64? in
             var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
             var v = MDB_val()
-            guard mdb_get(txn, dbi, &k, &v) == 0, v.mv_size == 8, let data = v.mv_data else { return nil }
+            let rc = mdb_get(txn, dbi, &k, &v)
+            if rc == MDB_NOTFOUND { return nil }
+            try check(rc, "reading meta format_version", file: path)
+            guard v.mv_size == 8, let data = v.mv_data else {
+                throw RecDBError.damaged(table: Table.meta.rawValue, key: MetaKey.formatVersion.rawValue, detail: "\(v.mv_size) bytes, expected 8")
+            }
             return UInt64(littleEndian: data.loadUnaligned(as: UInt64.self))
         }
     }
