@@ -107,7 +107,8 @@ public final class Database: Sendable {
                     guard Database.readableFormatVersions.contains(Int(clamping: version)) else {
                         throw RecDBError.formatVersion(found: Int(clamping: version), supported: Database.formatVersion)
                     }
-                    // Format 3 → 4: opening the tables created user_events_delta, empty.
+                    // Format 3 → 4 for a file that already has user_events_delta (opening the tables upgrades a
+                    // file that lacks it, in the transaction that creates it): record the version older builds refuse.
                     if version < UInt64(Database.formatVersion) { try meta.setU64(.formatVersion, UInt64(Database.formatVersion)) }
                 } else {
                     try meta.setU64(.formatVersion, UInt64(Database.formatVersion))

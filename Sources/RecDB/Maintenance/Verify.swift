@@ -186,11 +186,13 @@ private struct Verifier {
                 if let last { previous = (user, last) }
             }
         }
+        var merged: EventsCursor?  // one cursor for every such user: each walk starts with a seek
+        if !usersInDelta.isEmpty { guarded("user_events and user_events_delta") { v in merged = try EventsCursor(v.tx.raw) } }
         for user in usersInDelta where !full {
+            guard let cursor = merged else { break }
             guarded("user_events and user_events_delta, user #\(user)") { v in
                 var previous: StoredEvent?
                 var step: StoredEvent?
-                let cursor = try EventsCursor(v.tx.raw)
                 var more = try cursor.seek(Keys.u32(user)) { k, _ in k.count >= 4 && Keys.readU32(k) == user } ?? false
                 while more {
                     _ = try cursor.move(.current) { k, value in
