@@ -23,6 +23,11 @@ struct RecDBHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             let state = try operations.handler(type: HTTPConnectionStateHandler.self)
             let round = server.fastPathRound(for: channel.eventLoop)
             try operations.addHandler(RecommendationFastPath(server: server, round: round), position: .after(state))
+            if server.configuration.recommendationWirePath {
+                // Before NIO's HTTP decoder: it sees the socket's bytes. Hummingbird's channel was configured
+                // without an idle timeout: the wire path keeps it while it answers (see RecommendationWirePath).
+                try operations.addHandler(RecommendationWirePath(server: server, round: round, after: state, logger: logger), position: .first)
+            }
             return value
         }
     }
@@ -49,7 +54,7 @@ struct RecDBHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 /// The recommendation runs on the event loop, as Hummingbird's handler does under `rdbctl serve` (Swift
 /// concurrency on the event loops): CPU work of ~0.1 ms that never waits for a lock held by a writer (a
 /// reader takes an LMDB snapshot), except loading a model version on its first use.
-final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandler {
+final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandler, FastPathMember {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
@@ -62,7 +67,7 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
     /// Requests passed on to Hummingbird whose response has not been written to its end.
     private var passedOn = 0
     /// The request being read is answered here once its end arrives (its body, if any, is ignored, as the route ignores it).
-    private var taken: TakenRequest?
+    private var taken: FastRequest?
     /// A request passed on asked to close the connection, or the connection failed: pass everything on.
     private var closing = false
     private var date = HTTPDate()
@@ -79,7 +84,7 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
         switch unwrapInboundIn(data) {
         case .head(let head):
             if passedOn == 0, !closing, let target = Self.target(head) {
-                taken = (target.id, target.uri, head.headerFields)
+                taken = FastRequest(id: target.id, uri: target.uri, authorization: head.headerFields[.authorization])
                 return
             }
             if head.headerFields[.connection] == "close" { closing = true }
@@ -126,20 +131,8 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     /// Writes the answer to `request` without flushing it: its round flushes every connection it answered.
-    func answer(_ request: TakenRequest, _ context: ChannelHandlerContext) {
-        let start = DispatchTime.now().uptimeNanoseconds
-        var status = HTTPResponse.Status.ok
-        var fields = HTTPFields()
-        var body: [UInt8]
-        do {
-            try server.authorise(request.headers, .read)
-            body = try server.recommendations(user: try server.decodedID(request.id, "id"), query: Query(request.uri))
-            fields[.contentType] = "application/json"
-        } catch {
-            (status, fields, body) = server.problemParts(for: error, path: request.uri.path)
-        }
-        series.record(status: status.code, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        server.fastPathAnswers.add(1, ordering: .relaxed)
+    func answer(_ request: FastRequest, _ context: ChannelHandlerContext) {
+        var (status, fields, body) = server.recommendationAnswer(request)
         // The headers in the order Hummingbird writes them: the handler's, Content-Length, Date, Server.
         fields[.contentLength] = String(body.count)
         fields[.date] = date.now()
@@ -150,10 +143,48 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
         context.write(wrapOutboundOut(.body(buffer)), promise: nil)
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
     }
+
+    func answered(_ context: ChannelHandlerContext) {}
 }
 
-/// A request `RecommendationFastPath` answers: the raw id segment, the URI and the headers.
-typealias TakenRequest = (id: String, uri: URI, headers: HTTPFields)
+extension RecDBServer {
+    /// The answer to a recommendations request taken by a fast path: status, the handler's headers
+    /// (Content-Type, and WWW-Authenticate on a 401) and body; counted in the route's metrics and in
+    /// `fastPathAnswers`. The same code as the router's handler: authorisation, bounds and problem answers.
+    func recommendationAnswer(_ request: FastRequest) -> (HTTPResponse.Status, HTTPFields, [UInt8]) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var status = HTTPResponse.Status.ok
+        var fields = HTTPFields()
+        var body: [UInt8]
+        do {
+            try authorise(authorization: request.authorization, .read)
+            body = try recommendations(user: try decodedID(request.id, "id"), query: Query(request.uri))
+            fields[.contentType] = "application/json"
+        } catch {
+            (status, fields, body) = problemParts(for: error, path: request.uri.path)
+        }
+        recommendationsSeries.record(status: status.code, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        fastPathAnswers.add(1, ordering: .relaxed)
+        return (status, fields, body)
+    }
+}
+
+/// A recommendations request a fast path answers: the raw id segment, the URI and the Authorization value.
+struct FastRequest {
+    var id: String
+    var uri: URI
+    var authorization: String?
+}
+
+/// A connection's handler that takes part in its event loop's `FastPathRound`.
+protocol FastPathMember: AnyObject {
+    /// False once the connection is gone: its queued requests are dropped.
+    var isActive: Bool { get }
+    /// Writes the answer to `request`, without flushing.
+    func answer(_ request: FastRequest, _ context: ChannelHandlerContext)
+    /// Called once the round has flushed the connection (once per round, after all its answers).
+    func answered(_ context: ChannelHandlerContext)
+}
 
 /// The fast requests one event loop has read in one pass over its ready connections, answered together in
 /// one task after the pass (NIO runs tasks after its I/O): the recommendations back to back, then every
@@ -172,14 +203,16 @@ typealias TakenRequest = (id: String, uri: URI, headers: HTTPFields)
 /// pipelining handler releases while this round writes lands in the next round.
 final class FastPathRound {
     private struct Entry {
-        let handler: RecommendationFastPath
+        let member: any FastPathMember
         let context: ChannelHandlerContext
-        let request: TakenRequest
+        let request: FastRequest
     }
 
     private let loop: any EventLoop
     private var pending: [Entry] = []
     private var answering: [Entry] = []
+    /// The connections a round has flushed (kept between rounds for its capacity).
+    private var flushed = Set<ObjectIdentifier>()
     /// A run is queued as a task (after the current pass over ready connections).
     private var runQueued = false
     /// Or a run waits for stragglers.
@@ -192,8 +225,8 @@ final class FastPathRound {
         self.loop = loop
     }
 
-    func add(_ handler: RecommendationFastPath, _ context: ChannelHandlerContext, _ request: TakenRequest) {
-        pending.append(Entry(handler: handler, context: context, request: request))
+    func add(_ member: any FastPathMember, _ context: ChannelHandlerContext, _ request: FastRequest) {
+        pending.append(Entry(member: member, context: context, request: request))
         if pending.count >= lastSize {
             // As many requests as the last round answered: run after this pass over ready connections.
             stragglerTimer?.cancel()
@@ -219,8 +252,13 @@ final class FastPathRound {
         guard !pending.isEmpty else { return }  // a timer that fired as it was cancelled
         let start = DispatchTime.now().uptimeNanoseconds
         swap(&pending, &answering)
-        for entry in answering where entry.handler.isActive { entry.handler.answer(entry.request, entry.context) }
-        for entry in answering where entry.handler.isActive { entry.context.flush() }
+        for entry in answering where entry.member.isActive { entry.member.answer(entry.request, entry.context) }
+        // Each connection once (its entries may be many), in the order of their first request.
+        flushed.removeAll(keepingCapacity: true)
+        for entry in answering where entry.member.isActive && flushed.insert(ObjectIdentifier(entry.member)).inserted {
+            entry.context.flush()
+            entry.member.answered(entry.context)
+        }
         lastSize = answering.count
         lastNanoseconds = DispatchTime.now().uptimeNanoseconds - start
         answering.removeAll(keepingCapacity: true)

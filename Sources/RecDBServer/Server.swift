@@ -47,7 +47,10 @@ public final class RecDBServer: Sendable {
     public func application(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         var logger = Logger(label: "recdb.serve")
         logger.logLevel = .warning
-        let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))
+        // With the wire path, connections start without Hummingbird's idle timeout: RecommendationWirePath
+        // keeps it while it answers and adds Hummingbird's idle handling when it passes bytes on.
+        let wirePath = configuration.recommendationFastPath && configuration.recommendationWirePath
+        let http1 = HTTP1Channel.Configuration(idleTimeout: wirePath ? nil : .seconds(Int64(configuration.idleTimeoutSeconds)))
         let server: HTTPServerBuilder = configuration.recommendationFastPath
             ? HTTPServerBuilder { [self] responder in RecDBHTTP1Channel(http1: HTTP1Channel(responder: responder, configuration: http1), server: self) }
             : .http1(configuration: http1)
@@ -125,12 +128,15 @@ public final class RecDBServer: Sendable {
 
     func authorise(_ request: Request, _ access: Access) throws { try authorise(request.headers, access) }
 
-    func authorise(_ headers: HTTPFields, _ access: Access) throws {
+    func authorise(_ headers: HTTPFields, _ access: Access) throws { try authorise(authorization: headers[.authorization], access) }
+
+    /// `authorization`: the Authorization field's value (several fields joined by ", ", as HTTPFields reads them).
+    func authorise(authorization: String?, _ access: Access) throws {
         if access == .write && configuration.readOnly {
             throw Problem(.forbidden, "the server is read-only (rdbctl serve --read-only): writes are refused")
         }
         guard access != .open, let keys = configuration.apiKeys else { return }
-        guard let header = headers[.authorization], header.hasPrefix("Bearer ") else {
+        guard let header = authorization, header.hasPrefix("Bearer ") else {
             throw Problem(.unauthorized, "this server needs an API key: send Authorization: Bearer KEY")
         }
         guard let granted = keys.access(for: Array(header.utf8.dropFirst("Bearer ".utf8.count))) else {

@@ -26,6 +26,9 @@ public struct ServerConfiguration: Sendable {
     /// `GET /v1/users/{id}/recommendations` answered on the event loop (`RecommendationFastPath`); off only
     /// to compare the two paths (tests).
     var recommendationFastPath = true
+    /// With the fast path, the same route read from the socket's bytes (`RecommendationWirePath`) for the
+    /// requests it takes; off only to compare (tests).
+    var recommendationWirePath = true
 
     public init() {}
 }
