@@ -91,8 +91,12 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Learn"], path: "Tests/TestSupport"),
         // CLMDB: a test writes what a format-3 build left (no user_events_delta), which RecDB itself never does.
         .testTarget(name: "RecDBTests", dependencies: ["RecDB", "TestSupport", "CLMDB"], path: "Tests/RecDBTests"),
-        // The server is tested over real loopback HTTP (URLSession), so no TLS stack is built for tests.
-        .testTarget(name: "RecDBServerTests", dependencies: ["RecDBServer", "TestSupport"], path: "Tests/RecDBServerTests"),
+        // The server is tested over real loopback HTTP (URLSession), so no TLS stack is built for tests. NIO's
+        // HTTP/1.1 decoder on an embedded channel is the reference the wire path's parser is checked against.
+        .testTarget(name: "RecDBServerTests", dependencies: ["RecDBServer", "TestSupport",
+                                                            .product(name: "NIOHTTP1", package: "swift-nio"),
+                                                            .product(name: "NIOEmbedded", package: "swift-nio")],
+                    path: "Tests/RecDBServerTests"),
         .testTarget(name: "IndexTests", dependencies: ["Index"], path: "Tests/IndexTests"),
         .testTarget(name: "LearnTests", dependencies: ["Learn", "CKernels"], path: "Tests/LearnTests"),
     ],

@@ -48,8 +48,10 @@ struct RecDBHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 ///
 /// Every other request (other routes and methods, paths the router would read differently, `Connection:
 /// close`) goes on to Hummingbird untouched. Responses keep the requests' order: while a request passed on
-/// is unanswered (its response's end not yet written), later requests on the connection are passed on too,
-/// and after a request asking to close the connection nothing more is answered here.
+/// is unanswered (its response's end not yet written), later requests on the connection are passed on too;
+/// while a request taken here is unanswered (its round has not yet run), what would be passed on (and the
+/// end of the client's input, or a graceful shutdown) waits here until it is; after a request asking to
+/// close the connection nothing more is answered here.
 ///
 /// The recommendation runs on the event loop, as Hummingbird's handler does under `rdbctl serve` (Swift
 /// concurrency on the event loops): CPU work of ~0.1 ms that never waits for a lock held by a writer (a
@@ -70,6 +72,11 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
     private var taken: FastRequest?
     /// A request passed on asked to close the connection, or the connection failed: pass everything on.
     private var closing = false
+    /// Requests taken here whose round has not yet answered them.
+    private var queued = 0
+    /// What arrived for Hummingbird while `queued` > 0, in order: passed on once the round has answered.
+    private var held: [Held] = []
+    private enum Held { case read(NIOAny), event(Any) }
     private var date = HTTPDate()
     /// False once the handler is removed (the connection closed): a queued answer is dropped.
     private(set) var isActive = true
@@ -81,6 +88,10 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if queued > 0 && (!held.isEmpty || wouldPassOn(unwrapInboundIn(data))) {
+            // Hummingbird could answer it before the round answers the requests taken before it.
+            return held.append(.read(data))
+        }
         switch unwrapInboundIn(data) {
         case .head(let head):
             if passedOn == 0, !closing, let target = Self.target(head) {
@@ -95,8 +106,22 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
         case .end:
             guard let request = taken else { return context.fireChannelRead(data) }
             taken = nil
+            queued += 1
             round.add(self, context, request)
         }
+    }
+
+    private func wouldPassOn(_ part: HTTPRequestPart) -> Bool {
+        switch part {
+        case .head(let head): return passedOn > 0 || closing || Self.target(head) == nil
+        case .body, .end: return taken == nil
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The end of the client's input or a graceful shutdown would let Hummingbird close the connection
+        // (or its output) before the round writes the answers taken here.
+        if queued > 0 { held.append(.event(event)) } else { context.fireUserInboundEventTriggered(event) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -144,7 +169,19 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
-    func answered(_ context: ChannelHandlerContext) {}
+    func answered(_ context: ChannelHandlerContext) {
+        queued = 0
+        guard !held.isEmpty else { return }
+        let waiting = held
+        held = []
+        for item in waiting {
+            switch item {
+            case .read(let data): channelRead(context: context, data: data)
+            case .event(let event): userInboundEventTriggered(context: context, event: event)
+            }
+        }
+        context.fireChannelReadComplete()
+    }
 }
 
 extension RecDBServer {

@@ -154,6 +154,7 @@ final class RecommendationWirePath: ChannelDuplexHandler, RemovableChannelHandle
 
     func answer(_ request: FastRequest, _ context: ChannelHandlerContext) {
         let (status, fields, body) = server.recommendationAnswer(request)
+        server.wirePathAnswers.add(1, ordering: .relaxed)
         let length = String(body.count), now = date.now()
         // The bytes NIO's encoder writes for Hummingbird's response: status line, the handler's fields,
         // Content-Length, Date, Server.

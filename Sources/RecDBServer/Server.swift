@@ -30,6 +30,8 @@ public final class RecDBServer: Sendable {
     static let serverName = "RecDB"
     /// Requests `RecommendationFastPath` answered (tests check it takes the requests it should).
     let fastPathAnswers = Atomic<Int>(0)
+    /// Of those, the requests `RecommendationWirePath` read from the socket's bytes.
+    let wirePathAnswers = Atomic<Int>(0)
     /// Each event loop's `FastPathRound`, made on its first connection.
     private let fastPathRounds = Mutex<[ObjectIdentifier: NIOLoopBound<FastPathRound>]>([:])
 

@@ -46,23 +46,43 @@ enum WireRequestParser {
         let start = min(bytes.count, prefix.count)
         for i in 0..<start where bytes[i] != prefix[i] { return .decline }
         guard bytes.count > prefix.count else { return .incomplete(scanned: 0) }
-        guard let end = headEnd(bytes, from: max(scanned, 0)) else {
-            return bytes.count >= maxHeadBytes ? .decline : .incomplete(scanned: max(bytes.count - 3, 0))
+        switch headEnd(bytes, from: max(scanned, 0)) {
+        case .end(let end):
+            guard end <= maxHeadBytes else { return .decline }
+            return parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<end])).map { .request($0, length: end) } ?? .decline
+        case .needMore(let searched):
+            return searched >= maxHeadBytes ? .decline : .incomplete(scanned: searched)
+        case .invalid:
+            return .decline
         }
-        guard end <= maxHeadBytes else { return .decline }
-        return parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<end])).map { .request($0, length: end) } ?? .decline
     }
 
-    /// The index just past the first CRLF CRLF at or after `from` (within the first `maxHeadBytes` + 4), or nil.
-    private static func headEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+    private enum Scan { case end(Int), needMore(searched: Int), invalid }
+
+    /// Looks for the first CRLF CRLF from `from` on, within the first `maxHeadBytes` + 4 bytes. A byte no head
+    /// this parser takes can hold (a CR or LF not in a CRLF, another control byte, a non-ASCII byte) ends the
+    /// search at once: the request is declined rather than waited for, however it goes on.
+    private static func headEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Scan {
         let limit = min(bytes.count, maxHeadBytes + 4)
         var i = from
-        while i + 3 < limit {
-            if bytes[i + 3] != lf { i += 1; continue }
-            if bytes[i] == cr && bytes[i + 1] == lf && bytes[i + 2] == cr { return i + 4 }
+        while i < limit {
+            let b = bytes[i]
+            if b >= 0x20 && b < 0x7F || b == tab {
+                i += 1
+                continue
+            }
+            if b == cr {
+                if i + 1 < limit && bytes[i + 1] != lf { return .invalid }
+            } else if b == lf {
+                guard i > 0 && bytes[i - 1] == cr else { return .invalid }
+                if i >= 3 && bytes[i - 2] == lf && bytes[i - 3] == cr { return .end(i + 1) }
+            } else {
+                return .invalid
+            }
             i += 1
         }
-        return nil
+        // Resume at the last byte: a CR there is checked again once its next byte has come.
+        return .needMore(searched: max(limit - 1, 0))
     }
 
     /// `head` is a whole head ending in CRLF CRLF.
