@@ -91,14 +91,21 @@ extension ServerTests {
         let running = try start()
         let routed = try start { $0.recommendationFastPath = false }
         let partsOnly = try start { $0.recommendationWirePath = false }
+        let request = "GET /v1/users/u4/recommendations?k=2 HTTP/1.1\r\nHost: x\r\n\r\n"
         for server in [running, partsOnly] {
-            let whole = try RawConnection(port: server.port)
-            try whole.send(String(repeating: "GET /v1/users/u4/recommendations?k=2 HTTP/1.1\r\nHost: x\r\n\r\n", count: 3))
-            whole.shutdownWrite()
-            let bytes = try XCTUnwrap(whole.readToEnd(seconds: 10), "the server did not close after answering")
-            XCTAssertEqual(bytes.count(of: "HTTP/1.1 200 OK"), 3, String(decoding: bytes, as: UTF8.self))
+            // After large rounds on both event loops, so a round of three waits for stragglers meanwhile.
+            let primers = try (0..<2).map { _ in try RawConnection(port: server.port) }
+            for primer in primers { try primer.send(String(repeating: request, count: 40)) }
+            for primer in primers { XCTAssertEqual(try primer.read(40).count, 40) }
+            for _ in 0..<2 {
+                let whole = try RawConnection(port: server.port)
+                try whole.send(String(repeating: request, count: 3))
+                whole.shutdownWrite()
+                let bytes = try XCTUnwrap(whole.readToEnd(seconds: 10), "the server did not close after answering")
+                XCTAssertEqual(bytes.count(of: "HTTP/1.1 200 OK"), 3, String(decoding: bytes, as: UTF8.self))
+            }
         }
-        XCTAssertEqual(partsOnly.server.fastPathAnswers.load(ordering: .relaxed), 3)
+        XCTAssertEqual(partsOnly.server.fastPathAnswers.load(ordering: .relaxed), 86)
 
         var statuses: [[Substring]] = []
         for port in [running.port, routed.port] {
