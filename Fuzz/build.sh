@@ -54,7 +54,9 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 for t in "${targets[@]}"; do
     echo "fuzz: building $t"
-    "$SWIFTC" "${FLAGS[@]}" -module-name "Fuzz_$t" Fuzz/Support.swift "Fuzz/Targets/$t.swift" \
+    # A harness may name extra source files (without imports) to compile in: "// fuzz-sources: PATH…".
+    read -r -a extra <<< "$(sed -n 's|^// fuzz-sources: ||p' "Fuzz/Targets/$t.swift")"
+    "$SWIFTC" "${FLAGS[@]}" -module-name "Fuzz_$t" Fuzz/Support.swift "Fuzz/Targets/$t.swift" "${extra[@]}" \
         "$OUT/RecDB.o" "$OUT/Index.o" "$OUT/Learn.o" "$CFAISS"/*.o "$CCHECKSUM"/*.o "$CKERNELS"/*.o "$OUT/lmdb-mdb.o" "$OUT/lmdb-midl.o" \
         -lfaiss -lgomp -llapack -lblas -lopenblas -lstdc++ \
         -o "$BUILD/bin/fuzz-$t" 2> >(grep -v "Cannot export local symbol" >&2)

@@ -10,7 +10,8 @@ maps=()
 for c in CLMDB CFaiss CChecksum CKernels; do maps+=(-Xcc "-fmodule-map-file=$M/$c.build/module.modulemap" -I "Sources/$c/include"); done
 status=0
 for t in Fuzz/Targets/*.swift; do
-    if ! swiftc -typecheck -parse-as-library -I "$M/Modules" -I Sources/COpenBLAS "${maps[@]}" Fuzz/Support.swift "$t"; then
+    read -r -a extra <<< "$(sed -n 's|^// fuzz-sources: ||p' "$t")"
+    if ! swiftc -typecheck -parse-as-library -I "$M/Modules" -I Sources/COpenBLAS "${maps[@]}" Fuzz/Support.swift "$t" "${extra[@]}"; then
         echo "Fuzz/typecheck.sh: $t does not compile against the current sources" >&2; status=1
     fi
 done

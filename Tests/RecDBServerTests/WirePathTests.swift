@@ -187,3 +187,44 @@ extension ServerTests {
 extension Data {
     func count(of text: String) -> Int { String(decoding: self, as: UTF8.self).components(separatedBy: text).count - 1 }
 }
+
+extension ServerTests {
+    /// A client that pipelines far more requests than the socket buffers hold and does not read its answers:
+    /// the server stops reading (its output is full) instead of answering into memory; once the client reads,
+    /// every request is answered, in full.
+    func testAClientThatDoesNotReadIsNotBufferedFor() throws {
+        let running = try start()
+        let connection = try RawConnection(port: running.port)
+        let request = "GET /v1/users/u1/recommendations?k=10 HTTP/1.1\r\nHost: x\r\n\r\n"
+        try connection.send(request)
+        let one = try connection.read(1)[0]
+        let replyBytes = one.head.utf8.count - "Date: (now)".utf8.count + "Date: Sat, 05 Dec 2026 21:00:00 GMT".utf8.count + 4 + one.body.count
+        let count = 20_000
+        let sending = SendingConnection(connection: connection)
+        Thread.detachNewThread { try? sending.connection.send(String(repeating: request, count: count)) }
+        // Wait until the answers stop growing: the server has stopped reading the connection.
+        var answered = running.server.wirePathAnswers.load(ordering: .relaxed), previous = -1
+        while answered != previous {
+            previous = answered
+            Thread.sleep(forTimeInterval: 0.5)
+            answered = running.server.wirePathAnswers.load(ordering: .relaxed)
+        }
+        XCTAssertLessThan(answered, count, "every request was answered while the client read nothing: no backpressure")
+        // Now read: every answer arrives (the same bytes each time, so their total length tells).
+        var received = 0
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while received < count * replyBytes {
+            let n = recv(connection.fd, &chunk, chunk.count, 0)
+            guard n > 0 else { return XCTFail("the connection ended after \(received) of \(count * replyBytes) bytes") }
+            received += n
+        }
+        XCTAssertEqual(received, count * replyBytes)
+        XCTAssertEqual(running.server.wirePathAnswers.load(ordering: .relaxed), count + 1)
+    }
+}
+
+/// Hands a connection to the thread that writes to it while the test's thread reads (a socket allows one of each).
+// Unchecked: the sending thread only calls `send`, which touches nothing but the file descriptor.
+struct SendingConnection: @unchecked Sendable {
+    let connection: ServerTests.RawConnection
+}
