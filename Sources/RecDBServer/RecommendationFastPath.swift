@@ -63,7 +63,6 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
     typealias OutboundOut = HTTPResponsePart
 
     private let server: RecDBServer
-    private let series: RequestMetrics.Series
     /// The fast requests this connection's event loop has read in its current pass over ready connections.
     private let round: FastPathRound
     /// Requests passed on to Hummingbird whose response has not been written to its end.
@@ -77,13 +76,14 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
     /// What arrived for Hummingbird while `queued` > 0, in order: passed on once the round has answered.
     private var held: [Held] = []
     private enum Held { case read(NIOAny), event(Any) }
+    /// A read the channel asked for while parts are held: made once they are passed on (what is held stays small).
+    private var readHeld = false
     private var date = HTTPDate()
     /// False once the handler is removed (the connection closed): a queued answer is dropped.
     private(set) var isActive = true
 
     init(server: RecDBServer, round: FastPathRound) {
         self.server = server
-        self.series = server.recommendationsSeries
         self.round = round
     }
 
@@ -126,6 +126,10 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
 
     func handlerRemoved(context: ChannelHandlerContext) {
         isActive = false
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if held.isEmpty { context.read() } else { readHeld = true }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -181,6 +185,10 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
             }
         }
         context.fireChannelReadComplete()
+        if readHeld && held.isEmpty {
+            readHeld = false
+            context.read()
+        }
     }
 }
 
