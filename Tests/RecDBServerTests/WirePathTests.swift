@@ -5,6 +5,7 @@ import Glibc
 import XCTest
 import RecDB
 @testable import RecDBServer
+import TestSupport
 
 /// `RecommendationWirePath` (the recommendations route read from the socket's bytes) over real connections:
 /// the same bytes as the router, requests in pieces, many pipelined, the client's end of input, malformed
@@ -227,4 +228,64 @@ extension ServerTests {
 // Unchecked: the sending thread only calls `send`, which touches nothing but the file descriptor.
 struct SendingConnection: @unchecked Sendable {
     let connection: ServerTests.RawConnection
+}
+
+extension ServerTests {
+    /// `rdbctl serve` stopped (SIGTERM, its graceful shutdown) while a connection's 300 pipelined requests are
+    /// being answered on the wire path: whatever arrives is whole answers, in order (never one cut short), all
+    /// of them once the server has read them, then the connection ends and the process exits 0. (A stop by
+    /// cancelling the server's task instead can trap inside NIO, with or without the fast paths: see the notes.)
+    func testAGracefulStopMidRoundCutsNoAnswer() throws {
+        guard let rdbctl = BuiltProducts.locate("rdbctl") else {
+            throw XCTSkip("rdbctl is not built (`make test` builds every product)")
+        }
+        for delay in [0.0, 0.003, 0.02] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: rdbctl)
+            process.arguments = ["serve", directory.appendingPathComponent("db").path, "--port", "0"]
+            process.environment = ["OMP_WAIT_POLICY": "passive", "PATH": "/usr/bin:/bin"]
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+            var line = Data()
+            while line.count < 4096 {
+                let byte = out.fileHandleForReading.readData(ofLength: 1)
+                if byte.isEmpty || byte == Data([10]) { break }
+                line.append(byte)
+            }
+            let text = String(decoding: line, as: UTF8.self)
+            let port = try XCTUnwrap(Int(text.components(separatedBy: "http://127.0.0.1:").dropFirst().first?.prefix { $0.isNumber } ?? ""), text)
+
+            let connection = try RawConnection(port: port)
+            let users = (0..<300).map { "u\($0 % 200)" }
+            try connection.send(users.map { "GET /v1/users/\($0)/recommendations?k=3 HTTP/1.1\r\nHost: x\r\n\r\n" }.joined())
+            Thread.sleep(forTimeInterval: delay)
+            process.terminate()
+            let bytes = try XCTUnwrap(connection.readToEnd(seconds: 20), "delay \(delay): the connection did not end after SIGTERM")
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationReason, .exit, "delay \(delay)")
+            XCTAssertEqual(process.terminationStatus, 0, "delay \(delay)")
+            // Split into responses by their Content-Length: no bytes may be left over.
+            var rest = Substring(String(decoding: bytes, as: UTF8.self)), answered: [String] = []
+            while let end = rest.range(of: "\r\n\r\n") {
+                let head = rest[..<end.lowerBound]
+                guard head.hasPrefix("HTTP/1.1 200 OK"),
+                      let field = head.split(separator: "\r\n").first(where: { $0.hasPrefix("Content-Length: ") }),
+                      let length = Int(field.dropFirst("Content-Length: ".count)) else {
+                    return XCTFail("delay \(delay): a head that is not a whole 200: \(head.prefix(200))")
+                }
+                let body = rest[end.upperBound...].utf8.prefix(length)
+                XCTAssertEqual(body.count, length, "delay \(delay): answer \(answered.count + 1) was cut short")
+                let json = try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
+                answered.append(json?["user"] as? String ?? "?")
+                rest = Substring(rest.utf8.dropFirst(head.utf8.count + 4 + length))
+            }
+            XCTAssertTrue(rest.isEmpty, "delay \(delay): \(rest.utf8.count) bytes after the last whole answer")
+            XCTAssertEqual(answered, Array(users.prefix(answered.count)), "delay \(delay)")
+            // 20 ms is long enough for the server to have read every request: a graceful stop answers what it read.
+            if delay >= 0.02 { XCTAssertEqual(answered.count, users.count, "delay \(delay)") }
+        }
+    }
 }
