@@ -71,6 +71,33 @@ final class ServerTests: XCTestCase {
         return Running(server: server, task: task, port: port.get())
     }
 
+    /// `rdbctl serve` on this test's database as its own process, on a free port: the process (the caller
+    /// stops it) and the port it printed.
+    func startServeProcess(_ rdbctl: String) throws -> (Process, Int) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: rdbctl)
+        process.arguments = ["serve", directory.appendingPathComponent("db").path, "--port", "0"]
+        process.environment = ["OMP_WAIT_POLICY": "passive", "PATH": "/usr/bin:/bin"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // The first line names the bound port: "RecDB serving PATH at http://127.0.0.1:PORT/ (…".
+        var line = Data()
+        while line.count < 4096 {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([10]) { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let port = text.components(separatedBy: "http://127.0.0.1:").dropFirst().first.flatMap({ Int($0.prefix { $0.isNumber }) }) else {
+            process.terminate()
+            process.waitUntilExit()
+            throw ConnectionError(description: "rdbctl serve did not print its port: \(text)")
+        }
+        return (process, port)
+    }
+
     struct Reply {
         var status: Int
         var type: String
@@ -489,25 +516,8 @@ extension ServerTests {
         guard let rdbctl = BuiltProducts.locate("rdbctl") else {
             throw XCTSkip("rdbctl is not built (`make test` builds every product)")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: rdbctl)
-        process.arguments = ["serve", directory.appendingPathComponent("db").path, "--port", "0"]
-        process.environment = ["OMP_WAIT_POLICY": "passive", "PATH": "/usr/bin:/bin"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let (process, port) = try startServeProcess(rdbctl)
         defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
-        // The first line names the bound port: "RecDB serving PATH at http://127.0.0.1:PORT/ (…".
-        var line = Data()
-        while line.count < 4096 {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([10]) { break }
-            line.append(byte)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        let portText = try XCTUnwrap(text.components(separatedBy: "http://127.0.0.1:").dropFirst().first?.prefix { $0.isNumber }, text)
-        let port = try XCTUnwrap(Int(portText), text)
 
         XCTAssertEqual(try call(port: port, "GET", "/healthz").status, 200)
         let expected = try database.recommend(user: "u1", k: 5).items.map(\.item)

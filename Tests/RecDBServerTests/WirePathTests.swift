@@ -240,23 +240,8 @@ extension ServerTests {
             throw XCTSkip("rdbctl is not built (`make test` builds every product)")
         }
         for delay in [0.0, 0.003, 0.02] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: rdbctl)
-            process.arguments = ["serve", directory.appendingPathComponent("db").path, "--port", "0"]
-            process.environment = ["OMP_WAIT_POLICY": "passive", "PATH": "/usr/bin:/bin"]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            let (process, port) = try startServeProcess(rdbctl)
             defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
-            var line = Data()
-            while line.count < 4096 {
-                let byte = out.fileHandleForReading.readData(ofLength: 1)
-                if byte.isEmpty || byte == Data([10]) { break }
-                line.append(byte)
-            }
-            let text = String(decoding: line, as: UTF8.self)
-            let port = try XCTUnwrap(Int(text.components(separatedBy: "http://127.0.0.1:").dropFirst().first?.prefix { $0.isNumber } ?? ""), text)
 
             let connection = try RawConnection(port: port)
             let users = (0..<300).map { "u\($0 % 200)" }
