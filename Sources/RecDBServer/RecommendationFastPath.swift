@@ -88,33 +88,31 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if queued > 0 && (!held.isEmpty || wouldPassOn(unwrapInboundIn(data))) {
-            // Hummingbird could answer it before the round answers the requests taken before it.
-            return held.append(.read(data))
-        }
+        // While a request taken here waits for its round, what would go to Hummingbird waits too: Hummingbird
+        // could answer it before the round answers the requests taken before it.
+        if !held.isEmpty { return held.append(.read(data)) }
         switch unwrapInboundIn(data) {
         case .head(let head):
             if passedOn == 0, !closing, let target = Self.target(head) {
                 taken = FastRequest(id: target.id, uri: target.uri, authorization: head.headerFields[.authorization])
                 return
             }
+            if queued > 0 { return held.append(.read(data)) }
             if head.headerFields[.connection] == "close" { closing = true }
             passedOn += 1
             context.fireChannelRead(data)
         case .body:
-            if taken == nil { context.fireChannelRead(data) }
+            guard taken == nil else { return }
+            if queued > 0 { return held.append(.read(data)) }
+            context.fireChannelRead(data)
         case .end:
-            guard let request = taken else { return context.fireChannelRead(data) }
+            guard let request = taken else {
+                if queued > 0 { return held.append(.read(data)) }
+                return context.fireChannelRead(data)
+            }
             taken = nil
             queued += 1
             round.add(self, context, request)
-        }
-    }
-
-    private func wouldPassOn(_ part: HTTPRequestPart) -> Bool {
-        switch part {
-        case .head(let head): return passedOn > 0 || closing || Self.target(head) == nil
-        case .body, .end: return taken == nil
         }
     }
 

@@ -22,7 +22,7 @@ import NIOCore
 ///
 /// While answering, this handler keeps the connection's idle timeout (Hummingbird's handler never sees
 /// these requests); once it passes bytes on, it adds Hummingbird's own idle handling. A connection queues at
-/// most `maxQueued` requests per round; beyond that, or while the socket's send buffer is full, it stops
+/// most `maxQueued` requests per round; beyond that, or while the channel is not writable (output backed up), it stops
 /// reading until the round has written its answers.
 final class RecommendationWirePath: ChannelDuplexHandler, RemovableChannelHandler, FastPathMember {
     typealias InboundIn = ByteBuffer
