@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTPTypes
+import RecDB
 
 /// Hummingbird's HTTP/1.1 channel (`.http1`, the same pipeline and configuration) with
 /// `RecommendationFastPath` added to every connection's pipeline.
@@ -157,9 +158,9 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
         return (String(decoding: segment, as: UTF8.self), uri)
     }
 
-    /// Writes the answer to `request` without flushing it: its round flushes every connection it answered.
-    func answer(_ request: FastRequest, _ context: ChannelHandlerContext) {
-        var (status, fields, body) = server.recommendationAnswer(request)
+    /// Writes an answer without flushing it: its round flushes every connection it answered.
+    func write(_ answer: FastAnswer, _ context: ChannelHandlerContext) {
+        var (status, fields, body) = answer
         // The headers in the order Hummingbird writes them: the handler's, Content-Length, Date, Server.
         fields[.contentLength] = String(body.count)
         fields[.date] = date.now()
@@ -190,25 +191,40 @@ final class RecommendationFastPath: ChannelDuplexHandler, RemovableChannelHandle
     }
 }
 
+/// A fast path's answer: status, the handler's headers (Content-Type, and WWW-Authenticate on a 401) and body.
+typealias FastAnswer = (status: HTTPResponse.Status, fields: HTTPFields, body: [UInt8])
+
 extension RecDBServer {
-    /// The answer to a recommendations request taken by a fast path: status, the handler's headers
-    /// (Content-Type, and WWW-Authenticate on a 401) and body; counted in the route's metrics and in
-    /// `fastPathAnswers`. The same code as the router's handler: authorisation, bounds and problem answers.
-    func recommendationAnswer(_ request: FastRequest) -> (HTTPResponse.Status, HTTPFields, [UInt8]) {
+    /// The answers to recommendations requests a fast path took together, in order: each counted in the
+    /// route's metrics and in `fastPathAnswers`. The same code as the router's handler (authorisation,
+    /// bounds and problem answers), but the requests that pass those are answered by one
+    /// `Database.recommend(_:)` call: one snapshot and one forward pass for all of them.
+    func recommendationAnswers(_ requests: [FastRequest]) -> [FastAnswer] {
         let start = DispatchTime.now().uptimeNanoseconds
-        var status = HTTPResponse.Status.ok
-        var fields = HTTPFields()
-        var body: [UInt8]
-        do {
-            try authorise(authorization: request.authorization, .read)
-            body = try recommendations(user: try decodedID(request.id, "id"), query: Query(request.uri))
-            fields[.contentType] = "application/json"
-        } catch {
-            (status, fields, body) = problemParts(for: error, path: request.uri.path)
+        var answers = [FastAnswer?](repeating: nil, count: requests.count)
+        var batch: [RecommendationRequest] = []
+        var batchIndices: [Int] = []
+        for (index, request) in requests.enumerated() {
+            do {
+                try authorise(authorization: request.authorization, .read)
+                batch.append(try recommendationRequest(user: try decodedID(request.id, "id"), query: Query(request.uri)))
+                batchIndices.append(index)
+            } catch {
+                answers[index] = problemParts(for: error, path: request.uri.path)
+            }
         }
-        recommendationsSeries.record(status: status.code, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        fastPathAnswers.add(1, ordering: .relaxed)
-        return (status, fields, body)
+        for (index, result) in zip(batchIndices, database.recommend(batch)) {
+            do {
+                answers[index] = (.ok, [.contentType: "application/json"], try ResponseJSON.encode(try result.get()))
+            } catch {
+                answers[index] = problemParts(for: error, path: requests[index].uri.path)
+            }
+        }
+        // Each request waited for the whole batch: its latency is the batch's.
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        for answer in answers { recommendationsSeries.record(status: answer!.status.code, seconds: seconds) }
+        fastPathAnswers.add(requests.count, ordering: .relaxed)
+        return answers.map { $0! }
     }
 }
 
@@ -223,8 +239,8 @@ struct FastRequest {
 protocol FastPathMember: AnyObject {
     /// False once the connection is gone: its queued requests are dropped.
     var isActive: Bool { get }
-    /// Writes the answer to `request`, without flushing.
-    func answer(_ request: FastRequest, _ context: ChannelHandlerContext)
+    /// Writes `answer` (to one of its requests, in the order they were added), without flushing.
+    func write(_ answer: FastAnswer, _ context: ChannelHandlerContext)
     /// Called once the round has flushed the connection (once per round, after all its answers).
     func answered(_ context: ChannelHandlerContext)
 }
@@ -252,6 +268,8 @@ final class FastPathRound {
     }
 
     private let loop: any EventLoop
+    /// The server owns its rounds: it outlives them.
+    private unowned let server: RecDBServer
     private var pending: [Entry] = []
     private var answering: [Entry] = []
     /// The connections a round has flushed (kept between rounds for its capacity).
@@ -264,8 +282,9 @@ final class FastPathRound {
     private var lastSize = 0
     private var lastNanoseconds: UInt64 = 0
 
-    init(loop: any EventLoop) {
+    init(loop: any EventLoop, server: RecDBServer) {
         self.loop = loop
+        self.server = server
     }
 
     func add(_ member: any FastPathMember, _ context: ChannelHandlerContext, _ request: FastRequest) {
@@ -295,7 +314,9 @@ final class FastPathRound {
         guard !pending.isEmpty else { return }  // a timer that fired as it was cancelled
         let start = DispatchTime.now().uptimeNanoseconds
         swap(&pending, &answering)
-        for entry in answering where entry.member.isActive { entry.member.answer(entry.request, entry.context) }
+        answering.removeAll { !$0.member.isActive }  // gone connections: their requests are not answered
+        let answers = server.recommendationAnswers(answering.map(\.request))
+        for (entry, answer) in zip(answering, answers) { entry.member.write(answer, entry.context) }
         // Each connection once (its entries may be many), in the order of their first request.
         flushed.removeAll(keepingCapacity: true)
         for entry in answering where entry.member.isActive && flushed.insert(ObjectIdentifier(entry.member)).inserted {

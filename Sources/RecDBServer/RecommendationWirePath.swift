@@ -6,7 +6,7 @@ import NIOCore
 
 /// `GET /v1/users/{id}/recommendations` read from and answered to the socket's bytes, in front of NIO's HTTP
 /// decoder, for requests `WireRequestParser` takes (most clients' plain GETs). The answer is the same
-/// (`RecDBServer.recommendationAnswer`) and written as the same bytes Hummingbird writes for it; it is
+/// (`RecDBServer.recommendationAnswers`) and written as the same bytes Hummingbird writes for it; it is
 /// answered in the event loop's `FastPathRound` with `RecommendationFastPath`'s answers.
 ///
 /// Why: `RecommendationFastPath` still pays for NIO's HTTP/1.1 decoder and encoder, the HTTP types
@@ -152,8 +152,8 @@ final class RecommendationWirePath: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
-    func answer(_ request: FastRequest, _ context: ChannelHandlerContext) {
-        let (status, fields, body) = server.recommendationAnswer(request)
+    func write(_ answer: FastAnswer, _ context: ChannelHandlerContext) {
+        let (status, fields, body) = answer
         server.wirePathAnswers.add(1, ordering: .relaxed)
         let length = String(body.count), now = date.now()
         // The bytes NIO's encoder writes for Hummingbird's response: status line, the handler's fields,

@@ -254,6 +254,12 @@ extension RecDBServer {
     /// `GET /v1/users/{id}/recommendations`: the JSON body for the user and query (the router's handler
     /// and `RecommendationFastPath` both call this).
     func recommendations(user: String, query: Query) throws -> [UInt8] {
+        let request = try recommendationRequest(user: user, query: query)
+        return try ResponseJSON.encode(try database.recommend(user: request.user, k: request.k, options: request.options))
+    }
+
+    /// The query of `GET /v1/users/{id}/recommendations` as a request of `Database.recommend(_:)`.
+    func recommendationRequest(user: String, query: Query) throws -> RecommendationRequest {
         let k = try boundedK(try query.int("k"))
         var options = RecommendOptions()
         options.model = query.string("model")
@@ -263,7 +269,7 @@ extension RecDBServer {
         }
         options.excludeSeen = try query.bool("exclude_seen") ?? true
         options.filter = try query.attributeFilter()
-        return try ResponseJSON.encode(try database.recommend(user: user, k: k, options: options))
+        return RecommendationRequest(user: user, k: k, options: options)
     }
 
     func pathParameter(_ context: Context, _ name: String) throws -> String {

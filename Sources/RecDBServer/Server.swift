@@ -116,7 +116,7 @@ public final class RecDBServer: Sendable {
         fastPathRounds.withLock { rounds in
             let key = ObjectIdentifier(loop)
             if let round = rounds[key] { return round.value }
-            let round = FastPathRound(loop: loop)
+            let round = FastPathRound(loop: loop, server: self)
             rounds[key] = NIOLoopBound(round, eventLoop: loop)
             return round
         }

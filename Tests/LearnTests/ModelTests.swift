@@ -175,6 +175,13 @@ final class ModelTests: XCTestCase {
             for (k, s) in serial.enumerated() {
                 for j in 0..<16 { XCTAssertEqual(batch.values[k * 16 + j], s[j], accuracy: 1e-5) }
             }
+            // The calling-thread variant (a server's event loop) writes the same rows into the caller's buffer.
+            var rows = [Float](repeating: .nan, count: histories.count * 16)
+            rows.withUnsafeMutableBufferPointer { model.userRepresentations(histories, into: $0, onCallingThreadOnly: true) }
+            for (k, s) in serial.enumerated() {
+                for j in 0..<16 { XCTAssertEqual(rows[k * 16 + j], s[j], accuracy: 1e-5, "\(arch) history \(k)") }
+            }
+            if arch == .sasrec { XCTAssertEqual(Array(rows[(histories.count - 2) * 16..<(histories.count - 1) * 16]), [Float](repeating: 0, count: 16), "an empty history gives zeros") }
             XCTAssertEqual(model.userRepresentation([41, 3]), model.userRepresentation([3]), "unknown ids are skipped")
             let shared = Locked([[Float]](repeating: [], count: histories.count * 8))
             DispatchQueue.concurrentPerform(iterations: 8) { t in

@@ -99,6 +99,62 @@ final class TrainingTests: DatabaseTestCase {
         XCTAssertEqual(batch.map { $0.items.map(\.item) }, try ["u1", "u2", "u3"].map { try db.recommend(user: $0, k: 4).items.map(\.item) })
     }
 
+    /// `recommend(_:)` answers a batch from one snapshot with one forward pass per model version: each answer
+    /// is the one its request gets alone (scores to float rounding), and one request's error stays its own.
+    func testABatchAnswersEachRequestAsAloneAndKeepsErrorsApart() throws {
+        let db = try makeDatabase()
+        try fill(db)
+        _ = try db.train(TrainingRequest(model: "seq", configuration: smallConfiguration(epochs: 2)))
+        _ = try db.train(TrainingRequest(model: "seq", configuration: smallConfiguration(epochs: 1, seed: 2)))
+        var gru = smallConfiguration(epochs: 1, seed: 3)
+        gru.architecture = .gru4rec
+        _ = try db.train(TrainingRequest(model: "gru", configuration: gru))
+        _ = try db.write { tx in try tx.upsertUser(externalID: "newcomer") }
+        try db.write { try $0.setAvailability(item: 7, false) }
+
+        var requests: [RecommendationRequest] = []
+        for u in 0..<40 {
+            var options = RecommendOptions(model: u % 3 == 0 ? "gru" : "seq")
+            if u % 5 == 1 { options.version = 1 }
+            if u % 7 == 2 { options.excludeSeen = false }
+            if u % 4 == 3 { options.filter = SearchFilter(attributes: ["parity": "0"]) }
+            if u % 6 == 5 { options.titles = false }
+            requests.append(RecommendationRequest(user: "u\(u)", k: 1 + u % 6, options: options))
+        }
+        requests.insert(RecommendationRequest(user: "newcomer", k: 3, options: RecommendOptions(model: "seq")), at: 5)
+        requests.insert(RecommendationRequest(user: "nobody", k: 3, options: RecommendOptions(model: "seq")), at: 9)
+        requests.insert(RecommendationRequest(user: "u1", k: 0, options: RecommendOptions(model: "seq")), at: 13)
+        requests.insert(RecommendationRequest(user: "u2", k: 3, options: RecommendOptions(model: "missing")), at: 17)
+        requests.insert(RecommendationRequest(user: "u3", k: 3, options: RecommendOptions(model: "seq", version: 9)), at: 21)
+        requests.insert(RecommendationRequest(user: "u4", k: 3), at: 25)  // two models: naming none is an error
+
+        let answers = db.recommend(requests)
+        XCTAssertEqual(answers.count, requests.count)
+        var failures = 0, sources: [RecommendationSource: Int] = [:]
+        for (request, answer) in zip(requests, answers) {
+            let alone = Result { try db.recommend(user: request.user, k: request.k, options: request.options) }
+            switch (answer, alone) {
+            case let (.success(batched), .success(single)):
+                XCTAssertEqual(batched.items.map(\.item), single.items.map(\.item), request.user)
+                XCTAssertEqual(batched.items.map(\.title), single.items.map(\.title), request.user)
+                for (b, s) in zip(batched.items, single.items) { XCTAssertEqual(b.score, s.score, accuracy: 1e-4, request.user) }
+                XCTAssertEqual([batched.model, String(batched.version), batched.source.rawValue, batched.user ?? ""],
+                               [single.model, String(single.version), single.source.rawValue, single.user ?? ""])
+                XCTAssertFalse(batched.items.contains { $0.item == "i7" }, "an unavailable item is never served")
+                sources[batched.source, default: 0] += 1
+            case let (.failure(batched), .failure(single)):
+                XCTAssertEqual("\(batched)", "\(single)")
+                failures += 1
+            default:
+                XCTFail("\(request.user): batched \(answer), alone \(alone)")
+            }
+        }
+        XCTAssertEqual(failures, 5)
+        XCTAssertEqual(sources[.popularity], 1)
+        XCTAssertEqual(sources[.sequence], 40)
+        XCTAssertEqual(db.recommend([]).count, 0)
+    }
+
     /// A version is immutable, so its number is never given to other weights: not even after the whole
     /// model was dropped and a new one trained under the same name (readers and caches may hold the old one).
     func testAModelDroppedWholeNeverReusesItsVersionNumbers() throws {

@@ -86,8 +86,23 @@ public final class SequentialRecommender: @unchecked Sendable {
 
     /// User vectors for many histories at once (`[histories.count, hiddenSize]`), using all cores.
     public func userRepresentations(_ histories: [[Int32]]) -> Tensor {
+        var values = [Float](repeating: 0, count: histories.count * hiddenSize)
+        values.withUnsafeMutableBufferPointer { userRepresentations(histories, into: $0, onCallingThreadOnly: false) }
+        return Tensor(shape: [histories.count, hiddenSize], values: values)
+    }
+
+    /// User vectors for many histories in one forward pass over the packed batch, written row by row into
+    /// `out` (`histories.count × hiddenSize` floats; an empty history gives zeros, as `userRepresentation`).
+    /// Row k equals `userRepresentation(histories[k])` up to float rounding (the products run over more rows).
+    ///
+    /// With `onCallingThreadOnly`, no work is handed to other threads: what a server's event loop uses to score
+    /// the requests it has read together (its other cores serve other loops), and what a caller that spreads
+    /// batches over the cores itself uses.
+    public func userRepresentations(_ histories: [[Int32]], into out: UnsafeMutableBufferPointer<Float>, onCallingThreadOnly: Bool) {
         let d = hiddenSize, n = numItems
-        var values = [Float](repeating: 0, count: histories.count * d)
+        // A programmer error: the caller sizes `out` from the same count.
+        precondition(out.count >= histories.count * d)
+        out.baseAddress!.update(repeating: 0, count: histories.count * d)
         let ws = pool.take { network.makeWorkspace() }
         defer { pool.give(ws) }
         let batch = max(1, configuration.evaluationBatchSize)
@@ -95,14 +110,21 @@ public final class SequentialRecommender: @unchecked Sendable {
         while start < histories.count {
             let end = min(histories.count, start + batch)
             ws.reset()
-            for h in histories[start..<end] { network.appendEvaluationWindow(h.filter { $0 >= 1 && Int($0) <= n }, to: ws) }
-            network.forwardLastRows(ws)
-            for k in 0..<(end - start) where ws.layout.rowStart[k + 1] > ws.layout.rowStart[k] {
-                for j in 0..<d { values[(start + k) * d + j] = ws.hidden.p[k * d + j] }
+            for h in histories[start..<end] {
+                if h.allSatisfy({ $0 >= 1 && Int($0) <= n }) {
+                    network.appendEvaluationWindow(h, to: ws)
+                } else {
+                    network.appendEvaluationWindow(h.filter { $0 >= 1 && Int($0) <= n }, to: ws)
+                }
+            }
+            if ws.layout.rows > 0 {
+                if onCallingThreadOnly { Parallel.$parts.withValue(1) { network.forwardLastRows(ws) } } else { network.forwardLastRows(ws) }
+                for k in 0..<(end - start) where ws.layout.rowStart[k + 1] > ws.layout.rowStart[k] {
+                    (out.baseAddress! + (start + k) * d).update(from: ws.hidden.p + k * d, count: d)
+                }
             }
             start = end
         }
-        return Tensor(shape: [histories.count, d], values: values)
     }
 
     // MARK: - Item vectors

@@ -62,31 +62,97 @@ extension Database {
         }
     }
 
-    /// Recommendations for many users, spread over all cores (each worker reads its own snapshot).
+    /// Recommendations for many users, spread over all cores: each worker answers its share in batches of
+    /// `recommendBatchSize` users through `recommend(_:)` (one snapshot and one forward pass a batch).
     public func recommend(users: [String], k: Int, options: RecommendOptions = RecommendOptions()) throws -> [Recommendations] {
         let results = ResultSlots<Recommendations>(count: users.count)
-        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, users.count))
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, (users.count + Self.recommendBatchSize - 1) / Self.recommendBatchSize))
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var i = worker
+            // Worker w takes batches w, w + workers, …: contiguous users share a batch.
             var local: [(Int, Result<Recommendations, Error>)] = []
-            while i < users.count {
-                local.append((i, Result { try self.recommend(user: users[i], k: k, options: options) }))
-                i += workers
+            var start = worker * Self.recommendBatchSize
+            while start < users.count {
+                let range = start..<min(users.count, start + Self.recommendBatchSize)
+                let answers = self.recommend(range.map { RecommendationRequest(user: users[$0], k: k, options: options) })
+                for (i, answer) in zip(range, answers) { local.append((i, answer)) }
+                start += workers * Self.recommendBatchSize
             }
             results.store(local)
         }
         return try results.values.map { try $0!.get() }
     }
 
-    func recommend(_ tx: ReadTransaction, user: UInt32?, externalUser: String?, sequence: [UInt32]?, k: Int,
-                   options: RecommendOptions) throws -> Recommendations {
+    /// Users a worker of `recommend(users:)` answers together: large enough that the forward pass runs over
+    /// many rows at once, small enough that the two cores share the work evenly on a few hundred users.
+    static let recommendBatchSize = 32
+
+    /// Answers many requests from **one** snapshot on the calling thread, each as `recommend(user:k:options:)`
+    /// would in that snapshot: the users with events go through the model in one forward pass per model
+    /// version (far cheaper per user than one pass each: the products run over many rows), then each is
+    /// searched and described on its own. One request's error (unknown user, bad `k`, unknown model) is its
+    /// own result and does not fail the others. No work is handed to other threads: a server's event loop
+    /// answers the requests it has read together this way.
+    public func recommend(_ requests: [RecommendationRequest]) -> [Result<Recommendations, Error>] {
+        do {
+            return try read { tx in
+                var results = [Result<Recommendations, Error>?](repeating: nil, count: requests.count)
+                // The requests with events, by model: one forward pass each.
+                var byModel: [ObjectIdentifier: (model: LoadedModel, members: [(index: Int, plan: RecommendationPlan)])] = [:]
+                for (index, request) in requests.enumerated() {
+                    do {
+                        guard let userID = try tx.userID(for: request.user) else { throw RecDBError.unknownUser(request.user) }
+                        let plan = try recommendationPlan(tx, user: userID, sequence: nil, k: request.k, options: request.options)
+                        if plan.history.isEmpty {
+                            results[index] = Result { try finishRecommendation(tx, plan, user: userID, externalUser: request.user, sequenceVector: nil,
+                                                                               k: request.k, options: request.options) }
+                        } else {
+                            byModel[ObjectIdentifier(plan.model), default: (plan.model, [])].members.append((index, plan))
+                        }
+                    } catch {
+                        results[index] = .failure(error)
+                    }
+                }
+                for (model, members) in byModel.values {
+                    let recommender = model.recommender
+                    let d = recommender.hiddenSize
+                    var vectors = [Float](repeating: 0, count: members.count * d)
+                    vectors.withUnsafeMutableBufferPointer {
+                        recommender.userRepresentations(members.map { $0.plan.history.map { Int32(bitPattern: $0) } }, into: $0, onCallingThreadOnly: true)
+                    }
+                    for (row, member) in members.enumerated() {
+                        let request = requests[member.index]
+                        results[member.index] = Result {
+                            try finishRecommendation(tx, member.plan, user: member.plan.user, externalUser: request.user,
+                                                     sequenceVector: Array(vectors[(row * d)..<((row + 1) * d)]), k: request.k, options: request.options)
+                        }
+                    }
+                }
+                return results.map { $0! }
+            }
+        } catch {
+            return requests.map { _ in .failure(error) }  // the snapshot itself could not be read
+        }
+    }
+
+    /// What a recommendation is computed from, read from the snapshot: the serving version, its loaded model
+    /// and item space, the window of events the model reads, and the items to leave out.
+    struct RecommendationPlan {
+        let user: UInt32?
+        let info: ModelVersionInfo
+        let model: LoadedModel
+        let space: EmbeddingSpace
+        let history: [UInt32]
+        let excluded: [UInt32]  // may repeat ids: the filter deduplicates
+    }
+
+    func recommendationPlan(_ tx: ReadTransaction, user: UInt32?, sequence: [UInt32]?, k: Int, options: RecommendOptions) throws -> RecommendationPlan {
         guard k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
         let name = try options.model ?? defaultModelName(tx)
         let info = try servingVersion(tx, model: name, version: options.version)
         let model = try loadedModel(tx, info)
         let maxLength = info.configuration.maxLength
         let history: [UInt32]
-        var excluded: [UInt32] = []  // may repeat ids: the filter deduplicates
+        var excluded: [UInt32] = []
         if let sequence {
             history = Array(sequence.suffix(maxLength))
             if options.excludeSeen { excluded = sequence }
@@ -98,33 +164,46 @@ extension Database {
         } else {
             history = try tx.recentItems(user: user!, last: maxLength)
         }
-        let spaceName = Database.itemSpaceName(model: info.model, version: info.version)
-        let space = try tx.requireSpace(spaceName)
+        let space = try tx.requireSpace(Database.itemSpaceName(model: info.model, version: info.version))
+        return RecommendationPlan(user: user, info: info, model: model, space: space, history: history, excluded: excluded)
+    }
 
+    func recommend(_ tx: ReadTransaction, user: UInt32?, externalUser: String?, sequence: [UInt32]?, k: Int,
+                   options: RecommendOptions) throws -> Recommendations {
+        let plan = try recommendationPlan(tx, user: user, sequence: sequence, k: k, options: options)
+        let sequenceVector = plan.history.isEmpty ? nil : plan.model.recommender.userRepresentation(plan.history.map { Int32(bitPattern: $0) })
+        return try finishRecommendation(tx, plan, user: user, externalUser: externalUser, sequenceVector: sequenceVector, k: k, options: options)
+    }
+
+    /// The answer from a plan and, when the user has events, the model's vector for them (`sequenceVector`);
+    /// without events, the profile or popularity fallback.
+    func finishRecommendation(_ tx: ReadTransaction, _ plan: RecommendationPlan, user: UInt32?, externalUser: String?,
+                              sequenceVector: [Float]?, k: Int, options: RecommendOptions) throws -> Recommendations {
+        let info = plan.info, model = plan.model
         var source = RecommendationSource.sequence
-        var userVector: [Float]?
-        if !history.isEmpty {
-            userVector = model.recommender.userRepresentation(history.map { Int32(bitPattern: $0) })
-        } else if let user, let profileSpace = info.profileSpace, model.recommender.profileDimension != nil,
-                  let profile = try tx.vector(space: profileSpace, entity: user) {
-            // The profile space may have been recreated with another dimension since training: an error, not a trap.
-            do {
-                let input = try info.profileReduction.map { try $0.transform(profile) } ?? profile
-                userVector = try model.recommender.userRepresentation(profile: input)
-            } catch {
-                throw RecDBError.training("profile of user in space '\(profileSpace)' (\(profile.count) values) does not fit \(info.model)@\(info.version): \(error)")
+        var userVector = sequenceVector
+        if userVector == nil {
+            if let user, let profileSpace = info.profileSpace, model.recommender.profileDimension != nil,
+               let profile = try tx.vector(space: profileSpace, entity: user) {
+                // The profile space may have been recreated with another dimension since training: an error, not a trap.
+                do {
+                    let input = try info.profileReduction.map { try $0.transform(profile) } ?? profile
+                    userVector = try model.recommender.userRepresentation(profile: input)
+                } catch {
+                    throw RecDBError.training("profile of user in space '\(profileSpace)' (\(profile.count) values) does not fit \(info.model)@\(info.version): \(error)")
+                }
+                source = .profile
+            } else {
+                source = .popularity
             }
-            source = .profile
-        } else {
-            source = .popularity
         }
 
         let items: [ScoredItem]
         if let userVector {
-            items = try search(tx, space: space, query: userVector, k: k, filter: options.filter, extraExcluded: excluded, titles: options.titles)
+            items = try search(tx, space: plan.space, query: userVector, k: k, filter: options.filter, extraExcluded: plan.excluded, titles: options.titles)
         } else {
             // Popularity within the same filters.
-            let idFilter = try makeFilter(tx, kind: .item, filter: options.filter, extraExcluded: excluded)
+            let idFilter = try makeFilter(tx, kind: .item, filter: options.filter, extraExcluded: plan.excluded)
             var hits: [(UInt32, Float)] = []
             for id in model.popularityOrder where idFilter?.permits(id) ?? true {
                 hits.append((id, model.popularity[Int(id)]))
@@ -133,6 +212,19 @@ extension Database {
             items = try describe(tx, kind: .item, hits, titles: options.titles)
         }
         return Recommendations(user: externalUser, model: info.model, version: info.version, source: source, items: items)
+    }
+}
+
+/// One request of a batch given to `Database.recommend(_:)`.
+public struct RecommendationRequest: Sendable {
+    public var user: String
+    public var k: Int
+    public var options: RecommendOptions
+
+    public init(user: String, k: Int, options: RecommendOptions = RecommendOptions()) {
+        self.user = user
+        self.k = k
+        self.options = options
     }
 }
 
