@@ -133,6 +133,33 @@ __attribute__((target("avx512f,avx512vnni"))) inline void compactScanVNNI(const 
         compactFinishBlock(b, a0, meta, rows, q, threshold, visit);
     }
 }
+
+/// `compactScanVNNI` for G queries at once: each block's row bytes are loaded once and multiplied with every
+/// query's quads (G independent accumulation chains), so the catalogue streams through the cache once for the
+/// group instead of once per query. Each query keeps its own threshold; `visit(g, row, s̃, e)` sees query g's
+/// rows in row order, as `compactScanVNNI` shows them to a single query — the same candidates and thresholds.
+template <int G, class Visit>
+__attribute__((target("avx512f,avx512vnni"))) inline void compactScanVNNIGroup(const int8_t* blocks, const CompactBlockMeta* meta,
+                                                                               size_t rows, size_t quads, const CompactQuery* const* qs,
+                                                                               float* thresholds, Visit&& visit) {
+    const size_t blockCount = (rows + kCompactBlockRows - 1) / kCompactBlockRows;
+    const size_t stride = quads * kCompactBlockRows * 4;
+    const uint32_t* queryQuads[G];
+    for (int g = 0; g < G; g++) queryQuads[g] = qs[g]->quads.data();
+    for (size_t b = 0; b < blockCount; b++) {
+        const int8_t* p = blocks + b * stride;
+        __m512i acc[G];
+        for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_si512();
+        for (size_t j = 0; j < quads; j++) {
+            const __m512i rowBytes = _mm512_loadu_si512(p + j * kCompactBlockRows * 4);
+            for (int g = 0; g < G; g++) acc[g] = _mm512_dpbusd_epi32(acc[g], _mm512_set1_epi32(int(queryQuads[g][j])), rowBytes);
+        }
+        for (int g = 0; g < G; g++) {
+            auto visitQuery = [&](size_t row, float s, float e) { visit(g, row, s, e); };
+            compactFinishBlock(b, acc[g], meta, rows, *qs[g], thresholds[g], visitQuery);
+        }
+    }
+}
 #endif
 
 /// The int8 shadow of a flat index's rows, kept in step with the float rows by the index's mutating calls
@@ -231,6 +258,18 @@ struct CompactRows {
 
     /// Calls `visit(row, s̃, e)` for every row whose upper bound reaches `threshold` when it is scanned (see
     /// compactScanVNNI).
+    /// `scan` for G queries in one pass over the rows (see compactScanVNNIGroup).
+    template <int G, class Visit>
+    void scanGroup(const CompactQuery* const* qs, float* thresholds, Visit&& visit) const {
+#ifdef CFAISS_COMPACT_X86
+        compactScanVNNIGroup<G>(blocks.data(), meta.data(), rows, quads, qs, thresholds, visit);
+#else
+        (void)qs;
+        (void)thresholds;
+        (void)visit;
+#endif
+    }
+
     template <class Visit>
     void scan(const CompactQuery& q, float& threshold, Visit&& visit) const {
 #ifdef CFAISS_COMPACT_X86

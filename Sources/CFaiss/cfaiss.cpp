@@ -251,6 +251,23 @@ struct cfaiss_index {
 
     bool isPlainFlatSimilarity() const { return flat && core == index.get() && !hnsw && isSimilarity(); }
 
+    /// Turns one query's k Faiss labels into ids, packing valid results at the front (0 and score 0 after them).
+    void writeIds(size_t k, const idx_t* labels, uint32_t* ids, float* scores) const {
+        size_t written = 0;
+        for (size_t j = 0; j < k; j++) {
+            const idx_t label = labels[j];
+            const uint32_t id = (label >= 0 && size_t(label) < labelToId.size()) ? labelToId[size_t(label)] : 0;
+            if (id == 0) continue;
+            ids[written] = id;
+            scores[written] = scores[j];
+            written++;
+        }
+        for (; written < k; written++) {
+            ids[written] = 0;
+            scores[written] = 0;
+        }
+    }
+
     bool scansCompactRows() const {
         return isPlainFlatSimilarity() && compactRows.usable && compactRows.rows == size_t(index->ntotal) &&
                quantizedScanEnabled.load(std::memory_order_relaxed);
@@ -609,55 +626,127 @@ void searchFlatWithBLAS(const cfaiss_index* h, size_t n, const float* queries, s
     }
 }
 
-/// One query on a plain flat similarity index through its int8 copy: approximate scores with error bounds, then
+/// Queries on a plain flat similarity index through its int8 copy: approximate scores with error bounds, then
 /// exact float32 re-scoring of the rows whose bound interval reaches the k-th best lower bound (see
 /// CompactRowScan.h for the bound). The selector is consulted only for rows that could enter a heap.
-void searchFlatCompact(const cfaiss_index* h, const float* query, size_t k, const LiveRowSelector* sel,
-                       float* outScores, idx_t* outLabels) {
+///
+/// `searchFlatCompact` runs one query; `searchFlatCompactGroup<G>` runs G queries (each with its own k and
+/// selector) in one pass over the int8 rows. A query gets the same candidates, thresholds and results either
+/// way: the scan visits its rows in the same order with the same approximate scores.
+extern "C++" {  // templates inside the file's extern "C" block
+struct CompactSearch {
+    cfaiss::CompactQuery query;
+    std::vector<float> lowerScores;
+    std::vector<idx_t> lowerLabels;
     struct Candidate {
         uint32_t row;
         float upper;
     };
-    struct Scratch {
-        cfaiss::CompactQuery query;
-        std::vector<float> lowerScores;
-        std::vector<idx_t> lowerLabels;
-        std::vector<Candidate> candidates;
-    };
-    thread_local Scratch scratch;
-    const cfaiss::CompactRows& compact = h->compactRows;
-    const size_t d = size_t(h->dimension);
-    compact.prepare(query, scratch.query);
+    std::vector<Candidate> candidates;
+    float threshold = 0;
+    size_t k = 0;
+    const LiveRowSelector* sel = nullptr;
 
-    // Pass 1: the k best lower bounds among permitted rows give a threshold no row of the true top-k is below;
-    // rows whose upper bound reached the threshold when they were seen are the candidates.
-    float* lowerScores = (scratch.lowerScores.resize(k), scratch.lowerScores.data());
-    idx_t* lowerLabels = (scratch.lowerLabels.resize(k), scratch.lowerLabels.data());
-    faiss::minheap_heapify(k, lowerScores, lowerLabels);
-    std::vector<Candidate>& candidates = scratch.candidates;
-    candidates.clear();
-    float threshold = lowerScores[0];
-    compact.scan(scratch.query, threshold, [&](size_t row, float s, float bound) {
+    /// Pass 1's start: the k best lower bounds among permitted rows give a threshold no row of the true
+    /// top-k is below; rows whose upper bound reached the threshold when they were seen are the candidates.
+    void begin(const cfaiss::CompactRows& compact, const float* x, size_t kq, const LiveRowSelector* selector) {
+        compact.prepare(x, query);
+        k = kq;
+        sel = selector;
+        lowerScores.resize(k);
+        lowerLabels.resize(k);
+        faiss::minheap_heapify(k, lowerScores.data(), lowerLabels.data());
+        candidates.clear();
+        threshold = lowerScores[0];
+    }
+
+    void visit(size_t row, float s, float bound) {
         candidates.push_back({uint32_t(row), s + bound});
         const float lower = s - bound;
         if (lower > threshold && (!sel || sel->is_member(idx_t(row)))) {
-            faiss::minheap_replace_top(k, lowerScores, lowerLabels, lower, idx_t(row));
+            faiss::minheap_replace_top(k, lowerScores.data(), lowerLabels.data(), lower, idx_t(row));
             threshold = lowerScores[0];
         }
-    });
-
-    // Pass 2: exact scores of the candidates still in reach.
-    const float* xb = h->flat->get_xb();
-    const cfaiss::DistanceKernel kernel = cfaiss::innerProductKernel();
-    faiss::minheap_heapify(k, outScores, outLabels);
-    for (const Candidate& c : candidates) {
-        if (c.upper < threshold) continue;
-        if (sel && !sel->is_member(idx_t(c.row))) continue;
-        const float s = kernel(query, xb + size_t(c.row) * d, d);
-        if (s > outScores[0]) faiss::minheap_replace_top(k, outScores, outLabels, s, idx_t(c.row));
     }
-    faiss::minheap_reorder(k, outScores, outLabels);
+
+    /// Pass 2: exact scores of the candidates still in reach.
+    void finish(const cfaiss_index* h, const float* x, float* outScores, idx_t* outLabels) const {
+        const size_t d = size_t(h->dimension);
+        const float* xb = h->flat->get_xb();
+        const cfaiss::DistanceKernel kernel = cfaiss::innerProductKernel();
+        faiss::minheap_heapify(k, outScores, outLabels);
+        for (const Candidate& c : candidates) {
+            if (c.upper < threshold) continue;
+            if (sel && !sel->is_member(idx_t(c.row))) continue;
+            const float s = kernel(x, xb + size_t(c.row) * d, d);
+            if (s > outScores[0]) faiss::minheap_replace_top(k, outScores, outLabels, s, idx_t(c.row));
+        }
+        faiss::minheap_reorder(k, outScores, outLabels);
+    }
+};
+
+void searchFlatCompact(const cfaiss_index* h, const float* query, size_t k, const LiveRowSelector* sel,
+                       float* outScores, idx_t* outLabels) {
+    thread_local CompactSearch search;
+    search.begin(h->compactRows, query, k, sel);
+    h->compactRows.scan(search.query, search.threshold, [&](size_t row, float s, float bound) { search.visit(row, s, bound); });
+    search.finish(h, query, outScores, outLabels);
 }
+
+template <int G>
+void searchFlatCompactGroup(const cfaiss_index* h, const float* const* queries, const size_t* ks, const LiveRowSelector* const* sels,
+                            float* const* outScores, idx_t* const* outLabels) {
+    thread_local CompactSearch searches[G];
+    const cfaiss::CompactQuery* prepared[G];
+    float thresholds[G];
+    for (int g = 0; g < G; g++) {
+        searches[g].begin(h->compactRows, queries[g], ks[g], sels[g]);
+        prepared[g] = &searches[g].query;
+        thresholds[g] = searches[g].threshold;
+    }
+    // The scan keeps the thresholds in its own array (raised through `visit`), as the single scan keeps one.
+    h->compactRows.scanGroup<G>(prepared, thresholds, [&](int g, size_t row, float s, float bound) {
+        CompactSearch& search = searches[g];
+        search.threshold = thresholds[g];
+        search.visit(row, s, bound);
+        thresholds[g] = search.threshold;
+    });
+    for (int g = 0; g < G; g++) searches[g].finish(h, queries[g], outScores[g], outLabels[g]);
+}
+
+/// The queries of one `cfaiss_index_search_each` call that go through the int8 scan together, G at a time.
+struct CompactGroupRun {
+    const cfaiss_index* h;
+    const float* x;                     // the (normalised) queries, all n of them
+    const size_t* ks;
+    const size_t* grouped;              // which queries, in order
+    const LiveRowSelector* selectors;   // by query
+    float* outScores;                   // by query, row_stride apart
+    idx_t* labels;                      // by position in `grouped`, row_stride apart
+    size_t rowStride;
+
+    template <int G>
+    void search(size_t first) const {
+        const size_t d = size_t(h->dimension);
+        const float* qx[G];
+        size_t qk[G];
+        const LiveRowSelector* qs[G];
+        float* scores[G];
+        idx_t* qlabels[G];
+        for (int g = 0; g < G; g++) {
+            const size_t q = grouped[first + size_t(g)];
+            qx[g] = x + q * d;
+            qk[g] = ks[q];
+            const bool needsSelector = selectors[q].mode != CFAISS_FILTER_NONE || h->deadRowsInFaiss > 0;
+            qs[g] = needsSelector ? &selectors[q] : nullptr;
+            scores[g] = outScores + q * rowStride;
+            qlabels[g] = labels + (first + size_t(g)) * rowStride;
+        }
+        searchFlatCompactGroup<G>(h, qx, qk, qs, scores, qlabels);
+    }
+};
+
+}  // extern "C++"
 
 /// One query on a plain Flat index, scanning every row with the kernels of FlatDistance.h. Faiss would use its
 /// scalar loops for fewer than 20 queries (BLAS only from 20 on), which is what a single query hits.
@@ -843,21 +932,73 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
             SingleThreadScope single(n == 1);
             h->index->search(idx_t(n), x, idx_t(k), out_scores, labels.data(), searchParams);
         }
-        // Translate labels to ids, packing valid results at the front of each row.
+        for (size_t q = 0; q < n; q++) h->writeIds(k, labels.data() + q * k, out_ids + q * k, out_scores + q * k);
+    });
+}
+
+int cfaiss_index_search_each(const cfaiss_index_t* h, size_t n, const float* queries, const size_t* ks,
+                             const cfaiss_filter_t* filters, const cfaiss_search_params_t* params,
+                             uint32_t* out_ids, float* out_scores, size_t row_stride) {
+    // Anything but the int8 scan of a plain flat index, or a query it does not take: one search per query.
+    auto searchOne = [&](size_t q) {
+        const int rc = cfaiss_index_search(h, 1, queries + q * size_t(h->dimension), ks[q], filters ? filters + q : nullptr, params,
+                                           out_ids + q * row_stride, out_scores + q * row_stride);
+        if (rc != CFAISS_OK) throw ShimError{rc, lastError};
+    };
+    return guarded([&] {
+        if (n == 0) return;
+        if (!queries || !ks || !out_ids || !out_scores) fail(CFAISS_ERR_INVALID_ARGUMENT, "queries, ks or outputs are NULL");
         for (size_t q = 0; q < n; q++) {
-            size_t written = 0;
-            for (size_t j = 0; j < k; j++) {
-                idx_t label = labels[q * k + j];
-                uint32_t id = (label >= 0 && size_t(label) < h->labelToId.size()) ? h->labelToId[size_t(label)] : 0;
-                if (id == 0) continue;
-                out_ids[q * k + written] = id;
-                out_scores[q * k + written] = out_scores[q * k + j];
-                written++;
+            if (ks[q] == 0) fail(CFAISS_ERR_INVALID_ARGUMENT, "k must be positive");
+            if (ks[q] > row_stride) fail(CFAISS_ERR_INVALID_ARGUMENT, "k is larger than the row stride");
+        }
+        h->checkDimensionCount(n);
+        if (n > size_t(INT64_MAX) / row_stride) fail(CFAISS_ERR_INVALID_ARGUMENT, "n * row_stride overflows");
+        if (!h->scansCompactRows() || h->liveCount == 0) {
+            for (size_t q = 0; q < n; q++) searchOne(q);
+            return;
+        }
+        const size_t d = size_t(h->dimension);
+        thread_local std::vector<float> normalised;
+        const float* x = h->prepared(n, queries, normalised);  // cosine rows are normalised; so are the queries
+        // The queries the group scan takes: filter modes it knows, and no allow-list small enough to score directly.
+        thread_local std::vector<size_t> grouped;
+        thread_local std::vector<LiveRowSelector> selectors;
+        grouped.clear();
+        selectors.assign(n, LiveRowSelector{});
+        for (size_t q = 0; q < n; q++) {
+            const cfaiss_filter_t* filter = filters ? filters + q : nullptr;
+            const int mode = filter ? filter->mode : CFAISS_FILTER_NONE;
+            const bool plain = mode == CFAISS_FILTER_NONE || mode == CFAISS_FILTER_EXCLUDE ||
+                               (mode == CFAISS_FILTER_ALLOW_ONLY && filter->sorted_ids && filter->count > kExactAllowListLimit);
+            if (!plain || (mode != CFAISS_FILTER_NONE && filter->count > 0 && !filter->sorted_ids)) {
+                searchOne(q);  // reports a bad filter as the single search does, or answers an allow-list directly
+                continue;
             }
-            for (; written < k; written++) {
-                out_ids[q * k + written] = 0;
-                out_scores[q * k + written] = 0;
+            LiveRowSelector& selector = selectors[q];
+            selector.labelToId = h->labelToId.data();
+            selector.labelCount = h->labelToId.size();
+            selector.mode = mode;
+            if (mode != CFAISS_FILTER_NONE) {
+                selector.sortedIds = filter->sorted_ids;
+                selector.sortedCount = filter->count;
+                selector.bitmap = filter->bitmap;
+                selector.bitmapWords = filter->bitmap_words;
             }
+            grouped.push_back(q);
+        }
+        thread_local std::vector<idx_t> labels;
+        labels.resize(grouped.size() * row_stride);
+        // Groups of eight queries (eight accumulators beside one block's row bytes fit the registers), the rest by 4, 2, 1.
+        size_t first = 0;
+        const CompactGroupRun run{h, x, ks, grouped.data(), selectors.data(), out_scores, labels.data(), row_stride};
+        for (; first + 8 <= grouped.size(); first += 8) run.search<8>(first);
+        if (first + 4 <= grouped.size()) { run.search<4>(first); first += 4; }
+        if (first + 2 <= grouped.size()) { run.search<2>(first); first += 2; }
+        if (first < grouped.size()) run.search<1>(first);
+        for (size_t i = 0; i < grouped.size(); i++) {
+            const size_t q = grouped[i];
+            h->writeIds(ks[q], labels.data() + i * row_stride, out_ids + q * row_stride, out_scores + q * row_stride);
         }
     });
 }

@@ -62,36 +62,82 @@ extension VectorIndex {
     }
 
     /// Searches several queries, each with its own filter (e.g. each user's already-seen items), under one
-    /// read lock. `filters.count` must equal the number of queries; queries run one after another.
+    /// read lock. `filters.count` must equal the number of queries. See `search(batch:ks:filters:parameters:)`.
     public func search(batch queries: [Float], k: Int, filters: [IDFilter?],
                        parameters: SearchParameters = .default) throws -> [[Neighbor]] {
         let n = try rowCount(of: queries.count, what: "batch queries")
-        guard filters.count == n else {
-            throw IndexError(.invalidArgument, "\(n) queries but \(filters.count) filters")
+        return try search(batch: queries, ks: [Int](repeating: k, count: n), filters: filters, parameters: parameters)
+    }
+
+    /// Searches several queries, each with its own number of results and filter, under one read lock; each
+    /// query's results are those `search(_:k:filter:parameters:)` gives it alone. On a flat similarity index
+    /// scanned through its int8 copy, the rows are scanned once for each group of up to eight queries (the
+    /// catalogue streams through the cache once, not once a query); other kinds run the queries one by one.
+    /// `ks.count` and `filters.count` must equal the number of queries.
+    public func search(batch queries: [Float], ks: [Int], filters: [IDFilter?],
+                       parameters: SearchParameters = .default) throws -> [[Neighbor]] {
+        let n = try rowCount(of: queries.count, what: "batch queries")
+        guard filters.count == n, ks.count == n else {
+            throw IndexError(.invalidArgument, "\(n) queries but \(ks.count) values of k and \(filters.count) filters")
         }
-        guard k > 0 else { throw IndexError(.invalidArgument, "k must be positive, got \(k)") }
-        let k = clamped(k)
-        let slots = try resultSlots(n, k)
+        if let bad = ks.first(where: { $0 <= 0 }) { throw IndexError(.invalidArgument, "k must be positive, got \(bad)") }
+        let ks = ks.map(clamped)
+        let stride = ks.max() ?? 1
+        let slots = try resultSlots(n, stride)
         var raw = try parameters.cValue()
         var ids = [UInt32](repeating: 0, count: slots)
         var scores = [Float](repeating: 0, count: slots)
         try queries.withUnsafeBufferPointer { queryBuffer in
             try ids.withUnsafeMutableBufferPointer { idBuffer in
                 try scores.withUnsafeMutableBufferPointer { scoreBuffer in
-                    try lock.read {
-                        for q in 0..<n {
-                            let query = queryBuffer.baseAddress! + q * dimension
-                            let outIDs = idBuffer.baseAddress! + q * k, outScores = scoreBuffer.baseAddress! + q * k
-                            try withOptionalCFilter(filters[q]) { cFilter in
-                                try check(cfaiss_index_search(handle, 1, query, k, cFilter, &raw, outIDs, outScores),
-                                          "search in '\(factory)' failed")
+                    try ks.withUnsafeBufferPointer { kBuffer in
+                        try lock.read {
+                            // Chunks bound the nesting of the filters' scoped C descriptions.
+                            var start = 0
+                            while start < n {
+                                let end = min(n, start + Self.filterChunk)
+                                try Self.withCFilters(filters[start..<end]) { cFilters in
+                                    try check(cfaiss_index_search_each(handle, end - start, queryBuffer.baseAddress! + start * dimension,
+                                                                       kBuffer.baseAddress! + start, cFilters, &raw,
+                                                                       idBuffer.baseAddress! + start * stride,
+                                                                       scoreBuffer.baseAddress! + start * stride, stride),
+                                              "search in '\(factory)' failed")
+                                }
+                                start = end
                             }
                         }
                     }
                 }
             }
         }
-        return Self.neighbors(ids: ids, scores: scores, queries: n, k: k)
+        return (0..<n).map { q in
+            var row: [Neighbor] = []
+            row.reserveCapacity(ks[q])
+            for j in 0..<ks[q] {
+                let id = ids[q * stride + j]
+                if id == 0 { break }
+                row.append(Neighbor(id: id, score: scores[q * stride + j]))
+            }
+            return row
+        }
+    }
+
+    /// Queries per C call of `search(batch:ks:filters:)`.
+    private static let filterChunk = 32
+
+    /// Calls `body` with the C descriptions of `filters` (one per query; mode NONE for nil), valid during the call.
+    private static func withCFilters<R>(_ filters: ArraySlice<IDFilter?>, _ body: (UnsafePointer<cfaiss_filter_t>) throws -> R) throws -> R {
+        var described: [cfaiss_filter_t] = []
+        described.reserveCapacity(filters.count)
+        func describe(_ i: Int) throws -> R {
+            if i == filters.endIndex { return try described.withUnsafeBufferPointer { try body($0.baseAddress!) } }
+            guard let filter = filters[i] else {
+                described.append(cfaiss_filter_t(mode: Int32(CFAISS_FILTER_NONE), sorted_ids: nil, count: 0, bitmap: nil, bitmap_words: 0))
+                return try describe(i + 1)
+            }
+            return try filter.withCFilter { described.append($0.pointee); return try describe(i + 1) }
+        }
+        return try describe(filters.startIndex)
     }
 
     /// The allocation-free search: `queries` holds `n × dimension` floats; `ids` and `scores` receive `n × k`

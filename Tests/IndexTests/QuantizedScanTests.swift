@@ -167,6 +167,57 @@ final class QuantizedScanTests: XCTestCase {
         for query in queries { XCTAssertEqual(try restored.search(query, k: 10), try index.search(query, k: 10)) }
     }
 
+    /// `search(batch:ks:filters:)` scans the int8 rows once for each group of up to eight queries: each query must
+    /// get exactly (ids and scores) what it gets alone, whatever its k and filter and the group sizes (8, 4, 2, 1).
+    func testGroupedSearchesGiveEachQueryWhatItGetsAlone() throws {
+        guard cpuHasVNNI else { throw XCTSkip("this CPU has no AVX512-VNNI: the index scans floats and has no grouped int8 scan to test") }
+        for (d, metric) in [(64, Metric.innerProduct), (37, .cosine)] {
+            let n = 3_000
+            let vectors = stressData(n: n, d: d, seed: UInt64(d) + 1)
+            let ids = (1...UInt32(n)).map { $0 }
+            let index = try VectorIndex(factory: "Flat", dimension: d, metric: metric)
+            try index.add(ids: ids, vectors: vectors)
+            var rng = TestRandom(seed: 17)
+            let queryCount = 31  // groups of 8, 8, 8, 4, 2, 1
+            var queries = rng.vectors(queryCount - 1, d)
+            queries += vectors[(8 * d)..<(9 * d)]  // aims at the near-copies
+            let largeAllowList = IDFilter(mode: .allowOnly, ids: Set(ids.filter { $0 % 3 == 0 }))
+            func filter(_ q: Int) throws -> IDFilter? {
+                switch q % 5 {
+                case 0: return nil
+                case 1: return IDFilter(mode: .exclude, ids: Set(try index.search(Array(queries[(q * d)..<((q + 1) * d)]), k: 5).map(\.id)))
+                case 2: return largeAllowList
+                case 3: return .allowing([3, 4, 5, UInt32(q + 10)])  // small: scored directly, outside the group
+                default: return IDFilter(mode: .exclude, ids: [])
+                }
+            }
+            let filters = try (0..<queryCount).map(filter)
+            let ks = (0..<queryCount).map { [1, 10, 50, 7, 3000, 2][$0 % 6] }
+
+            func check(_ label: String) throws {
+                XCTAssertTrue(index.scansQuantizedCopy, label)
+                let batched = try index.search(batch: queries, ks: ks, filters: filters)
+                XCTAssertEqual(batched.count, queryCount, label)
+                for q in 0..<queryCount {
+                    let alone = try index.search(Array(queries[(q * d)..<((q + 1) * d)]), k: ks[q], filter: filters[q])
+                    XCTAssertEqual(batched[q], alone, "\(label) d=\(d) \(metric) query \(q) k=\(ks[q])")
+                    if q % 5 == 0 { XCTAssertEqual(batched[q].count, min(ks[q], index.count), "\(label) query \(q): result count") }
+                }
+            }
+            try check("plain")
+            // Dead rows: every query (even unfiltered) needs the live-row selector.
+            _ = try index.remove(ids: [1, 2, 3, 4, 5, 9, 2_999])
+            try check("after removing rows")
+        }
+        let index = try VectorIndex(factory: "Flat", dimension: 4, metric: .innerProduct)
+        try index.add(ids: [1, 2], vectors: [1, 0, 0, 0, 0, 1, 0, 0])
+        for (ks, filters) in [([1], [IDFilter?]()), ([1, 0], [nil, nil]), ([1], [nil, nil])] {
+            XCTAssertThrowsError(try index.search(batch: [1, 0, 0, 0, 0, 1, 0, 0], ks: ks, filters: filters)) { error in
+                XCTAssertEqual((error as? IndexError)?.code, .invalidArgument)
+            }
+        }
+    }
+
     func testKindsWithoutTheCopyKeepTheirPath() throws {
         let l2 = try VectorIndex(factory: "Flat", dimension: 8, metric: .l2)
         try l2.add(ids: [1, 2], vectors: [Float](repeating: 1, count: 16))

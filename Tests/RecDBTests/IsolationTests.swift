@@ -76,6 +76,19 @@ final class IsolationTests: DatabaseTestCase {
             let session = (start..<start + 3).map { UInt32($0) }
             o.sessions.append(try db.recommend(tx, user: nil, externalUser: nil, sequence: session, k: 10, options: options).items)
         }
+        // The batched forms in the same snapshot (also while the shared index is ahead of it) give each query
+        // what it gets alone: the searches exactly, the recommendations to float rounding (one forward pass).
+        let n = queries.count
+        let batched = db.search(tx, space: text, queries: queries + queries, ks: Array(repeating: 8, count: n) + Array(repeating: 5, count: n),
+                                filters: Array(repeating: SearchFilter(), count: n) + Array(repeating: SearchFilter(attributes: ["parity": "0"]), count: n),
+                                extraExcluded: Array(repeating: [], count: 2 * n), titles: Array(repeating: true, count: 2 * n))
+        XCTAssertEqual(try batched.map { try $0.get() }, o.searches + o.filtered)
+        let recommended = db.recommend(tx, (0..<12).map { RecommendationRequest(user: "u\($0)", k: 10, options: options) })
+        for (u, (answer, alone)) in zip(recommended, o.recommendations).enumerated() {
+            let items = try answer.get().items
+            XCTAssertEqual(items.map(\.id), alone.map(\.id), "u\(u)")
+            for (b, a) in zip(items, alone) { XCTAssertEqual(b.score, a.score, accuracy: 1e-4, "u\(u)") }
+        }
         return o
     }
 

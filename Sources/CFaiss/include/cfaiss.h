@@ -117,6 +117,15 @@ int cfaiss_index_search(const cfaiss_index_t* index, size_t n, const float* quer
                         const cfaiss_filter_t* filter, const cfaiss_search_params_t* params,
                         uint32_t* out_ids, float* out_scores);
 
+/* Searches n queries, each with its own k (ks[q] <= row_stride) and filter (filters may be NULL: none for
+ * any; otherwise n filters). Row q of out_ids / out_scores starts at q * row_stride; its first ks[q] slots are
+ * written as cfaiss_index_search writes them, and the results are the ones cfaiss_index_search gives that
+ * query alone. A plain flat similarity index scanned through its int8 copy scans its rows once for each group
+ * of queries; other kinds search query by query. */
+int cfaiss_index_search_each(const cfaiss_index_t* index, size_t n, const float* queries, const size_t* ks,
+                             const cfaiss_filter_t* filters, const cfaiss_search_params_t* params,
+                             uint32_t* out_ids, float* out_scores, size_t row_stride);
+
 /* Writes the stored vector of `id` (dimension floats) to out. Lossy for compressed kinds (PQ);
  * L2-normalised for COSINE. */
 int cfaiss_index_reconstruct(const cfaiss_index_t* index, uint32_t id, float* out);

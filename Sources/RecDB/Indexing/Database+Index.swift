@@ -223,31 +223,81 @@ extension Database {
         let live = try liveIndex(space: space, tx: tx)
         let parts = try filterParts(tx, kind: space.kind, filter: filter, extraExcluded: extraExcluded)
         let hits = try live.withSnapshot(tx, space: space) { stale -> [(UInt32, Float)] in
-            // No search returns more than the snapshot can hold: an absurd k must not size any buffer.
-            let k = min(k, max(1, live.index.count + stale.count))
-            let idFilter = parts.filter()
             if stale.isEmpty {
-                return try wrapIndex { try live.index.search(query, k: k, filter: idFilter) }.map { ($0.id, $0.score) }
+                // No search returns more than the snapshot can hold: an absurd k must not size any buffer.
+                let k = min(k, max(1, live.index.count))
+                return try wrapIndex { try live.index.search(query, k: k, filter: parts.filter()) }.map { ($0.id, $0.score) }
             }
-            // Rows written after the snapshot: left out of the index search, and scored from the
-            // snapshot's own vectors (an exact Flat scan of those few rows, with the index's metric, so
-            // scores are computed as the index computes them).
-            let fromIndex = try wrapIndex { try live.index.search(query, k: k, filter: parts.filter(alsoExcluding: stale)) }
-            var ids: [UInt32] = []
-            var rows: [Float] = []
-            for entity in Set(stale).sorted() where idFilter?.permits(entity) ?? true {
-                guard let v = try tx.vector(space: space.name, entity: entity) else { continue }  // not in the snapshot
-                ids.append(entity)
-                rows += v
-            }
-            var fromSnapshot: [Neighbor] = []
-            if !ids.isEmpty {
-                let exact = try makeIndex(factory: "Flat", dimension: space.dimension, metric: live.info.metric, ids: ids, vectors: rows)
-                fromSnapshot = try wrapIndex { try exact.search(query, k: min(k, ids.count)) }
-            }
-            return Self.merge(fromIndex, fromSnapshot, k: k, ascending: live.info.metric == .l2)
+            return try searchBesideStaleRows(tx, live, space: space, query: query, k: k, parts: parts, stale: stale)
         }
         return try describe(tx, kind: space.kind, hits, titles: titles)
+    }
+
+    /// Searches of one space in the snapshot `tx`, each with its own query, k, filter, exclusions and titles
+    /// choice: each result is what `search(_:space:query:k:filter:extraExcluded:titles:)` gives alone, and one
+    /// query's error is its own result. The index is searched for all of them at once (a flat index scans its
+    /// rows once for each group of queries).
+    func search(_ tx: ReadTransaction, space: EmbeddingSpace, queries: [[Float]], ks: [Int], filters: [SearchFilter],
+                extraExcluded: [[UInt32]], titles: [Bool]) -> [Result<[ScoredItem], Error>] {
+        let n = queries.count
+        let live: LiveIndex
+        do { live = try liveIndex(space: space, tx: tx) } catch { return queries.map { _ in .failure(error) } }
+        var results = [Result<[ScoredItem], Error>?](repeating: nil, count: n)
+        var parts = [FilterParts?](repeating: nil, count: n)
+        for q in 0..<n {
+            do {
+                guard ks[q] > 0 else { throw RecDBError.invalidArgument("k must be positive") }
+                guard queries[q].count == space.dimension else {
+                    throw RecDBError.invalidArgument("query has \(queries[q].count) values, space '\(space.name)' has dimension \(space.dimension)")
+                }
+                parts[q] = try filterParts(tx, kind: space.kind, filter: filters[q], extraExcluded: extraExcluded[q])
+            } catch {
+                results[q] = .failure(error)
+            }
+        }
+        let searched = (0..<n).filter { results[$0] == nil }
+        do {
+            let hits = try live.withSnapshot(tx, space: space) { stale -> [[(UInt32, Float)]] in
+                if stale.isEmpty {
+                    let found = try wrapIndex {
+                        try live.index.search(batch: searched.flatMap { queries[$0] }, ks: searched.map { min(ks[$0], max(1, live.index.count)) },
+                                              filters: searched.map { parts[$0]!.filter() })
+                    }
+                    return found.map { $0.map { ($0.id, $0.score) } }
+                }
+                return try searched.map { q in
+                    try searchBesideStaleRows(tx, live, space: space, query: queries[q], k: ks[q], parts: parts[q]!, stale: stale)
+                }
+            }
+            for (q, found) in zip(searched, hits) { results[q] = Result { try describe(tx, kind: space.kind, found, titles: titles[q]) } }
+        } catch {
+            for q in searched { results[q] = .failure(error) }
+        }
+        return results.map { $0! }
+    }
+
+    /// One search when the shared index holds rows written after the snapshot (`stale`): they are left out of
+    /// the index search, and scored from the snapshot's own vectors (an exact Flat scan of those few rows, with
+    /// the index's metric, so scores are computed as the index computes them).
+    private func searchBesideStaleRows(_ tx: ReadTransaction, _ live: LiveIndex, space: EmbeddingSpace, query: [Float], k: Int,
+                                       parts: FilterParts, stale: [UInt32]) throws -> [(UInt32, Float)] {
+        // No search returns more than the snapshot can hold: an absurd k must not size any buffer.
+        let k = min(k, max(1, live.index.count + stale.count))
+        let idFilter = parts.filter()
+        let fromIndex = try wrapIndex { try live.index.search(query, k: k, filter: parts.filter(alsoExcluding: stale)) }
+        var ids: [UInt32] = []
+        var rows: [Float] = []
+        for entity in Set(stale).sorted() where idFilter?.permits(entity) ?? true {
+            guard let v = try tx.vector(space: space.name, entity: entity) else { continue }  // not in the snapshot
+            ids.append(entity)
+            rows += v
+        }
+        var fromSnapshot: [Neighbor] = []
+        if !ids.isEmpty {
+            let exact = try makeIndex(factory: "Flat", dimension: space.dimension, metric: live.info.metric, ids: ids, vectors: rows)
+            fromSnapshot = try wrapIndex { try exact.search(query, k: min(k, ids.count)) }
+        }
+        return Self.merge(fromIndex, fromSnapshot, k: k, ascending: live.info.metric == .l2)
     }
 
     /// The best `k` of two best-first lists (ties: the first list first).

@@ -88,50 +88,56 @@ extension Database {
 
     /// Answers many requests from **one** snapshot on the calling thread, each as `recommend(user:k:options:)`
     /// would in that snapshot: the users with events go through the model in one forward pass per model
-    /// version (far cheaper per user than one pass each: the products run over many rows), then each is
-    /// searched and described on its own. One request's error (unknown user, bad `k`, unknown model) is its
-    /// own result and does not fail the others. No work is handed to other threads: a server's event loop
+    /// version (far cheaper per user than one pass each: the products run over many rows), and their item
+    /// space is searched for all of them at once (a flat index scans its rows once for each group of users).
+    /// One request's error (unknown user, bad `k`, unknown model) is its own result and does not fail the others. No work is handed to other threads: a server's event loop
     /// answers the requests it has read together this way.
     public func recommend(_ requests: [RecommendationRequest]) -> [Result<Recommendations, Error>] {
         do {
-            return try read { tx in
-                var results = [Result<Recommendations, Error>?](repeating: nil, count: requests.count)
-                // The requests with events, by model: one forward pass each.
-                var byModel: [ObjectIdentifier: (model: LoadedModel, members: [(index: Int, plan: RecommendationPlan)])] = [:]
-                for (index, request) in requests.enumerated() {
-                    do {
-                        guard let userID = try tx.userID(for: request.user) else { throw RecDBError.unknownUser(request.user) }
-                        let plan = try recommendationPlan(tx, user: userID, sequence: nil, k: request.k, options: request.options)
-                        if plan.history.isEmpty {
-                            results[index] = Result { try finishRecommendation(tx, plan, user: userID, externalUser: request.user, sequenceVector: nil,
-                                                                               k: request.k, options: request.options) }
-                        } else {
-                            byModel[ObjectIdentifier(plan.model), default: (plan.model, [])].members.append((index, plan))
-                        }
-                    } catch {
-                        results[index] = .failure(error)
-                    }
-                }
-                for (model, members) in byModel.values {
-                    let recommender = model.recommender
-                    let d = recommender.hiddenSize
-                    var vectors = [Float](repeating: 0, count: members.count * d)
-                    vectors.withUnsafeMutableBufferPointer {
-                        recommender.userRepresentations(members.map { $0.plan.history.map { Int32(bitPattern: $0) } }, into: $0, onCallingThreadOnly: true)
-                    }
-                    for (row, member) in members.enumerated() {
-                        let request = requests[member.index]
-                        results[member.index] = Result {
-                            try finishRecommendation(tx, member.plan, user: member.plan.user, externalUser: request.user,
-                                                     sequenceVector: Array(vectors[(row * d)..<((row + 1) * d)]), k: request.k, options: request.options)
-                        }
-                    }
-                }
-                return results.map { $0! }
-            }
+            return try read { tx in recommend(tx, requests) }
         } catch {
             return requests.map { _ in .failure(error) }  // the snapshot itself could not be read
         }
+    }
+
+    /// `recommend(_:)` in the snapshot `tx`.
+    func recommend(_ tx: ReadTransaction, _ requests: [RecommendationRequest]) -> [Result<Recommendations, Error>] {
+        var results = [Result<Recommendations, Error>?](repeating: nil, count: requests.count)
+        // The requests with events, by model: one forward pass each.
+        var byModel: [ObjectIdentifier: (model: LoadedModel, members: [(index: Int, plan: RecommendationPlan)])] = [:]
+        for (index, request) in requests.enumerated() {
+            do {
+                guard let userID = try tx.userID(for: request.user) else { throw RecDBError.unknownUser(request.user) }
+                let plan = try recommendationPlan(tx, user: userID, sequence: nil, k: request.k, options: request.options)
+                if plan.history.isEmpty {
+                    results[index] = Result { try finishRecommendation(tx, plan, user: userID, externalUser: request.user, sequenceVector: nil,
+                                                                       k: request.k, options: request.options) }
+                } else {
+                    byModel[ObjectIdentifier(plan.model), default: (plan.model, [])].members.append((index, plan))
+                }
+            } catch {
+                results[index] = .failure(error)
+            }
+        }
+        for (model, members) in byModel.values {
+            let recommender = model.recommender
+            let d = recommender.hiddenSize
+            var vectors = [Float](repeating: 0, count: members.count * d)
+            vectors.withUnsafeMutableBufferPointer {
+                recommender.userRepresentations(members.map { $0.plan.history.map { Int32(bitPattern: $0) } }, into: $0, onCallingThreadOnly: true)
+            }
+            // One version, one item space: searched together (a flat index scans its rows once a group).
+            let found = search(tx, space: members[0].plan.space, queries: (0..<members.count).map { Array(vectors[($0 * d)..<(($0 + 1) * d)]) },
+                               ks: members.map { requests[$0.index].k }, filters: members.map { requests[$0.index].options.filter },
+                               extraExcluded: members.map(\.plan.excluded), titles: members.map { requests[$0.index].options.titles })
+            for (member, items) in zip(members, found) {
+                let info = member.plan.info
+                results[member.index] = items.map {
+                    Recommendations(user: requests[member.index].user, model: info.model, version: info.version, source: .sequence, items: $0)
+                }
+            }
+        }
+        return results.map { $0! }
     }
 
     /// What a recommendation is computed from, read from the snapshot: the serving version, its loaded model
