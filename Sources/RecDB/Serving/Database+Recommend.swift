@@ -105,10 +105,20 @@ extension Database {
         var results = [Result<Recommendations, Error>?](repeating: nil, count: requests.count)
         // The requests with events, by model: one forward pass each.
         var byModel: [ObjectIdentifier: (model: LoadedModel, members: [(index: Int, plan: RecommendationPlan)])] = [:]
+        // The serving version of each (model, version) the requests name, looked up once: same snapshot, same answer.
+        var choices: [ChoiceKey: Result<ServingChoice, Error>] = [:]
         for (index, request) in requests.enumerated() {
             do {
                 guard let userID = try tx.userID(for: request.user) else { throw RecDBError.unknownUser(request.user) }
-                let plan = try recommendationPlan(tx, user: userID, sequence: nil, k: request.k, options: request.options)
+                let key = ChoiceKey(model: request.options.model, version: request.options.version)
+                let choice: Result<ServingChoice, Error>
+                if let known = choices[key] { choice = known } else {
+                    choice = Result { try servingChoice(tx, options: request.options) }
+                    choices[key] = choice
+                }
+                // k is checked first, as `recommend(user:k:options:)` does.
+                guard request.k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
+                let plan = try recommendationPlan(tx, user: userID, sequence: nil, k: request.k, options: request.options, choice: try choice.get())
                 if plan.history.isEmpty {
                     results[index] = Result { try finishRecommendation(tx, plan, user: userID, externalUser: request.user, sequenceVector: nil,
                                                                        k: request.k, options: request.options) }
@@ -140,6 +150,11 @@ extension Database {
         return results.map { $0! }
     }
 
+    private struct ChoiceKey: Hashable {
+        let model: String?
+        let version: UInt32?
+    }
+
     /// What a recommendation is computed from, read from the snapshot: the serving version, its loaded model
     /// and item space, the window of events the model reads, and the items to leave out.
     struct RecommendationPlan {
@@ -151,11 +166,28 @@ extension Database {
         let excluded: [UInt32]  // may repeat ids: the filter deduplicates
     }
 
-    func recommendationPlan(_ tx: ReadTransaction, user: UInt32?, sequence: [UInt32]?, k: Int, options: RecommendOptions) throws -> RecommendationPlan {
-        guard k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
+    /// The version that serves `options` (its model and version, or the defaults), its loaded model and item space.
+    struct ServingChoice {
+        let info: ModelVersionInfo
+        let model: LoadedModel
+        let space: EmbeddingSpace
+    }
+
+    func servingChoice(_ tx: ReadTransaction, options: RecommendOptions) throws -> ServingChoice {
         let name = try options.model ?? defaultModelName(tx)
         let info = try servingVersion(tx, model: name, version: options.version)
         let model = try loadedModel(tx, info)
+        let space = try tx.requireSpace(Database.itemSpaceName(model: info.model, version: info.version))
+        return ServingChoice(info: info, model: model, space: space)
+    }
+
+    /// - Parameter choice: `servingChoice(tx, options:)` when the caller already has it (a batch asks once per
+    ///   model and version it names).
+    func recommendationPlan(_ tx: ReadTransaction, user: UInt32?, sequence: [UInt32]?, k: Int, options: RecommendOptions,
+                            choice: ServingChoice? = nil) throws -> RecommendationPlan {
+        guard k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
+        let chosen = try choice ?? servingChoice(tx, options: options)
+        let info = chosen.info, model = chosen.model
         let maxLength = info.configuration.maxLength
         let history: [UInt32]
         var excluded: [UInt32] = []
@@ -170,8 +202,7 @@ extension Database {
         } else {
             history = try tx.recentItems(user: user!, last: maxLength)
         }
-        let space = try tx.requireSpace(Database.itemSpaceName(model: info.model, version: info.version))
-        return RecommendationPlan(user: user, info: info, model: model, space: space, history: history, excluded: excluded)
+        return RecommendationPlan(user: user, info: info, model: model, space: chosen.space, history: history, excluded: excluded)
     }
 
     func recommend(_ tx: ReadTransaction, user: UInt32?, externalUser: String?, sequence: [UInt32]?, k: Int,
