@@ -196,6 +196,67 @@ final class IsolationTests: DatabaseTestCase {
         XCTAssertEqual(after, current, "an index rebuild does not change an older snapshot's results")
     }
 
+    /// Result titles come from a per-process cache kept for one item-state version: a reader of an old snapshot
+    /// still gets its snapshot's titles after a newer reader filled the cache, a write transaction sees its own
+    /// change, and a rolled-back write leaves no trace in the cache.
+    func testResultTitlesFollowTheSnapshot() throws {
+        let db = try makeDatabase()
+        try fill(db)
+        try db.buildIndex(space: "text")
+        let ids: [UInt32] = [3, 5, 7, 999]
+        @Sendable func titles(_ tx: ReadTransaction) throws -> [String?] { try db.itemDescriptions(tx, ids).map { $0?.title } }
+        XCTAssertEqual(try db.read(titles), ["Item 3", "Item 5", "Item 7", nil])
+
+        let taken = DispatchSemaphore(value: 0), proceed = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var before: [String?] = []
+        nonisolated(unsafe) var after: [String?] = []
+        nonisolated(unsafe) var failure: Error?
+        let reader = Thread {
+            do {
+                try db.read { tx in
+                    before = try titles(tx)
+                    taken.signal()
+                    proceed.wait()
+                    after = try titles(tx)
+                }
+            } catch {
+                failure = error
+                taken.signal()
+            }
+            done.signal()
+        }
+        reader.start()
+        taken.wait()
+        try db.write { tx in try tx.upsertItem(ItemInput(externalID: "i5", title: "Renamed 5")) }
+        XCTAssertEqual(try db.read(titles), ["Item 3", "Renamed 5", "Item 7", nil], "the new snapshot's titles (now cached)")
+        proceed.signal()
+        done.wait()
+        XCTAssertNil(failure)
+        XCTAssertEqual(before, ["Item 3", "Item 5", "Item 7", nil])
+        XCTAssertEqual(after, before, "an old snapshot keeps its titles")
+
+        struct Rollback: Error {}
+        XCTAssertThrowsError(try db.write { tx in
+            try tx.upsertItem(ItemInput(externalID: "i7", title: "Draft 7"))
+            XCTAssertEqual(try titles(tx), ["Item 3", "Renamed 5", "Draft 7", nil])
+            throw Rollback()
+        })
+        XCTAssertEqual(try db.read(titles), ["Item 3", "Renamed 5", "Item 7", nil])
+        let five = try XCTUnwrap(try db.read { try $0.vector(space: "text", entity: 5) })
+        XCTAssertEqual(try db.nearest(to: five, k: 1, space: "text").first?.title, "Renamed 5", "search results show it")
+
+        // The cache itself: a newer version replaces it, an older one is not stored, and it stays within its bytes.
+        let cache = ItemDescriptionCache(capacityBytes: 60)  // one entry of "a", "t1" takes 51
+        cache.store([(1, .init(externalID: "a", title: "t1")), (2, .init(externalID: "b", title: "t2")), (3, .init(externalID: "c", title: "t3"))], at: 5)
+        XCTAssertEqual(cache.lookup([1, 2, 3], at: 5).map { $0?.title }, ["t1", nil, nil], "the second entry would pass the bound")
+        XCTAssertEqual(cache.lookup([1], at: 4).map { $0?.title }, [nil], "another version is never answered")
+        cache.store([(2, .init(externalID: "b", title: "old"))], at: 4)
+        XCTAssertEqual(cache.lookup([1, 2], at: 5).map { $0?.title }, ["t1", nil], "an older snapshot does not replace it")
+        cache.store([(2, .init(externalID: "b", title: "new"))], at: 6)
+        XCTAssertEqual(cache.lookup([1, 2], at: 6).map { $0?.title }, [nil, "new"])
+        XCTAssertEqual(cache.lookup([1, 2], at: 5).map { $0?.title }, [nil, nil])
+    }
+
     /// After the text space is re-embedded, a version evaluates to its recorded metrics bit for bit
     /// and recommends what it did, in a process that loads it afterwards; new items still get their
     /// model-space vectors from the current text through the adapter.

@@ -316,14 +316,14 @@ extension Database {
     }
 
     func describe(_ tx: ReadTransaction, kind: EntityKind, _ hits: [(UInt32, Float)], titles: Bool) throws -> [ScoredItem] {
-        try hits.map { id, score in
-            switch kind {
-            case .item:
-                let fields = try tx.raw.withValue(.items, key: Keys.u32(id)) { try ItemRecord.externalIDAndTitle(id: id, $0, title: titles) }
-                return ScoredItem(item: fields?.0 ?? "#\(id)", id: id, score: score, title: fields?.1)
-            case .user:
-                return ScoredItem(item: try tx.user(id: id)?.externalID ?? "#\(id)", id: id, score: score, title: nil)
+        switch kind {
+        case .item:
+            let descriptions = try itemDescriptions(tx, hits.map(\.0))
+            return zip(hits, descriptions).map { hit, description in
+                ScoredItem(item: description?.externalID ?? "#\(hit.0)", id: hit.0, score: hit.1, title: titles ? description?.title : nil)
             }
+        case .user:
+            return try hits.map { id, score in ScoredItem(item: try tx.user(id: id)?.externalID ?? "#\(id)", id: id, score: score, title: nil) }
         }
     }
 
