@@ -714,6 +714,21 @@ void searchFlatCompactGroup(const cfaiss_index* h, const float* const* queries, 
     for (int g = 0; g < G; g++) searches[g].finish(h, queries[g], outScores[g], outLabels[g]);
 }
 
+/// The selector of `h`'s live rows that `filter` (of a known `mode`; ids checked by the caller) lets through.
+LiveRowSelector liveRowSelector(const cfaiss_index* h, int mode, const cfaiss_filter_t* filter) {
+    LiveRowSelector selector;
+    selector.labelToId = h->labelToId.data();
+    selector.labelCount = h->labelToId.size();
+    selector.mode = mode;
+    if (mode != CFAISS_FILTER_NONE) {
+        selector.sortedIds = filter->sorted_ids;
+        selector.sortedCount = filter->count;
+        selector.bitmap = filter->bitmap;
+        selector.bitmapWords = filter->bitmap_words;
+    }
+    return selector;
+}
+
 /// The queries of one `cfaiss_index_search_each` call that go through the int8 scan together, G at a time.
 struct CompactGroupRun {
     const cfaiss_index* h;
@@ -879,17 +894,7 @@ int cfaiss_index_search(const cfaiss_index_t* h, size_t n, const float* queries,
 
         LiveRowSelector selector;
         const bool needsSelector = mode != CFAISS_FILTER_NONE || h->deadRowsInFaiss > 0;
-        if (needsSelector) {
-            selector.labelToId = h->labelToId.data();
-            selector.labelCount = h->labelToId.size();
-            selector.mode = mode;
-            if (mode != CFAISS_FILTER_NONE) {
-                selector.sortedIds = filter->sorted_ids;
-                selector.sortedCount = filter->count;
-                selector.bitmap = filter->bitmap;
-                selector.bitmapWords = filter->bitmap_words;
-            }
-        }
+        if (needsSelector) selector = liveRowSelector(h, mode, filter);
         // SearchParameters::sel is non-const in Faiss 1.7.3, though searches only call is_member.
         faiss::IDSelector* sel = needsSelector ? &selector : nullptr;
         const int efSearch = params && params->ef_search > 0 ? params->ef_search : 0;
@@ -975,16 +980,7 @@ int cfaiss_index_search_each(const cfaiss_index_t* h, size_t n, const float* que
                 searchOne(q);  // reports a bad filter as the single search does, or answers an allow-list directly
                 continue;
             }
-            LiveRowSelector& selector = selectors[q];
-            selector.labelToId = h->labelToId.data();
-            selector.labelCount = h->labelToId.size();
-            selector.mode = mode;
-            if (mode != CFAISS_FILTER_NONE) {
-                selector.sortedIds = filter->sorted_ids;
-                selector.sortedCount = filter->count;
-                selector.bitmap = filter->bitmap;
-                selector.bitmapWords = filter->bitmap_words;
-            }
+            selectors[q] = liveRowSelector(h, mode, filter);
             grouped.push_back(q);
         }
         thread_local std::vector<idx_t> labels;
