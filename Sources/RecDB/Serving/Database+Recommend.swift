@@ -90,8 +90,8 @@ extension Database {
     /// would in that snapshot: the users with events go through the model in one forward pass per model
     /// version (far cheaper per user than one pass each: the products run over many rows), and their item
     /// space is searched for all of them at once (a flat index scans its rows once for each group of users).
-    /// One request's error (unknown user, bad `k`, unknown model) is its own result and does not fail the others. No work is handed to other threads: a server's event loop
-    /// answers the requests it has read together this way.
+    /// One request's error (unknown user, bad `k`, unknown model) is its own result and does not fail the others.
+    /// No work is handed to other threads: a server's event loop answers the requests it has read together this way.
     public func recommend(_ requests: [RecommendationRequest]) -> [Result<Recommendations, Error>] {
         do {
             return try read { tx in recommend(tx, requests) }
@@ -111,14 +111,9 @@ extension Database {
             do {
                 guard let userID = try tx.userID(for: request.user) else { throw RecDBError.unknownUser(request.user) }
                 let key = ChoiceKey(model: request.options.model, version: request.options.version)
-                let choice: Result<ServingChoice, Error>
-                if let known = choices[key] { choice = known } else {
-                    choice = Result { try servingChoice(tx, options: request.options) }
-                    choices[key] = choice
-                }
-                // k is checked first, as `recommend(user:k:options:)` does.
-                guard request.k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
-                let plan = try recommendationPlan(tx, user: userID, sequence: nil, k: request.k, options: request.options, choice: try choice.get())
+                let choice = choices[key] ?? Result { try servingChoice(tx, options: request.options) }
+                choices[key] = choice
+                let plan = try recommendationPlan(tx, user: userID, sequence: nil, k: request.k, options: request.options, choice: choice)
                 if plan.history.isEmpty {
                     results[index] = Result { try finishRecommendation(tx, plan, user: userID, externalUser: request.user, sequenceVector: nil,
                                                                        k: request.k, options: request.options) }
@@ -158,7 +153,6 @@ extension Database {
     /// What a recommendation is computed from, read from the snapshot: the serving version, its loaded model
     /// and item space, the window of events the model reads, and the items to leave out.
     struct RecommendationPlan {
-        let user: UInt32?
         let info: ModelVersionInfo
         let model: LoadedModel
         let space: EmbeddingSpace
@@ -181,12 +175,12 @@ extension Database {
         return ServingChoice(info: info, model: model, space: space)
     }
 
-    /// - Parameter choice: `servingChoice(tx, options:)` when the caller already has it (a batch asks once per
-    ///   model and version it names).
+    /// - Parameter choice: `servingChoice(tx, options:)`'s outcome when the caller already has it (a batch asks
+    ///   once per model and version it names); its error is thrown after `k`'s, as without it.
     func recommendationPlan(_ tx: ReadTransaction, user: UInt32?, sequence: [UInt32]?, k: Int, options: RecommendOptions,
-                            choice: ServingChoice? = nil) throws -> RecommendationPlan {
+                            choice: Result<ServingChoice, Error>? = nil) throws -> RecommendationPlan {
         guard k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
-        let chosen = try choice ?? servingChoice(tx, options: options)
+        let chosen = try choice?.get() ?? servingChoice(tx, options: options)
         let info = chosen.info, model = chosen.model
         let maxLength = info.configuration.maxLength
         let history: [UInt32]
@@ -202,7 +196,7 @@ extension Database {
         } else {
             history = try tx.recentItems(user: user!, last: maxLength)
         }
-        return RecommendationPlan(user: user, info: info, model: model, space: chosen.space, history: history, excluded: excluded)
+        return RecommendationPlan(info: info, model: model, space: chosen.space, history: history, excluded: excluded)
     }
 
     func recommend(_ tx: ReadTransaction, user: UInt32?, externalUser: String?, sequence: [UInt32]?, k: Int,
