@@ -199,7 +199,8 @@ extension RecDBServer {
     /// route's metrics and in `fastPathAnswers`. The same code as the router's handler (authorisation,
     /// bounds and problem answers), but the requests that pass those are answered by one
     /// `Database.recommend(_:)` call: one snapshot and one forward pass for all of them.
-    func recommendationAnswers(_ requests: [FastRequest]) -> [FastAnswer] {
+    /// `fragments`: the calling event loop's cache of encoded items (its round's).
+    func recommendationAnswers(_ requests: [FastRequest], fragments: ItemFragments? = nil) -> [FastAnswer] {
         let start = DispatchTime.now().uptimeNanoseconds
         var answers = [FastAnswer?](repeating: nil, count: requests.count)
         var batch: [RecommendationRequest] = []
@@ -215,7 +216,7 @@ extension RecDBServer {
         }
         for (index, result) in zip(batchIndices, database.recommend(batch)) {
             do {
-                answers[index] = (.ok, [.contentType: "application/json"], try ResponseJSON.encode(try result.get()))
+                answers[index] = (.ok, [.contentType: "application/json"], try ResponseJSON.encode(try result.get(), fragments: fragments))
             } catch {
                 answers[index] = problemParts(for: error, path: requests[index].uri.path)
             }
@@ -286,6 +287,8 @@ final class FastPathRound {
     /// The size and length of the last round.
     private var lastSize = 0
     private var lastNanoseconds: UInt64 = 0
+    /// The loop's encoded result items.
+    private let fragments = ItemFragments()
 
     init(loop: any EventLoop, server: RecDBServer) {
         self.loop = loop
@@ -320,7 +323,7 @@ final class FastPathRound {
         let start = DispatchTime.now().uptimeNanoseconds
         swap(&pending, &answering)
         answering.removeAll { !$0.member.isActive }  // gone connections: their requests are not answered
-        let answers = server.recommendationAnswers(answering.map(\.request))
+        let answers = server.recommendationAnswers(answering.map(\.request), fragments: fragments)
         for (entry, answer) in zip(answering, answers) { entry.member.write(answer, entry.context) }
         // Each connection once (its entries may be many), in the order of their first request.
         flushed.removeAll(keepingCapacity: true)

@@ -12,9 +12,10 @@ struct ResponseJSON {
 
     init(capacity: Int = 1024) { bytes.reserveCapacity(capacity) }
 
-    static func encode(_ value: Recommendations) throws -> [UInt8] {
+    /// `fragments`: an event loop's cache of the items' encoded JSON (the same bytes, see `ItemFragments`).
+    static func encode(_ value: Recommendations, fragments: ItemFragments? = nil) throws -> [UInt8] {
         var w = ResponseJSON(capacity: 128 + 96 * value.items.count)
-        try w.write(value)
+        try w.write(value, fragments: fragments)
         return w.bytes
     }
 
@@ -38,9 +39,9 @@ struct ResponseJSON {
     }
 
     // Keys in sorted order, as `.sortedKeys` writes them.
-    private mutating func write(_ r: Recommendations) throws {
+    private mutating func write(_ r: Recommendations, fragments: ItemFragments? = nil) throws {
         raw("{\"items\":")
-        try write(r.items)
+        if let fragments { try write(r.items, fragments) } else { try write(r.items) }
         raw(",\"model\":")
         string(r.model)
         raw(",\"source\":")
@@ -70,6 +71,36 @@ struct ResponseJSON {
             raw("}")
         }
         raw("]")
+    }
+
+    /// The same bytes as `write(_ items:)`, each item's text around its score taken from `fragments`.
+    private mutating func write(_ items: [ScoredItem], _ fragments: ItemFragments) throws {
+        raw("[")
+        for (i, item) in items.enumerated() {
+            if i > 0 { raw(",") }
+            let (head, tail) = fragments.fragments(for: item)
+            bytes.append(contentsOf: head)
+            try number(item.score)
+            bytes.append(contentsOf: tail)
+        }
+        raw("]")
+    }
+
+    /// An item's JSON before its score (`{"id":…,"item":"…","score":`) and after it (`,"title":"…"}`).
+    fileprivate static func fragments(of item: ScoredItem) -> (head: [UInt8], tail: [UInt8]) {
+        var head = ResponseJSON(capacity: 32 + item.item.utf8.count)
+        head.raw("{\"id\":")
+        head.raw(String(item.id))
+        head.raw(",\"item\":")
+        head.string(item.item)
+        head.raw(",\"score\":")
+        var tail = ResponseJSON(capacity: 16 + (item.title?.utf8.count ?? 0))
+        if let title = item.title {
+            tail.raw(",\"title\":")
+            tail.string(title)
+        }
+        tail.raw("}")
+        return (head.bytes, tail.bytes)
     }
 
     private mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
@@ -118,5 +149,43 @@ struct ResponseJSON {
             let hex = Array("0123456789abcdef".utf8)
             bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xF)]])
         }
+    }
+}
+
+/// The encoded JSON of the items an event loop's recommendations return, around their scores: a result's id,
+/// external id and title are escaped and spelled once, not in every response that lists the item.
+///
+/// An entry is used only for an item with the same internal id, external id and title (compared as strings:
+/// equal storage, the common case as the titles come from `ItemDescriptionCache`, compares in one step), so a
+/// result from any snapshot is written as it is, whatever the entry was made from. Direct-mapped by internal
+/// id (a colliding item replaces the entry): `capacity` entries at most, a few MiB. One per event loop (used
+/// on the loop only, so it takes no lock).
+final class ItemFragments {
+    private struct Entry {
+        var id: UInt32
+        var item: String
+        var title: String?
+        var head: [UInt8]
+        var tail: [UInt8]
+    }
+
+    private var slots: [Entry?]
+    private let mask: Int
+
+    /// `capacity`: a power of two.
+    init(capacity: Int = 16_384) {
+        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "ItemFragments capacity must be a power of two")
+        slots = Array(repeating: nil, count: capacity)
+        mask = capacity - 1
+    }
+
+    func fragments(for item: ScoredItem) -> (head: [UInt8], tail: [UInt8]) {
+        let slot = Int(item.id) & mask
+        if let entry = slots[slot], entry.id == item.id, entry.item == item.item, entry.title == item.title {
+            return (entry.head, entry.tail)
+        }
+        let (head, tail) = ResponseJSON.fragments(of: item)
+        slots[slot] = Entry(id: item.id, item: item.item, title: item.title, head: head, tail: tail)
+        return (head, tail)
     }
 }

@@ -241,12 +241,25 @@ struct JSONObject: @unchecked Sendable {  // holds JSONSerialization values, rea
     let values: [String: Any]
     init(_ values: [String: Any]) { self.values = values }
 
-    func has(_ key: String) -> Bool { values[key] != nil && !(values[key] is NSNull) }
+    /// Compares the value's dynamic type: `is NSNull` on a string value bridges it to an NSString first,
+    /// which was the costliest part of reading an events batch.
+    func has(_ key: String) -> Bool {
+        guard let value = values[key] else { return false }
+        return ObjectIdentifier(type(of: value)) != Self.nullType
+    }
+
+    private static let nullType = ObjectIdentifier(NSNull.self)
+    /// The class JSONSerialization gives `true` and `false` (a subclass of NSNumber), read off its own output.
+    private static let booleanType: ObjectIdentifier = {
+        let parsed = try? JSONSerialization.jsonObject(with: Data("[true]".utf8)) as? [Any]
+        return ObjectIdentifier(type(of: parsed?.first ?? true))
+    }()
 
     /// JSONSerialization returns numbers and booleans both as NSNumber, and `is Bool` holds for the
-    /// numbers 0 and 1 too; a JSON boolean is the CFBoolean subclass.
+    /// numbers 0 and 1 too; a JSON boolean is of its own NSNumber subclass (`booleanType`).
     static func isBoolean(_ v: Any) -> Bool {
-        type(of: v) == Bool.self || String(describing: type(of: v)).contains("Boolean")
+        let type = ObjectIdentifier(type(of: v))
+        return type == booleanType || type == ObjectIdentifier(Bool.self)
     }
 
     func string(_ key: String) throws -> String? {

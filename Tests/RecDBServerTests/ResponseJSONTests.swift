@@ -40,6 +40,22 @@ final class ResponseJSONTests: XCTestCase {
         }
     }
 
+    /// The cached item fragments write the same bytes, also when an id comes back with another external id
+    /// or title (another snapshot's), when items collide in the cache, and when a title appears or goes.
+    func testCachedItemFragmentsWriteTheSameBytes() throws {
+        for capacity in [1, 4, 16_384] {
+            let fragments = ItemFragments(capacity: capacity)
+            for seed in 0..<8 {
+                var list = items(9, seed: seed % 3)
+                if seed >= 3 { list = list.map { var i = $0; i.title = i.title.map { $0 + " v\(seed)" } ?? "now titled"; return i } }
+                if seed >= 6 { list = list.map { var i = $0; i.item += "!"; i.title = nil; return i } }
+                let r = Recommendations(user: "u\(seed)", model: "m", version: 3, source: .sequence, items: list)
+                XCTAssertEqual(try ResponseJSON.encode(r, fragments: fragments), try reference(r), "capacity \(capacity), seed \(seed)")
+                XCTAssertEqual(try ResponseJSON.encode(r, fragments: fragments), try ResponseJSON.encode(r), "again: capacity \(capacity), seed \(seed)")
+            }
+        }
+    }
+
     func testItemListsMatchJSONEncoder() throws {
         for n in [0, 1, 13] {
             let list = items(n, seed: n)
