@@ -136,9 +136,9 @@ extension Database {
                                ks: members.map { requests[$0.index].k }, filters: members.map { requests[$0.index].options.filter },
                                extraExcluded: members.map(\.plan.excluded), titles: members.map { requests[$0.index].options.titles })
             for (member, items) in zip(members, found) {
-                let info = member.plan.info
+                let choice = member.plan.choice
                 results[member.index] = items.map {
-                    Recommendations(user: requests[member.index].user, model: info.model, version: info.version, source: .sequence, items: $0)
+                    Recommendations(user: requests[member.index].user, model: choice.info.model, version: choice.info.version, source: .sequence, items: $0)
                 }
             }
         }
@@ -153,18 +153,27 @@ extension Database {
     /// What a recommendation is computed from, read from the snapshot: the serving version, its loaded model
     /// and item space, the window of events the model reads, and the items to leave out.
     struct RecommendationPlan {
-        let info: ModelVersionInfo
-        let model: LoadedModel
-        let space: EmbeddingSpace
+        let choice: ServingChoice
         let history: [UInt32]
         let excluded: [UInt32]  // may repeat ids: the filter deduplicates
+        var info: ModelVersionInfo { choice.info }
+        var model: LoadedModel { choice.model }
+        var space: EmbeddingSpace { choice.space }
     }
 
     /// The version that serves `options` (its model and version, or the defaults), its loaded model and item space.
-    struct ServingChoice {
+    /// A class: a batch's plans share one (copying the version's description into each cost a few dozen
+    /// reference-count updates a request).
+    final class ServingChoice {
         let info: ModelVersionInfo
         let model: LoadedModel
         let space: EmbeddingSpace
+
+        init(info: ModelVersionInfo, model: LoadedModel, space: EmbeddingSpace) {
+            self.info = info
+            self.model = model
+            self.space = space
+        }
     }
 
     func servingChoice(_ tx: ReadTransaction, options: RecommendOptions) throws -> ServingChoice {
@@ -181,8 +190,7 @@ extension Database {
                             choice: Result<ServingChoice, Error>? = nil) throws -> RecommendationPlan {
         guard k > 0 else { throw RecDBError.invalidArgument("k must be positive") }
         let chosen = try choice?.get() ?? servingChoice(tx, options: options)
-        let info = chosen.info, model = chosen.model
-        let maxLength = info.configuration.maxLength
+        let maxLength = chosen.info.configuration.maxLength
         let history: [UInt32]
         var excluded: [UInt32] = []
         if let sequence {
@@ -196,7 +204,7 @@ extension Database {
         } else {
             history = try tx.recentItems(user: user!, last: maxLength)
         }
-        return RecommendationPlan(info: info, model: model, space: chosen.space, history: history, excluded: excluded)
+        return RecommendationPlan(choice: chosen, history: history, excluded: excluded)
     }
 
     func recommend(_ tx: ReadTransaction, user: UInt32?, externalUser: String?, sequence: [UInt32]?, k: Int,
