@@ -5,7 +5,8 @@ import Foundation
 /// in the `ReadTransaction+*.swift` files.
 public class ReadTransaction {
     let raw: LMDBTransaction
-    unowned let database: Database
+    /// Strong, for the same reason as `LMDBTransaction.environment` (the database holds no transaction).
+    let database: Database
     /// Spaces read in this transaction (and, for writes, changed but not yet flushed).
     var spaceCache: [String: EmbeddingSpace] = [:]
     var eventTypeNames: [UInt16: String]?

@@ -16,6 +16,11 @@ final class SchemaTests: DatabaseTestCase {
         XCTAssertEqual(described, Set(Table.allCases.map(\.rawValue)))
     }
 
+    /// The environment finds a table's handle by its ordinal: each table has its own, in `allCases` order.
+    func testTableOrdinalsAreTheirPlacesInAllCases() {
+        XCTAssertEqual(Table.allCases.map(\.ordinal), Array(0..<Table.allCases.count))
+    }
+
     func testFixedSizeKeysAndValuesMatchWhatTheCodeWrites() throws {
         let tables = try loadJSON("tables.json")
         let byName = Dictionary(uniqueKeysWithValues: (tables["tables"] as! [[String: Any]]).map { ($0["name"] as! String, $0) })

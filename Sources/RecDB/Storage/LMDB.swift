@@ -45,7 +45,9 @@ import Foundation
 // between threads with MDB_NOTLS, and the mutable state is guarded by `resizeLock` and `stateLock`.
 final class LMDBEnvironment: @unchecked Sendable {
     private let env: OpaquePointer
-    private let dbis: [Table: MDB_dbi]
+    /// Each table's handle by `Table.ordinal` (nil: a table a format-3 database lacks). An array, not a
+    /// dictionary: every read looks one up, and hashing the table's name showed in the serving profile.
+    private let dbis: [MDB_dbi?]
     /// Shared by transactions, exclusive for `mdb_env_set_mapsize`. Heap-allocated: a pthread lock must not move.
     private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
     /// Per thread: which transactions of this environment the thread is inside (see `ThreadState`).
@@ -110,7 +112,9 @@ final class LMDBEnvironment: @unchecked Sendable {
         self.env = env
         self.resizeLock = lock
         self.threadKey = key
-        self.dbis = tables
+        var byOrdinal = [MDB_dbi?](repeating: nil, count: Table.allCases.count)
+        for (table, dbi) in tables { byOrdinal[table.ordinal] = dbi }
+        self.dbis = byOrdinal
     }
 
     deinit {
@@ -578,10 +582,10 @@ final class LMDBEnvironment: @unchecked Sendable {
         try LMDBEnvironment.check(mdb_env_copy2(env, directory, compact ? UInt32(MDB_CP_COMPACT) : 0), "copying to \(directory)")
     }
 
-    func dbi(_ table: Table) -> MDB_dbi { dbis[table]! }
+    func dbi(_ table: Table) -> MDB_dbi { dbis[table.ordinal]! }
 
     /// False only for a table a format-3 database lacks, opened read-only (see `openTables`).
-    func hasTable(_ table: Table) -> Bool { dbis[table] != nil }
+    func hasTable(_ table: Table) -> Bool { dbis[table.ordinal] != nil }
 
     /// Throws for a non-zero LMDB status. With `file` (operations inside a transaction), a damaged page is
     /// `RecDBError.damaged` naming the file, and so is `MDB_BAD_TXN`: RecDB ends a transaction at its first
@@ -602,7 +606,9 @@ final class LMDBEnvironment: @unchecked Sendable {
 /// A live LMDB transaction. Valid only inside the closure that received it.
 final class LMDBTransaction {
     fileprivate var txn: OpaquePointer?
-    unowned let environment: LMDBEnvironment
+    /// Strong: an `unowned` reference costs two atomic updates of the environment's count on every use, and
+    /// all threads share the environment (the environment holds no transaction: no cycle).
+    let environment: LMDBEnvironment
     let readOnly: Bool
     /// Set when LMDB reported MDB_MAP_FULL: the transaction is then unusable and must be rolled back
     /// even if the caller's closure swallowed the error.

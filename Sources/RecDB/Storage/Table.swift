@@ -32,6 +32,25 @@ enum Table: String, CaseIterable {
     /// format version, counters, import ledger, event-type names
     case meta
 
+    /// The table's place in `allCases` (0 ..< allCases.count).
+    var ordinal: Int {
+        switch self {
+        case .items: 0
+        case .itemIDs: 1
+        case .users: 2
+        case .userIDs: 3
+        case .userEvents: 4
+        case .userEventsDelta: 5
+        case .spaces: 6
+        case .vectors: 7
+        case .vectorLog: 8
+        case .profiles: 9
+        case .models: 10
+        case .indexes: 11
+        case .meta: 12
+        }
+    }
+
     /// Tables a format-3 database does not have (it is still read; opened for writing, it is upgraded).
     var isAbsentBeforeFormat4: Bool { self == .userEventsDelta }
 }
