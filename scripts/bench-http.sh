@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue #16's load check for `rdbctl serve`, in one run, on the Beauty SASRec model:
 #  1. ROUNDS times, alternated: wrk (WRK_THREADS threads, CONNECTIONS connections, DURATION s) on
-#     GET /v1/users/{random user}/recommendations?k=10 -> req/s, p50, p99; then the in-process peer,
-#     `db.recommend` on all cores (serve-bench --throughput-only) for INPROC_SECONDS -> users/s, and the ratio.
+#     GET /v1/users/{user}/recommendations?k=10 (every user once, shuffled: scripts/wrk-recommendations.lua)
+#     -> req/s, p50, p99; then the in-process peer, `db.recommend` on all cores (serve-bench --throughput-only)
+#     for INPROC_SECONDS -> users/s, and the ratio.
 #  2. The same wrk load, then the same in-process run on the server's database, while a writer (a second wrk,
 #     one connection) posts batches of 10 random events to POST /v1/events back to back throughout; then a check
 #     that every batch it was answered 200 for is in the database.
@@ -32,18 +33,6 @@ stat_of() { $R stats "$DB" --json | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
 USERS=$(( $(stat_of users) - 1 )); ITEMS=$(stat_of items); EVENTS_BEFORE=$(stat_of interactions)
 TMP=$(mktemp -d); SERVER=""
 trap 'rm -rf "$TMP"; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; true' EXIT
-cat > "$TMP/read.lua" <<LUAEOF
--- Every user once in a shuffled order (seed 7), then again: the requests are formatted once, in init, because
--- formatting one per request in Lua cost wrk ~1.2 us of the cores it shares with the server (of its ~9).
-local requests, n, i = {}, $USERS, 0
-init = function(args)
-  math.randomseed(7)
-  for u = 1, n do requests[u] = u end
-  for u = n, 2, -1 do local j = math.random(1, u); requests[u], requests[j] = requests[j], requests[u] end
-  for u = 1, n do requests[u] = wrk.format("GET", "/v1/users/" .. requests[u] .. "/recommendations?k=10") end
-end
-request = function() i = i % n + 1; return requests[i] end
-LUAEOF
 cat > "$TMP/write.lua" <<LUAEOF
 math.randomseed(11)
 wrk.method = "POST"
@@ -69,7 +58,7 @@ machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, 
 wrk_run() {
   local label=$1 lua=$2 threads=$3 connections=$4 quiet=${5:-} seconds=${6:-$DURATION} s0 m0 m1 s1 wu ws
   s0=$(proc_ticks "$SERVER"); m0=$(machine_ticks)
-  { TIMEFORMAT='%U %S'; time wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$lua" "http://127.0.0.1:$PORT" > "$TMP/$label.out"; } 2> "$TMP/$label.time"
+  { TIMEFORMAT='%U %S'; time wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$lua" "http://127.0.0.1:$PORT" -- "$USERS" > "$TMP/$label.out"; } 2> "$TMP/$label.time"
   s1=$(proc_ticks "$SERVER"); m1=$(machine_ticks)
   awk -v l="$label" '/Requests\/sec/ {rps=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} /Non-2xx/ {bad=$NF} /requests in/ {n=$1}
     END {printf "%s: %s req/s, p50 %s, p99 %s, non-2xx %d (%d requests)\n", l, rps, p50, p99, bad+0, n}' "$TMP/$label.out"
@@ -90,18 +79,18 @@ ratios() {
 }
 
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
-echo "reads: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, GET /v1/users/{random of $USERS}/recommendations?k=10"
+echo "reads: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, GET /v1/users/{each of $USERS users, shuffled}/recommendations?k=10"
 echo "in-process: serve-bench --throughput-only --seconds $INPROC_SECONDS (db.recommend on $(nproc) cores, first 20,000 users)"
 curl -sf "http://127.0.0.1:$PORT/v1/users/1/recommendations?k=10" >/dev/null   # loads the model before timing
 # The first seconds after start are slower (caches, the map's pages, the allocator's arenas): they are measured and
 # printed on their own, so the rounds below measure the steady state. WARMUP=0 skips them.
 if [ "$WARMUP" -gt 0 ]; then
   echo "warm-up, the first $WARMUP s after start (not in the rounds):"
-  wrk_run warmup "$TMP/read.lua" "$WRK_THREADS" "$CONNECTIONS" quiet "$WARMUP" | sed "s/^/  /"
+  wrk_run warmup scripts/wrk-recommendations.lua "$WRK_THREADS" "$CONNECTIONS" quiet "$WARMUP" | sed "s/^/  /"
 fi
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
-  wrk_run "http-$round" "$TMP/read.lua" "$WRK_THREADS" "$CONNECTIONS"
+  wrk_run "http-$round" scripts/wrk-recommendations.lua "$WRK_THREADS" "$CONNECTIONS"
   inproc=$($B --throughput-only --seconds "$INPROC_SECONDS")
   echo "  $inproc"
   ratios "http-$round" "$inproc"
@@ -110,7 +99,7 @@ done
 echo "with a concurrent writer: wrk -t1 -c1 POST /v1/events, batches of $BATCH random events, back to back"
 # The writer runs through the HTTP reads and the in-process run after them (a few seconds to spare for start-up).
 wrk_run writer "$TMP/write.lua" 1 1 quiet $((DURATION + INPROC_SECONDS + 5)) > "$TMP/writer.report" & WRITER=$!
-wrk_run "http-with-writer" "$TMP/read.lua" "$WRK_THREADS" "$CONNECTIONS"
+wrk_run "http-with-writer" scripts/wrk-recommendations.lua "$WRK_THREADS" "$CONNECTIONS"
 inproc=$($B --throughput-only --seconds "$INPROC_SECONDS" --work "$HTTPWORK")
 echo "  $inproc (the server's database, the writer still posting)"
 ratios http-with-writer "$inproc"
