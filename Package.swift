@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         // Hummingbird's HTTP part types (NIOHTTPTypes), named only for the server's recommendation fast path.
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.34.1"),
+        // Hummingbird's service runner, named only so the server can stop gracefully when its task is cancelled.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // MARK: - C bindings (system libraries and the Faiss shim)
@@ -51,7 +53,8 @@ let package = Package(
             dependencies: ["RecDB", .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdCore", package: "hummingbird"),
                            .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOHTTPTypes", package: "swift-nio-extras")],
+                           .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Sources/RecDBServer"
         ),
 

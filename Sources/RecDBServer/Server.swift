@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import RecDB
+import ServiceLifecycle
 import Synchronization
 
 /// `rdbctl serve`: JSON over HTTP and a dashboard, a thin layer over one `Database` in this process.
@@ -65,9 +66,26 @@ public final class RecDBServer: Sendable {
         )
     }
 
-    /// Runs until the process is stopped (SIGINT/SIGTERM end it gracefully).
-    public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        try await application(onListening: onListening).runService()
+    /// Runs until the task running it is cancelled, or, with `stopOnSignals`, until the process gets SIGINT or
+    /// SIGTERM; either way it stops gracefully: requests in flight are answered, then connections close.
+    ///
+    /// `stopOnSignals` is for a process that exists to serve (`rdbctl serve`): it takes over the process's
+    /// handling of those two signals. Without it (the default, for a host app) signal handling is left as it is.
+    ///
+    /// Why cancellation is turned into a graceful shutdown: cancelled mid-request, the server's tasks could leave
+    /// NIO's async writer unfinished, which traps (ends the host process) when the writer is released. The
+    /// service group runs in a task of its own, which the caller's cancellation does not reach.
+    public func run(stopOnSignals: Bool = false, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let application = application(onListening: onListening)
+        let group = ServiceGroup(configuration: .init(services: [application],
+                                                      gracefulShutdownSignals: stopOnSignals ? [.sigterm, .sigint] : [],
+                                                      logger: application.logger))
+        let running = Task { try await group.run() }
+        try await withTaskCancellationHandler {
+            try await running.value
+        } onCancel: {
+            Task { await group.triggerGracefulShutdown() }
+        }
         jobs.waitForAll()
     }
 

@@ -53,7 +53,7 @@ struct Serve: ParsableCommand {
         // The command is synchronous; the server runs on Swift concurrency until SIGINT/SIGTERM.
         Task {
             do {
-                try await server.run { port in
+                try await server.run(stopOnSignals: true) { port in
                     // Written unbuffered: a script waiting for this line must see it at once.
                     FileHandle.standardOutput.write(Data("RecDB serving \(path) at http://\(host):\(port)/ (\(mode), \(auth)); Ctrl-C stops\n".utf8))
                 }
