@@ -7,6 +7,8 @@ let package = Package(
     name: "RecDB",
     products: [
         .library(name: "RecDB", targets: ["RecDB"]),
+        // The HTTP server, for an app that serves its database itself (as `rdbctl serve` does).
+        .library(name: "RecDBServer", targets: ["RecDBServer"]),
         .executable(name: "rdbctl", targets: ["rdbctl"]),
     ],
     dependencies: [
