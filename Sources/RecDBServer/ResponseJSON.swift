@@ -78,10 +78,10 @@ struct ResponseJSON {
         raw("[")
         for (i, item) in items.enumerated() {
             if i > 0 { raw(",") }
-            let (head, tail) = fragments.fragments(for: item)
-            bytes.append(contentsOf: head)
+            let entry = fragments.fragments(for: item)
+            bytes.append(contentsOf: entry.head)
             try number(item.score)
-            bytes.append(contentsOf: tail)
+            bytes.append(contentsOf: entry.tail)
         }
         raw("]")
     }
@@ -110,9 +110,10 @@ struct ResponseJSON {
         guard f.isFinite else {
             throw EncodingError.invalidValue(f, .init(codingPath: [], debugDescription: "Unable to encode Float.\(f) directly in JSON."))
         }
-        var s = f.description
-        if s.hasSuffix(".0") { s.removeLast(2) }
-        raw(s)
+        // Appended, then trimmed in place: the String's own suffix check and removal cost more than the digits.
+        bytes.append(contentsOf: f.description.utf8)
+        let n = bytes.count
+        if n >= 2 && bytes[n - 2] == UInt8(ascii: ".") && bytes[n - 1] == UInt8(ascii: "0") { bytes.removeLast(2) }
     }
 
     /// RFC 8259 escapes as JSONEncoder writes them: `"` and `\`, the short forms for \b \f \n \r \t,
@@ -161,12 +162,21 @@ struct ResponseJSON {
 /// id (a colliding item replaces the entry): `capacity` entries at most, a few MiB. One per event loop (used
 /// on the loop only, so it takes no lock).
 final class ItemFragments {
-    private struct Entry {
-        var id: UInt32
-        var item: String
-        var title: String?
-        var head: [UInt8]
-        var tail: [UInt8]
+    /// A class: handing out an entry is one reference count, not one for each of its strings and arrays.
+    final class Entry {
+        let id: UInt32
+        let item: String
+        let title: String?
+        let head: [UInt8]
+        let tail: [UInt8]
+
+        init(id: UInt32, item: String, title: String?, head: [UInt8], tail: [UInt8]) {
+            self.id = id
+            self.item = item
+            self.title = title
+            self.head = head
+            self.tail = tail
+        }
     }
 
     private var slots: [Entry?]
@@ -179,13 +189,14 @@ final class ItemFragments {
         mask = capacity - 1
     }
 
-    func fragments(for item: ScoredItem) -> (head: [UInt8], tail: [UInt8]) {
+    func fragments(for item: ScoredItem) -> Entry {
         let slot = Int(item.id) & mask
         if let entry = slots[slot], entry.id == item.id, entry.item == item.item, entry.title == item.title {
-            return (entry.head, entry.tail)
+            return entry
         }
         let (head, tail) = ResponseJSON.fragments(of: item)
-        slots[slot] = Entry(id: item.id, item: item.item, title: item.title, head: head, tail: tail)
-        return (head, tail)
+        let entry = Entry(id: item.id, item: item.item, title: item.title, head: head, tail: tail)
+        slots[slot] = entry
+        return entry
     }
 }
