@@ -58,17 +58,10 @@ struct ResponseJSON {
     private mutating func write(_ items: [ScoredItem]) throws {
         raw("[")
         for (i, item) in items.enumerated() {
-            raw(i == 0 ? "{\"id\":" : ",{\"id\":")
-            raw(String(item.id))
-            raw(",\"item\":")
-            string(item.item)
-            raw(",\"score\":")
+            if i > 0 { raw(",") }
+            itemHead(item)
             try number(item.score)
-            if let title = item.title {
-                raw(",\"title\":")
-                string(title)
-            }
-            raw("}")
+            itemTail(item)
         }
         raw("]")
     }
@@ -86,20 +79,30 @@ struct ResponseJSON {
         raw("]")
     }
 
-    /// An item's JSON before its score (`{"id":…,"item":"…","score":`) and after it (`,"title":"…"}`).
+    /// An item's JSON before its score: `{"id":…,"item":"…","score":`.
+    private mutating func itemHead(_ item: ScoredItem) {
+        raw("{\"id\":")
+        raw(String(item.id))
+        raw(",\"item\":")
+        string(item.item)
+        raw(",\"score\":")
+    }
+
+    /// An item's JSON after its score: `,"title":"…"}` (or `}` without a title).
+    private mutating func itemTail(_ item: ScoredItem) {
+        if let title = item.title {
+            raw(",\"title\":")
+            string(title)
+        }
+        raw("}")
+    }
+
+    /// `itemHead` and `itemTail` on their own, for `ItemFragments`.
     fileprivate static func fragments(of item: ScoredItem) -> (head: [UInt8], tail: [UInt8]) {
         var head = ResponseJSON(capacity: 32 + item.item.utf8.count)
-        head.raw("{\"id\":")
-        head.raw(String(item.id))
-        head.raw(",\"item\":")
-        head.string(item.item)
-        head.raw(",\"score\":")
+        head.itemHead(item)
         var tail = ResponseJSON(capacity: 16 + (item.title?.utf8.count ?? 0))
-        if let title = item.title {
-            tail.raw(",\"title\":")
-            tail.string(title)
-        }
-        tail.raw("}")
+        tail.itemTail(item)
         return (head.bytes, tail.bytes)
     }
 

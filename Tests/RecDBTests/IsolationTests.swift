@@ -92,6 +92,45 @@ final class IsolationTests: DatabaseTestCase {
         return o
     }
 
+    /// What a reader of one snapshot sees before and after `change`: `read` runs twice in one read transaction
+    /// on another thread, and `change` (given the first reading) runs on this thread in between.
+    static func readTwice<T>(_ db: Database, _ read: @escaping @Sendable (ReadTransaction) throws -> T,
+                             around change: (T) throws -> Void) throws -> (before: T, after: T) {
+        let taken = DispatchSemaphore(value: 0), proceed = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var first: T?
+        nonisolated(unsafe) var second: T?
+        nonisolated(unsafe) var failure: Error?
+        let reader = Thread {
+            do {
+                try db.read { tx in
+                    first = try read(tx)
+                    taken.signal()
+                    proceed.wait()
+                    second = try read(tx)
+                }
+            } catch {
+                failure = error
+                taken.signal()
+            }
+            done.signal()
+        }
+        reader.start()
+        taken.wait()
+        guard let before = first else {
+            done.wait()
+            throw failure!
+        }
+        do { try change(before) } catch {
+            proceed.signal()
+            done.wait()
+            throw error
+        }
+        proceed.signal()
+        done.wait()
+        if let failure { throw failure }
+        return (before, second!)
+    }
+
     /// A reader holding a snapshot taken before a writer adds, deletes, hides and moves items (and
     /// the index is rebuilt) gets exactly the results it got before, while readers of the new state
     /// — which move the shared in-process indexes forward — see the writes.
@@ -103,95 +142,55 @@ final class IsolationTests: DatabaseTestCase {
         var rng = SeededGenerator(seed: 99)
         let queries = (0..<4).map { _ in (0..<Self.dimension).map { _ in Float.random(in: -1...1, using: &rng) } }
 
-        let baselineTaken = DispatchSemaphore(value: 0), writesDone = DispatchSemaphore(value: 0), readerDone = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var baseline: Observation?
-        nonisolated(unsafe) var again: Observation?
-        nonisolated(unsafe) var readerError: Error?
-        let reader = Thread {
-            do {
-                try db.read { tx in
-                    baseline = try Self.observe(db, tx, queries: queries)
-                    baselineTaken.signal()
-                    writesDone.wait()
-                    again = try Self.observe(db, tx, queries: queries)
+        @Sendable func observed(_ tx: ReadTransaction) throws -> Observation { try Self.observe(db, tx, queries: queries) }
+        var current: Observation?
+        let (old, again) = try Self.readTwice(db, observed) { old in
+            // New items whose text vectors are the queries (so each is the best hit of its query); their
+            // model-space vectors come from cold start. Then deletions, unavailability and moved vectors.
+            try db.write { tx in
+                for (j, q) in queries.enumerated() {
+                    let id = try tx.upsertItem(ItemInput(externalID: "new\(j)", title: "New \(j)", attributesJSON: #"{"parity": "0"}"#))
+                    try tx.putVector(space: "text", entity: id, q)
                 }
-            } catch {
-                readerError = error
-                baselineTaken.signal()
             }
-            readerDone.signal()
-        }
-        reader.start()
-        baselineTaken.wait()
-        let old = try XCTUnwrap(baseline, "\(readerError.map { "\($0)" } ?? "")")
-
-        // New items whose text vectors are the queries (so each is the best hit of its query); their
-        // model-space vectors come from cold start. Then deletions, unavailability and moved vectors.
-        try db.write { tx in
+            let deleted = try XCTUnwrap(db.read { try $0.itemID(for: old.searches[0][0].item) })
+            let hidden = try XCTUnwrap(db.read { try $0.itemID(for: old.recommendations[0][0].item) })
+            let moved = try XCTUnwrap(db.read { try $0.itemID(for: old.similar[0][0].item) })
+            try db.write { tx in
+                try tx.deleteItem(id: deleted)
+                try tx.setAvailability(item: hidden, false)
+                try tx.putVector(space: "text", entity: moved, queries[1].map { -$0 })
+                let recommended = try XCTUnwrap(try tx.itemID(for: old.recommendations[1][0].item))
+                try tx.putVector(space: "m@1", entity: recommended, [Float](repeating: -1, count: 16))
+            }
             for (j, q) in queries.enumerated() {
-                let id = try tx.upsertItem(ItemInput(externalID: "new\(j)", title: "New \(j)", attributesJSON: #"{"parity": "0"}"#))
-                try tx.putVector(space: "text", entity: id, q)
+                XCTAssertEqual(try db.nearest(to: q, k: 1, space: "text").first?.item, "new\(j)", "the new state sees the new items")
             }
+            XCTAssertEqual(try db.read { try $0.space(named: "m@1")?.version }, UInt64(Self.itemCount + queries.count + 1),
+                           "cold start gave the new items model-space vectors")
+            let now = try db.read(observed)
+            XCTAssertNotEqual(now.searches, old.searches)
+            XCTAssertNotEqual(now.recommendations, old.recommendations)
+            XCTAssertFalse(now.recommendations.joined().contains { $0.id == hidden || $0.id == deleted })
+            // The shared live index now reflects the newest snapshot, ahead of the old reader's.
+            let live = try db.read { tx in try db.liveIndex(space: tx.requireSpace("text"), tx: tx) }
+            XCTAssertEqual(live.appliedVersion, try db.read { try $0.requireSpace("text").version })
+            XCTAssertGreaterThan(live.appliedVersion, UInt64(Self.itemCount))
+            current = now
         }
-        let deleted = try XCTUnwrap(db.read { try $0.itemID(for: old.searches[0][0].item) })
-        let hidden = try XCTUnwrap(db.read { try $0.itemID(for: old.recommendations[0][0].item) })
-        let moved = try XCTUnwrap(db.read { try $0.itemID(for: old.similar[0][0].item) })
-        try db.write { tx in
-            try tx.deleteItem(id: deleted)
-            try tx.setAvailability(item: hidden, false)
-            try tx.putVector(space: "text", entity: moved, queries[1].map { -$0 })
-            let recommended = try XCTUnwrap(try tx.itemID(for: old.recommendations[1][0].item))
-            try tx.putVector(space: "m@1", entity: recommended, [Float](repeating: -1, count: 16))
-        }
-        for (j, q) in queries.enumerated() {
-            XCTAssertEqual(try db.nearest(to: q, k: 1, space: "text").first?.item, "new\(j)", "the new state sees the new items")
-        }
-        XCTAssertEqual(try db.read { try $0.space(named: "m@1")?.version }, UInt64(Self.itemCount + queries.count + 1),
-                       "cold start gave the new items model-space vectors")
-        let current = try db.read { try Self.observe(db, $0, queries: queries) }
-        XCTAssertNotEqual(current.searches, old.searches)
-        XCTAssertNotEqual(current.recommendations, old.recommendations)
-        XCTAssertFalse(current.recommendations.joined().contains { $0.id == hidden || $0.id == deleted })
-        // The shared live index now reflects the newest snapshot, ahead of the old reader's.
-        let live = try db.read { tx in try db.liveIndex(space: tx.requireSpace("text"), tx: tx) }
-        XCTAssertEqual(live.appliedVersion, try db.read { try $0.requireSpace("text").version })
-        XCTAssertGreaterThan(live.appliedVersion, UInt64(Self.itemCount))
 
-        // The old reader, before and after an index rebuild that only the new state sees.
-        writesDone.signal()
-        readerDone.wait()
-        XCTAssertNil(readerError)
         XCTAssertEqual(again, old)
         XCTAssertEqual(old.searches.map(\.count), [8, 8, 8, 8])
         XCTAssertTrue(old.recommendations.allSatisfy { $0.count == 10 })
 
-        let rebuildBaseline = DispatchSemaphore(value: 0), rebuilt = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var before: Observation?
-        nonisolated(unsafe) var after: Observation?
-        let second = Thread {
-            do {
-                try db.read { tx in
-                    before = try Self.observe(db, tx, queries: queries)
-                    rebuildBaseline.signal()
-                    rebuilt.wait()
-                    after = try Self.observe(db, tx, queries: queries)
-                }
-            } catch {
-                readerError = error
-                rebuildBaseline.signal()
+        // A reader of the new state, before and after an index rebuild that only the newer state sees.
+        let (before, after) = try Self.readTwice(db, observed) { _ in
+            try db.write { tx in
+                for j in 0..<queries.count { try tx.deleteItem(id: try XCTUnwrap(try tx.itemID(for: "new\(j)"))) }
             }
-            readerDone.signal()
+            try db.buildIndex(space: "text")
+            XCTAssertFalse(try db.nearest(to: queries[0], k: 8, space: "text").contains { $0.item.hasPrefix("new") })
         }
-        second.start()
-        rebuildBaseline.wait()
-        try db.write { tx in
-            for j in 0..<queries.count { try tx.deleteItem(id: try XCTUnwrap(try tx.itemID(for: "new\(j)"))) }
-        }
-        try db.buildIndex(space: "text")
-        XCTAssertFalse(try db.nearest(to: queries[0], k: 8, space: "text").contains { $0.item.hasPrefix("new") })
-        rebuilt.signal()
-        readerDone.wait()
-        XCTAssertNil(readerError)
         XCTAssertEqual(before, current)
         XCTAssertEqual(after, current, "an index rebuild does not change an older snapshot's results")
     }
@@ -207,31 +206,10 @@ final class IsolationTests: DatabaseTestCase {
         @Sendable func titles(_ tx: ReadTransaction) throws -> [String?] { try db.itemDescriptions(tx, ids).map { $0?.title } }
         XCTAssertEqual(try db.read(titles), ["Item 3", "Item 5", "Item 7", nil])
 
-        let taken = DispatchSemaphore(value: 0), proceed = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var before: [String?] = []
-        nonisolated(unsafe) var after: [String?] = []
-        nonisolated(unsafe) var failure: Error?
-        let reader = Thread {
-            do {
-                try db.read { tx in
-                    before = try titles(tx)
-                    taken.signal()
-                    proceed.wait()
-                    after = try titles(tx)
-                }
-            } catch {
-                failure = error
-                taken.signal()
-            }
-            done.signal()
+        let (before, after) = try Self.readTwice(db, titles) { _ in
+            _ = try db.write { tx in try tx.upsertItem(ItemInput(externalID: "i5", title: "Renamed 5")) }
+            XCTAssertEqual(try db.read(titles), ["Item 3", "Renamed 5", "Item 7", nil], "the new snapshot's titles (now cached)")
         }
-        reader.start()
-        taken.wait()
-        try db.write { tx in try tx.upsertItem(ItemInput(externalID: "i5", title: "Renamed 5")) }
-        XCTAssertEqual(try db.read(titles), ["Item 3", "Renamed 5", "Item 7", nil], "the new snapshot's titles (now cached)")
-        proceed.signal()
-        done.wait()
-        XCTAssertNil(failure)
         XCTAssertEqual(before, ["Item 3", "Item 5", "Item 7", nil])
         XCTAssertEqual(after, before, "an old snapshot keeps its titles")
 
